@@ -1,0 +1,283 @@
+"""One client connection: handshake, identity, rate limits, and dispatch to its session.
+
+Rules this module keeps:
+
+1. **Identity comes from the connection.** A connection becomes a player, host or display
+   only through ``join``/``resume``/``host``/``watch``; the participant id of every later
+   command is the one bound to the connection, never a field the client sends.
+2. **Bad input costs the sender, nobody else.** A frame that does not decode, a message the
+   role may not send, a refused command: each gets an ``error`` with a stable code and the
+   connection stays open, unless the code says to close (oversize, text frames) or the client
+   keeps flooding (rate-limited past ``flood_strikes``: close 1008).
+3. **Every wait has a deadline.** A connection that does not identify itself within
+   ``join_timeout`` is closed (``handshake_timeout``); a wrong join code looks the same whether
+   or not the code exists, and guesses are rate limited per address.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from pubquiz_engine.errors import (
+    CloseCode,
+    ErrorCode,
+    LocalError,
+    ProtocolError,
+    QuizFileError,
+    Rejected,
+    RemoteError,
+    StaleEpoch,
+    StoreError,
+)
+from pubquiz_engine.game import commands
+from pubquiz_engine.protocol import codec
+from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server import credentials
+from pubquiz_engine.server.ratelimit import TokenBucket
+from pubquiz_engine.server.session import LiveSession, Member
+from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
+
+if TYPE_CHECKING:
+    from pubquiz_engine.server.engine import Engine
+
+log = logging.getLogger(__name__)
+_conn_ids = itertools.count(1)
+
+# Host commands without arguments, from wire type to game command.
+_HOST_SIMPLE: dict[type[m.Message], type[commands.Command]] = {
+    m.Start: commands.Start,
+    m.Next: commands.Next,
+    m.Close: commands.CloseQuestion,
+    m.Pause: commands.Pause,
+    m.Unpause: commands.Resume,
+    m.Reveal: commands.Reveal,
+    m.Skip: commands.Skip,
+}
+
+
+def _host_command(msg: m.Message) -> commands.Command | None:
+    simple = _HOST_SIMPLE.get(type(msg))
+    if simple is not None:
+        return simple()
+    if isinstance(msg, m.Extend):
+        return commands.Extend(seconds=float(msg.seconds))
+    if isinstance(msg, m.ShowLeaderboard):
+        return commands.ShowLeaderboard(round=msg.round)
+    if isinstance(msg, m.Mark):
+        return commands.Mark(question=msg.q, participant=msg.participant, correct=msg.correct)
+    if isinstance(msg, m.Adjust):
+        return commands.AdjustScore(participant=msg.participant, delta=msg.delta,
+                                    reason=msg.reason)
+    if isinstance(msg, m.Kick):
+        return commands.Kick(participant=msg.participant)
+    if isinstance(msg, m.End):
+        return commands.End()
+    return None
+
+
+def _player_command(msg: m.Message, participant: int) -> commands.Command | None:
+    if isinstance(msg, m.Joker):
+        return commands.PlayJoker(participant=participant, round=msg.round)
+    if isinstance(msg, m.Wager):
+        return commands.PlaceWager(participant=participant, round=msg.round, amount=msg.amount)
+    if isinstance(msg, m.Leave):
+        return commands.Leave(participant=participant)
+    return None
+
+
+class Connection:
+    """The handler of one WebSocket (``Engine`` runs ``handle`` for each)."""
+
+    def __init__(self, engine: Engine, ws: WebSocket, address: str) -> None:
+        self.engine = engine
+        self.ws = ws
+        self.address = address
+        self.id = next(_conn_ids)
+        self.member: Member | None = None
+        self.session: LiveSession | None = None
+        cfg = engine.config
+        self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=trio.current_time())
+        self._strikes = 0
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _send(self, message: m.Message) -> None:
+        self.ws.send(codec.encode(message))
+
+    def _error(self, rid: int | None, code: ErrorCode, message: str) -> None:
+        self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
+                                retryable=code.retryable))
+        self.engine.metrics.frame_error(str(code))
+        close = code.close_code
+        if close is not None:
+            self.ws.close(close, f"{code}: {message}"[:120])
+
+    async def _next_message(self) -> m.Message | None:
+        """The next decodable client message, or None after answering an undecodable one."""
+        data = await self.ws.receive()
+        self.engine.metrics.messages_in += 1
+        if not self._bucket.take(trio.current_time()):
+            self._strikes += 1
+            if self._strikes >= self.engine.config.flood_strikes:
+                self._error(None, ErrorCode.RATE_LIMITED, "too many messages")
+                self.ws.close(CloseCode.POLICY_VIOLATION, "flooding")
+            else:
+                self._error(None, ErrorCode.RATE_LIMITED, "too many messages; slow down")
+            return None
+        try:
+            return codec.decode(data)
+        except ProtocolError as exc:
+            self._error(getattr(exc, "rid", None), exc.code, exc.message)
+            return None
+
+    # --- the life of a connection -------------------------------------------------------------
+
+    async def handle(self) -> None:
+        try:
+            with trio.move_on_after(self.engine.config.join_timeout) as scope:
+                while self.member is None and not self.ws.closed:
+                    msg = await self._next_message()
+                    if msg is not None:
+                        self._identify(msg)
+            if scope.cancelled_caught and self.member is None:
+                self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
+                return
+            while not self.ws.closed:
+                msg = await self._next_message()
+                if msg is not None:
+                    await self._dispatch(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.session is not None and self.member is not None:
+                self.session.detach(self.member)
+
+    def _identify(self, msg: m.Message) -> None:
+        """Handle a message from a connection that is not yet a member of a session."""
+        rid = getattr(msg, "rid", None)
+        try:
+            if isinstance(msg, m.Ping):
+                self._send(m.Pong(rid=msg.rid))
+            elif isinstance(msg, m.CreateSession):
+                self._create_session(msg)
+            elif isinstance(msg, m.Join | m.Resume | m.Host | m.Watch):
+                if not self.engine.join_limiter.take(self.address, trio.current_time()):
+                    raise Rejected(ErrorCode.RATE_LIMITED, "too many join attempts; wait")
+                self._enter(msg)
+            else:
+                raise Rejected(ErrorCode.NOT_JOINED, "join, resume, host or watch first")
+        except RemoteError as exc:
+            self._error(rid, exc.code, exc.message)
+
+    def _session_for(self, raw_code: str) -> LiveSession:
+        code = credentials.normalise_code(raw_code)
+        session = self.engine.sessions.get(code) if code is not None else None
+        if session is None or session.end_reason is not None:
+            # The same answer for a code that never existed and one that ended: a guesser
+            # learns nothing about which codes are live.
+            raise Rejected(ErrorCode.BAD_CODE, "no live session has that code")
+        return session
+
+    def _enter(self, msg: m.Join | m.Resume | m.Host | m.Watch) -> None:
+        if isinstance(msg, m.Resume):
+            parsed = credentials.parse_resume_token(msg.token)
+            if parsed is None:
+                raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
+            code, participant, secret = parsed
+            session = self.engine.sessions.get(code)
+            if session is None or session.end_reason is not None:
+                raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
+            member = Member(ws=self.ws, role="player", conn_id=self.id)
+            session.resume(member, msg.rid, participant, secret, msg.last_seq)
+        elif isinstance(msg, m.Join):
+            session = self._session_for(msg.code)
+            member = Member(ws=self.ws, role="player", conn_id=self.id)
+            session.join(member, msg.rid, msg.name, msg.team)
+        elif isinstance(msg, m.Host):
+            session = self._session_for(msg.code)
+            session.check_host(msg.token)
+            member = Member(ws=self.ws, role="host", conn_id=self.id)
+            session.attach_watcher(member, msg.rid, msg.last_seq)
+        else:
+            session = self._session_for(msg.code)
+            member = Member(ws=self.ws, role="display", conn_id=self.id)
+            session.attach_watcher(member, msg.rid, msg.last_seq)
+        self.session, self.member = session, member
+
+    def _create_session(self, msg: m.CreateSession) -> None:
+        key = self.engine.config.operator_key
+        if not key or not credentials.same_secret(msg.key, key):
+            raise Rejected(ErrorCode.BAD_KEY, "wrong operator key")
+        try:
+            session, host_token = self.engine.create_session_from_request(
+                quiz_path=msg.quiz_path, quiz_data=msg.quiz, mode=msg.mode, options=msg.options)
+        except QuizFileError as exc:
+            raise Rejected(ErrorCode.INVALID_COMMAND,
+                           "quiz refused: " + "; ".join(exc.problems[:20])) from None
+        self._send(m.SessionCreated(rid=msg.rid, code=session.code, host_token=host_token))
+
+    async def _dispatch(self, msg: m.Message) -> None:
+        session, member = self.session, self.member
+        assert session is not None and member is not None
+        rid: int | None = getattr(msg, "rid", None)
+        try:
+            if isinstance(msg, m.Ping):
+                self._send(m.Pong(rid=msg.rid))
+                return
+            if session.end_reason is not None:
+                raise Rejected(ErrorCode.SESSION_ENDED, "this session has ended")
+            if member.role == "host":
+                command = _host_command(msg)
+            elif member.role == "player" and member.participant is not None:
+                if isinstance(msg, m.Answer):
+                    await self._answer(session, member.participant, msg)
+                    return
+                command = _player_command(msg, member.participant)
+            else:
+                command = None
+            if command is None:
+                if isinstance(msg, m.Join | m.Resume | m.Host | m.Watch | m.CreateSession):
+                    raise Rejected(ErrorCode.ALREADY_JOINED, "this connection already joined")
+                raise Rejected(ErrorCode.FORBIDDEN, f"a {member.role} may not send {msg.TYPE}")
+            session.command(command)
+            assert rid is not None
+            self._send(m.Ok(rid=rid))
+            if isinstance(command, commands.Leave):
+                self.ws.close(CloseCode.NORMAL, "left the session")
+        except RemoteError as exc:
+            self._error(rid, exc.code, exc.message)
+
+    async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
+        metrics = self.engine.metrics
+        started = trio.current_time()
+        try:
+            ticket = session.answer(participant, msg.q, msg.value, msg.rid)
+        except Rejected as exc:
+            metrics.answer_rejected(str(exc.code))
+            raise
+        metrics.answer_accepted()
+        if ticket is not None and self.engine.config.ack_mode == "durable":
+            try:
+                await ticket.wait()
+            except StaleEpoch:
+                raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
+            except (StoreError, LocalError):
+                raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
+        self._send(m.AnswerAck(rid=msg.rid, q=msg.q))
+        metrics.ack_latency(trio.current_time() - started)
+
+
+def client_address(ws: WebSocket, trust_forwarded_for: bool) -> str:
+    """The client's address: the peer's, or the first X-Forwarded-For hop behind our proxy."""
+    if trust_forwarded_for:
+        for name, value in ws.request_headers:
+            if name.lower() == "x-forwarded-for" and value.strip():
+                return value.split(",")[0].strip()
+    remote: Any = ws.remote_address
+    if isinstance(remote, tuple) and remote:
+        return str(remote[0])
+    return str(remote)

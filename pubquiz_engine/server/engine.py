@@ -1,0 +1,339 @@
+"""The engine: the root nursery that holds the transport, the persister and every session.
+
+```
+engine (root nursery)
+├── websocket server      transport.serve (a task per connection)
+├── admin HTTP (optional) the same routes on a second port
+├── write-behind persister
+└── sessions nursery      one LiveSession.run per live session
+```
+
+Rules this module keeps:
+
+1. ``Engine.run`` reports readiness with ``task_status.started(address)`` only once the port
+   listens and the persister runs, so a caller (systemd, a test) never races the start.
+2. Graceful stop (``shutdown``): stop accepting, close every session's members with 1012,
+   flush the write-behind queue (bounded by ``drain_timeout``), then cancel the rest. Nothing
+   acked is lost: durable acks were sent after their commit, fast ones are flushed here.
+3. Sessions are created synchronously (``create_session``), so a caller gets the join code and
+   host token at once; the session's nursery is started in the sessions nursery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+import trio.lowlevel
+
+import pubquiz_engine
+from pubquiz_engine.errors import CloseCode, ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.game import (
+    GameSession,
+    Mode,
+    Quiz,
+    SessionOptions,
+    load_quiz,
+    load_quiz_data,
+    sample_quiz_path,
+)
+from pubquiz_engine.server import credentials
+from pubquiz_engine.server.config import ServerConfig
+from pubquiz_engine.server.connection import Connection, client_address
+from pubquiz_engine.server.http import HttpRequest, HttpResponse, Router
+from pubquiz_engine.server.metrics import Metrics, render_prometheus
+from pubquiz_engine.server.ratelimit import AddressLimiter
+from pubquiz_engine.server.session import LiveSession, SessionSettings
+from pubquiz_engine.server.transport import ListenerInfo, TransportConfig, WebSocket, serve
+from pubquiz_engine.store import Store, WriteBehind, open_store
+
+log = logging.getLogger(__name__)
+
+
+def _json(status: int, data: Mapping[str, Any]) -> HttpResponse:
+    body = json.dumps(data, sort_keys=True).encode()
+    return HttpResponse(status, (("content-type", "application/json"),), body)
+
+
+def transport_config(config: ServerConfig) -> TransportConfig:
+    return TransportConfig(
+        max_message_size=config.max_frame_bytes,
+        max_backlog_bytes=config.max_backlog_bytes,
+        handshake_timeout=config.handshake_timeout,
+        ping_interval=config.ping_interval,
+        ping_timeout=config.ping_timeout,
+        allowed_origins=config.allowed_origins,
+    )
+
+
+@attrs.frozen
+class EngineAddress:
+    host: str
+    port: int
+    admin_port: int | None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/"
+
+
+class Engine:
+    """See the module docstring."""
+
+    def __init__(self, config: ServerConfig, store: Store, *,
+                 clock: Any = time.time, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.persister = WriteBehind(store, max_queue=config.write_queue,
+                                     max_batch=config.write_batch, on_stale=self._fenced)
+        self.sessions: dict[str, LiveSession] = {}
+        self.metrics = Metrics()
+        self.join_limiter = AddressLimiter(config.join_rate, config.join_burst)
+        self._per_address: Counter[str] = Counter()
+        self._clock = clock
+        self._started_at = time.time()
+        self._sessions_nursery: trio.Nursery | None = None
+        self._serve_scopes: list[trio.CancelScope] = []
+        self._listener: ListenerInfo | None = None
+        self.stopping = False
+        self.ready = False
+        self._settings = SessionSettings(
+            replay_events=config.replay_events,
+            max_members=config.max_members_per_session,
+            idle_timeout=config.session_idle_timeout,
+        )
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[EngineAddress] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve until cancelled (or ``shutdown``). Reports the bound address when ready."""
+        async with trio.open_nursery() as root:
+            await root.start(self.persister.run)
+            self._sessions_nursery = await root.start(_hold_nursery)
+            scope = trio.CancelScope()
+            self._serve_scopes.append(scope)
+            self._listener = await root.start(self._serve, scope, self.config.host,
+                                              self.config.port, True)
+            admin_port = None
+            if self.config.admin_port is not None:
+                admin_scope = trio.CancelScope()
+                self._serve_scopes.append(admin_scope)
+                admin = await root.start(self._serve, admin_scope, self.config.admin_host,
+                                         self.config.admin_port, False)
+                admin_port = admin.port
+            self.ready = True
+            assert self._listener is not None
+            task_status.started(EngineAddress(self._listener.host, self._listener.port,
+                                              admin_port))
+
+    async def _serve(self, scope: trio.CancelScope, host: str, port: int, websockets: bool,
+                     *, task_status: trio.TaskStatus[ListenerInfo] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        with scope:
+            handler = self._handle_ws if websockets else _refuse_ws
+            await serve(handler, host=host, port=port, config=transport_config(self.config),
+                        http_handler=self._router(), task_status=task_status)
+
+    async def shutdown(self, *, reason: str = "server restarting") -> bool:
+        """Graceful stop: returns whether every queued record was committed in time.
+
+        Order matters: new connections are refused first (``stopping``), then the queue is
+        flushed while connections are still open, so that durable acks waiting on a commit
+        still reach their players; only then are members told (1012) and the ports closed.
+        """
+        self.stopping = True
+        self.ready = False
+        flushed = await self.persister.drain(timeout=self.config.drain_timeout)
+        if not flushed:
+            log.error("shutdown: %d records not committed within %.1fs",
+                      self.persister.stats().depth, self.config.drain_timeout)
+        for session in list(self.sessions.values()):
+            session.close(reason, CloseCode.SERVICE_RESTART)
+        # Let the close frames leave before the connection tasks are cancelled.
+        await trio.lowlevel.checkpoint()
+        for scope in self._serve_scopes:
+            scope.cancel()
+        return flushed
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def _handle_ws(self, ws: WebSocket) -> None:
+        address = client_address(ws, self.config.trust_forwarded_for)
+        if self.stopping:
+            ws.close(CloseCode.SERVICE_RESTART, "server restarting")
+            return
+        if self._per_address[address] >= self.config.max_connections_per_address:
+            conn = Connection(self, ws, address)
+            conn._error(None, ErrorCode.TOO_MANY_CONNECTIONS,
+                        "too many connections from your address")
+            return
+        self._per_address[address] += 1
+        try:
+            await Connection(self, ws, address).handle()
+        finally:
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def create_session(self, quiz: Quiz, *, mode: str = "team",
+                       options: Mapping[str, Any] | None = None) -> tuple[LiveSession, str]:
+        """Start a live session for ``quiz``; returns it and its host token."""
+        if self._sessions_nursery is None or self.stopping:
+            raise Rejected(ErrorCode.SHUTTING_DOWN, "the engine is not accepting sessions")
+        try:
+            session_options = SessionOptions(mode=Mode(mode), **dict(options or {}))
+        except (TypeError, ValueError) as exc:
+            raise Rejected(ErrorCode.INVALID_COMMAND, f"bad session options: {exc}") from None
+        code = credentials.new_join_code()
+        while code in self.sessions:
+            code = credentials.new_join_code()
+        host_token = credentials.new_secret()
+        session = LiveSession(code=code, game=GameSession(quiz, session_options),
+                              host_secret=host_token, persister=self.persister,
+                              settings=self._settings, clock=self._clock)
+        self.persister.submit(session.created_record(quiz))
+        self.sessions[code] = session
+        self.metrics.sessions_created += 1
+        self._sessions_nursery.start_soon(self._run_session, session)
+        log.info("session created", extra={"session": code, "quiz": quiz.title})
+        return session, host_token
+
+    def create_session_from_request(self, *, quiz_path: str | None,
+                                    quiz_data: Mapping[str, Any] | None, mode: str,
+                                    options: Mapping[str, Any] | None
+                                    ) -> tuple[LiveSession, str]:
+        if (quiz_path is None) == (quiz_data is None):
+            raise Rejected(ErrorCode.INVALID_COMMAND, "give exactly one of quiz_path and quiz")
+        if quiz_data is not None:
+            quiz = load_quiz_data(quiz_data, source="create_session")
+        else:
+            assert quiz_path is not None
+            quiz = load_quiz(self._quiz_file(quiz_path))
+        return self.create_session(quiz, mode=mode, options=options)
+
+    def _quiz_file(self, name: str) -> Path:
+        """A quiz file operators may name: the sample, or a file inside ``quiz_dir``."""
+        if name == "sample":
+            return sample_quiz_path()
+        if not self.config.quiz_dir:
+            raise QuizFileError([f"{name}: no quiz directory is configured on this engine"])
+        base = Path(self.config.quiz_dir).resolve()
+        path = (base / name).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            raise QuizFileError([f"{name}: no such quiz file in the quiz directory"])
+        return path
+
+    async def _run_session(self, session: LiveSession) -> None:
+        try:
+            await session.run()
+        finally:
+            if self.sessions.get(session.code) is session:
+                del self.sessions[session.code]
+
+    def _fenced(self, code: str) -> None:
+        session = self.sessions.get(code)
+        if session is not None:
+            session.fenced()
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        stats = self.persister.stats()
+        transport = self._listener.statistics() if self._listener is not None else None
+        return {
+            "status": "stopping" if self.stopping else "ok",
+            "version": pubquiz_engine.__version__,
+            "uptime_seconds": round(time.time() - self._started_at, 3),
+            "connections": transport.connections_open if transport is not None else 0,
+            "sessions": len(self.sessions),
+            "members": sum(s.member_count for s in self.sessions.values()),
+            "write_behind": {
+                "depth": stats.depth,
+                "lag_seconds": round(stats.lag_seconds, 4),
+                "last_flush_at": stats.last_flush_at,
+                "last_flush_seconds": round(stats.last_flush_seconds, 4),
+                "failures": stats.failures,
+                "max_queue": stats.max_queue,
+            },
+            "ack_mode": self.config.ack_mode,
+        }
+
+    def _router(self) -> Router:
+        async def health(_req: HttpRequest) -> HttpResponse:
+            return _json(200, self.health())
+
+        async def ready(_req: HttpRequest) -> HttpResponse:
+            ok = self.ready and not self.stopping
+            return _json(200 if ok else 503, {"ready": ok})
+
+        async def metrics(_req: HttpRequest) -> HttpResponse:
+            stats = self.persister.stats()
+            transport = self._listener.statistics() if self._listener is not None else None
+            gauges = {
+                "pubquiz_sessions": float(len(self.sessions)),
+                "pubquiz_connections": float(transport.connections_open if transport else 0),
+                "pubquiz_write_behind_depth": float(stats.depth),
+                "pubquiz_write_behind_lag_seconds": stats.lag_seconds,
+                "pubquiz_write_behind_last_flush_seconds": stats.last_flush_seconds,
+                "pubquiz_write_behind_failures": float(stats.failures),
+            }
+            body = render_prometheus(self.metrics, gauges).encode()
+            return HttpResponse(200, (("content-type", "text/plain; version=0.0.4"),), body)
+
+        return Router({"/health": {"GET": health}, "/ready": {"GET": ready},
+                       "/metrics": {"GET": metrics}})
+
+
+async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+                        ) -> None:
+    """Open a nursery, hand it to the caller, and keep it open until cancelled."""
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
+
+
+async def _refuse_ws(ws: WebSocket) -> None:
+    ws.close(CloseCode.POLICY_VIOLATION, "the admin port serves HTTP only")
+
+
+@contextlib.asynccontextmanager
+async def running_engine(config: ServerConfig, *, store: Store | None = None
+                         ) -> AsyncIterator[tuple[Engine, EngineAddress]]:
+    """Open the store, run an engine, yield it with its address; graceful stop on exit."""
+    own_store = store is None
+    if store is None:
+        url = config.resolved_database_url()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        store = await open_store(url)
+    try:
+        engine = Engine(config, store)
+        try:
+            async with trio.open_nursery() as nursery:
+                address = await nursery.start(engine.run)
+                try:
+                    yield engine, address
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await engine.shutdown()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:  # the caller's own error, not a group around it
+                raise group.exceptions[0] from None
+            raise
+    finally:
+        if own_store:
+            with trio.CancelScope(shield=True):
+                await store.aclose()

@@ -1,0 +1,65 @@
+"""Token buckets for message floods and join-code guessing.
+
+A bucket holds at most ``burst`` tokens and refills at ``rate`` per second; an action that finds
+a token takes it. Time is passed in (``now``), so the buckets are tested without a clock. The
+per-address table forgets idle addresses so a scan from many addresses cannot grow it forever.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.define
+class TokenBucket:
+    rate: float
+    burst: float
+    tokens: float = attrs.field()
+    stamp: float = 0.0
+
+    @tokens.default
+    def _full(self) -> float:
+        return self.burst
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens if there are that many (after refilling up to ``now``)."""
+        elapsed = now - self.stamp
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+            self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+    def full_at(self, now: float) -> bool:
+        """Whether the bucket would be full at ``now`` (nothing to remember about it)."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+@attrs.define
+class AddressLimiter:
+    """One bucket per client address, pruned of full (idle) buckets as it grows."""
+
+    rate: float
+    burst: float
+    max_entries: int = 100_000
+    _buckets: dict[str, TokenBucket] = attrs.field(factory=dict)
+
+    def take(self, address: str, now: float) -> bool:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= self.max_entries:
+                self._prune(now)
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, stamp=now)
+        return bucket.take(now)
+
+    def _prune(self, now: float) -> None:
+        for address in [a for a, b in self._buckets.items() if b.full_at(now)]:
+            del self._buckets[address]
+        if len(self._buckets) >= self.max_entries:  # all busy: forget the oldest half
+            for address in list(self._buckets)[: self.max_entries // 2]:
+                del self._buckets[address]
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -1,0 +1,414 @@
+"""A live session: one nursery, one writer, its members, its timer and its replay buffer.
+
+Rules this module keeps:
+
+1. **One writer.** Only this object applies commands to its ``GameSession``, and every entry
+   point (``join``, ``resume``, ``command``, ``tick``) is synchronous: it applies, numbers the
+   events, renders them, hands the bytes to the members' transports (eager writes) and queues
+   the records for the write-behind persister, all without awaiting. Nothing can interleave,
+   so the state needs no lock and the seq order is the order members see.
+2. **Encode once.** A broadcast is encoded and framed once; the same bytes go to every member
+   of its audience and into the replay buffer.
+3. **The session's tasks live in its nursery** (``run``): the timer that closes questions at
+   their server-side deadline and ends an idle session. Ending the session cancels that nursery
+   and closes every member with a reason (4001 when it ended, 1012 when the engine stops).
+4. **Resume is exact.** A player who comes back with ``last_seq`` gets every event of their
+   audience after it, in order, from the bounded replay buffer, or one ``state`` when the gap is
+   older than the buffer. Welcome, replay and re-attachment happen in one synchronous step, so
+   no event can fall between them.
+5. **Nothing accepted is lost.** Answers are refused (retryable ``busy``) before the game sees
+   them when the write-behind queue has no room, so an accepted answer always has its record.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import trio
+
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch
+from pubquiz_engine.game import GameSession, Quiz, commands, quiz_to_data
+from pubquiz_engine.game import events as ev
+from pubquiz_engine.protocol import codec
+from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server import credentials, views
+from pubquiz_engine.server.transport import WebSocket, frame_binary
+from pubquiz_engine.store import (
+    AnswerRecord,
+    EventRecord,
+    ParticipantRecord,
+    ScoreRecord,
+    SessionEnded,
+    SessionRecord,
+    Ticket,
+    WriteBehind,
+)
+
+log = logging.getLogger(__name__)
+
+#: Events not worth a row in the session history (derivable from the answers table).
+_UNLOGGED = (ev.AnswerAccepted, ev.AnswerCountChanged)
+
+
+@attrs.define(eq=False, slots=True)
+class Member:
+    """One connected host, display or player of a session."""
+
+    ws: WebSocket
+    role: str
+    conn_id: int
+    participant: int | None = None
+    audience: int = 0
+
+    def send(self, message: m.Message) -> None:
+        self.ws.send(codec.encode(message))
+
+
+@attrs.frozen
+class SessionSettings:
+    """What a session needs from the engine's configuration."""
+
+    replay_events: int = 2048
+    max_members: int = 5000
+    idle_timeout: float = 4 * 3600.0
+    finished_linger: float = 600.0
+
+
+class LiveSession:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        code: str,
+        game: GameSession,
+        host_secret: str,
+        persister: WriteBehind,
+        settings: SessionSettings,
+        epoch: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.code = code
+        self.game = game
+        self.epoch = epoch
+        self.settings = settings
+        self.created_at = clock()
+        self._host_secret = host_secret
+        self._persister = persister
+        self._clock = clock
+        self.seq = 0
+        # (seq, audience, frame): the bytes exactly as they went out, for resume.
+        self._replay: collections.deque[tuple[int, int, bytes]] = collections.deque(
+            maxlen=settings.replay_events
+        )
+        self._resume_secrets: dict[int, str] = {}
+        self._players: dict[int, Member] = {}  # participant -> its connection
+        self._watchers: set[Member] = set()  # hosts and displays
+        self._last_ticket: dict[int, Ticket] = {}  # participant -> latest answer's ticket
+        self._last_activity = self.created_at
+        self._wakeup = trio.Event()
+        self._cancel_scope: trio.CancelScope | None = None
+        self.ended = trio.Event()
+        self.end_reason: str | None = None
+        self.closing_code = CloseCode.SESSION_ENDED
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    def created_record(self, quiz: Quiz) -> SessionRecord:
+        return SessionRecord(
+            code=self.code,
+            quiz_title=quiz.title,
+            quiz_data=quiz_to_data(quiz),
+            mode=str(self.game.options.mode),
+            created_at=self.created_at,
+            epoch=self.epoch,
+            host_token_hash=credentials.token_hash(self._host_secret),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The session's nursery: its timer. Returns when the session ends or is cancelled.
+
+        Resource handling: on the way out every member is closed (4001 if the session ended,
+        1012 if the engine is stopping) and ``ended`` is set.
+        """
+        try:
+            with trio.CancelScope() as scope:
+                self._cancel_scope = scope
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._timer)
+                    task_status.started()
+        finally:
+            if self.end_reason is None:
+                self.end_reason = "engine stopping"
+                self.closing_code = CloseCode.SERVICE_RESTART
+            for member in self.members():
+                member.ws.close(self.closing_code, self.end_reason)
+            self._players.clear()
+            self._watchers.clear()
+            self.ended.set()
+
+    def close(self, reason: str, code: CloseCode = CloseCode.SESSION_ENDED) -> None:
+        """End the session now (sync): its nursery is cancelled and its members closed."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            self.closing_code = code
+            if code == CloseCode.SESSION_ENDED:
+                self._submit([SessionEnded(code=self.code, ended_at=self._clock(), epoch=self.epoch)])
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _timer(self) -> None:
+        """Close questions at their deadline; end the session when idle or long finished."""
+        while True:
+            now = self._clock()
+            deadline = self.game.next_deadline
+            idle_limit = (
+                self.settings.finished_linger if str(self.game.phase) == "finished"
+                else self.settings.idle_timeout
+            )
+            idle_at = self._last_activity + idle_limit
+            if now >= idle_at:
+                self.close("idle" if str(self.game.phase) != "finished" else "finished")
+                return
+            wake_at = idle_at if deadline is None else min(deadline, idle_at)
+            with trio.move_on_after(max(0.0, wake_at - now)):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            if deadline is not None and self._clock() >= deadline:
+                self.tick()
+
+    def tick(self) -> None:
+        """Let the game close what is due (called by the timer; also safe to call any time)."""
+        self._publish(self.game.tick(self._clock()))
+
+    # --- members ------------------------------------------------------------------------------
+
+    def members(self) -> list[Member]:
+        return [*self._players.values(), *self._watchers]
+
+    @property
+    def member_count(self) -> int:
+        return len(self._players) + len(self._watchers)
+
+    def _check_room(self) -> None:
+        if self.member_count >= self.settings.max_members:
+            raise Rejected(ErrorCode.SESSION_FULL, "this session has no room for more members")
+
+    def check_host(self, token: str) -> None:
+        if not credentials.same_secret(token, self._host_secret):
+            raise Rejected(ErrorCode.BAD_TOKEN, "wrong host token")
+
+    def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
+        """A host or display arrives: welcome, then the missed events or the full state."""
+        self._check_room()
+        member.audience = views.ROLE_AUDIENCE[member.role]
+        self._welcome_and_catch_up(member, rid, last_seq, name=None, team=None, token=None)
+        self._watchers.add(member)
+
+    def join(self, member: Member, rid: int, name: str, team: str | None) -> None:
+        """A new player: the game checks the name and team; a resume token is minted."""
+        self._check_room()
+        self._require_room_in_queue(2)
+        events = self.game.apply(commands.Join(name=name, team=team), self._clock())
+        joined = next(e for e in events if isinstance(e, ev.ParticipantJoined))
+        secret = credentials.new_secret()
+        token = credentials.resume_token(self.code, joined.participant, secret)
+        self._resume_secrets[joined.participant] = secret
+        self._submit([ParticipantRecord(
+            code=self.code, participant_id=joined.participant, name=joined.name,
+            team=joined.team, joined_at=joined.at, epoch=self.epoch,
+            resume_token_hash=credentials.token_hash(token),
+        )])
+        member.participant = joined.participant
+        member.audience = views.PLAYERS
+        self._touch()
+        self._publish(events)
+        self._welcome_and_catch_up(
+            member, rid, self.seq, name=joined.name, team=joined.team, token=token
+        )
+        self._players[joined.participant] = member
+
+    def resume(self, member: Member, rid: int, participant: int, secret: str,
+               last_seq: int) -> None:
+        """A player comes back with their token: same identity, missed events, new connection."""
+        expected = self._resume_secrets.get(participant)
+        if expected is None or not credentials.same_secret(secret, expected):
+            raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
+        who = self.game.participants.get(participant)
+        if who is None or who.kicked:
+            raise Rejected(ErrorCode.KICKED, "you were removed from this session")
+        previous = self._players.pop(participant, None)
+        if previous is None:
+            self._check_room()
+        else:
+            previous.ws.close(CloseCode.REPLACED, "replaced by a newer connection")
+        member.participant = participant
+        member.audience = views.PLAYERS
+        token = credentials.resume_token(self.code, participant, expected)
+        self._welcome_and_catch_up(member, rid, last_seq, name=who.name, team=who.team,
+                                   token=token)
+        member.send(views.you(self.game, participant))
+        self._players[participant] = member
+
+    def detach(self, member: Member) -> None:
+        """A connection ended (the player stays in the game and may resume)."""
+        if member.participant is not None:
+            if self._players.get(member.participant) is member:
+                del self._players[member.participant]
+        else:
+            self._watchers.discard(member)
+
+    def _welcome_and_catch_up(self, member: Member, rid: int, last_seq: int | None, *,
+                              name: str | None, team: str | None, token: str | None) -> None:
+        replay = self._replay
+        oldest = replay[0][0] if replay else self.seq + 1
+        can_replay = last_seq is not None and oldest - 1 <= last_seq <= self.seq
+        member.send(m.Welcome(
+            rid=rid, role=member.role, code=self.code, epoch=self.epoch, seq=self.seq,
+            participant=member.participant, name=name, team=team, token=token,
+            replay="events" if can_replay else "state",
+        ))
+        if can_replay:
+            assert last_seq is not None
+            audience = member.audience
+            send_frame = member.ws.send_frame
+            for seq, aud, frame in replay:
+                if seq > last_seq and aud & audience:
+                    send_frame(frame)
+        else:
+            member.send(m.State(seq=self.seq, state=views.state(
+                self.game, role=member.role, participant=member.participant, code=self.code)))
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def command(self, command: commands.Command) -> list[ev.Event]:
+        """Apply a host or player command (role already checked by the caller)."""
+        self._require_room_in_queue(8)
+        events = self.game.apply(command, self._clock())
+        self._touch()
+        self._publish(events)
+        if isinstance(command, commands.Kick):
+            kicked = self._players.pop(command.participant, None)
+            if kicked is not None:
+                kicked.ws.close(CloseCode.KICKED, "removed by the quiz master")
+        if any(isinstance(e, ev.QuestionOpened | ev.TimeExtended | ev.Resumed | ev.Paused |
+                          ev.QuestionClosed | ev.Finished) for e in events):
+            self._wakeup.set()
+        return events
+
+    def answer(self, participant: int, question: int, value: Any, rid: int) -> Ticket | None:
+        """Submit a player's answer. Returns the ticket of its record (or, for a repeat of an
+        answer already accepted, of that player's latest record), None if nothing to wait for."""
+        self._require_room_in_queue(2)
+        events = self.game.apply(
+            commands.SubmitAnswer(participant=participant, question=question, value=value,
+                                  request_id=rid),
+            self._clock(),
+        )
+        self._touch()
+        ticket = self._publish(events)
+        if ticket is None:
+            return self._last_ticket.get(participant)
+        self._last_ticket[participant] = ticket
+        return ticket
+
+    def _require_room_in_queue(self, records: int) -> None:
+        stats = self._persister.stats()
+        if stats.depth + records > stats.max_queue:
+            raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
+
+    def _touch(self) -> None:
+        self._last_activity = self._clock()
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    def _publish(self, events: Iterable[ev.Event]) -> Ticket | None:
+        """Number, render, send, remember and persist events. Returns the last answer's ticket."""
+        answer_ticket: Ticket | None = None
+        records: list[Any] = []
+        for event in events:
+            first_seq = self.seq + 1
+            for audience, message in views.broadcasts(first_seq, self.game, event):
+                self.seq = message.seq  # type: ignore[attr-defined]
+                self._broadcast(audience, message)
+            at = self._clock()
+            if isinstance(event, ev.AnswerAccepted):
+                if not event.duplicate:
+                    answer_ticket = self._persister.submit(self._answer_record(event))
+            elif isinstance(event, ev.ScoresChanged):
+                records.extend(
+                    ScoreRecord(code=self.code, participant_id=pid, score=score,
+                                seq=max(self.seq, 1), epoch=self.epoch)
+                    for pid, score in event.scores
+                )
+            if not isinstance(event, _UNLOGGED):
+                if self.seq < first_seq:  # the event went to nobody: give it its own number
+                    self.seq = first_seq
+                records.append(EventRecord(
+                    code=self.code, seq=self.seq, type=ev.event_type(event),
+                    payload=_plain(ev.event_to_data(event)), at=at, epoch=self.epoch,
+                ))
+            self._personal(event)
+        if records:
+            self._submit(records)
+        return answer_ticket
+
+    def _answer_record(self, event: ev.AnswerAccepted) -> AnswerRecord:
+        team = self.game.participants[event.participant].team
+        return AnswerRecord(
+            code=self.code, participant_id=event.participant, team=team,
+            question=event.question, value=_plain(event.value), request_id=event.request_id,
+            submitted_at=event.at, seq=max(self.seq, 1), epoch=self.epoch,
+        )
+
+    def _broadcast(self, audience: int, message: m.Message) -> None:
+        frame = frame_binary(codec.encode(message))
+        self._replay.append((self.seq, audience, frame))
+        if audience & views.PLAYERS:
+            for member in self._players.values():
+                member.ws.send_frame(frame)
+        if audience & views.WATCHERS:
+            for member in self._watchers:
+                if member.audience & audience:
+                    member.ws.send_frame(frame)
+
+    def _personal(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Revealed):
+            for pid, member in self._players.items():
+                outcome = views.result(self.game, pid, event.question)
+                if outcome is not None:
+                    member.send(outcome)
+        elif views.wants_personal_line(event):
+            round_index = event.round if isinstance(event, ev.RoundSummary) else None
+            for pid, member in self._players.items():
+                member.send(views.you(self.game, pid, round_index))
+
+    def _submit(self, records: list[Any]) -> None:
+        try:
+            self._persister.submit_many(records)
+        except Exception:  # QueueFull after the room check is a bug; log, never crash a game
+            log.exception("session %s: could not queue %d records", self.code, len(records))
+
+    def fenced(self) -> None:
+        """The store refused our epoch: another node owns this session now."""
+        self.close("another node took over this session", CloseCode.FENCED)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of game data (tuples to lists, non-finite floats to None)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+__all__ = ["LiveSession", "Member", "SessionSettings", "StaleEpoch"]

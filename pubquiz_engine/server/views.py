@@ -1,0 +1,214 @@
+"""What each audience sees of a game event: the map from game events to wire messages.
+
+The game says what happened; this module decides who is told and in which message. It is the
+only place that knows both ``game`` events and ``protocol`` messages.
+
+Rules this module keeps:
+
+1. Audiences are bit flags (players, hosts, displays). A broadcast is rendered once per event
+   and encoded once by the session, whatever the number of recipients.
+2. Nothing O(members) is broadcast per answer: the answer counter and the "who answered" list go
+   to hosts and displays only. With 1,000 players a counter to every phone would cost a million
+   frames per question.
+3. Players never receive another player's answer or a token; hosts get the participant list.
+4. Personal frames (``result``, ``you``) are small and built only where a player is connected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pubquiz_engine.game import events as ev
+from pubquiz_engine.protocol import messages as m
+
+if TYPE_CHECKING:
+    from pubquiz_engine.game import GameSession
+
+PLAYERS = 1
+HOSTS = 2
+DISPLAYS = 4
+WATCHERS = HOSTS | DISPLAYS
+EVERYONE = PLAYERS | HOSTS | DISPLAYS
+
+ROLE_AUDIENCE = {"player": PLAYERS, "host": HOSTS, "display": DISPLAYS}
+
+#: Rows of a leaderboard broadcast; each player also gets their own line (``you``).
+LEADERBOARD_TOP = 10
+
+
+def ms(seconds: float) -> int:
+    """Seconds (float) to whole milliseconds for the wire."""
+    return max(0, math.floor(seconds * 1000 + 0.5))
+
+
+def _question(seq: int, game: GameSession, index: int, deadline: float) -> m.Question:
+    view = game.question_view(index)
+    return m.Question(
+        seq=seq,
+        q=index,
+        round=view.round,
+        number=view.number,
+        kind=str(view.kind),
+        prompt=view.prompt,
+        choices=tuple(view.choices) or None,
+        media=view.media,
+        points=int(view.points),
+        time_limit_ms=ms(view.time_limit),
+        deadline_ms=ms(deadline),
+    )
+
+
+def _top(game: GameSession, round_index: int | None) -> tuple[bool, list[list[Any]]]:
+    teams = game.options.mode == "team"
+    rows = game.standings(round_index=round_index, teams=teams)[:LEADERBOARD_TOP]
+    return teams, [[r.rank, r.id, r.name, int(r.score)] for r in rows]
+
+
+def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[int, m.Message]]:
+    """The (audience, message) pairs one event becomes; ``seq`` is the number to stamp on it.
+
+    An event may become no message at all (persisted only). Each yielded message takes a new
+    seq: the caller passes ``seq`` as the next free number and advances it by what it used,
+    so at most one message per event carries the given ``seq``.
+    """
+    if isinstance(event, ev.ParticipantJoined):
+        yield WATCHERS, m.PlayerJoined(
+            seq=seq, participant=event.participant, name=event.name, team=event.team
+        )
+    elif isinstance(event, ev.ParticipantLeft):
+        yield WATCHERS, m.PlayerLeft(seq=seq, participant=event.participant)
+    elif isinstance(event, ev.ParticipantKicked):
+        yield WATCHERS, m.PlayerKicked(seq=seq, participant=event.participant)
+    elif isinstance(event, ev.SlideShown):
+        yield EVERYONE, m.Slide(seq=seq, title=event.title, body=event.text)
+    elif isinstance(event, ev.QuestionOpened):
+        yield EVERYONE, _question(seq, game, event.question, event.deadline)
+    elif isinstance(event, ev.AnswerCountChanged):
+        yield WATCHERS, m.AnswerCount(
+            seq=seq, q=event.question, answered=event.answered, total=event.total
+        )
+    elif isinstance(event, ev.AnswerAccepted):
+        if not event.duplicate and event.revision == 1:
+            yield HOSTS, m.Answered(seq=seq, q=event.question, participant=event.participant)
+    elif isinstance(event, ev.QuestionClosed | ev.QuestionSkipped):
+        yield EVERYONE, m.Closed(seq=seq, q=event.question)
+    elif isinstance(event, ev.Paused):
+        remaining = event.remaining if event.remaining is not None else 0.0
+        yield EVERYONE, m.Paused(seq=seq, remaining_ms=ms(remaining))
+    elif isinstance(event, ev.Resumed):
+        yield EVERYONE, m.Unpaused(
+            seq=seq, deadline_ms=ms(event.deadline) if event.deadline is not None else 0
+        )
+    elif isinstance(event, ev.TimeExtended):
+        deadline = event.deadline if event.deadline is not None else 0.0
+        yield EVERYONE, m.Extended(seq=seq, q=event.question, deadline_ms=ms(deadline))
+    elif isinstance(event, ev.Revealed):
+        yield EVERYONE, m.Revealed(
+            seq=seq,
+            q=event.question,
+            correct=event.answer,
+            distribution=tuple(event.distribution) if event.distribution is not None else None,
+        )
+    elif isinstance(event, ev.LeaderboardShown):
+        teams, top = _top(game, event.round)
+        yield EVERYONE, m.Leaderboard(seq=seq, round=event.round, teams=teams, top=top)
+    elif isinstance(event, ev.RoundSummary):
+        title = game.quiz.rounds[event.round].title
+        yield EVERYONE, m.RoundSummary(seq=seq, round=event.round, title=title)
+    elif isinstance(event, ev.ScoreAdjusted):
+        yield WATCHERS, m.ScoreAdjusted(
+            seq=seq, participant=event.participant, delta=event.delta, reason=event.reason
+        )
+    elif isinstance(event, ev.Finished):
+        teams, top = _top(game, None)
+        yield EVERYONE, m.Leaderboard(seq=seq, round=None, teams=teams, top=top)
+        yield EVERYONE, m.Ended(seq=seq + 1, reason=event.reason)
+
+
+def wants_personal_line(event: ev.Event) -> bool:
+    """Whether each connected player should get their own ``you`` line after this event."""
+    return isinstance(event, ev.LeaderboardShown | ev.RoundSummary | ev.Finished)
+
+
+def you(game: GameSession, participant: int, round_index: int | None = None) -> m.You:
+    """A player's own line: rank and score overall (and in ``round_index`` if given)."""
+    teams = game.options.mode == "team"
+    line = game.rank_of(participant, teams=teams)
+    round_score = None
+    if round_index is not None:
+        round_line = game.rank_of(participant, round_index=round_index, teams=teams)
+        round_score = int(round_line.score) if round_line is not None else None
+    if line is None:
+        return m.You(rank=None, score=0, round_score=round_score)
+    return m.You(rank=line.rank, score=int(line.score), round_score=round_score)
+
+
+def result(game: GameSession, participant: int, question: int) -> m.Result | None:
+    """A player's own outcome of a revealed question, or None if they did not answer it."""
+    outcome = game.outcome_of(participant, question)
+    if outcome is None:
+        return None
+    teams = game.options.mode == "team"
+    line = game.rank_of(participant, teams=teams)
+    correct, points = outcome
+    return m.Result(
+        q=question,
+        correct=correct,
+        points=int(points),
+        score=int(line.score) if line is not None else 0,
+    )
+
+
+def state(game: GameSession, *, role: str, participant: int | None, code: str) -> dict[str, Any]:
+    """The full state a (re)connecting member needs to render the current screen."""
+    phase = str(game.phase)
+    question: dict[str, Any] | None = None
+    index = game.current_question
+    deadline = game.next_deadline
+    if index is not None and deadline is not None:
+        q = _question(1, game, index, deadline)
+        question = {k: v for k, v in q.to_wire().items() if k not in ("t", "seq")}
+        if isinstance(question.get("choices"), tuple):
+            question["choices"] = list(question["choices"])
+    elif index is not None:
+        view = game.question_view(index)
+        question = {"q": index, "round": view.round, "number": view.number,
+                    "kind": str(view.kind), "prompt": view.prompt,
+                    "choices": list(view.choices) or None,
+                    "media": view.media, "points": int(view.points),
+                    "time_limit_ms": ms(view.time_limit), "deadline_ms": 0}
+    teams, top = _top(game, None)
+    answered = len(game.answers(index)) if index is not None else 0
+    total = game.active_count()
+    data: dict[str, Any] = {
+        "code": code,
+        "title": game.quiz.title,
+        "mode": str(game.options.mode),
+        "phase": phase,
+        "question": question,
+        "answered": answered,
+        "total": total,
+        "teams": teams,
+        "leaderboard": top,
+        "questions": len(game.quiz.questions),
+        "rounds": len(game.quiz.rounds),
+    }
+    if role == "host":
+        data["participants"] = [
+            [p.id, p.name, p.team, bool(p.kicked)] for p in game.participants.values()
+        ]
+    if role == "player" and participant is not None:
+        line = game.rank_of(participant, teams=teams)
+        mine = game.participants.get(participant)
+        data["you"] = {
+            "participant": participant,
+            "name": mine.name if mine is not None else None,
+            "team": mine.team if mine is not None else None,
+            "rank": line.rank if line is not None else None,
+            "score": int(line.score) if line is not None else 0,
+            "answered": index is not None and mine is not None
+            and game.scorer_of(participant) in game.answers(index),
+        }
+    return data
