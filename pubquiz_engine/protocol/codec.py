@@ -1,0 +1,320 @@
+"""Encode pubquiz.v1 messages to msgpack frames and decode frames back, with hard limits.
+
+Rules this module keeps:
+
+1. ``encode`` trusts its input: a ``Message`` was validated when it was built, so encoding is one
+   generated dict display (``Message.to_wire``) and one ``msgpack.packb`` call. It is on the hot
+   path (a broadcast is encoded once per event, then handed to every member).
+2. ``decode`` trusts nothing. Every way a frame can be wrong raises ``DecodeError`` (a
+   ``ProtocolError``) with a stable ``ErrorCode``; nothing else escapes, whatever the bytes. The
+   limits are enforced *before* the cost: the frame size before msgpack runs, declared string /
+   array / map lengths by msgpack before it allocates (``max_str_len`` & co.), nesting beyond
+   1024 by msgpack's own fixed stack (``StackError``, no recursion), and ``Limits.max_depth`` by a
+   walk of the (already size-bounded) result.
+3. pubquiz.v1 has no binary and no extension values, so ``max_bin_len`` and ``max_ext_len`` are
+   0 and an empty ext is refused by ``ext_hook``: all of those are ``unsupported_type``.
+4. Once the frame is a map with a known ``"t"``, a valid integer ``rid`` is carried on every error
+   (``DecodeError.rid``) so the server can answer ``error{rid}`` and keep the connection.
+5. msgpack's exceptions are translated here and nowhere else (one module per library).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import msgpack
+
+from pubquiz_engine.errors import ErrorCode, ProtocolError
+from pubquiz_engine.protocol.limits import CLIENT_LIMITS, SERVER_LIMITS, Limits
+from pubquiz_engine.protocol.messages import (
+    CLIENT_MESSAGES,
+    SERVER_MESSAGES,
+    U31_MAX,
+    CreateSession,
+    Direction,
+    FieldError,
+    Message,
+)
+
+__all__ = ["DecodeError", "decode", "encode", "encode_many", "from_wire"]
+
+
+class DecodeError(ProtocolError):
+    """A frame that breaks pubquiz.v1.
+
+    ``rid`` is the frame's request id when the frame was a map carrying a valid one (then the
+    server answers ``error{rid, code}`` and keeps the connection, unless ``close_code`` says
+    otherwise); ``message_type`` is its ``"t"`` when that was a string.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        rid: int | None = None,
+        message_type: str | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.rid = rid
+        self.message_type = message_type
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding.
+
+_packb = msgpack.packb
+
+
+def encode(message: Message) -> bytes:
+    """The frame for ``message``: a msgpack map, ``"t"`` first, then every field in order."""
+    data: bytes = _packb(message.to_wire())
+    return data
+
+
+def encode_many(messages: Iterable[Message]) -> list[bytes]:
+    """``[encode(m) for m in messages]``: one frame per message (frames are never batched)."""
+    return [_packb(m.to_wire()) for m in messages]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding.
+
+
+class _ExtRefused(Exception):
+    """Raised by our ext_hook so that an ext value stops the decoder at once."""
+
+
+def _refuse_ext(code: int, data: bytes) -> NoReturn:
+    raise _ExtRefused(code)
+
+
+# msgpack reports a declared length over a limit as ValueError("N exceeds max_X_len(M)").
+_LIMIT_MESSAGE = re.compile(r"exceeds max_(str|bin|array|map|ext)_len")
+
+
+def _unpack_options(limits: Limits) -> dict[str, Any]:
+    return {
+        "raw": False,  # str is UTF-8 text; invalid UTF-8 fails (UnicodeDecodeError)
+        "use_list": True,
+        "strict_map_key": True,  # only str (or bin, refused below) keys: never unhashable ones
+        "max_str_len": limits.max_str_bytes,
+        "max_bin_len": 0,
+        "max_ext_len": 0,
+        "max_array_len": limits.max_array_len,
+        "max_map_len": limits.max_map_len,
+        "ext_hook": _refuse_ext,
+    }
+
+
+# Option sets are built once per Limits; the defaults are looked up by identity (hashing a
+# frozen attrs instance on every decode costs more than the lookup saves).
+_CLIENT_OPTIONS = _unpack_options(CLIENT_LIMITS)
+_SERVER_OPTIONS = _unpack_options(SERVER_LIMITS)
+_OPTIONS_CACHE: dict[Limits, dict[str, Any]] = {}
+
+
+def _options(limits: Limits) -> dict[str, Any]:
+    if limits is CLIENT_LIMITS:
+        return _CLIENT_OPTIONS
+    if limits is SERVER_LIMITS:
+        return _SERVER_OPTIONS
+    options = _OPTIONS_CACHE.get(limits)
+    if options is None:
+        options = _OPTIONS_CACHE[limits] = _unpack_options(limits)
+    return options
+
+
+def _unpack(data: bytes, options: dict[str, Any]) -> Any:
+    """msgpack.unpackb with every msgpack failure mapped to a DecodeError."""
+    try:
+        return msgpack.unpackb(data, **options)
+    except _ExtRefused:
+        raise DecodeError(ErrorCode.UNSUPPORTED_TYPE, "ext values are not allowed") from None
+    except msgpack.StackError:
+        raise DecodeError(ErrorCode.LIMIT_EXCEEDED, "nested too deeply") from None
+    except msgpack.ExtraData:
+        raise DecodeError(ErrorCode.MALFORMED_FRAME, "bytes after the frame's value") from None
+    except UnicodeDecodeError:
+        raise DecodeError(ErrorCode.MALFORMED_FRAME, "a string is not valid UTF-8") from None
+    except ValueError as exc:
+        text = str(exc)
+        match = _LIMIT_MESSAGE.search(text)
+        if match is not None:
+            if match.group(1) in ("bin", "ext"):
+                raise DecodeError(
+                    ErrorCode.UNSUPPORTED_TYPE, f"{match.group(1)} values are not allowed"
+                ) from None
+            raise DecodeError(
+                ErrorCode.LIMIT_EXCEEDED, f"a msgpack {match.group(1)} is over its length limit"
+            ) from None
+        if "map key" in text:
+            raise DecodeError(ErrorCode.INVALID_MESSAGE, "map keys must be strings") from None
+        # Truncated input, a reserved byte (FormatError), a bad timestamp, ...
+        raise DecodeError(ErrorCode.MALFORMED_FRAME, "not a valid msgpack value") from None
+    except (TypeError, OverflowError):  # pragma: no cover - defensive: msgpack documents none
+        raise DecodeError(ErrorCode.MALFORMED_FRAME, "not a valid msgpack value") from None
+
+
+def _map_header(data: bytes) -> int | None:
+    """The entry count declared by a top-level map header, or None if the frame is no map."""
+    first = data[0]
+    if 0x80 <= first <= 0x8F:
+        return first & 0x0F
+    if first == 0xDE and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDF and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big")
+    return None
+
+
+def _peek_type(data: bytes, limits: Limits) -> object:
+    """Read only the ``"t"`` of a big frame, skipping (not building) every other value."""
+    unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_options(limits))
+    unpacker.feed(data)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "t":
+                return unpacker.unpack()
+            unpacker.skip()
+    except (_ExtRefused, ValueError, msgpack.OutOfData, TypeError):
+        pass
+    return None
+
+
+def _too_deep(value: Any, depth_left: int) -> bool:
+    """Whether ``value`` nests maps/arrays more than ``depth_left`` levels deep."""
+    if type(value) is dict:
+        if depth_left <= 0:
+            return True
+        return any(_too_deep(item, depth_left - 1) for item in value.values())
+    if type(value) is list:
+        if depth_left <= 0:
+            return True
+        return any(_too_deep(item, depth_left - 1) for item in value)
+    return False
+
+
+def _valid_rid(value: object) -> int | None:
+    return value if type(value) is int and 0 <= value <= U31_MAX else None
+
+
+def decode(
+    data: bytes,
+    *,
+    direction: Direction = Direction.CLIENT_TO_SERVER,
+    limits: Limits | None = None,
+) -> Message:
+    """Decode one frame into its message, or raise ``DecodeError``.
+
+    ``direction`` is the way the frame travelled: the server decodes ``CLIENT_TO_SERVER``
+    (the default), a client decodes ``SERVER_TO_CLIENT``. ``limits`` defaults to
+    ``CLIENT_LIMITS`` or ``SERVER_LIMITS`` accordingly.
+    """
+    client_frame = direction is Direction.CLIENT_TO_SERVER
+    if limits is None:
+        limits = CLIENT_LIMITS if client_frame else SERVER_LIMITS
+    size = len(data)
+    # Only an operator's create_session may be bigger than max_frame_bytes, and only up to its
+    # own limit. Peek at the type without building the body, so a big junk frame costs a skim.
+    if size > limits.max_frame_bytes and (
+        not client_frame
+        or size > limits.max_operator_frame_bytes
+        or _peek_type(data, limits) != CreateSession.TYPE
+    ):
+        raise DecodeError(ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes is over the limit")
+    if not size:
+        raise DecodeError(ErrorCode.MALFORMED_FRAME, "empty frame")
+
+    frame = _unpack(data, _options(limits))
+    if type(frame) is not dict:
+        raise DecodeError(ErrorCode.INVALID_MESSAGE, "a frame must be a map")
+    message_type = frame.get("t")
+    rid = _valid_rid(frame.get("rid"))
+    if type(message_type) is not str:
+        raise DecodeError(ErrorCode.INVALID_MESSAGE, 'missing "t" (message type)', rid=rid)
+    cls = (CLIENT_MESSAGES if client_frame else SERVER_MESSAGES).get(message_type)
+    if cls is None:
+        raise DecodeError(
+            ErrorCode.UNKNOWN_MESSAGE,
+            f"unknown message type {message_type[:64]!r}",
+            rid=rid,
+            message_type=message_type,
+        )
+    # msgpack keeps the last of duplicate keys; another decoder might keep the first. Refuse
+    # the ambiguity for the envelope (the declared count is in the first bytes).
+    if _map_header(data) != len(frame):
+        raise DecodeError(
+            ErrorCode.INVALID_MESSAGE, "duplicate keys", rid=rid, message_type=message_type
+        )
+    keys = frame.keys()
+    # Fast path: every field present (what canonical encoders send) needs one comparison.
+    if keys != cls.ALLOWED_KEYS:
+        _check_keys(keys, cls, rid, message_type)
+    del frame["t"]
+    # The frame's map is depth 1, so each field value may nest max_depth - 1 levels.
+    for name in cls.MAP_FIELDS:
+        if _too_deep(frame.get(name), limits.max_depth - 1):
+            raise DecodeError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"{message_type}: nested more than {limits.max_depth} levels",
+                rid=rid,
+                message_type=message_type,
+            )
+    try:
+        return cls(**frame)
+    except FieldError as exc:
+        raise DecodeError(exc.code, str(exc), rid=rid, message_type=message_type) from None
+
+
+def _check_keys(keys: Any, cls: type[Message], rid: int | None, message_type: str) -> None:
+    """Raise for unknown, binary or missing keys (the frame is not a full canonical map)."""
+    if not keys <= cls.ALLOWED_KEYS:
+        if any(type(k) is bytes for k in keys):
+            # Only an empty bin key gets this far (max_bin_len is 0); bin is bin, key or not.
+            raise DecodeError(
+                ErrorCode.UNSUPPORTED_TYPE,
+                "binary map keys are not allowed",
+                rid=rid,
+                message_type=message_type,
+            )
+        extra = sorted(str(k) for k in keys - cls.ALLOWED_KEYS)
+        raise DecodeError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{message_type}: unexpected field(s) {', '.join(extra)[:200]}",
+            rid=rid,
+            message_type=message_type,
+        )
+    if not keys >= cls.REQUIRED:
+        missing = sorted(cls.REQUIRED - keys)
+        raise DecodeError(
+            ErrorCode.INVALID_MESSAGE,
+            f"{message_type}: missing field(s) {', '.join(missing)}",
+            rid=rid,
+            message_type=message_type,
+        )
+
+
+def from_wire(
+    data: dict[str, Any], *, direction: Direction = Direction.CLIENT_TO_SERVER
+) -> Message:
+    """Build a message from its wire dict (``{"t": ..., fields...}``) with decode's checks on
+    keys and values, but no msgpack step and no size or depth limits. For tests, the golden
+    vectors and tools that hold JSON-like data."""
+    message_type = data.get("t")
+    rid = _valid_rid(data.get("rid"))
+    registry = CLIENT_MESSAGES if direction is Direction.CLIENT_TO_SERVER else SERVER_MESSAGES
+    cls = registry.get(message_type) if type(message_type) is str else None
+    if cls is None:
+        raise DecodeError(ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {message_type!r}")
+    keys = data.keys()
+    if not (keys <= cls.ALLOWED_KEYS and keys >= cls.REQUIRED):
+        raise DecodeError(ErrorCode.INVALID_MESSAGE, "unexpected or missing fields", rid=rid)
+    fields = {k: v for k, v in data.items() if k != "t"}
+    try:
+        return cls(**fields)
+    except FieldError as exc:
+        raise DecodeError(exc.code, str(exc), rid=rid) from None

@@ -1,0 +1,1077 @@
+"""The pubquiz.v1 message catalogue: one frozen attrs class per wire message type.
+
+Rules this module keeps:
+
+1. A message is plain, validated data. Constructing one with a wrong type, an out-of-range number,
+   a non-finite float or an over-long string raises ``FieldError`` (a ``ValueError`` carrying the
+   stable ``ErrorCode`` the codec answers with). A message that exists is therefore always
+   encodable, and the codec's decoder gets its per-field validation for free by constructing one.
+2. The schema is data: every field is declared with a ``Spec`` (kept in the attrs field metadata
+   under ``SPEC_KEY``) that both validates values and describes them, so the hypothesis
+   strategies in ``tests/strategies.py`` and the SPEC.md cross-check read the same source of truth.
+3. Python attribute names *are* the wire keys, and every class names its wire type in ``TYPE``.
+   The same wire name may mean different things per direction (``reveal`` is a host command
+   client -> server and an event server -> client), so there is one registry per direction.
+4. Sequences become tuples and free-form maps are deep-copied on construction, so decoded messages
+   and locally built ones compare equal (msgpack cannot tell a list from a tuple). The map copies
+   are plain dicts: treat them as read-only.
+5. Pure: imports attrs and the engine's ``errors`` only.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeAlias, TypeVar
+
+import attrs
+
+from pubquiz_engine.errors import ErrorCode
+
+# ---------------------------------------------------------------------------------------------
+# Numeric ranges (documented in protocol/SPEC.md, section "Scalar types").
+
+#: Request ids, indices, counts, ids: fit a signed 32-bit integer in every language.
+U31_MAX = 2**31 - 1
+#: Sequence numbers, epochs, scores, wall-clock milliseconds: exactly representable as an IEEE
+#: double, so JavaScript clients read them without loss.
+SAFE_MAX = 2**53 - 1
+SAFE_MIN = -SAFE_MAX
+
+# Per-field limits, in Unicode code points (the codec separately caps every string's UTF-8 bytes).
+MAX_CODE_CHARS = 16
+MAX_TOKEN_CHARS = 128
+MAX_KEY_CHARS = 256
+MAX_NAME_CHARS = 64
+MAX_REASON_CHARS = 256
+MAX_TITLE_CHARS = 256
+MAX_TEXT_CHARS = 4096
+MAX_ANSWER_CHARS = 1024
+MAX_CHOICE_CHARS = 1024
+MAX_CHOICES = 64
+MAX_URL_CHARS = 2048
+MAX_PATH_CHARS = 1024
+MAX_ERROR_CODE_CHARS = 64
+MAX_MESSAGE_CHARS = 1024
+MAX_LEADERBOARD = 1000
+#: Hard recursion bound for free-form maps built locally (decoded ones are first held to
+#: ``Limits.max_depth`` by the codec). Keeps a cyclic structure from recursing forever.
+MAX_PLAIN_DEPTH = 64
+
+ROLES = ("player", "host", "display")
+REPLAYS = ("events", "state")
+MODES = ("solo", "team")
+#: The wire names of question kinds (the same strings as ``game.QuestionKind``).
+QUESTION_KINDS = ("single", "multiple", "truefalse", "text", "numeric", "ordering")
+#: Session phases, as named in SPEC.md and in ``state.phase``.
+PHASES = (
+    "lobby",
+    "question_open",
+    "question_closed",
+    "revealed",
+    "leaderboard",
+    "round_summary",
+    "slide",
+    "paused",
+    "finished",
+)
+
+#: Where each field's ``Spec`` lives in the attrs field metadata.
+SPEC_KEY = "pubquiz.spec"
+
+
+class Direction(enum.StrEnum):
+    """Which way a frame travels; selects the registry (and default limits) to decode with."""
+
+    CLIENT_TO_SERVER = "client_to_server"
+    SERVER_TO_CLIENT = "server_to_client"
+
+
+class FieldError(ValueError):
+    """A message field holds a value pubquiz.v1 does not allow.
+
+    A ``ValueError`` (a local bug when we build a message ourselves); the codec turns it into a
+    ``ProtocolError`` with the same ``code`` when the value came off the wire.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _wrong_type(name: str, value: object, expected: str) -> FieldError:
+    # bin (bytes) can only come from a msgpack bin value: pubquiz.v1 has none, so say so precisely.
+    if isinstance(value, bytes | bytearray | memoryview):
+        return FieldError(ErrorCode.UNSUPPORTED_TYPE, f"{name}: binary values are not allowed")
+    return FieldError(
+        ErrorCode.INVALID_MESSAGE, f"{name}: expected {expected}, got {type(value).__name__}"
+    )
+
+
+def _check_str(name: str, value: object, max_chars: int) -> str:
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise _wrong_type(name, value, "str")
+        # A str subclass (e.g. a StrEnum member): store the plain string it stands for.
+        value = str.__str__(value)
+    if len(value) > max_chars:
+        raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: longer than {max_chars} characters")
+    # Lone surrogates (from a JSON "\ud800" escape, say) cannot be UTF-8 encoded: refuse them
+    # here so that encode() of a constructed message never fails. isascii() is the fast path.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError(ErrorCode.INVALID_MESSAGE, f"{name}: not valid Unicode") from None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs: each knows how to check (and normalise) one field's value and is introspectable.
+
+
+@attrs.frozen
+class Spec:
+    """Base of all field specs. ``check(value, name)`` returns the value to store or raises."""
+
+    def check(self, value: Any, name: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@attrs.frozen
+class IntSpec(Spec):
+    """An integer in ``lo..hi`` (booleans are not integers on the wire)."""
+
+    lo: int
+    hi: int
+
+    def check(self, value: Any, name: str) -> int:
+        if type(value) is not int:
+            raise _wrong_type(name, value, "int")
+        if not self.lo <= value <= self.hi:
+            raise FieldError(ErrorCode.INVALID_MESSAGE, f"{name}: not in {self.lo}..{self.hi}")
+        return value
+
+
+@attrs.frozen
+class BoolSpec(Spec):
+    """``true`` or ``false``."""
+
+    def check(self, value: Any, name: str) -> bool:
+        if type(value) is not bool:
+            raise _wrong_type(name, value, "bool")
+        return value
+
+
+@attrs.frozen
+class TextSpec(Spec):
+    """A UTF-8 string of at most ``max_chars`` code points."""
+
+    max_chars: int
+
+    def check(self, value: Any, name: str) -> str:
+        return _check_str(name, value, self.max_chars)
+
+
+@attrs.frozen
+class EnumSpec(Spec):
+    """One of a fixed set of strings."""
+
+    values: tuple[str, ...]
+
+    def check(self, value: Any, name: str) -> str:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise _wrong_type(name, value, "str")
+            value = str.__str__(value)
+        if value not in self.values:
+            raise FieldError(
+                ErrorCode.INVALID_MESSAGE, f"{name}: must be one of {', '.join(self.values)}"
+            )
+        text: str = value
+        return text
+
+
+def _check_number(name: str, value: Any) -> int | float:
+    kind = type(value)
+    if kind is int:
+        if not SAFE_MIN <= value <= SAFE_MAX:
+            raise FieldError(ErrorCode.INVALID_MESSAGE, f"{name}: integer out of the safe range")
+        return int(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise FieldError(ErrorCode.INVALID_MESSAGE, f"{name}: must be a finite number")
+        return float(value)
+    raise _wrong_type(name, value, "number")
+
+
+@attrs.frozen
+class NumberSpec(Spec):
+    """A finite number: an int in the safe range or a finite float (never NaN or infinity)."""
+
+    def check(self, value: Any, name: str) -> int | float:
+        return _check_number(name, value)
+
+
+@attrs.frozen
+class IntListSpec(Spec):
+    """An array of at most ``max_len`` integers, each in ``lo..hi``; stored as a tuple."""
+
+    max_len: int
+    lo: int
+    hi: int
+
+    def check(self, value: Any, name: str) -> tuple[int, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise _wrong_type(name, value, "array")
+        if len(value) > self.max_len:
+            raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: more than {self.max_len} items")
+        lo, hi = self.lo, self.hi
+        for item in value:
+            if type(item) is not int:
+                raise _wrong_type(f"{name}[]", item, "int")
+            if not lo <= item <= hi:
+                raise FieldError(ErrorCode.INVALID_MESSAGE, f"{name}[]: not in {lo}..{hi}")
+        return tuple(value)
+
+
+@attrs.frozen
+class TextListSpec(Spec):
+    """An array of at most ``max_len`` strings of at most ``max_chars``; stored as a tuple."""
+
+    max_len: int
+    max_chars: int
+
+    def check(self, value: Any, name: str) -> tuple[str, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise _wrong_type(name, value, "array")
+        if len(value) > self.max_len:
+            raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: more than {self.max_len} items")
+        return tuple(_check_str(f"{name}[]", item, self.max_chars) for item in value)
+
+
+_CHOICE_LIST = IntListSpec(MAX_CHOICES, 0, MAX_CHOICES - 1)
+_ACCEPTED_TEXTS = TextListSpec(MAX_CHOICES, MAX_ANSWER_CHARS)
+
+
+@attrs.frozen
+class AnswerSpec(Spec):
+    """An answer value: bool, int or finite float (numeric, or a choice index), str (free
+    text), or an array of choice indices (multiple choice, ordering).
+
+    With ``accepted_texts`` (the ``reveal`` event's ``correct``) an array of strings - the
+    accepted texts of a free-text question - is allowed as well.
+    """
+
+    accepted_texts: bool = False
+
+    def check(self, value: Any, name: str) -> Any:
+        kind = type(value)
+        if kind is bool:
+            return value
+        if kind is int or kind is float:
+            return _check_number(name, value)
+        if kind is str or isinstance(value, str):
+            return _check_str(name, value, MAX_ANSWER_CHARS)
+        if kind is list or kind is tuple:
+            # The first item decides which array shape is meant; an empty array is a valid
+            # (empty) choice list.
+            if self.accepted_texts and value and isinstance(value[0], str):
+                return _ACCEPTED_TEXTS.check(value, name)
+            return _CHOICE_LIST.check(value, name)
+        raise _wrong_type(name, value, "answer value")
+
+
+@attrs.frozen
+class LeaderboardSpec(Spec):
+    """An array of ``[rank, id, name, score]`` rows; stored as a tuple of 4-tuples."""
+
+    def check(self, value: Any, name: str) -> tuple[tuple[int, int, str, int], ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise _wrong_type(name, value, "array")
+        if len(value) > MAX_LEADERBOARD:
+            raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: more than {MAX_LEADERBOARD} rows")
+        rows = []
+        for row in value:
+            if (type(row) is not list and type(row) is not tuple) or len(row) != 4:
+                raise FieldError(
+                    ErrorCode.INVALID_MESSAGE, f"{name}[]: expected [rank, id, name, score]"
+                )
+            rank, ident, label, score = row
+            rows.append(
+                (
+                    _RANK.check(rank, f"{name}[].rank"),
+                    _U31.check(ident, f"{name}[].id"),
+                    _check_str(f"{name}[].name", label, MAX_NAME_CHARS),
+                    _SCORE.check(score, f"{name}[].score"),
+                )
+            )
+        return tuple(rows)
+
+
+def _plain(value: Any, name: str, depth: int) -> Any:
+    """Validate and deep-copy free-form data: str-keyed maps, arrays, nil, bool, safe ints,
+    finite floats and strings. Arrays come back as lists (the decoder's shape), maps as dicts."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int or kind is float:
+        return _check_number(name, value)
+    if depth <= 0:
+        raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: nested too deeply")
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _wrong_type(f"{name} key", key, "str")
+            out[key] = _plain(item, f"{name}.{key}", depth - 1)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item, f"{name}[]", depth - 1) for item in value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise _wrong_type(name, value, "plain data")
+
+
+@attrs.frozen
+class MapSpec(Spec):
+    """A free-form map (str keys; nil, bool, numbers, str, arrays and maps inside). Its shape is
+    documented in SPEC.md and checked by its consumer (the quiz loader, the session options, the
+    client rendering ``state``); the protocol only guarantees it is plain, finite data."""
+
+    def check(self, value: Any, name: str) -> dict[str, Any]:
+        if type(value) is not dict:
+            raise _wrong_type(name, value, "map")
+        result: dict[str, Any] = _plain(value, name, MAX_PLAIN_DEPTH)
+        return result
+
+
+@attrs.frozen
+class Nullable(Spec):
+    """``nil`` or a value of ``inner``. Nullable fields may be left out of a frame (= nil)."""
+
+    inner: Spec
+
+    def check(self, value: Any, name: str) -> Any:
+        return None if value is None else self.inner.check(value, name)
+
+
+# Shared specs.
+_RID = IntSpec(0, U31_MAX)
+_U31 = IntSpec(0, U31_MAX)
+_RANK = IntSpec(1, U31_MAX)
+_SEQ = IntSpec(1, SAFE_MAX)
+_SEQ0 = IntSpec(0, SAFE_MAX)
+_MS = IntSpec(0, SAFE_MAX)
+_DURATION_MS = IntSpec(0, U31_MAX)
+_SCORE = IntSpec(SAFE_MIN, SAFE_MAX)
+_BOOL = BoolSpec()
+_CODE = TextSpec(MAX_CODE_CHARS)
+_TOKEN = TextSpec(MAX_TOKEN_CHARS)
+_NAME = TextSpec(MAX_NAME_CHARS)
+_REASON = TextSpec(MAX_REASON_CHARS)
+_TITLE = TextSpec(MAX_TITLE_CHARS)
+_TEXT = TextSpec(MAX_TEXT_CHARS)
+_URL = TextSpec(MAX_URL_CHARS)
+_MAP = MapSpec()
+
+
+def wire(spec: Spec) -> dict[str, Any]:
+    """The ``attrs.field`` arguments of a message field validated (and normalised) by ``spec``.
+
+    Used as ``attrs.field(**wire(spec))`` for a required field and
+    ``attrs.field(default=None, **wire(Nullable(spec)))`` for a nullable one, so that mypy's
+    attrs plugin still sees which fields are required. All fields are keyword-only.
+    """
+
+    def convert(value: Any, attribute: attrs.Attribute[Any]) -> Any:
+        return spec.check(value, attribute.name)
+
+    return {"converter": attrs.Converter(convert, takes_field=True), "metadata": {SPEC_KEY: spec}}
+
+
+def field_spec(attribute: attrs.Attribute[Any]) -> Spec:
+    """The ``Spec`` a message field was declared with."""
+    spec: Spec = attribute.metadata[SPEC_KEY]
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# The message base class and registries.
+
+
+class Message:
+    """Base of every pubquiz.v1 message class.
+
+    Class attributes filled in by ``_register``: ``TYPE`` (the wire name), ``DIRECTION``,
+    ``BROADCAST`` (a session event carrying ``seq``), ``FIELDS`` (wire keys in canonical order)
+    and ``REQUIRED`` (keys that may not be left out).
+    """
+
+    __slots__ = ()
+
+    TYPE: ClassVar[str]
+    DIRECTION: ClassVar[Direction]
+    BROADCAST: ClassVar[bool]
+    FIELDS: ClassVar[tuple[str, ...]]
+    REQUIRED: ClassVar[frozenset[str]]
+    #: ``FIELDS`` plus ``"t"``: the keys a frame may hold.
+    ALLOWED_KEYS: ClassVar[frozenset[str]]
+    #: Fields holding free-form maps: the only ones the codec walks for the depth limit (every
+    #: other field's spec bounds its own nesting).
+    MAP_FIELDS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, **fields: Any) -> None:
+        # Every concrete message is an attrs class whose generated __init__ replaces this one.
+        # It exists so that code holding a ``type[Message]`` may call ``cls(rid=..., **fields)``
+        # and still type-check.
+        raise TypeError(f"{type(self).__name__} is not a concrete pubquiz.v1 message")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The frame as a msgpack-ready dict: ``"t"`` first, then every field in declaration
+        order (nil fields included). Replaced per class by generated code (see ``_register``)."""
+        raise NotImplementedError  # pragma: no cover
+
+
+#: Client -> server messages by wire name.
+CLIENT_MESSAGES: dict[str, type[Message]] = {}
+#: Server -> client messages by wire name.
+SERVER_MESSAGES: dict[str, type[Message]] = {}
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _compile_to_wire(cls: type[Message]) -> Callable[[Message], dict[str, Any]]:
+    # Generated once per class so that encoding is a single dict display: no loop, no getattr
+    # by name, no attrs.asdict. This is the hot path of every broadcast.
+    items = ", ".join(f"{name!r}: m.{name}" for name in cls.FIELDS)
+    source = f"def to_wire(m):\n    return {{'t': TYPE, {items}}}\n"
+    namespace: dict[str, Any] = {"TYPE": cls.TYPE}
+    exec(compile(source, f"<pubquiz.v1 {cls.TYPE}>", "exec"), namespace)
+    function: Callable[[Message], dict[str, Any]] = namespace["to_wire"]
+    function.__doc__ = Message.to_wire.__doc__
+    return function
+
+
+def _holds_map(spec: Spec) -> bool:
+    return isinstance(spec.inner if isinstance(spec, Nullable) else spec, MapSpec)
+
+
+def _register(
+    direction: Direction, wire_type: str, *, broadcast: bool = False
+) -> Callable[[type[_M]], type[_M]]:
+    registry = CLIENT_MESSAGES if direction is Direction.CLIENT_TO_SERVER else SERVER_MESSAGES
+
+    def register(cls: type[_M]) -> type[_M]:
+        # Schema mistakes fail at import time, loudly (not with assert: -O would drop it).
+        if wire_type in registry:
+            raise TypeError(f"duplicate {direction} message {wire_type}")
+        fields = attrs.fields(cls)  # type: ignore[arg-type]  # _M is an attrs class here
+        cls.TYPE = wire_type
+        cls.DIRECTION = direction
+        cls.FIELDS = tuple(f.name for f in fields)
+        cls.BROADCAST = broadcast
+        # Events carry the session's seq; personal messages may not (welcome's seq is a field
+        # about the session, not the frame's position in it, hence the explicit flag).
+        if broadcast != (cls.FIELDS[:1] == ("seq",)):
+            raise TypeError(f"{wire_type}: events, and only events, start with seq")
+        for f in fields:
+            # A nullable spec and a None default go together (and nothing else has a default).
+            nullable = isinstance(field_spec(f), Nullable)
+            if f.default is not (None if nullable else attrs.NOTHING):
+                raise TypeError(f"{wire_type}.{f.name}: nullable <=> default None")
+        cls.REQUIRED = frozenset(f.name for f in fields if not isinstance(field_spec(f), Nullable))
+        cls.ALLOWED_KEYS = frozenset((*cls.FIELDS, "t"))
+        cls.MAP_FIELDS = tuple(f.name for f in fields if _holds_map(field_spec(f)))
+        cls.to_wire = _compile_to_wire(cls)  # type: ignore[method-assign,assignment]
+        registry[wire_type] = cls
+        return cls
+
+    return register
+
+
+def _c(wire_type: str) -> Callable[[type[_M]], type[_M]]:
+    return _register(Direction.CLIENT_TO_SERVER, wire_type)
+
+
+def _s(wire_type: str) -> Callable[[type[_M]], type[_M]]:
+    return _register(Direction.SERVER_TO_CLIENT, wire_type)
+
+
+def _event(wire_type: str) -> Callable[[type[_M]], type[_M]]:
+    return _register(Direction.SERVER_TO_CLIENT, wire_type, broadcast=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client -> server. Every request carries ``rid``; the reply echoes it.
+
+
+@_c("join")
+@attrs.frozen(kw_only=True)
+class Join(Message):
+    """A player joins a session by its join code (team: ``None`` in solo mode)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    code: str = attrs.field(**wire(_CODE))
+    name: str = attrs.field(**wire(_NAME))
+    team: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+
+
+@_c("resume")
+@attrs.frozen(kw_only=True)
+class Resume(Message):
+    """A player reconnects with its resume token and the last ``seq`` it saw."""
+
+    rid: int = attrs.field(**wire(_RID))
+    token: str = attrs.field(**wire(_TOKEN))
+    last_seq: int = attrs.field(**wire(_SEQ0))
+
+
+@_c("host")
+@attrs.frozen(kw_only=True)
+class Host(Message):
+    """The quiz master attaches to a session with its host token."""
+
+    rid: int = attrs.field(**wire(_RID))
+    code: str = attrs.field(**wire(_CODE))
+    token: str = attrs.field(**wire(_TOKEN))
+    last_seq: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
+
+
+@_c("watch")
+@attrs.frozen(kw_only=True)
+class Watch(Message):
+    """A display (big screen) attaches read-only."""
+
+    rid: int = attrs.field(**wire(_RID))
+    code: str = attrs.field(**wire(_CODE))
+    last_seq: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
+
+
+@_c("create_session")
+@attrs.frozen(kw_only=True)
+class CreateSession(Message):
+    """An operator creates a session from a quiz file on the server or an inline quiz.
+
+    Exactly one of ``quiz_path`` and ``quiz`` is given.
+    """
+
+    rid: int = attrs.field(**wire(_RID))
+    key: str = attrs.field(**wire(TextSpec(MAX_KEY_CHARS)))
+    quiz_path: str | None = attrs.field(default=None, **wire(Nullable(TextSpec(MAX_PATH_CHARS))))
+    quiz: dict[str, Any] | None = attrs.field(default=None, **wire(Nullable(_MAP)))
+    mode: str = attrs.field(**wire(EnumSpec(MODES)))
+    options: dict[str, Any] | None = attrs.field(default=None, **wire(Nullable(_MAP)))
+
+    def __attrs_post_init__(self) -> None:
+        if (self.quiz_path is None) == (self.quiz is None):
+            raise FieldError(
+                ErrorCode.INVALID_MESSAGE, "create_session: give exactly one of quiz_path, quiz"
+            )
+
+
+@_c("answer")
+@attrs.frozen(kw_only=True)
+class Answer(Message):
+    """A player answers question ``q`` (idempotent by ``rid``: a retry changes nothing)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    q: int = attrs.field(**wire(_U31))
+    value: Any = attrs.field(**wire(AnswerSpec()))
+
+
+@_c("joker")
+@attrs.frozen(kw_only=True)
+class Joker(Message):
+    """A player (for its team) plays its joker on a round."""
+
+    rid: int = attrs.field(**wire(_RID))
+    round: int = attrs.field(**wire(_U31))
+
+
+@_c("wager")
+@attrs.frozen(kw_only=True)
+class Wager(Message):
+    """A player (for its team) wagers points on a wager round."""
+
+    rid: int = attrs.field(**wire(_RID))
+    round: int = attrs.field(**wire(_U31))
+    amount: int = attrs.field(**wire(_U31))
+
+
+@_c("leave")
+@attrs.frozen(kw_only=True)
+class Leave(Message):
+    """A player leaves the session for good (its resume token stops working)."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("start")
+@attrs.frozen(kw_only=True)
+class Start(Message):
+    """Host: leave the lobby and show the first item."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("next")
+@attrs.frozen(kw_only=True)
+class Next(Message):
+    """Host: advance to the next item (question, slide, round summary, or the end)."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("close")
+@attrs.frozen(kw_only=True)
+class Close(Message):
+    """Host: close the open question before its deadline."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("extend")
+@attrs.frozen(kw_only=True)
+class Extend(Message):
+    """Host: give the open (or paused) question more time."""
+
+    rid: int = attrs.field(**wire(_RID))
+    seconds: int = attrs.field(**wire(IntSpec(1, 600)))
+
+
+@_c("pause")
+@attrs.frozen(kw_only=True)
+class Pause(Message):
+    """Host: stop the clock of the open question."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("unpause")
+@attrs.frozen(kw_only=True)
+class Unpause(Message):
+    """Host: restart the clock with the time that was left."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("reveal")
+@attrs.frozen(kw_only=True)
+class Reveal(Message):
+    """Host: reveal the correct answer of the current question (closing it if still open)."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("skip")
+@attrs.frozen(kw_only=True)
+class Skip(Message):
+    """Host: drop the current question from scoring and move on."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("show_leaderboard")
+@attrs.frozen(kw_only=True)
+class ShowLeaderboard(Message):
+    """Host: show the overall leaderboard, or one round's (``round``)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    round: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
+
+
+@_c("mark")
+@attrs.frozen(kw_only=True)
+class Mark(Message):
+    """Host: mark a participant's answer to question ``q`` right or wrong (re-scores)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    q: int = attrs.field(**wire(_U31))
+    participant: int = attrs.field(**wire(_U31))
+    correct: bool = attrs.field(**wire(_BOOL))
+
+
+@_c("adjust")
+@attrs.frozen(kw_only=True)
+class Adjust(Message):
+    """Host: correct a participant's (in team mode: its team's) score by ``delta`` points."""
+
+    rid: int = attrs.field(**wire(_RID))
+    participant: int = attrs.field(**wire(_U31))
+    delta: int = attrs.field(**wire(IntSpec(-1_000_000, 1_000_000)))
+    reason: str = attrs.field(**wire(_REASON))
+
+
+@_c("kick")
+@attrs.frozen(kw_only=True)
+class Kick(Message):
+    """Host: remove a participant (its connection is closed with 4000)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    participant: int = attrs.field(**wire(_U31))
+
+
+@_c("end")
+@attrs.frozen(kw_only=True)
+class End(Message):
+    """Host: finish the quiz now."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_c("ping")
+@attrs.frozen(kw_only=True)
+class Ping(Message):
+    """Anyone: application-level liveness check; answered by ``pong``."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client: personal replies (no seq).
+
+
+@_s("welcome")
+@attrs.frozen(kw_only=True)
+class Welcome(Message):
+    """Reply to ``join``/``resume``/``host``/``watch``: who you are and what follows."""
+
+    rid: int = attrs.field(**wire(_RID))
+    role: str = attrs.field(**wire(EnumSpec(ROLES)))
+    code: str = attrs.field(**wire(_CODE))
+    epoch: int = attrs.field(**wire(_SEQ0))
+    seq: int = attrs.field(**wire(_SEQ0))
+    participant: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
+    name: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+    team: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+    token: str | None = attrs.field(default=None, **wire(Nullable(_TOKEN)))
+    replay: str = attrs.field(**wire(EnumSpec(REPLAYS)))
+
+
+@_s("session_created")
+@attrs.frozen(kw_only=True)
+class SessionCreated(Message):
+    """Reply to ``create_session``: the join code and the host token."""
+
+    rid: int = attrs.field(**wire(_RID))
+    code: str = attrs.field(**wire(_CODE))
+    host_token: str = attrs.field(**wire(_TOKEN))
+
+
+@_s("ok")
+@attrs.frozen(kw_only=True)
+class Ok(Message):
+    """Reply to a host command (and ``leave``, ``joker``, ``wager``) that was applied."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_s("pong")
+@attrs.frozen(kw_only=True)
+class Pong(Message):
+    """Reply to ``ping``."""
+
+    rid: int = attrs.field(**wire(_RID))
+
+
+@_s("answer_ack")
+@attrs.frozen(kw_only=True)
+class AnswerAck(Message):
+    """Reply to ``answer``: the answer is recorded (durably, in the default ack mode)."""
+
+    rid: int = attrs.field(**wire(_RID))
+    q: int = attrs.field(**wire(_U31))
+
+
+@_s("error")
+@attrs.frozen(kw_only=True)
+class ErrorReply(Message):
+    """A request was refused (``rid`` set) or the connection is about to close (``rid`` nil).
+
+    ``code`` is a stable error code; clients must accept codes they do not know.
+    """
+
+    rid: int | None = attrs.field(default=None, **wire(Nullable(_RID)))
+    code: str = attrs.field(**wire(TextSpec(MAX_ERROR_CODE_CHARS)))
+    message: str = attrs.field(**wire(TextSpec(MAX_MESSAGE_CHARS)))
+    retryable: bool = attrs.field(**wire(_BOOL))
+
+
+@_s("redirect")
+@attrs.frozen(kw_only=True)
+class Redirect(Message):
+    """The session ``code`` lives on another node: reconnect to ``url``."""
+
+    rid: int | None = attrs.field(default=None, **wire(Nullable(_RID)))
+    code: str = attrs.field(**wire(_CODE))
+    url: str = attrs.field(**wire(_URL))
+
+
+@_s("you")
+@attrs.frozen(kw_only=True)
+class You(Message):
+    """Personal line after a leaderboard: your (team's) rank and score."""
+
+    rank: int | None = attrs.field(default=None, **wire(Nullable(_RANK)))
+    score: int = attrs.field(**wire(_SCORE))
+    round_score: int | None = attrs.field(default=None, **wire(Nullable(_SCORE)))
+
+
+@_s("result")
+@attrs.frozen(kw_only=True)
+class Result(Message):
+    """Personal result after a reveal: was your answer right, and your new total."""
+
+    q: int = attrs.field(**wire(_U31))
+    correct: bool = attrs.field(**wire(_BOOL))
+    points: int = attrs.field(**wire(_SCORE))
+    score: int = attrs.field(**wire(_SCORE))
+
+
+# ---------------------------------------------------------------------------------------------
+# Server -> client: session events (broadcast, with seq).
+
+
+@_event("state")
+@attrs.frozen(kw_only=True)
+class State(Message):
+    """The full state as of ``seq`` (shape in SPEC.md, section "The state map")."""
+
+    seq: int = attrs.field(**wire(_SEQ0))
+    state: dict[str, Any] = attrs.field(**wire(_MAP))
+
+
+@_event("player_joined")
+@attrs.frozen(kw_only=True)
+class PlayerJoined(Message):
+    """A participant joined."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+    name: str = attrs.field(**wire(_NAME))
+    team: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+
+
+@_event("player_left")
+@attrs.frozen(kw_only=True)
+class PlayerLeft(Message):
+    """A participant left (``leave``)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+
+
+@_event("player_kicked")
+@attrs.frozen(kw_only=True)
+class PlayerKicked(Message):
+    """The host removed a participant."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+
+
+@_event("question")
+@attrs.frozen(kw_only=True)
+class Question(Message):
+    """A question opened. ``deadline_ms`` is the server's wall clock (unix ms)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    round: int = attrs.field(**wire(_U31))
+    number: int = attrs.field(**wire(IntSpec(1, U31_MAX)))
+    kind: str = attrs.field(**wire(EnumSpec(QUESTION_KINDS)))
+    prompt: str = attrs.field(**wire(_TEXT))
+    choices: tuple[str, ...] | None = attrs.field(
+        default=None, **wire(Nullable(TextListSpec(MAX_CHOICES, MAX_CHOICE_CHARS)))
+    )
+    media: str | None = attrs.field(default=None, **wire(Nullable(_URL)))
+    points: int = attrs.field(**wire(_SCORE))
+    time_limit_ms: int = attrs.field(**wire(_DURATION_MS))
+    deadline_ms: int = attrs.field(**wire(_MS))
+
+
+@_event("slide")
+@attrs.frozen(kw_only=True)
+class Slide(Message):
+    """A slide (intro, rules, round title) is shown."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    title: str = attrs.field(**wire(_TITLE))
+    body: str = attrs.field(**wire(_TEXT))
+
+
+@_event("answer_count")
+@attrs.frozen(kw_only=True)
+class AnswerCount(Message):
+    """How many of those who can answer question ``q`` have answered."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    answered: int = attrs.field(**wire(_U31))
+    total: int = attrs.field(**wire(_U31))
+
+
+@_event("answered")
+@attrs.frozen(kw_only=True)
+class Answered(Message):
+    """Hosts only: ``participant`` answered question ``q``."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    participant: int = attrs.field(**wire(_U31))
+
+
+@_event("closed")
+@attrs.frozen(kw_only=True)
+class Closed(Message):
+    """Question ``q`` is closed: no more answers."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+
+
+@_event("paused")
+@attrs.frozen(kw_only=True)
+class Paused(Message):
+    """The clock is stopped with ``remaining_ms`` left."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    remaining_ms: int = attrs.field(**wire(_DURATION_MS))
+
+
+@_event("unpaused")
+@attrs.frozen(kw_only=True)
+class Unpaused(Message):
+    """The clock runs again; the new deadline (unix ms)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    deadline_ms: int = attrs.field(**wire(_MS))
+
+
+@_event("extended")
+@attrs.frozen(kw_only=True)
+class Extended(Message):
+    """Question ``q`` got more time; its new deadline (unix ms)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    deadline_ms: int = attrs.field(**wire(_MS))
+
+
+@_event("reveal")
+@attrs.frozen(kw_only=True)
+class Revealed(Message):
+    """The correct answer of question ``q`` (wire type ``reveal``)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    correct: Any = attrs.field(**wire(AnswerSpec(accepted_texts=True)))
+    distribution: tuple[int, ...] | None = attrs.field(
+        default=None, **wire(Nullable(IntListSpec(MAX_CHOICES, 0, U31_MAX)))
+    )
+
+
+@_event("leaderboard")
+@attrs.frozen(kw_only=True)
+class Leaderboard(Message):
+    """Standings, overall (``round`` nil) or for one round; of teams or of players."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    round: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
+    teams: bool = attrs.field(**wire(_BOOL))
+    top: tuple[tuple[int, int, str, int], ...] = attrs.field(**wire(LeaderboardSpec()))
+
+
+@_event("round_summary")
+@attrs.frozen(kw_only=True)
+class RoundSummary(Message):
+    """A round is over."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    round: int = attrs.field(**wire(_U31))
+    title: str = attrs.field(**wire(_TITLE))
+
+
+@_event("score_adjusted")
+@attrs.frozen(kw_only=True)
+class ScoreAdjusted(Message):
+    """The host corrected a score."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+    delta: int = attrs.field(**wire(IntSpec(-1_000_000, 1_000_000)))
+    reason: str = attrs.field(**wire(_REASON))
+
+
+@_event("ended")
+@attrs.frozen(kw_only=True)
+class Ended(Message):
+    """The quiz is over (finished, or ended by the host or the operator)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    reason: str = attrs.field(**wire(_REASON))
+
+
+ClientMessage: TypeAlias = (
+    Join
+    | Resume
+    | Host
+    | Watch
+    | CreateSession
+    | Answer
+    | Joker
+    | Wager
+    | Leave
+    | Start
+    | Next
+    | Close
+    | Extend
+    | Pause
+    | Unpause
+    | Reveal
+    | Skip
+    | ShowLeaderboard
+    | Mark
+    | Adjust
+    | Kick
+    | End
+    | Ping
+)
+
+ServerMessage: TypeAlias = (
+    Welcome
+    | SessionCreated
+    | Ok
+    | Pong
+    | AnswerAck
+    | ErrorReply
+    | Redirect
+    | You
+    | Result
+    | State
+    | PlayerJoined
+    | PlayerLeft
+    | PlayerKicked
+    | Question
+    | Slide
+    | AnswerCount
+    | Answered
+    | Closed
+    | Paused
+    | Unpaused
+    | Extended
+    | Revealed
+    | Leaderboard
+    | RoundSummary
+    | ScoreAdjusted
+    | Ended
+)
+
+AnyMessage: TypeAlias = ClientMessage | ServerMessage
+
+
+def registry(direction: Direction) -> Mapping[str, type[Message]]:
+    """The message classes of one direction, by wire name."""
+    return CLIENT_MESSAGES if direction is Direction.CLIENT_TO_SERVER else SERVER_MESSAGES
