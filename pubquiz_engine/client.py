@@ -205,6 +205,7 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
                       origin: str | None = None) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://host:port/``) speaking pubquiz.v1; close on exit."""
     headers = [("Origin", origin)] if origin else None
+    ws: trio_websocket.WebSocketConnection | None = None
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(connect_timeout):
@@ -222,13 +223,15 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
                 # a moment (an immediate cancel would leak the socket), then cancel.
                 nursery.cancel_scope.deadline = min(nursery.cancel_scope.deadline,
                                                     trio.current_time() + 5)
-        # trio-websocket (0.12) leaves a client's TCP stream open when the server closed the
-        # WebSocket first (its reader stops at EOF without closing the stream): close it here.
-        with trio.CancelScope(shield=True):
-            await ws._stream.aclose()
     except BaseExceptionGroup as group:
         # The reader task is an implementation detail: give callers their own exception,
         # not a group around it.
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
+    finally:
+        # trio-websocket (0.12) leaves a client's TCP stream open when the server closed the
+        # WebSocket first (its reader stops at EOF without closing the stream): close it here.
+        if ws is not None:
+            with trio.CancelScope(shield=True):
+                await ws._stream.aclose()

@@ -157,10 +157,14 @@ class Engine:
         if not flushed:
             log.error("shutdown: %d records not committed within %.1fs",
                       self.persister.stats().depth, self.config.drain_timeout)
+        members = [mb for session in self.sessions.values() for mb in session.members()]
         for session in list(self.sessions.values()):
             session.close(reason, CloseCode.SERVICE_RESTART)
-        # Let the close frames leave before the connection tasks are cancelled.
-        await trio.lowlevel.checkpoint()
+        # The close frames went out eagerly; give slow members' backlogs and the close
+        # handshakes a moment before the connection tasks are cancelled.
+        with trio.move_on_after(2.0):
+            for member in members:
+                await member.ws.wait_closed()
         for scope in self._serve_scopes:
             scope.cancel()
         return flushed

@@ -159,7 +159,11 @@ class LiveSession:
             self.end_reason = reason
             self.closing_code = code
             if code == CloseCode.SESSION_ENDED:
-                self._submit([SessionEnded(code=self.code, ended_at=self._clock(), epoch=self.epoch)])
+                self._submit([SessionEnded(code=self.code, ended_at=self._clock(),
+                                           epoch=self.epoch)])
+        # Close frames leave now (eager writes), before anything is cancelled.
+        for member in self.members():
+            member.ws.close(self.closing_code, reason)
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
@@ -229,8 +233,9 @@ class LiveSession:
         member.audience = views.PLAYERS
         self._touch()
         self._publish(events)
+        # A newcomer gets the whole current screen (a question may be open right now).
         self._welcome_and_catch_up(
-            member, rid, self.seq, name=joined.name, team=joined.team, token=token
+            member, rid, None, name=joined.name, team=joined.team, token=token
         )
         self._players[joined.participant] = member
 

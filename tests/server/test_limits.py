@@ -1,0 +1,198 @@
+"""Limits and hostile input over real sockets: each triggers its documented error, and the
+session in play goes on for everyone else."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+from engine_fixtures import engine_at, short_quiz
+from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
+from pubquiz_engine.protocol import messages as m
+
+
+async def _error(client: Client) -> m.ErrorReply:
+    return await client.next_event(m.ErrorReply, timeout=5)
+
+
+def _hostile_frames() -> list[bytes]:
+    rng = random.Random(1234)
+    valid = msgpack.packb({"t": "answer", "rid": 5, "q": 0, "value": 1})
+    frames = [
+        b"\xc1",  # never-used msgpack byte
+        b"\xdb\xff\xff\xff\xff" + b"x" * 10,  # str32 declaring 4 GiB, short body
+        b"\xdd\xff\xff\xff\xff",  # array32 declaring 4 billion items
+        b"\xdf\xff\xff\xff\xff",  # map32 declaring 4 billion entries
+        b"\x91" * 10_000 + b"\xc0",  # 10,000-deep nesting
+        msgpack.packb({"t": "answer", "rid": 1, "q": 0,
+                       "value": msgpack.ExtType(5, b"abc")}),  # ext type
+        msgpack.packb({1: "x", "t": "ping", "rid": 2}),  # non-string key
+        msgpack.packb({"t": "answer", "rid": 3, "q": "zero", "value": 1}),  # wrong type
+        msgpack.packb({"t": "answer", "rid": 4}),  # missing fields
+        msgpack.packb({"t": "answer", "rid": 6, "q": 0, "value": 1, "extra": 1}),  # extra field
+        msgpack.packb({"t": "teleport", "rid": 7}),  # unknown type
+        msgpack.packb({"t": "answer", "rid": 8, "q": 0, "value": float("nan")}),  # NaN
+        msgpack.packb([1, 2, 3]),  # not a map
+    ]
+    for _ in range(300):  # mutations of a valid frame
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        frames.append(bytes(data))
+    frames.extend(bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))) for _ in range(200))
+    return frames
+
+
+async def test_hostile_frames_get_errors_and_the_session_goes_on(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with engine_at(tmp_path, message_rate=100_000.0, message_burst=100_000) as (
+                engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host, open_client(address.url) as bad, \
+                    open_client(address.url) as good:
+                await host.host(session.code, host_token)
+                await bad.join(session.code, "Mallory")
+                await good.join(session.code, "Ann")
+                await host.request(m.Start)
+                frames = _hostile_frames()
+                for frame in frames:
+                    await bad.send_raw(frame)
+                # Every frame is answered (with an error or, for a lucky mutation, a reply):
+                # a ping afterwards comes back, so nothing was skipped or crashed.
+                pong = await bad.request(m.Ping)
+                assert isinstance(pong, m.Pong)
+                codes = {e.code for e in [x async for x in _drain(bad)]
+                         if isinstance(e, m.ErrorReply)}
+                assert {"malformed_frame", "limit_exceeded", "unsupported_type",
+                        "invalid_message", "unknown_message"} <= codes
+                # The session goes on: the other player answers and is acked.
+                question = await good.next_event(m.Question)
+                ack = await good.answer(question.q, 0)
+                assert ack.q == question.q
+                # And the hostile player is still a player who can answer.
+                await bad.answer(question.q, 1)
+
+
+async def _drain(client: Client):  # type: ignore[no-untyped-def]
+    while True:
+        try:
+            yield client.events.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+
+
+async def test_oversize_frame_closes_only_that_client(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as big, open_client(address.url) as other:
+                await big.join(session.code, "Big")
+                await other.join(session.code, "Other")
+                await big.send_raw(msgpack.packb({"t": "leave", "rid": 1, "pad": "x" * 2_000_000}))
+                closed = await big.wait_closed()
+                assert closed.code == CloseCode.MESSAGE_TOO_BIG
+                assert isinstance(await other.request(m.Ping), m.Pong)
+
+
+async def test_text_frame_is_refused_with_1003(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path) as (_engine, address):
+            async with open_client(address.url) as client:
+                await client.send_raw('{"t": "ping"}')
+                closed = await client.wait_closed()
+                assert closed.code == CloseCode.UNSUPPORTED_DATA
+
+
+async def test_message_flood_is_throttled_then_closed(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, message_rate=5.0, message_burst=5,
+                             flood_strikes=20) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as flood, open_client(address.url) as calm:
+                await flood.join(session.code, "Flood")
+                await calm.join(session.code, "Calm")
+                for rid in range(1, 200):
+                    try:
+                        await flood.send(m.Ping(rid=rid))
+                    except Exception:
+                        break
+                closed = await flood.wait_closed()
+                assert closed.code == CloseCode.POLICY_VIOLATION
+                limited = [e for e in [x async for x in _drain(flood)]
+                           if isinstance(e, m.ErrorReply)]
+                assert limited and all(e.code == "rate_limited" and e.retryable for e in limited)
+                assert isinstance(await calm.request(m.Ping), m.Pong)
+
+
+async def test_join_guessing_is_rate_limited_per_address(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, join_rate=0.01, join_burst=3) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as guesser:
+                for guess in ("AAAAAA", "BBBBBB", "CCCCCC"):
+                    with pytest.raises(RemoteError) as wrong:
+                        await guesser.join(guess, "Eve")
+                    assert wrong.value.code is ErrorCode.BAD_CODE
+                with pytest.raises(RemoteError) as limited:
+                    await guesser.join(session.code, "Eve")  # even the right code, now
+                assert limited.value.code is ErrorCode.RATE_LIMITED
+                assert limited.value.retryable
+
+
+async def test_connections_per_address_are_capped(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, max_connections_per_address=2) as (_engine, address):
+            async with open_client(address.url) as a, open_client(address.url) as b:
+                assert isinstance(await a.request(m.Ping), m.Pong)
+                assert isinstance(await b.request(m.Ping), m.Pong)
+                async with open_client(address.url) as c:
+                    error = await _error(c)
+                    assert error.code == "too_many_connections" and error.retryable
+                    assert (await c.wait_closed()).code == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_members_per_session_are_capped(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, max_members_per_session=2) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as a, open_client(address.url) as b, \
+                    open_client(address.url) as c:
+                await a.join(session.code, "A")
+                await b.join(session.code, "B")
+                with pytest.raises(RemoteError) as full:
+                    await c.join(session.code, "C")
+                assert full.value.code is ErrorCode.SESSION_FULL
+
+
+async def test_a_connection_that_never_joins_is_closed(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, join_timeout=0.5) as (_engine, address):
+            async with open_client(address.url) as idle:
+                error = await _error(idle)
+                assert error.code == "handshake_timeout"
+                assert (await idle.wait_closed()).code == CloseCode.POLICY_VIOLATION
+
+
+async def test_name_taken_and_kick(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host, open_client(address.url) as ann, \
+                    open_client(address.url) as copycat:
+                await host.host(session.code, host_token)
+                welcome = await ann.join(session.code, "Ann")
+                with pytest.raises(RemoteError) as taken:
+                    await copycat.join(session.code, "  ANN ")
+                assert taken.value.code is ErrorCode.NAME_TAKEN
+                await host.request(m.Kick, participant=welcome.participant)
+                assert (await ann.wait_closed()).code == CloseCode.KICKED
+                async with open_client(address.url) as back:
+                    assert ann.token is not None
+                    with pytest.raises(RemoteError) as kicked:
+                        await back.resume(ann.token, 0)
+                    assert kicked.value.code is ErrorCode.KICKED
