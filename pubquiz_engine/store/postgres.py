@@ -1,0 +1,363 @@
+"""The production store: PostgreSQL through psycopg 3. The only module that imports psycopg.
+
+Rules this module keeps:
+
+1. Two dedicated connections, each owned by its own ``Worker`` thread: the writer (batches,
+   claims, migrations) and the reader. A connection found broken is dropped and reopened on the
+   next call, so the write-behind's retry loop is all the reconnect logic there is.
+2. A batch is one transaction: quizzes and sessions first (``ON CONFLICT DO NOTHING``), then the
+   batch's session rows are locked (``SELECT ... ORDER BY code FOR UPDATE``: a takeover's
+   ``claim_session`` serialises against an in-flight batch, and two writers lock in the same
+   order), the fencing decision is taken (``plan.decide_fence``), and the remaining rows go in
+   with ``executemany``, which psycopg runs in pipeline mode: one round trip per table, not per
+   row.
+3. psycopg exceptions never escape: connection loss, server shutdown, timeouts, serialisation
+   failures and deadlocks map to ``StoreUnavailable`` (retryable); the rest to ``StoreError``.
+4. Every call is bounded in time: ``connect_timeout``, a server-side ``statement_timeout`` and
+   TCP keepalives, because a started database call is never abandoned (see ``_worker``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+
+from pubquiz_engine.errors import StoreError, StoreUnavailable
+from pubquiz_engine.store import migrations
+from pubquiz_engine.store._worker import Worker
+from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
+from pubquiz_engine.store.records import (
+    AnswerRow,
+    Record,
+    Results,
+    SessionRow,
+    WriteOutcome,
+)
+
+T = TypeVar("T")
+
+#: Connection settings: every wait bounded (seconds / milliseconds as libpq wants them).
+CONNECT_KWARGS: dict[str, Any] = {
+    "autocommit": True,  # transactions are explicit: conn.transaction()
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=30000 -c lock_timeout=10000",
+}
+
+_MIGRATION_LOCK = 0x70717A31  # pg_advisory_xact_lock key: "pqz1"
+
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+_RETRYABLE_ERRORS = (
+    psycopg.OperationalError,  # connection lost / refused / server shutting down
+    psycopg.InterfaceError,  # the connection is closed on our side
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.QueryCanceled,  # statement_timeout
+)
+
+
+def _translate(exc: psycopg.Error) -> StoreError:
+    state = exc.sqlstate or ""
+    if isinstance(exc, _RETRYABLE_ERRORS) or state[:2] in _RETRYABLE_SQLSTATE_CLASSES:
+        return StoreUnavailable(f"postgres: {type(exc).__name__}: {exc}".strip())
+    return StoreError(f"postgres: {type(exc).__name__}: {exc}".strip())
+
+
+# --- SQL (column orders: see plan.py) --------------------------------------------------------
+
+_INSERT_QUIZ = (
+    "INSERT INTO quizzes VALUES (%s::text, %s::text, %s::jsonb, %s::float8) ON CONFLICT DO NOTHING"
+)
+_INSERT_SESSION = (
+    "INSERT INTO quiz_sessions (code, quiz_id, title, mode, status, created_at, epoch,"
+    " host_token_hash) VALUES (%s::text, %s::text, %s::text, %s::text, %s::text, %s::float8,"
+    " %s::int8, %s::text) ON CONFLICT DO NOTHING"
+)
+_LOCK_EPOCHS = (
+    "SELECT code, epoch FROM quiz_sessions WHERE code = ANY(%s::text[]) ORDER BY code FOR UPDATE"
+)
+_RAISE_EPOCH = (
+    "UPDATE quiz_sessions SET epoch = v.epoch FROM (SELECT %s::text AS code, %s::int8 AS epoch) v"
+    " WHERE quiz_sessions.code = v.code AND quiz_sessions.epoch < v.epoch"
+)
+_END_SESSION = (
+    "UPDATE quiz_sessions SET status = 'finished',"
+    " ended_at = COALESCE(quiz_sessions.ended_at, v.ended_at)"
+    " FROM (SELECT %s::text AS code, %s::float8 AS ended_at) v WHERE quiz_sessions.code = v.code"
+)
+_INSERT_PARTICIPANT = (
+    "INSERT INTO participants VALUES (%s::text, %s::int8, %s::text, %s::text, %s::float8,"
+    " %s::text) ON CONFLICT DO NOTHING"
+)
+_INSERT_ANSWER = (
+    "INSERT INTO answers VALUES (%s::text, %s::int8, %s::int8, %s::int4, %s::jsonb, %s::text,"
+    " %s::float8, %s::int8, %s::int8) ON CONFLICT DO NOTHING"
+)
+_UPSERT_SCORE = (
+    "INSERT INTO participant_scores VALUES (%s::text, %s::int8, %s::float8, %s::int8, %s::int8)"
+    " ON CONFLICT (session_code, participant_id) DO UPDATE"
+    " SET score = excluded.score, updated_seq = excluded.updated_seq, epoch = excluded.epoch"
+    " WHERE participant_scores.updated_seq < excluded.updated_seq"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events VALUES (%s::text, %s::int8, %s::text, %s::jsonb, %s::float8, %s::int8)"
+    " ON CONFLICT DO NOTHING"
+)
+
+_SESSION_COLUMNS = (
+    "code, quiz_id, title, mode, status, created_at, ended_at, epoch, host_token_hash, owner_node"
+)
+_ANSWER_COLUMNS = (
+    "session_code, participant_id, team, question, value, request_id, submitted_at, seq, epoch"
+)
+
+# See sqlite.py: every score row, plus participants without one at 0.
+_STANDINGS = """
+SELECT s.participant_id, p.name, p.team, s.score, s.updated_seq
+  FROM participant_scores s
+  LEFT JOIN participants p
+    ON p.session_code = s.session_code AND p.participant_id = s.participant_id
+ WHERE s.session_code = %(code)s
+UNION ALL
+SELECT p.participant_id, p.name, p.team, 0.0::float8, NULL
+  FROM participants p
+ WHERE p.session_code = %(code)s
+   AND NOT EXISTS (SELECT 1 FROM participant_scores s
+                    WHERE s.session_code = p.session_code AND s.participant_id = p.participant_id)
+"""
+
+
+def _session_row(row: Sequence[Any]) -> SessionRow:
+    return SessionRow(*row)
+
+
+def _answer_row(row: Sequence[Any]) -> AnswerRow:
+    # jsonb comes back already decoded by psycopg.
+    return AnswerRow(*row)
+
+
+class _Connection:
+    """One lazily (re)opened psycopg connection, used only from its worker thread."""
+
+    def __init__(self, url: str, role: str) -> None:
+        self._url = url
+        self._role = role
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.drop()
+            self.conn = psycopg.connect(
+                self._url, application_name=f"pubquiz-engine:{self._role}", **CONNECT_KWARGS
+            )
+        return self.conn
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            # The socket may be dead already; closing cannot fail in a way we could act on.
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry_stale: bool = False) -> T:
+        """Run ``fn`` with a live connection; translate errors; drop a connection that broke.
+
+        ``retry_stale``: if a connection that was already open turns out dead (the server
+        restarted, an admin killed it while idle), run ``fn`` once more on a fresh one. Only
+        for reads: writes are retried, and counted, by the write-behind.
+        """
+        reused = self.conn is not None and not self.conn.closed
+        try:
+            return fn(self.get())
+        except psycopg.Error as exc:
+            broken = isinstance(exc, _RETRYABLE_ERRORS) or (
+                self.conn is not None and self.conn.broken
+            )
+            if broken:
+                self.drop()
+            if not (broken and reused and retry_stale):
+                raise _translate(exc) from exc
+        try:
+            return fn(self.get())
+        except psycopg.Error as exc:
+            if isinstance(exc, _RETRYABLE_ERRORS):
+                self.drop()
+            raise _translate(exc) from exc
+
+
+class PostgresStore:
+    """``Store`` on PostgreSQL. Open with ``await PostgresStore.open(url)``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._writer = Worker("pubquiz-pg-writer")
+        self._reader = Worker("pubquiz-pg-reader")
+        self._wconn = _Connection(url, "writer")
+        self._rconn = _Connection(url, "reader")
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresStore:
+        """Connect (writer and reader) and apply pending migrations."""
+        store = cls(url)
+        try:
+            await store._write_call(_migrate)
+            await store._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
+    async def _write_call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        if self._closed:
+            raise StoreError("store is closed")
+        return await self._writer.run(lambda: self._wconn.call(fn))
+
+    async def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        if self._closed:
+            raise StoreError("store is closed")
+        return await self._reader.run(lambda: self._rconn.call(fn, retry_stale=True))
+
+    async def writer_backend_pid(self) -> int:
+        """The server process id of the writer connection (tests kill it to simulate faults)."""
+        return await self._write_call(lambda conn: conn.info.backend_pid)
+
+    # --- Store -----------------------------------------------------------------------------
+
+    async def write(self, records: Sequence[Record]) -> WriteOutcome:
+        if not records:
+            return WriteOutcome()
+
+        def job(conn: psycopg.Connection[Any]) -> WriteOutcome:
+            # Planned on the worker thread: pure CPU work, kept off the event loop. A value
+            # that is not JSON raises StoreError here, before the transaction starts.
+            plan = plan_batch(records)
+            with conn.transaction(), conn.cursor() as cur:
+                if plan.sessions:
+                    cur.executemany(_INSERT_QUIZ, plan.quizzes)
+                    cur.executemany(_INSERT_SESSION, plan.sessions)
+                cur.execute(_LOCK_EPOCHS, (plan.codes,))
+                stored = {code: epoch for code, epoch in cur.fetchall()}
+                fence = decide_fence(plan.epochs, stored)
+                rest = plan.without(fence.refused)
+                for sql, rows in (
+                    (_RAISE_EPOCH, list(fence.raise_to.items())),
+                    (_END_SESSION, rest.ended),
+                    (_INSERT_PARTICIPANT, rest.participants),
+                    (_INSERT_ANSWER, rest.answers),
+                    (_UPSERT_SCORE, rest.scores),
+                    (_INSERT_EVENT, rest.events),
+                ):
+                    if rows:
+                        cur.executemany(sql, rows)
+            written = sum(1 for r in records if r.code not in fence.refused)
+            return WriteOutcome(fence.refused, written)
+
+        return await self._write_call(job)
+
+    async def claim_session(self, code: str, epoch: int, *, owner: str | None = None) -> None:
+        def job(conn: psycopg.Connection[Any]) -> None:
+            cur = conn.execute(
+                "UPDATE quiz_sessions SET epoch = GREATEST(epoch, %s::int8),"
+                " owner_node = COALESCE(%s::text, owner_node) WHERE code = %s::text",
+                (epoch, owner, code),
+            )
+            if cur.rowcount == 0:
+                raise KeyError(code)
+
+        await self._write_call(job)
+
+    async def load_session(self, code: str) -> SessionRow | None:
+        def fn(conn: psycopg.Connection[Any]) -> SessionRow | None:
+            row = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = %s", (code,)
+            ).fetchone()
+            return None if row is None else _session_row(row)
+
+        return await self._read(fn)
+
+    async def list_sessions(self, *, status: str | None = None) -> list[SessionRow]:
+        def fn(conn: psycopg.Connection[Any]) -> list[SessionRow]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions"
+                " WHERE %(status)s::text IS NULL OR status = %(status)s::text"
+                " ORDER BY created_at, code",
+                {"status": status},
+            ).fetchall()
+            return [_session_row(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
+        def fn(conn: psycopg.Connection[Any]) -> list[AnswerRow]:
+            rows = conn.execute(
+                f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = %s AND seq > %s"
+                " ORDER BY seq, participant_id, request_id",
+                (code, after_seq),
+            ).fetchall()
+            return [_answer_row(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def session_results(self, code: str) -> Results:
+        def fn(conn: psycopg.Connection[Any]) -> Results:
+            # REPEATABLE READ: the three queries see one snapshot.
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                row = conn.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = %s", (code,)
+                ).fetchone()
+                if row is None:
+                    raise KeyError(code)
+                standings = conn.execute(_STANDINGS, {"code": code}).fetchall()
+                answers = conn.execute(
+                    f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = %s"
+                    " ORDER BY seq, participant_id, request_id",
+                    (code,),
+                ).fetchall()
+            return Results(
+                _session_row(row),
+                rank_standings(standings),
+                tuple(_answer_row(r) for r in answers),
+            )
+
+        return await self._read(fn)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.run(self._wconn.drop)
+        await self._reader.run(self._rconn.drop)
+        self._writer.close()
+        self._reader.close()
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> None:
+    with conn.transaction():
+        # Concurrent start-ups queue here; the loser then sees the migrations applied.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(migrations.SCHEMA_VERSION_TABLE)
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        known = migrations.load("postgres")
+        if current > len(known):
+            raise StoreError(
+                f"database schema version {current} is newer than this engine ({len(known)})"
+            )
+        for migration in known[current:]:
+            for statement in migration.statements:
+                conn.execute(statement)  # no parameters: sent as written
+            conn.execute(
+                "INSERT INTO schema_version VALUES (%s, %s, %s)",
+                (migration.version, migration.name, time.time()),
+            )

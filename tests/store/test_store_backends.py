@@ -1,0 +1,240 @@
+"""The Store contract, run against SQLite and real PostgreSQL alike (``store`` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from storekit import answer, participant, score, session
+
+from pubquiz_engine.errors import StoreError
+from pubquiz_engine.store import EventRecord, Record, SessionEnded, Store, open_store
+
+Codes = Callable[[], str]
+
+
+async def test_open_applies_migrations_once(store_url: str) -> None:
+    with trio.fail_after(20):
+        # The ``store`` fixture is not used: open twice to check a second start-up is a no-op.
+        first = await open_store(store_url)
+        await first.aclose()
+        second = await open_store(store_url)
+        await second.aclose()
+        if store_url.startswith("sqlite"):
+            import sqlite3
+
+            lite = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+            versions = lite.execute("SELECT version FROM schema_version").fetchall()
+            mode = lite.execute("PRAGMA journal_mode").fetchone()
+            lite.close()
+            assert mode == ("wal",)
+        else:
+            import psycopg
+
+            with psycopg.connect(store_url) as conn:
+                versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(1,)]
+
+
+async def test_roundtrip_and_reads(store: Store, codes: Codes) -> None:
+    code, other = codes(), codes()
+    with trio.fail_after(20):
+        outcome = await store.write(
+            [
+                session(code, 1, created_at=100.0),
+                session(other, 1, created_at=200.0),
+                participant(code, 1, name="Ann"),
+                participant(code, 2, name="Bo"),
+                participant(code, 3, name="Cy"),
+                answer(code, 1, 11, seq=3, value=[3, 1, 2]),
+                answer(code, 2, 12, seq=2, value="Paris"),
+                answer(code, 2, 13, seq=5, question=1, value={"n": 1.5}),
+                answer(other, 1, 11, seq=1),
+                score(code, 1, 10, seq=4),
+                score(code, 2, 10, seq=4),
+                EventRecord(code, 2, "answer_accepted", {"participant": 2, "ok": True}, 101.0, 1),
+            ]
+        )
+        assert outcome.refused == frozenset() and outcome.written == 12
+
+        row = await store.load_session(code)
+        assert row is not None
+        assert (row.code, row.title, row.mode, row.status, row.epoch) == (
+            code,
+            "Pub night",
+            "solo",
+            "live",
+            1,
+        )
+        assert row.created_at == 100.0 and row.ended_at is None and row.owner_node is None
+        assert row.host_token_hash == "hash-of-host-token"
+        assert await store.load_session(codes()) is None
+
+        replay = await store.load_answers(code)
+        assert [(a.seq, a.request_id) for a in replay] == [(2, 12), (3, 11), (5, 13)]
+        assert [a.value for a in replay] == ["Paris", [3, 1, 2], {"n": 1.5}]
+        assert [a.seq for a in await store.load_answers(code, after_seq=2)] == [3, 5]
+
+        results = await store.session_results(code)
+        assert results.session == row
+        assert [(s.rank, s.name, s.score) for s in results.standings] == [
+            (1, "Ann", 10.0),
+            (1, "Bo", 10.0),
+            (3, "Cy", 0.0),
+        ]
+        assert results.answers == tuple(replay)
+
+        await store.write([SessionEnded(code, 150.0, 1)])
+        await store.write([SessionEnded(code, 999.0, 1)])  # idempotent: the first end stays
+        ended = await store.load_session(code)
+        assert ended is not None and (ended.status, ended.ended_at) == ("finished", 150.0)
+        mine = {code, other}
+        finished = [s.code for s in await store.list_sessions(status="finished") if s.code in mine]
+        live = [s.code for s in await store.list_sessions(status="live") if s.code in mine]
+        every = [s.code for s in await store.list_sessions() if s.code in mine]
+        assert (finished, live, every) == ([code], [other], [code, other])
+
+        with pytest.raises(KeyError):
+            await store.session_results(codes())
+
+
+async def test_same_records_twice_store_once(store: Store, codes: Codes) -> None:
+    code = codes()
+    batch: list[Record] = [session(code), participant(code, 1)]
+    batch += [answer(code, 1, rid) for rid in range(50)]
+    batch += [EventRecord(code, s, "tick", {}, 1.0, 1) for s in range(1, 20)]
+    with trio.fail_after(20):
+        await store.write(batch)
+        await store.write(batch)
+        await store.write(batch[10:] + batch[:10])
+        results = await store.session_results(code)
+    assert len(results.answers) == 50
+    assert sorted(a.request_id for a in results.answers) == list(range(50))
+    assert len(results.standings) == 1
+
+
+async def test_scores_never_go_backwards(store: Store, codes: Codes) -> None:
+    code = codes()
+    with trio.fail_after(20):
+        await store.write([session(code), participant(code, 1), score(code, 1, 30, seq=9)])
+        await store.write([score(code, 1, 5, seq=3)])  # older: ignored
+        await store.write([score(code, 1, 99, seq=9)])  # same seq: ignored (idempotent)
+        standing = (await store.session_results(code)).standings[0]
+        assert (standing.score, standing.updated_seq) == (30, 9)
+        await store.write([score(code, 1, 42, seq=10)])
+        standing = (await store.session_results(code)).standings[0]
+        assert (standing.score, standing.updated_seq) == (42, 10)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(1, 3), st.integers(0, 30), st.integers(0, 100)),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+async def test_scores_end_at_the_newest_seq_whatever_the_batching(
+    store_url: str, codes: Codes, batches: list[list[tuple[int, int, int]]]
+) -> None:
+    # Opens its own store: hypothesis runs each example in a trio run of its own.
+    code = codes()
+    with trio.fail_after(20):
+        store = await open_store(store_url)
+        try:
+            await store.write([session(code)])
+            for batch in batches:
+                await store.write([score(code, pid, points, seq) for pid, seq, points in batch])
+            results = await store.session_results(code)
+        finally:
+            await store.aclose()
+    stored = {s.participant_id: (s.updated_seq, s.score) for s in results.standings}
+    newest: dict[int, tuple[int, int]] = {}
+    for batch in batches:
+        # Within one batch the plan keeps the first record of the highest seq.
+        for pid, seq, points in batch:
+            if pid not in newest or seq > newest[pid][0]:
+                newest[pid] = (seq, points)
+    assert stored == {pid: (seq, float(points)) for pid, (seq, points) in newest.items()}
+
+
+async def test_stale_epoch_is_refused_per_session(store: Store, codes: Codes) -> None:
+    fenced, bystander = codes(), codes()
+    with trio.fail_after(20):
+        await store.write([session(fenced, 1), session(bystander, 1), participant(fenced, 1)])
+        await store.claim_session(fenced, 2, owner="node-b")
+        claimed = await store.load_session(fenced)
+        assert claimed is not None and (claimed.epoch, claimed.owner_node) == (2, "node-b")
+
+        # The old owner (epoch 1) flushes a batch holding both sessions.
+        outcome = await store.write(
+            [
+                answer(fenced, 1, 1, epoch=1),
+                answer(bystander, 1, 1, epoch=1),
+                score(fenced, 1, 5, 1, epoch=1),
+            ]
+        )
+        assert outcome.refused == {fenced}
+        assert outcome.written == 1
+        assert await store.load_answers(fenced) == []
+        assert [a.request_id for a in await store.load_answers(bystander)] == [1]
+        assert (await store.session_results(fenced)).standings[0].score == 0.0
+
+        # A claim never lowers the epoch; the new owner's writes (epoch 2) go through.
+        await store.claim_session(fenced, 1)
+        again = await store.load_session(fenced)
+        assert again is not None and again.epoch == 2
+        outcome = await store.write([answer(fenced, 1, 2, epoch=2)])
+        assert outcome.refused == frozenset()
+        # A batch mixing epochs for one session is refused as a whole for that session.
+        outcome = await store.write([answer(fenced, 1, 3, epoch=2), answer(fenced, 1, 4, epoch=1)])
+        assert outcome.refused == {fenced}
+        assert [a.request_id for a in await store.load_answers(fenced)] == [2]
+
+        # A write carrying a higher epoch raises the stored one (highest epoch seen wins).
+        await store.write([answer(fenced, 1, 5, epoch=4)])
+        raised = await store.load_session(fenced)
+        assert raised is not None and raised.epoch == 4
+        assert (await store.write([answer(fenced, 1, 6, epoch=3)])).refused == {fenced}
+
+        with pytest.raises(KeyError):
+            await store.claim_session(codes(), 1)
+
+
+async def test_a_bad_record_is_a_store_error_and_writes_nothing(store: Store, codes: Codes) -> None:
+    code = codes()
+    with trio.fail_after(20):
+        with pytest.raises(StoreError) as info:
+            await store.write([session(code), answer(code, 1, 1, value=object())])
+        assert type(info.value) is StoreError  # not StoreUnavailable: never retried
+        assert await store.load_session(code) is None
+
+
+async def test_closed_store_refuses_calls(store_url: str) -> None:
+    with trio.fail_after(20):
+        opened = await open_store(store_url)
+        await opened.aclose()
+        await opened.aclose()  # idempotent
+        with pytest.raises(StoreError):
+            await opened.load_session("X")
+        with pytest.raises(StoreError):
+            await opened.write([session("X")])
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://x", "sqlite:///", "sqlite:///:memory:", "sqlite:///x?fast=1"]
+)
+async def test_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError):
+        await open_store(url)

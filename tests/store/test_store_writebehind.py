@@ -1,0 +1,185 @@
+"""WriteBehind on both backends: group commit, faults and retries, backpressure, fencing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+from storekit import FlakyStore, answer, participant, session
+
+from pubquiz_engine.errors import QueueFull, StaleEpoch, StoreError
+from pubquiz_engine.store import Store, Ticket, WriteBehind
+
+Codes = Callable[[], str]
+
+
+async def test_group_commit_acks_every_ticket(store: Store, codes: Codes) -> None:
+    code = codes()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            wb = WriteBehind(store, max_batch=100)
+            await nursery.start(wb.run)
+            first = wb.submit(session(code))
+            tickets = [wb.submit(answer(code, 1, rid)) for rid in range(1_000)]
+            assert not tickets[-1].committed
+            await first.wait()
+            for ticket in tickets:
+                await ticket.wait()
+            assert all(t.committed for t in tickets)
+            stats = wb.stats()
+            assert (stats.depth, stats.in_flight, stats.lag_seconds) == (0, 0, 0.0)
+            assert stats.records == 1_001 and stats.failures == 0
+            # Group commit: far fewer commits than records, none larger than max_batch.
+            assert 11 <= stats.batches < 1_001
+            assert stats.last_flush_at is not None and stats.last_flush_seconds > 0
+            assert await wb.drain(timeout=5)
+            nursery.cancel_scope.cancel()
+        assert len(await store.load_answers(code)) == 1_000
+
+
+async def test_outage_loses_nothing_acked_and_stores_nothing_twice(
+    store: Store, codes: Codes
+) -> None:
+    code = codes()
+    flaky = FlakyStore(store)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            wb = WriteBehind(flaky, max_batch=50, min_backoff=0.01, max_backoff=0.05)
+            await nursery.start(wb.run)
+            await wb.submit(session(code)).wait()
+
+            # 1. The connection dies after COMMIT went through: the retry must not double-store.
+            flaky.fail_next(2, after_commit=True)
+            acked = [wb.submit(answer(code, 1, rid)) for rid in range(100)]
+            for ticket in acked:
+                await ticket.wait()
+
+            # 2. The database is down for a while: submits keep working, the lag rises.
+            flaky.down()
+            during = [wb.submit(answer(code, 2, rid)) for rid in range(100)]
+            await flaky.wait_failures(flaky.failed + 4)  # several back-off rounds went by
+            lag_down = wb.stats().lag_seconds
+            assert lag_down >= 0.01 * 3  # at least the first back-off delays
+            assert not any(t.committed for t in during)
+            during += [wb.submit(answer(code, 2, rid)) for rid in range(100, 200)]  # still accepted
+            assert wb.stats().depth == 200
+
+            # 3. It comes back: everything commits and the lag falls back to zero.
+            flaky.up()
+            for ticket in during:
+                await ticket.wait()
+            assert await wb.drain(timeout=5)
+            stats = wb.stats()
+            assert stats.lag_seconds == 0.0 and stats.depth == 0
+            assert stats.failures >= 6
+            nursery.cancel_scope.cancel()
+
+        stored = await store.load_answers(code)
+        keys = [(a.participant_id, a.request_id) for a in stored]
+        assert len(keys) == len(set(keys)) == 300
+        assert set(keys) == {(1, r) for r in range(100)} | {(2, r) for r in range(200)}
+
+
+async def test_queue_full_applies_backpressure_and_recovers(store: Store, codes: Codes) -> None:
+    code = codes()
+    flaky = FlakyStore(store)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            wb = WriteBehind(flaky, max_queue=100, max_batch=30, min_backoff=0.01, max_backoff=0.02)
+            await nursery.start(wb.run)
+            await wb.submit(session(code)).wait()
+            flaky.down()
+            accepted = [wb.submit(answer(code, 1, rid)) for rid in range(100)]
+            with pytest.raises(QueueFull):
+                wb.submit(answer(code, 1, 100))
+            with pytest.raises(QueueFull):
+                wb.submit_many([answer(code, 1, 101)])
+            assert wb.stats().depth == 100
+            assert QueueFull.__mro__[1].__name__ == "LocalError"
+            assert not await wb.drain(timeout=0.05)  # bounded: gives up while the database is down
+
+            flaky.up()
+            for ticket in accepted:
+                await ticket.wait()
+            late = wb.submit(answer(code, 1, 100))  # accepted again
+            await late.wait()
+            nursery.cancel_scope.cancel()
+        assert len(await store.load_answers(code)) == 101
+
+
+async def test_submit_many_is_all_or_nothing(store: Store, codes: Codes) -> None:
+    code = codes()
+    wb = WriteBehind(store, max_queue=10, max_batch=4)
+    with trio.fail_after(20):
+        wb.submit_many([answer(code, 1, rid) for rid in range(8)])
+        with pytest.raises(QueueFull):
+            wb.submit_many([answer(code, 1, rid) for rid in range(8, 11)])
+        assert wb.stats().depth == 8
+        group = wb.submit_many([session(code), participant(code, 1)])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wb.run)
+            await group.wait()
+            assert await wb.drain(timeout=5)
+            nursery.cancel_scope.cancel()
+        assert len(await store.load_answers(code)) == 8
+
+
+async def test_fenced_session_tickets_raise_and_others_commit(store: Store, codes: Codes) -> None:
+    fenced, other = codes(), codes()
+    seen: list[str] = []
+    with trio.fail_after(20):
+        await store.write([session(fenced, 1), session(other, 1)])
+        await store.claim_session(fenced, 5)
+        async with trio.open_nursery() as nursery:
+            wb = WriteBehind(store, on_stale=seen.append)
+            stale = wb.submit(answer(fenced, 1, 1, epoch=1))
+            fine = wb.submit(answer(other, 1, 1, epoch=1))
+            both = wb.submit_many([answer(fenced, 1, 2, epoch=1), answer(other, 1, 2, epoch=1)])
+            await nursery.start(wb.run)
+            with pytest.raises(StaleEpoch):
+                await stale.wait()
+            with pytest.raises(StaleEpoch):
+                await both.wait()
+            await fine.wait()
+            assert fine.committed and not stale.committed
+            assert seen == [fenced]
+            assert wb.stats().refused == 2
+            nursery.cancel_scope.cancel()
+        assert await store.load_answers(fenced) == []
+        assert len(await store.load_answers(other)) == 2
+
+
+async def test_a_poison_record_fails_only_its_session(store: Store, codes: Codes) -> None:
+    bad, good = codes(), codes()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            wb = WriteBehind(store)
+            tickets: list[Ticket] = [wb.submit(session(good)), wb.submit(answer(good, 1, 1))]
+            poisoned = wb.submit(answer(bad, 1, 1, value={"not json": {1, 2}}))
+            tickets.append(wb.submit(answer(good, 1, 2)))
+            await nursery.start(wb.run)
+            for ticket in tickets:
+                await ticket.wait()
+            with pytest.raises(StoreError):
+                await poisoned.wait()
+            assert not poisoned.committed
+            # The loop kept going: later records still commit.
+            await wb.submit(answer(good, 1, 3)).wait()
+            nursery.cancel_scope.cancel()
+        assert len(await store.load_answers(good)) == 3
+
+
+async def test_constructor_and_run_guard(store: Store) -> None:
+    with pytest.raises(ValueError):
+        WriteBehind(store, max_queue=0)
+    with pytest.raises(ValueError):
+        WriteBehind(store, min_backoff=1.0, max_backoff=0.5)
+    wb = WriteBehind(store)
+    with trio.fail_after(5):
+        assert await wb.drain(timeout=1)  # nothing queued: drained at once
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wb.run)
+            with pytest.raises(RuntimeError):
+                await wb.run()
+            nursery.cancel_scope.cancel()
