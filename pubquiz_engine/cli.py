@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -133,13 +132,13 @@ async def _export(args: argparse.Namespace) -> int:
         await store.aclose()
     text = results_to_csv(results) if args.format == "csv" else results_to_json(results)
     if args.output and args.output != "-":
-        Path(args.output).write_text(text, encoding="utf-8")
+        await trio.Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
 
 
-# --- play and host (a person at a terminal) ---------------------------------------------------------
+# --- play and host (a person at a terminal) ---------------------------------------
 
 async def _play(args: argparse.Namespace) -> int:
     from pubquiz_engine.terminal import play

@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import trio
 import trio_websocket
@@ -136,7 +136,14 @@ class Client:
         assert isinstance(reply, m.SessionCreated)
         return reply
 
-    async def next_event(self, cls: type[M] | None = None, *, timeout: float = 10.0) -> M:
+    @overload
+    async def next_event(self, cls: None = None, *, timeout: float = 10.0) -> m.Message: ...
+
+    @overload
+    async def next_event(self, cls: type[M], *, timeout: float = 10.0) -> M: ...
+
+    async def next_event(self, cls: type[M] | None = None, *, timeout: float = 10.0
+                         ) -> m.Message:
         """The next event (of type ``cls``, skipping others), within ``timeout`` seconds."""
         with trio.fail_after(timeout):
             while True:
@@ -146,7 +153,7 @@ class Client:
                     assert self.closed is not None
                     raise self.closed from None
                 if cls is None or isinstance(event, cls):
-                    return event  # type: ignore[return-value]
+                    return event
 
     async def wait_closed(self, *, timeout: float = 10.0) -> ClientClosed:
         with trio.fail_after(timeout):
@@ -178,8 +185,7 @@ class Client:
 
     def _dispatch(self, message: m.Message) -> None:
         rid = getattr(message, "rid", None)
-        if rid is not None and (isinstance(message, _REPLY_TYPES) or
-                                isinstance(message, m.ErrorReply)):
+        if rid is not None and isinstance(message, (*_REPLY_TYPES, m.ErrorReply)):
             waiter = self._waiting.get(rid)
             if waiter is not None:
                 if isinstance(message, m.Welcome):
@@ -204,7 +210,7 @@ class Client:
 async def open_client(url: str, *, keep_events: bool = True, connect_timeout: float = 10.0,
                       origin: str | None = None) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://host:port/``) speaking pubquiz.v1; close on exit."""
-    headers = [("Origin", origin)] if origin else None
+    headers = [(b"Origin", origin.encode())] if origin else None
     ws: trio_websocket.WebSocketConnection | None = None
     try:
         async with trio.open_nursery() as nursery:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
 from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.errors import RemoteError
 from pubquiz_engine.game import GameSession, QuestionKind, load_quiz, sample_quiz_path
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
@@ -63,9 +63,11 @@ def _guess(game: GameSession, q: int, rng: random.Random, knows: bool) -> Any:
     return None
 
 
-async def _player(url: str, code: str, name: str, team: str, skill: float,
+async def _player(url: str, code: str, name: str, team: str, skill: float, captain: bool,
                   game: GameSession, opts: DemoOptions, rng: random.Random,
                   stats: dict[str, int]) -> None:
+    """One phone. In team mode the captain enters the team's answer; the others follow along
+    (the question closes as soon as every team has answered)."""
     async with open_client(url) as client:
         await client.join(code, name, team)
         while True:
@@ -75,13 +77,13 @@ async def _player(url: str, code: str, name: str, team: str, skill: float,
                 return
             if isinstance(event, m.Ended):
                 return
-            if isinstance(event, m.Question):
+            if isinstance(event, m.Question) and captain:
                 await trio.sleep(rng.uniform(*opts.answer_delay))
                 value = _guess(game, event.q, rng, rng.random() < skill)
                 try:
                     await client.answer(event.q, value)
                     stats["acked"] += 1
-                except Exception:
+                except RemoteError:
                     stats["refused"] += 1
 
 
@@ -124,7 +126,7 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dic
     quiz = load_quiz(sample_quiz_path())
     data_dir = opts.data_dir or tempfile.mkdtemp(prefix="pubquiz-demo-")
     config = ServerConfig(port=0, data_dir=data_dir, join_rate=1000.0, join_burst=1000)
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
     stats = {"acked": 0, "refused": 0}
     async with running_engine(config) as (engine, address):
         session, host_token = engine.create_session(
@@ -141,7 +143,8 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dic
                     name = f"{FIRST_NAMES[i % len(FIRST_NAMES)]}{i // len(FIRST_NAMES) or ''}"
                     skill = rng.uniform(0.3, 0.9)
                     players.start_soon(_player, address.url, session.code, name, team, skill,
-                                       session.game, opts, random.Random(rng.random()), stats)
+                                       i < opts.teams, session.game, opts,
+                                       random.Random(rng.random()), stats)
                 with trio.fail_after(60):
                     while len(session.game.participants) < opts.players:
                         await display.next_event(m.PlayerJoined)

@@ -40,7 +40,8 @@ def describe(event: m.Message) -> str:
     if isinstance(event, m.Revealed):
         return f"Answer to Q{event.q + 1}: {event.correct}"
     if isinstance(event, m.Result):
-        return f"You were {'right' if event.correct else 'wrong'}: +{event.points}, total {event.score}"
+        verdict = "right" if event.correct else "wrong"
+        return f"You were {verdict}: +{event.points}, total {event.score}"
     if isinstance(event, m.Leaderboard):
         rows = "\n".join(f"  {r[0]:>2}. {r[2]} {r[3]}" for r in event.top)
         return f"Leaderboard{'' if event.round is None else f' (round {event.round + 1})'}:\n{rows}"
@@ -60,7 +61,7 @@ def describe(event: m.Message) -> str:
 async def _printer(client: Client, open_question: dict[str, int | None]) -> None:
     """Print every event; remember which question is open (for the player's answers)."""
     while True:
-        event = await client.next_event(timeout=1e9)
+        event: m.Message = await client.next_event(timeout=1e9)
         if isinstance(event, m.Question):
             open_question["q"] = event.q
         elif isinstance(event, m.Closed | m.Ended):
@@ -132,7 +133,8 @@ async def host(url: str, *, key: str | None, quiz: str, mode: str, code: str | N
               ", extend N, kick ID, adjust ID DELTA REASON, mark Q ID right|wrong, quit",
               flush=True)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_printer, client, {"q": None})
+            no_question: dict[str, int | None] = {"q": None}
+            nursery.start_soon(_printer, client, no_question)
             while True:
                 line = await _read_line("> ")
                 if line is None or line == "quit":

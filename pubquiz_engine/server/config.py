@@ -69,8 +69,11 @@ class ServerConfig:
     ack_mode: str = _setting(
         "durable", "durable: ack an answer after its commit; fast: ack on accept",
         validator=attrs.validators.in_(("durable", "fast")))
-    max_frame_bytes: int = _setting(64 * 1024, "largest WebSocket message accepted",
+    max_frame_bytes: int = _setting(64 * 1024, "largest client message (close 1009 past it)",
                                     validator=_positive)
+    max_operator_frame_bytes: int = _setting(
+        1024 * 1024, "largest create_session message (an operator may send a whole quiz)",
+        validator=_positive)
     max_backlog_bytes: int = _setting(
         1024 * 1024, "bytes queued for one slow client before it is disconnected (4101)",
         validator=_positive)
@@ -176,7 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in attrs.fields(ServerConfig):
         flag = "--" + f.name.replace("_", "-")
         base, _ = _base_type(f.type)
-        help_text = f"{f.metadata['help']} (env {ENV_PREFIX}{f.name.upper()}; default {f.default!r})"
+        env_name = ENV_PREFIX + f.name.upper()
+        help_text = f"{f.metadata['help']} (env {env_name}; default {f.default!r})"
         if base is bool:
             parser.add_argument(flag, dest=f.name, default=None,
                                 action=argparse.BooleanOptionalAction, help=help_text)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -36,6 +37,7 @@ from pubquiz_engine.errors import (
 from pubquiz_engine.game import commands
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
 
 # Host commands without arguments, from wire type to game command.
-_HOST_SIMPLE: dict[type[m.Message], type[commands.Command]] = {
+_HOST_SIMPLE: dict[type[m.Message], Callable[[], commands.Command]] = {
     m.Start: commands.Start,
     m.Next: commands.Next,
     m.Close: commands.CloseQuestion,
@@ -100,6 +102,10 @@ class Connection:
         self.member: Member | None = None
         self.session: LiveSession | None = None
         cfg = engine.config
+        self._limits = Limits(
+            max_frame_bytes=cfg.max_frame_bytes,
+            max_operator_frame_bytes=max(cfg.max_frame_bytes, cfg.max_operator_frame_bytes),
+        )
         self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=trio.current_time())
         self._strikes = 0
 
@@ -129,7 +135,7 @@ class Connection:
                 self._error(None, ErrorCode.RATE_LIMITED, "too many messages; slow down")
             return None
         try:
-            return codec.decode(data)
+            return codec.decode(data, limits=self._limits)
         except ProtocolError as exc:
             self._error(getattr(exc, "rid", None), exc.code, exc.message)
             return None

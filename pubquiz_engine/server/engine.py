@@ -66,12 +66,15 @@ def _json(status: int, data: Mapping[str, Any]) -> HttpResponse:
 
 def transport_config(config: ServerConfig) -> TransportConfig:
     return TransportConfig(
-        max_message_size=config.max_frame_bytes,
+        # The transport lets the biggest legal message through; the codec then holds every
+        # type but create_session to max_frame_bytes (and answers 1009 past it).
+        max_message_size=max(config.max_frame_bytes, config.max_operator_frame_bytes),
         max_backlog_bytes=config.max_backlog_bytes,
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
-        allowed_origins=config.allowed_origins,
+        # attrs' converter=tuple is typed as a generic Iterable by mypy's attrs plugin.
+        allowed_origins=config.allowed_origins,  # type: ignore[arg-type]
     )
 
 

@@ -60,10 +60,11 @@ def _question(seq: int, game: GameSession, index: int, deadline: float) -> m.Que
     )
 
 
-def _top(game: GameSession, round_index: int | None) -> tuple[bool, list[list[Any]]]:
+def _top(game: GameSession, round_index: int | None
+         ) -> tuple[bool, tuple[tuple[int, int, str, int], ...]]:
     teams = game.options.mode == "team"
     rows = game.standings(round_index=round_index, teams=teams)[:LEADERBOARD_TOP]
-    return teams, [[r.rank, r.id, r.name, int(r.score)] for r in rows]
+    return teams, tuple((r.rank, r.id, r.name, int(r.score)) for r in rows)
 
 
 def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[int, m.Message]]:
@@ -191,7 +192,7 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str) -
         "answered": answered,
         "total": total,
         "teams": teams,
-        "leaderboard": top,
+        "leaderboard": [list(row) for row in top],
         "questions": len(game.quiz.questions),
         "rounds": len(game.quiz.rounds),
     }

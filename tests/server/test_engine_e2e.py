@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from engine_fixtures import engine_at, short_quiz
+
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import messages as m
@@ -72,7 +72,7 @@ async def test_complete_quiz(tmp_path: Path, mode: str) -> None:
                 await host.request(m.End)
                 ended = await bob.next_event(m.Ended)
                 assert ended.reason
-                board = [e for e in [await display.next_event(m.Leaderboard)]][0]
+                board = await display.next_event(m.Leaderboard)
                 assert board.top[0][0] == 1
 
             await engine.persister.drain(timeout=10)

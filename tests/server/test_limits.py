@@ -9,8 +9,8 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
-
 from engine_fixtures import engine_at, short_quiz
+
 from pubquiz_engine.client import Client, open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import messages as m
@@ -97,6 +97,18 @@ async def test_oversize_frame_closes_only_that_client(tmp_path: Path) -> None:
                 closed = await big.wait_closed()
                 assert closed.code == CloseCode.MESSAGE_TOO_BIG
                 assert isinstance(await other.request(m.Ping), m.Pong)
+
+
+async def test_frame_over_the_client_limit_but_under_the_operator_limit(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as big:
+                await big.join(session.code, "Big")
+                await big.send_raw(msgpack.packb({"t": "leave", "rid": 1, "pad": "x" * 100_000}))
+                error = await _error(big)
+                assert error.code == "frame_too_large"
+                assert (await big.wait_closed()).code == CloseCode.MESSAGE_TOO_BIG
 
 
 async def test_text_frame_is_refused_with_1003(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from engine_fixtures import SHORT_QUIZ
+
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.protocol import messages as m
@@ -52,7 +52,7 @@ async def test_sigterm_mid_question_loses_no_acked_answer(tmp_path: Path, ack_mo
                 created = await operator.create_session(KEY, quiz=SHORT_QUIZ, mode="solo")
             async with open_client(url) as host:
                 await host.host(created.code, created.host_token)
-                players: list[object] = []
+                all_acked = trio.Event()
                 async with trio.open_nursery() as nursery:
                     async def player(i: int) -> None:
                         async with open_client(url) as client:
@@ -60,7 +60,8 @@ async def test_sigterm_mid_question_loses_no_acked_answer(tmp_path: Path, ack_mo
                             question = await client.next_event(m.Question)
                             await client.answer(question.q, i % 3)
                             acked.append((welcome.participant or 0, question.q))
-                            players.append(client)
+                            if len(acked) == 40:
+                                all_acked.set()
                             closed = await client.wait_closed(timeout=30)
                             assert closed.code == CloseCode.SERVICE_RESTART
 
@@ -71,8 +72,7 @@ async def test_sigterm_mid_question_loses_no_acked_answer(tmp_path: Path, ack_mo
                             await host.next_event(m.PlayerJoined)
                     await host.request(m.Start)
                     with trio.fail_after(20):
-                        while len(acked) < 40:
-                            await host.next_event(m.AnswerCount)
+                        await all_acked.wait()
                     process.send_signal(signal.SIGTERM)
             with trio.fail_after(30):
                 code = await process.wait()
