@@ -47,6 +47,7 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 from typing import Any, Final
 
 import attrs
@@ -257,6 +258,8 @@ class WebSocket:
     __slots__ = (
         "_close_deadline",
         "_closed_event",
+        "_closer_reading",
+        "_closer_wakeup",
         "_coalescer",
         "_config",
         "_counters",
@@ -272,10 +275,12 @@ class WebSocket:
         "_pending_lengths",
         "_ping_sent_at",
         "_proto",
+        "_reading",
         "_seen",
         "_sock",
         "_state",
         "_writer_running",
+        "_writer_scope",
         "close_code",
         "close_reason",
         "remote_address",
@@ -317,6 +322,12 @@ class WebSocket:
         self._partial = 0
         self._pending_lengths: collections.deque[int] = collections.deque()
         self._writer_running = False
+        self._writer_scope: trio.CancelScope | None = None
+        # Closing handshake: whether the handler's receive() or the writer task is waiting
+        # on the socket, and the event a closing writer waits on for the reader to finish.
+        self._reading = False
+        self._closer_reading = False
+        self._closer_wakeup = trio.Event()
         # Coalescing (``TransportConfig.coalesce_writes``): frames written during this
         # scheduler pass and their end offsets, sent by the server's coalescer in one call.
         self._coalescer = coalescer
@@ -525,10 +536,12 @@ class WebSocket:
         connections whose kernel buffer keeps up never hold a writer task.
         """
         try:
-            await self._drain()
-            if self._state is _State.OPEN:
-                return
-            with trio.move_on_at(self._close_deadline):
+            # No deadline while open; close() sets it (a stalled drain must not outlive it).
+            with trio.CancelScope(deadline=self._close_deadline) as scope:
+                self._writer_scope = scope
+                await self._drain()
+                if self._state is _State.OPEN:
+                    return
                 # The close frame may still sit in the coalescing buffer.
                 self._flush()
                 await self._drain()
@@ -537,13 +550,32 @@ class WebSocket:
                 # Half-close: the peer reads our close frame, then EOF; it answers and hangs up.
                 with contextlib.suppress(OSError):
                     self._sock.shutdown(socket.SHUT_WR)
-                await self._peer_closed.wait()
+                await self._read_until_peer_closed()
             self._abort()
         except trio.ClosedResourceError:
             # _abort() from another task woke our wait_writable: the connection is gone.
             pass
         finally:
             self._writer_running = False
+            self._writer_scope = None
+
+    async def _read_until_peer_closed(self) -> None:
+        """Closing: wait for the peer's close frame (or EOF), reading the socket ourselves
+        unless the handler's ``receive()`` is already waiting on it (one reader per socket).
+
+        Reading matters even when nobody wants the data: closing a socket with unread input
+        makes the kernel send RST, which can destroy our close frame before the peer reads it.
+        """
+        while not self._peer_closed.is_set() and self._state is not _State.CLOSED:
+            if self._reading:
+                self._closer_wakeup = trio.Event()
+                await self._closer_wakeup.wait()
+            else:
+                self._closer_reading = True
+                try:
+                    await self._receive_some()
+                finally:
+                    self._closer_reading = False
 
     # -- closing ------------------------------------------------------------------------------
 
@@ -552,6 +584,8 @@ class WebSocket:
         self.close_code = code
         self.close_reason = reason
         self._close_deadline = trio.current_time() + self._config.close_timeout
+        if self._writer_scope is not None:
+            self._writer_scope.deadline = self._close_deadline
 
     def _lost(self) -> None:
         """The TCP connection failed under us (reset, broken pipe)."""
@@ -569,6 +603,7 @@ class WebSocket:
             self.close_code = ABNORMAL_CLOSURE
             self.close_reason = "connection lost"
         self._state = _State.CLOSED
+        self._counters.connections_open -= 1
         self._out = bytearray()
         self._out_ends = []
         self._pending.clear()
@@ -578,34 +613,47 @@ class WebSocket:
         # connection task closes the socket itself once its handler has returned.
         trio.lowlevel.notify_closing(self._sock)
         self._closed_event.set()
+        self._closer_wakeup.set()
 
     # -- receiving ----------------------------------------------------------------------------
 
     async def receive(self) -> bytes:
         """The next complete binary message.
 
-        Raises ``ConnectionClosed`` once the connection is closing or closed: after the peer's
-        close frame (with its code), after our own ``close()``, after a protocol violation we
-        answered with a close (1002, 1003 text frame, 1007, 1009 too big), or when the TCP
-        connection was lost (1006). Messages that arrived before the close are returned first.
+        Raises ``ConnectionClosed`` once the connection is closed: at once after the peer's
+        close frame (with its code) or a lost TCP connection (1006); after our own ``close()``
+        (or a protocol violation we answered with a close: 1002, 1003 text frame, 1007, 1009
+        too big) when the peer answers it, or at ``close_timeout`` if it never does. Messages
+        that arrived before the close are returned first; data arriving after it is dropped.
         """
         while True:
             if self._messages:
                 return self._messages.popleft()
             if self._state is not _State.OPEN:
-                raise ConnectionClosed(
-                    self.close_code if self.close_code is not None else ABNORMAL_CLOSURE,
-                    self.close_reason,
-                )
+                if self._state is _State.CLOSED or self._peer_closed.is_set():
+                    raise ConnectionClosed(
+                        self.close_code if self.close_code is not None else ABNORMAL_CLOSURE,
+                        self.close_reason,
+                    )
+                if self._closer_reading:
+                    # The writer task reads for the close handshake; wait for its outcome.
+                    await self._closed_event.wait()
+                    continue
             await self._receive_some()
 
     async def _receive_some(self) -> None:
         """One read from the socket, fed to wsproto; its events are processed."""
+        self._reading = True
         try:
             await trio.lowlevel.wait_readable(self._sock)
         except trio.ClosedResourceError:
             self._abort()
             return
+        finally:
+            self._reading = False
+            if self._state is not _State.OPEN:
+                # A closing writer may be waiting for this reader to step aside.
+                self._closer_wakeup.set()
         try:
             data = self._sock.recv(_RECV_SIZE)
         except BlockingIOError:
@@ -876,7 +924,7 @@ async def _serve_connection(
                 upgrade = await _handshake(sock, http_handler, config, counters)
         if upgrade is None:
             return
-        proto, path, headers, subprotocol = upgrade
+        proto, path, headers, subprotocol, trailing = upgrade
         async with trio.open_nursery() as nursery:
             ws = WebSocket(
                 sock,
@@ -893,12 +941,13 @@ async def _serve_connection(
             connections.add(ws)
             counters.connections_open += 1
             counters.connections_total += 1
+            if trailing:
+                ws._feed(trailing)
             try:
                 await _run_handler(ws, handler)
                 await _linger(ws)
             finally:
                 connections.discard(ws)
-                counters.connections_open -= 1
                 ws._abort()
                 nursery.cancel_scope.cancel()
     finally:
@@ -919,15 +968,9 @@ async def _run_handler(ws: WebSocket, handler: WebSocketHandler) -> None:
 
 
 async def _linger(ws: WebSocket) -> None:
-    """After the handler: read (and drop) until the peer's close or EOF, within the deadline.
-
-    Reading matters: closing a socket with unread input makes the kernel send RST, which
-    can destroy our close frame in flight before the peer reads it.
-    """
+    """After the handler: let the writer task finish the close handshake, within the
+    deadline (the handler's return closed the connection if it was still open)."""
     with trio.move_on_at(ws._close_deadline):
-        while not ws._peer_closed.is_set() and ws._state is not _State.CLOSED:
-            ws._messages.clear()
-            await ws._receive_some()
         await ws.wait_closed()
 
 
@@ -935,7 +978,8 @@ async def _linger(ws: WebSocket) -> None:
 # Handshake and plain HTTP
 
 
-_Upgrade = tuple[WsprotoConnection, str, tuple[tuple[str, str], ...], str | None]
+# (wsproto connection, request target, request headers, subprotocol, bytes after the request)
+_Upgrade = tuple[WsprotoConnection, str, tuple[tuple[str, str], ...], str | None, bytes]
 
 
 async def _handshake(
@@ -1081,12 +1125,10 @@ def _accept_websocket(
         return _error(400, f"bad websocket handshake: {exc}")
     proto = ws_conn.connection
     assert proto is not None
-    # Bytes the client sent after its request (frames pipelined behind the handshake).
+    # Bytes the client sent after its request: frames pipelined behind the handshake.
     trailing, _closed = h11_conn.trailing_data
-    if trailing:
-        proto.receive_data(trailing)
     target = request.target.decode("latin-1")
-    return response, (proto, target, headers, subprotocol)
+    return response, (proto, target, headers, subprotocol, trailing)
 
 
 def _error(status: int, text: str) -> HttpResponse:
@@ -1100,7 +1142,14 @@ async def _respond(sock: socket.socket, h11_conn: h11.Connection, response: Http
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode()))
     headers.append((b"connection", b"close"))
-    data = h11_conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    try:
+        reason = HTTPStatus(response.status).phrase.encode("latin-1")
+    except ValueError:
+        reason = b""
+    data = (
+        h11_conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason))
+        or b""
+    )
     if response.body:
         data += h11_conn.send(h11.Data(data=response.body)) or b""
     data += h11_conn.send(h11.EndOfMessage()) or b""
