@@ -125,7 +125,9 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dic
     rng = random.Random(opts.seed)
     quiz = load_quiz(sample_quiz_path())
     data_dir = opts.data_dir or tempfile.mkdtemp(prefix="pubquiz-demo-")
-    config = ServerConfig(port=0, data_dir=data_dir, join_rate=1000.0, join_burst=1000)
+    # The simulated host clicks faster than a person: lift the per-connection message rate.
+    config = ServerConfig(port=0, data_dir=data_dir, join_rate=1000.0, join_burst=1000,
+                          message_rate=1000.0, message_burst=1000)
     await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
     stats = {"acked": 0, "refused": 0}
     async with running_engine(config) as (engine, address):

@@ -126,19 +126,29 @@ class Connection:
         """The next decodable client message, or None after answering an undecodable one."""
         data = await self.ws.receive()
         self.engine.metrics.messages_in += 1
+        # Decode before rate limiting so that a throttled request is refused with its rid (a
+        # client waiting on that rid learns it must retry); decoding is bounded by the limits.
+        rid: int | None = None
+        try:
+            message = codec.decode(data, limits=self._limits)
+            rid = getattr(message, "rid", None)
+        except ProtocolError as exc:
+            message = None
+            rid = getattr(exc, "rid", None)
+            error: ProtocolError | None = exc
+        else:
+            error = None
         if not self._bucket.take(trio.current_time()):
             self._strikes += 1
             if self._strikes >= self.engine.config.flood_strikes:
-                self._error(None, ErrorCode.RATE_LIMITED, "too many messages")
+                self._error(rid, ErrorCode.RATE_LIMITED, "too many messages")
                 self.ws.close(CloseCode.POLICY_VIOLATION, "flooding")
             else:
-                self._error(None, ErrorCode.RATE_LIMITED, "too many messages; slow down")
+                self._error(rid, ErrorCode.RATE_LIMITED, "too many messages; slow down")
             return None
-        try:
-            return codec.decode(data, limits=self._limits)
-        except ProtocolError as exc:
-            self._error(getattr(exc, "rid", None), exc.code, exc.message)
-            return None
+        if error is not None:
+            self._error(rid, error.code, error.message)
+        return message
 
     # --- the life of a connection -------------------------------------------------------------
 

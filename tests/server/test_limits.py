@@ -138,6 +138,8 @@ async def test_message_flood_is_throttled_then_closed(tmp_path: Path) -> None:
                 limited = [e for e in [x async for x in _drain(flood)]
                            if isinstance(e, m.ErrorReply)]
                 assert limited and all(e.code == "rate_limited" and e.retryable for e in limited)
+                # A throttled request is refused with its own rid, so a waiting caller learns.
+                assert all(e.rid is not None for e in limited)
                 assert isinstance(await calm.request(m.Ping), m.Pong)
 
 
