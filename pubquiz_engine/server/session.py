@@ -288,7 +288,8 @@ class LiveSession:
                     send_frame(frame)
         else:
             member.send(m.State(seq=self.seq, state=views.state(
-                self.game, role=member.role, participant=member.participant, code=self.code)))
+                self.game, role=member.role, participant=member.participant, code=self.code,
+                connected=self._players.keys())))
 
     # --- commands -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pubquiz_engine.game import events as ev
@@ -162,54 +162,69 @@ def result(game: GameSession, participant: int, question: int) -> m.Result | Non
     )
 
 
-def state(game: GameSession, *, role: str, participant: int | None, code: str) -> dict[str, Any]:
-    """The full state a (re)connecting member needs to render the current screen."""
-    phase = str(game.phase)
-    question: dict[str, Any] | None = None
-    index = game.current_question
+def _question_map(game: GameSession, index: int) -> dict[str, Any]:
+    """The current question as in the ``question`` event, plus ``remaining_ms`` while paused."""
     deadline = game.next_deadline
-    if index is not None and deadline is not None:
-        q = _question(1, game, index, deadline)
-        question = {k: v for k, v in q.to_wire().items() if k not in ("t", "seq")}
-        if isinstance(question.get("choices"), tuple):
-            question["choices"] = list(question["choices"])
-    elif index is not None:
-        view = game.question_view(index)
-        question = {"q": index, "round": view.round, "number": view.number,
-                    "kind": str(view.kind), "prompt": view.prompt,
-                    "choices": list(view.choices) or None,
-                    "media": view.media, "points": int(view.points),
-                    "time_limit_ms": ms(view.time_limit), "deadline_ms": 0}
+    data = _question(1, game, index, deadline if deadline is not None else 0.0).to_wire()
+    for key in ("t", "seq"):
+        data.pop(key, None)
+    if data.get("choices") is not None:
+        data["choices"] = list(data["choices"])
+    remaining = game.remaining
+    data["remaining_ms"] = ms(remaining) if remaining is not None else None
+    return data
+
+
+def state(game: GameSession, *, role: str, participant: int | None, code: str,
+          connected: Collection[int] = ()) -> dict[str, Any]:
+    """The full state a (re)connecting member needs to render the current screen (SPEC §11)."""
+    phase = str(game.phase)
+    index = game.current_question
     teams, top = _top(game, None)
-    answered = len(game.answers(index)) if index is not None else 0
-    total = game.active_count()
+    board_round = game.current_round if phase == "round_summary" else None
     data: dict[str, Any] = {
         "code": code,
-        "title": game.quiz.title,
-        "mode": str(game.options.mode),
         "phase": phase,
-        "question": question,
-        "answered": answered,
-        "total": total,
-        "teams": teams,
-        "leaderboard": [list(row) for row in top],
-        "questions": len(game.quiz.questions),
-        "rounds": len(game.quiz.rounds),
+        "mode": str(game.options.mode),
+        "title": game.quiz.title,
+        "round": game.current_round,
+        "question": _question_map(game, index) if index is not None else None,
+        "slide": None,
+        "answered": len(game.answers(index)) if index is not None else None,
+        "total": game.active_count() if index is not None else None,
+        "reveal": None,
+        "leaderboard": None,
+        "participant_count": len(game.participants),
+        "participants": None,
+        "you": None,
     }
+    if index is not None and phase == "revealed":
+        distribution = game.answer_distribution(index)
+        data["reveal"] = {"q": index, "correct": game.correct_view(index).answer,
+                          "distribution": distribution}
+    if phase in ("leaderboard", "round_summary", "finished"):
+        data["leaderboard"] = {"round": board_round, "teams": teams,
+                               "top": [list(row) for row in top]}
     if role == "host":
         data["participants"] = [
-            [p.id, p.name, p.team, bool(p.kicked)] for p in game.participants.values()
+            {"participant": p.id, "name": p.name, "team": p.team,
+             "connected": p.id in connected, "score": game.score_of(p.id),
+             "kicked": bool(p.kicked)}
+            for p in game.participants.values()
         ]
     if role == "player" and participant is not None:
-        line = game.rank_of(participant, teams=teams)
         mine = game.participants.get(participant)
+        line = game.rank_of(participant, teams=teams)
+        answer = None
+        if mine is not None and index is not None:
+            current = game.answers(index).get(game.scorer_of(participant))
+            answer = current.value if current is not None else None
         data["you"] = {
             "participant": participant,
             "name": mine.name if mine is not None else None,
             "team": mine.team if mine is not None else None,
+            "score": game.score_of(participant) if mine is not None else 0,
             "rank": line.rank if line is not None else None,
-            "score": int(line.score) if line is not None else 0,
-            "answered": index is not None and mine is not None
-            and game.scorer_of(participant) in game.answers(index),
+            "answer": list(answer) if isinstance(answer, tuple) else answer,
         }
     return data

@@ -268,7 +268,7 @@ class WriteBehind:
 
     # --- graceful stop and observability ----------------------------------------------------
 
-    async def drain(self, *, timeout: float) -> bool:  # noqa: ASYNC109 - the brief's API
+    async def drain(self, *, timeout: float) -> bool:
         """Wait until every record submitted so far is committed, at most ``timeout`` seconds.
         Returns True if the queue emptied in time. Needs ``run`` to be running."""
         with trio.move_on_after(timeout):
