@@ -1,0 +1,202 @@
+"""The harness's command line: ``python -m bench.harness <scenario> [options]``.
+
+```
+python -m bench.harness connections [--n 5000] [--per-session 1000] [--workers 4]
+python -m bench.harness fanout      [--sessions 10] [--players 100] [--rounds 20]
+                                    [--pace lockstep|flood]
+python -m bench.harness answers     [--players 1000] [--rate 1000] [--duration 5]
+                                    [--ack-modes fast,durable] [--stores sqlite,postgres]
+python -m bench.harness quiz-night  [--sessions 5] [--players 20] [--teams 5]
+                                    [--store sqlite|postgres] [--ack-mode durable|fast]
+common: [--workers W] [--addresses A] [--no-pin] [--keep] [--results DIR]
+```
+
+Each run starts its own engine (``pubquiz-engine serve`` on 127.0.0.1, a free port, a private
+data directory or a private PostgreSQL database), pins it to the first allowed core and the load
+generator (this process and its workers) to the others, writes ``bench/results/<scenario>-<UTC>
+.json`` and prints a table. The exit code is 0 when the run saw no problem, 1 when it did (the
+figures are still written), 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench.harness import scenarios
+from bench.harness.report import RESULTS_DIR, table, write_result
+from bench.harness.system import CorePlan, core_plan, machine, raise_nofile_limit
+
+MAX_CONNECTIONS = 19_000  # DESIGN 9: these machines cap a process at 20,000 open files
+
+Scenario = Callable[[scenarios.Context, dict[str, Any]], Awaitable[scenarios.Outcome]]
+SCENARIOS: dict[str, Scenario] = {
+    "connections": scenarios.connections,
+    "fanout": scenarios.fanout,
+    "answers": scenarios.answers,
+    "quiz-night": scenarios.quiz_night,
+}
+
+
+def _bounded(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be {lo}..{hi}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not 0 < value <= hi:
+            raise argparse.ArgumentTypeError(f"must be > 0 and <= {hi}, got {value}")
+        return value
+    return parse
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}; got {text!r}")
+        return values
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.harness",
+                                     description="Benchmark scenarios against the real engine.")
+    sub = parser.add_subparsers(dest="scenario", required=True)
+
+    def common(p: argparse.ArgumentParser, workers: int) -> None:
+        p.add_argument("--workers", type=_bounded(1, 32), default=workers,
+                       help=f"load generator processes (default {workers})")
+        p.add_argument("--addresses", type=_bounded(1, 250), default=None,
+                       help="loopback source addresses 127.0.0.1..N (default: 1 per 1,000 "
+                       "connections)")
+        p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+        p.add_argument("--keep", action="store_true", help="keep the work directory (logs, db)")
+        p.add_argument("--results", type=Path, default=RESULTS_DIR,
+                       help="directory for the JSON result (default bench/results)")
+
+    c = sub.add_parser("connections", help="N players connect and join; RSS per connection")
+    c.add_argument("--n", type=_bounded(1, MAX_CONNECTIONS), default=5000)
+    c.add_argument("--per-session", type=_bounded(1, 5000), default=1000,
+                   help="players per session (default 1000)")
+    c.add_argument("--concurrency", type=_bounded(1, 2000), default=100,
+                   help="handshakes in flight per worker (default 100)")
+    c.add_argument("--settle", type=_positive_float(30), default=1.0,
+                   help="seconds between the last join and the RSS reading (default 1)")
+    common(c, 4)
+
+    f = sub.add_parser("fanout", help="S sessions x P players; hosts push questions")
+    f.add_argument("--sessions", type=_bounded(1, 2000), default=10)
+    f.add_argument("--players", type=_bounded(1, 5000), default=100,
+                   help="players per session (default 100)")
+    f.add_argument("--rounds", type=_bounded(1, 200), default=20,
+                   help="questions per session (default 20)")
+    f.add_argument("--pace", choices=("lockstep", "flood"), default="lockstep",
+                   help="lockstep: a host closes a question once all its players have it; "
+                   "flood: hosts never wait (default lockstep)")
+    common(f, 2)
+
+    a = sub.add_parser("answers", help="answer ack latency at an offered rate")
+    a.add_argument("--players", type=_bounded(1, 5000), default=1000)
+    a.add_argument("--rate", type=_positive_float(50_000), default=1000.0,
+                   help="answers per second offered, all workers together (default 1000)")
+    a.add_argument("--duration", type=_positive_float(120), default=5.0,
+                   help="seconds of load per configuration (default 5)")
+    a.add_argument("--ack-modes", type=_choices(("fast", "durable")),
+                   default=["fast", "durable"])
+    a.add_argument("--stores", type=_choices(("sqlite", "postgres")),
+                   default=["sqlite", "postgres"])
+    common(a, 2)
+
+    q = sub.add_parser("quiz-night", help="the sample quiz end to end, checked in the store")
+    q.add_argument("--sessions", type=_bounded(1, 2000), default=5)
+    q.add_argument("--players", type=_bounded(1, 200), default=20,
+                   help="players per session (default 20)")
+    q.add_argument("--teams", type=_bounded(1, 50), default=5, help="teams per session")
+    q.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    q.add_argument("--ack-mode", choices=("fast", "durable"), default="durable")
+    q.add_argument("--answer-delay", type=_positive_float(10), default=0.3,
+                   help="players answer after a random 0..D seconds (default 0.3)")
+    q.add_argument("--timeout", type=_positive_float(3600), default=300.0,
+                   help="bound on the whole quiz in seconds (default 300)")
+    common(q, 2)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    params = {k: v for k, v in vars(args).items()
+              if k not in ("scenario", "no_pin", "keep", "results")}
+    raise_nofile_limit()
+    machine_info = machine()  # before pinning this process (nproc counts allowed cores)
+    plan = CorePlan(engine=(), loadgen=()) if args.no_pin else core_plan()
+    if plan.loadgen:
+        # This process (hosts, operator) counts as load generator too.
+        os.sched_setaffinity(0, set(plan.loadgen))
+    work_dir = Path(tempfile.mkdtemp(prefix=f"pubquiz-bench-{args.scenario}-"))
+    ctx = scenarios.Context(plan=plan, work_dir=work_dir)
+    started = time.time()
+    load_before = os.getloadavg()
+    failure: str | None = None
+    outcome = scenarios.Outcome()
+    try:
+        outcome = trio.run(SCENARIOS[args.scenario], ctx, params)
+    except Exception as exc:  # report it with whatever was measured; the traceback follows
+        failure = f"{type(exc).__name__}: {exc}"
+        import traceback
+
+        traceback.print_exc()
+        log = work_dir.rglob("engine.log")
+        for path in log:
+            tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
+            outcome.problems.append(f"engine log {path.name} tail: " + " | ".join(tail))
+    document = {
+        "scenario": args.scenario,
+        "command": "python -m bench.harness " + shlex.join(argv),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine_info,
+        # Other work on the machine (other people's tests and benchmarks) moves the figures.
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "cores": plan.describe(),
+        "params": params,
+        "figures": outcome.figures,
+        "problems": outcome.problems + ([f"run failed: {failure}"] if failure else []),
+    }
+    path = write_result(args.scenario, document, args.results)
+    info = document["machine"]
+    title = (f"{args.scenario}: {info['nproc']} CPUs ({info['cpu_model']}), "
+             f"{info['ram_gib']} GiB; engine on cores {plan.describe()['engine']}, load "
+             f"generator on {plan.describe()['loadgen']}")
+    print(table(title, outcome.rows))
+    for problem in document["problems"]:
+        print(f"PROBLEM: {problem}")
+    print(f"result: {path}")
+    if args.keep or failure:
+        print(f"work directory kept: {work_dir}")
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 1 if document["problems"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Each scenario at a tiny size against a real engine process: the commands work end to end.
+
+These start real processes (the engine, two load generator workers) on 127.0.0.1, unpinned
+(``--no-pin``: pinning would pin the test runner itself), and check the JSON each writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.harness.run import main
+
+
+def _run(tmp_path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
+    code = main([*argv, "--no-pin", "--workers", "2", "--results", str(tmp_path)])
+    [path] = tmp_path.glob("*.json")
+    document: dict[str, Any] = json.loads(path.read_text())
+    return code, document
+
+
+@pytest.mark.slow
+def test_connections_small(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "connections", "--n", "30", "--per-session", "10",
+                     "--settle", "0.1")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["joined"] == 30 and figures["sessions"] == 3
+    assert figures["health_after"]["members"] == 33  # players and hosts
+    assert figures["question_frames_received"] == 30
+    assert figures["broadcast_all_ms"] > 0
+    assert doc["command"].startswith("python -m bench.harness connections")
+
+
+@pytest.mark.slow
+def test_fanout_small(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 3
+    assert figures["broadcast_last_ms"]["n"] == 6
+
+
+@pytest.mark.slow
+def test_answers_small_on_sqlite(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "answers", "--players", "10", "--rate", "100", "--duration",
+                     "0.5", "--stores", "sqlite")
+    assert doc["problems"] == [] and code == 0
+    runs = doc["figures"]["runs"]
+    assert [r["ack_mode"] for r in runs] == ["fast", "durable"]
+    for r in runs:
+        assert r["sent"] == r["acked"] == 50
+        assert r["ack_ms"]["n"] == 50
+
+
+@pytest.mark.slow
+def test_quiz_night_small(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "quiz-night", "--sessions", "1", "--players", "6", "--teams",
+                     "2", "--answer-delay", "0.05")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["answers_acked"] == figures["answers_stored"] > 0
+    assert figures["answers_sent"] == figures["answers_acked"] + figures["answers_refused"]
+    assert figures["acked_missing_from_store"] == figures["duplicates"] == 0
+    assert figures["ended_seen"] == 6
