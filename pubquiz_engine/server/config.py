@@ -77,6 +77,9 @@ class ServerConfig:
     max_backlog_bytes: int = _setting(
         1024 * 1024, "bytes queued for one slow client before it is disconnected (4101)",
         validator=_positive)
+    socket_send_buffer: int | None = _setting(
+        None, "kernel send buffer per connection in bytes (unset: kernel autotuning)",
+        validator=attrs.validators.optional(_positive))
     handshake_timeout: float = _setting(10.0, "seconds to finish the HTTP/WebSocket handshake",
                                         validator=_positive)
     join_timeout: float = _setting(10.0, "seconds from connect to join/resume/host/watch",
