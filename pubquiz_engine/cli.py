@@ -8,7 +8,6 @@ validate`` (check quiz files), ``export`` (a session's results from the store), 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -20,48 +19,23 @@ import trio
 
 from pubquiz_engine import __version__
 from pubquiz_engine.errors import PubquizError, QuizFileError
+from pubquiz_engine.logs import add_secret, setup_logging
 from pubquiz_engine.server.config import ConfigError, add_arguments, load_config
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the session code and connection id when present."""
-
-    _FIELDS = ("session", "conn", "quiz", "participant", "node")
-
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in self._FIELDS:
-            value = getattr(record, key, None)
-            if value is not None:
-                data[key] = value
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
 
 # --- serve -------------------------------------------------------------------------------------
 
 async def _serve(args: argparse.Namespace) -> int:
     from pubquiz_engine.server.engine import running_engine
+    from pubquiz_engine.server.sdnotify import Notifier
 
     config = load_config(args, os.environ)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, node=config.node_id)
+    add_secret(config.operator_key)
     log = logging.getLogger("pubquiz_engine")
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with running_engine(config) as (engine, address):
+    # Under systemd (Type=notify): READY, STATUS, WATCHDOG, STOPPING; otherwise a no-op.
+    notifier = Notifier.from_environ()
+    with notifier, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with running_engine(config, notifier=notifier) as (engine, address):
             log.info("listening on %s:%s (database %s, ack mode %s)", address.host,
                      address.port, config.resolved_database_url().split("@")[-1],
                      config.ack_mode)

@@ -125,7 +125,7 @@ class Connection:
     async def _next_message(self) -> m.Message | None:
         """The next decodable client message, or None after answering an undecodable one."""
         data = await self.ws.receive()
-        self.engine.metrics.messages_in += 1
+        self.engine.metrics.message_in()
         # Decode before rate limiting so that a throttled request is refused with its rid (a
         # client waiting on that rid learns it must retry); decoding is bounded by the limits.
         rid: int | None = None

@@ -5,6 +5,8 @@ engine (root nursery)
 ├── websocket server      transport.serve (a task per connection)
 ├── admin HTTP (optional) the same routes on a second port
 ├── write-behind persister
+├── loop watcher          measures event-loop lag (metrics)
+├── heartbeat             under systemd: WATCHDOG=1 and STATUS= from this event loop
 └── sessions nursery      one LiveSession.run per live session
 ```
 
@@ -17,6 +19,12 @@ Rules this module keeps:
    acked is lost: durable acks were sent after their commit, fast ones are flushed here.
 3. Sessions are created synchronously (``create_session``), so a caller gets the join code and
    host token at once; the session's nursery is started in the sessions nursery.
+4. Under systemd (``Notifier``): READY=1 once every port listens, STOPPING=1 with a timeout
+   extension when the drain begins, WATCHDOG=1 from a task of this event loop, so that a
+   stalled loop is noticed. Without systemd the notifier does nothing.
+5. Every log line a connection's task writes carries its ``conn`` id and, once it joined, its
+   ``session`` code (``logs.log_fields``); a session's own task carries its code. Host tokens
+   are registered with the log redactor while their session lives.
 """
 
 from __future__ import annotations
@@ -46,17 +54,27 @@ from pubquiz_engine.game import (
     load_quiz_data,
     sample_quiz_path,
 )
+from pubquiz_engine.logs import add_secret, bind_log_fields, discard_secret, log_fields
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.connection import Connection, client_address
-from pubquiz_engine.server.http import HttpRequest, HttpResponse, Router
-from pubquiz_engine.server.metrics import Metrics, render_prometheus
+from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, Router
+from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter
+from pubquiz_engine.server.sdnotify import Notifier
 from pubquiz_engine.server.session import LiveSession, SessionSettings
 from pubquiz_engine.server.transport import ListenerInfo, TransportConfig, WebSocket, serve
 from pubquiz_engine.store import Store, WriteBehind, open_store
 
 log = logging.getLogger(__name__)
+
+#: The loop watcher sleeps this long and measures how late it wakes up.
+LOOP_LAG_INTERVAL = 0.1
+#: Seconds between STATUS= lines to systemd (more often when the watchdog asks for it).
+STATUS_INTERVAL = 5.0
+#: Beyond ``drain_timeout``, what a graceful stop may still take (closing members, cancelling
+#: tasks, the CLI's own margin): the EXTEND_TIMEOUT_USEC sent with STOPPING=1 covers both.
+STOP_MARGIN = 10.0
 
 
 def _json(status: int, data: Mapping[str, Any]) -> HttpResponse:
@@ -70,6 +88,7 @@ def transport_config(config: ServerConfig) -> TransportConfig:
         # type but create_session to max_frame_bytes (and answers 1009 past it).
         max_message_size=max(config.max_frame_bytes, config.max_operator_frame_bytes),
         max_backlog_bytes=config.max_backlog_bytes,
+        send_buffer_bytes=config.socket_send_buffer,
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
@@ -93,13 +112,17 @@ class Engine:
     """See the module docstring."""
 
     def __init__(self, config: ServerConfig, store: Store, *,
-                 clock: Any = time.time, rng: random.Random | None = None) -> None:
+                 clock: Any = time.time, rng: random.Random | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
         self.store = store
         self.persister = WriteBehind(store, max_queue=config.write_queue,
                                      max_batch=config.write_batch, on_stale=self._fenced)
         self.sessions: dict[str, LiveSession] = {}
         self.metrics = Metrics()
+        self.metrics.watch(self._sample)
+        self.notifier = notifier if notifier is not None else Notifier()
+        self._admin_port: int | None = None
         self.join_limiter = AddressLimiter(config.join_rate, config.join_burst)
         self._per_address: Counter[str] = Counter()
         self._clock = clock
@@ -121,6 +144,7 @@ class Engine:
                   ) -> None:
         """Serve until cancelled (or ``shutdown``). Reports the bound address when ready."""
         async with trio.open_nursery() as root:
+            root.start_soon(self._watch_loop)
             await root.start(self.persister.run)
             self._sessions_nursery = await root.start(_hold_nursery)
             scope = trio.CancelScope()
@@ -134,8 +158,12 @@ class Engine:
                 admin = await root.start(self._serve, admin_scope, self.config.admin_host,
                                          self.config.admin_port, False)
                 admin_port = admin.port
+            self._admin_port = admin_port
             self.ready = True
             assert self._listener is not None
+            self.notifier.ready(self.status_line())
+            if self.notifier.enabled:
+                root.start_soon(self._heartbeat)
             task_status.started(EngineAddress(self._listener.host, self._listener.port,
                                               admin_port))
 
@@ -144,8 +172,44 @@ class Engine:
                      ) -> None:
         with scope:
             handler = self._handle_ws if websockets else _refuse_ws
+            # /metrics is for operators: with an admin port it is served there only.
+            metrics = not websockets or self.config.admin_port is None
             await serve(handler, host=host, port=port, config=transport_config(self.config),
-                        http_handler=self._router(), task_status=task_status)
+                        http_handler=self._router(metrics=metrics), task_status=task_status)
+
+    async def _watch_loop(self) -> None:
+        """Event-loop lag: how late a short sleep wakes up is how long the loop was busy."""
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LOOP_LAG_INTERVAL)
+            self.metrics.loop_lag(max(0.0, trio.current_time() - start - LOOP_LAG_INTERVAL))
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 (when systemd asks for it) and STATUS=, from this event loop: if the loop
+        stalls, the pings stop and systemd restarts the process."""
+        watchdog = self.notifier.watchdog_interval
+        interval = min(watchdog, STATUS_INTERVAL) if watchdog is not None else STATUS_INTERVAL
+        while True:
+            await trio.sleep(interval)
+            if watchdog is not None:
+                self.notifier.watchdog(self.status_line())
+            else:
+                self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """One line on what the engine is doing (systemd's STATUS=, ``systemctl status``)."""
+        transport = self._listener.statistics() if self._listener is not None else None
+        connections = transport.connections_open if transport is not None else 0
+        stats = self.persister.stats()
+        counts = (f"{len(self.sessions)} sessions, "
+                  f"{sum(s.member_count for s in self.sessions.values())} members, "
+                  f"{connections} connections, write-behind depth {stats.depth}")
+        if self.stopping:
+            return f"draining: {counts}"
+        if self._listener is None:
+            return "starting"
+        admin = f" (admin {self._admin_port})" if self._admin_port is not None else ""
+        return f"serving {self._listener.host}:{self._listener.port}{admin}: {counts}"
 
     async def shutdown(self, *, reason: str = "server restarting") -> bool:
         """Graceful stop: returns whether every queued record was committed in time.
@@ -154,12 +218,19 @@ class Engine:
         flushed while connections are still open, so that durable acks waiting on a commit
         still reach their players; only then are members told (1012) and the ports closed.
         """
-        self.stopping = True
-        self.ready = False
+        first = not self.stopping  # the CLI, then running_engine's exit, both call this
+        if first:
+            self.stopping = True
+            self.ready = False
+            self.notifier.stopping(self.status_line(),
+                                   extend_timeout=self.config.drain_timeout + STOP_MARGIN)
         flushed = await self.persister.drain(timeout=self.config.drain_timeout)
         if not flushed:
             log.error("shutdown: %d records not committed within %.1fs",
                       self.persister.stats().depth, self.config.drain_timeout)
+        elif first:
+            log.info("shutdown: write-behind queue flushed; closing %d sessions",
+                     len(self.sessions))
         members = [mb for session in self.sessions.values() for mb in session.members()]
         for session in list(self.sessions.values()):
             session.close(reason, CloseCode.SERVICE_RESTART)
@@ -179,18 +250,25 @@ class Engine:
         if self.stopping:
             ws.close(CloseCode.SERVICE_RESTART, "server restarting")
             return
+        conn = Connection(self, ws, address)
+        # For every line this task logs, here or in any module it calls. Bound for the rest of
+        # the task, not a block: the transport logs a handler's crash after we return.
+        bind_log_fields(conn=conn.id,
+                        session=lambda: conn.session.code if conn.session is not None else None)
         if self._per_address[address] >= self.config.max_connections_per_address:
-            conn = Connection(self, ws, address)
             conn._error(None, ErrorCode.TOO_MANY_CONNECTIONS,
                         "too many connections from your address")
             return
         self._per_address[address] += 1
+        log.debug("connection opened")
         try:
-            await Connection(self, ws, address).handle()
+            await conn.handle()
         finally:
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
+            log.debug("connection closed (%s)",
+                      conn.member.role if conn.member is not None else "never joined")
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -212,8 +290,9 @@ class Engine:
                               settings=self._settings, clock=self._clock)
         self.persister.submit(session.created_record(quiz))
         self.sessions[code] = session
-        self.metrics.sessions_created += 1
-        self._sessions_nursery.start_soon(self._run_session, session)
+        self.metrics.session_created()
+        add_secret(host_token)  # redacted from logs while the session lives
+        self._sessions_nursery.start_soon(self._run_session, session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
         return session, host_token
 
@@ -242,14 +321,21 @@ class Engine:
             raise QuizFileError([f"{name}: no such quiz file in the quiz directory"])
         return path
 
-    async def _run_session(self, session: LiveSession) -> None:
-        try:
-            await session.run()
-        finally:
-            if self.sessions.get(session.code) is session:
-                del self.sessions[session.code]
+    async def _run_session(self, session: LiveSession, host_token: str) -> None:
+        # This task was spawned from the creating connection's task and inherited its log
+        # fields: its lines are the session's, not that connection's.
+        with log_fields(conn=None, session=session.code):
+            try:
+                await session.run()
+            finally:
+                discard_secret(host_token)
+                self.metrics.session_ended()
+                log.info("session ended (%s)", session.end_reason or "cancelled")
+                if self.sessions.get(session.code) is session:
+                    del self.sessions[session.code]
 
     def _fenced(self, code: str) -> None:
+        self.metrics.lease_event("fenced")
         session = self.sessions.get(code)
         if session is not None:
             session.fenced()
@@ -275,9 +361,22 @@ class Engine:
                 "max_queue": stats.max_queue,
             },
             "ack_mode": self.config.ack_mode,
+            "event_loop_lag_seconds": round(
+                self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
         }
 
-    def _router(self) -> Router:
+    def _sample(self) -> EngineSample:
+        return EngineSample(
+            sessions=len(self.sessions),
+            members=sum(s.member_count for s in self.sessions.values()),
+            ready=self.ready,
+            stopping=self.stopping,
+            transport=self._listener.statistics() if self._listener is not None else None,
+            write_behind=self.persister.stats(),
+            now=time.time(),
+        )
+
+    def _router(self, *, metrics: bool) -> Router:
         async def health(_req: HttpRequest) -> HttpResponse:
             return _json(200, self.health())
 
@@ -285,22 +384,14 @@ class Engine:
             ok = self.ready and not self.stopping
             return _json(200 if ok else 503, {"ready": ok})
 
-        async def metrics(_req: HttpRequest) -> HttpResponse:
-            stats = self.persister.stats()
-            transport = self._listener.statistics() if self._listener is not None else None
-            gauges = {
-                "pubquiz_sessions": float(len(self.sessions)),
-                "pubquiz_connections": float(transport.connections_open if transport else 0),
-                "pubquiz_write_behind_depth": float(stats.depth),
-                "pubquiz_write_behind_lag_seconds": stats.lag_seconds,
-                "pubquiz_write_behind_last_flush_seconds": stats.last_flush_seconds,
-                "pubquiz_write_behind_failures": float(stats.failures),
-            }
-            body = render_prometheus(self.metrics, gauges).encode()
-            return HttpResponse(200, (("content-type", "text/plain; version=0.0.4"),), body)
+        async def render_metrics(_req: HttpRequest) -> HttpResponse:
+            return HttpResponse(200, (("content-type", CONTENT_TYPE),), self.metrics.render())
 
-        return Router({"/health": {"GET": health}, "/ready": {"GET": ready},
-                       "/metrics": {"GET": metrics}})
+        routes: dict[str, Mapping[str, HttpHandler]] = {
+            "/health": {"GET": health}, "/ready": {"GET": ready}}
+        if metrics:
+            routes["/metrics"] = {"GET": render_metrics}
+        return Router(routes)
 
 
 async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
@@ -316,9 +407,13 @@ async def _refuse_ws(ws: WebSocket) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_engine(config: ServerConfig, *, store: Store | None = None
+async def running_engine(config: ServerConfig, *, store: Store | None = None,
+                         notifier: Notifier | None = None
                          ) -> AsyncIterator[tuple[Engine, EngineAddress]]:
-    """Open the store, run an engine, yield it with its address; graceful stop on exit."""
+    """Open the store, run an engine, yield it with its address; graceful stop on exit.
+
+    ``notifier``: systemd's (``Notifier.from_environ()``, as ``serve`` passes); none by default,
+    so that an engine inside a test never talks to a systemd that runs the test."""
     own_store = store is None
     if store is None:
         url = config.resolved_database_url()
@@ -326,7 +421,7 @@ async def running_engine(config: ServerConfig, *, store: Store | None = None
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         store = await open_store(url)
     try:
-        engine = Engine(config, store)
+        engine = Engine(config, store, notifier=notifier)
         try:
             async with trio.open_nursery() as nursery:
                 address = await nursery.start(engine.run)

@@ -1,96 +1,316 @@
-"""The engine's counters: cheap to bump on the hot path, read by /health and /metrics.
+"""The engine's metrics in Prometheus form (prometheus-client), served at ``/metrics``.
 
-Plain integers and a fixed-bucket histogram: bumping one is an attribute increment, with no
-lock (one trio thread) and no label lookup. ``render_prometheus`` writes them in the Prometheus
-text exposition format.
+Two kinds of series:
+
+* **Events the engine counts as they happen** (messages in, answers accepted and rejected, frame
+  errors, sessions created and ended, snapshot and lease events, ack latency, event-loop lag):
+  prometheus-client counters and histograms bumped on the hot path.
+* **State that already exists elsewhere** (open connections, live sessions and members, the
+  transport's byte and frame counters, the write-behind queue): read when scraped, through a
+  collector that calls ``sample()``. Copying it into gauges on every change would cost the hot
+  path for nothing.
+
+Rules this module keeps:
+
+1. **One registry per engine** (``Metrics.registry``), never the global one: several engines
+   in one process (tests) keep separate counts, and nothing else in the process leaks in.
+2. **The hot path pays one counter increment**, about 0.3 us (measured with prometheus-client
+   0.26): labelled children are looked up once and cached, so a label costs no more.
+3. **Label values are bounded**: error codes, rejection reasons and event kinds come from fixed
+   enums in the code, never from a client's input, so a client cannot grow the series set.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import attrs
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-#: Ack latency buckets in seconds (the durable target is p99 < 25 ms).
+from pubquiz_engine.server.transport import TransportStatistics
+from pubquiz_engine.store.writebehind import WriteBehindStats
+
+#: Ack latency buckets in seconds (targets: p99 < 25 ms durable, < 5 ms fast).
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Event-loop lag buckets in seconds: a healthy loop stays under a few ms.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+#: The Content-Type of ``Metrics.render()``.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Snapshot events the engine sees itself (label ``event`` of ``pubquiz_snapshot_events_total``);
+#: writes and their failures come from the snapshotter's stats (``SnapshotStats``).
+SNAPSHOT_EVENTS = ("loaded", "load_failed")
+#: Lease events the engine sees itself (label ``event`` of ``pubquiz_lease_events_total``):
+#: ``fenced`` = a database write refused for a stale epoch. Renewals and losses come from the
+#: lease keeper's stats (``LeaseStats``).
+LEASE_EVENTS = ("acquired", "taken_over", "fenced")
 
 
-@attrs.define
-class Histogram:
-    bounds: tuple[float, ...]
-    counts: list[int] = attrs.field()
-    total: float = 0.0
-    count: int = 0
+class SnapshotStats(Protocol):
+    """What the metrics read of ``snapshot.SnapshotterStats`` (structural: no import)."""
 
-    @counts.default
-    def _zeros(self) -> list[int]:
-        return [0] * (len(self.bounds) + 1)
+    @property
+    def pending(self) -> int: ...
+    @property
+    def writes(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def stale(self) -> int: ...
+    @property
+    def bytes_written(self) -> int: ...
+    @property
+    def redis_up(self) -> bool: ...
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
+
+class LeaseStats(Protocol):
+    """What the metrics read of ``snapshot.LeaseKeeperStats``."""
+
+    @property
+    def held(self) -> int: ...
+    @property
+    def overdue(self) -> int: ...
+    @property
+    def renewals(self) -> int: ...
+    @property
+    def lost(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def redis_up(self) -> bool: ...
 
 
-@attrs.define
+@attrs.frozen
+class EngineSample:
+    """The engine's state at scrape time (``Engine._sample`` builds it)."""
+
+    sessions: int
+    members: int
+    ready: bool
+    stopping: bool
+    transport: TransportStatistics | None
+    write_behind: WriteBehindStats
+    #: Unix time now, for the age of the last flush.
+    now: float
+    #: With Redis: the snapshotter's and the lease keeper's ``stats()``.
+    snapshots: SnapshotStats | None = None
+    leases: LeaseStats | None = None
+
+
 class Metrics:
-    messages_in: int = 0
-    answers_accepted: int = 0
-    answers_rejected: Counter[str] = attrs.field(factory=Counter)
-    frame_errors: Counter[str] = attrs.field(factory=Counter)
-    sessions_created: int = 0
-    ack: Histogram = attrs.field(factory=lambda: Histogram(ACK_BUCKETS))
+    """The engine's counters; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._messages_in = Counter(
+            "pubquiz_messages_in", "Client messages received and handled (decoded or not).",
+            registry=r)
+        self._frame_errors = Counter(
+            "pubquiz_frame_errors", "Error replies sent to clients, by error code.", ["code"],
+            registry=r)
+        self._answers_accepted = Counter(
+            "pubquiz_answers_accepted", "Answers the session accepted.", registry=r)
+        self._answers_rejected = Counter(
+            "pubquiz_answers_rejected", "Answers the session refused, by error code.",
+            ["reason"], registry=r)
+        self._ack = Histogram(
+            "pubquiz_ack_latency_seconds", "Answer received to answer_ack sent (durable: "
+            "includes the commit).", buckets=ACK_BUCKETS, registry=r)
+        self._sessions_created = Counter(
+            "pubquiz_sessions_created", "Sessions created on this process.", registry=r)
+        self._sessions_ended = Counter(
+            "pubquiz_sessions_ended", "Sessions whose nursery ended on this process.",
+            registry=r)
+        self._snapshot = Counter(
+            "pubquiz_snapshot_events", "Session snapshot events (Redis).", ["event"],
+            registry=r)
+        self._lease = Counter(
+            "pubquiz_lease_events", "Session lease events (Redis; fenced = a write refused "
+            "for a stale epoch).", ["event"], registry=r)
+        self._loop_lag = Histogram(
+            "pubquiz_event_loop_lag_seconds", "How late a 100 ms sleep wakes up: time the event "
+            "loop spent busy.", buckets=LOOP_LAG_BUCKETS, registry=r)
+        self._loop_lag_last = Gauge(
+            "pubquiz_event_loop_lag_last_seconds", "The latest event-loop lag measurement.",
+            registry=r)
+        # Open file descriptors against their limit (LimitNOFILE), resident memory, CPU.
+        ProcessCollector(namespace="pubquiz", registry=r)
+        # Rule 2: labelled children, looked up once per label value.
+        self._children: dict[tuple[str, str], Any] = {}
+        # Show the fixed-label series at zero from the start, so that rate() and alerts see a
+        # series before its first event.
+        for kind in SNAPSHOT_EVENTS:
+            self._child(self._snapshot, "snapshot", kind)
+        for kind in LEASE_EVENTS:
+            self._child(self._lease, "lease", kind)
+
+    def _child(self, family: Counter, name: str, label: str) -> Any:
+        child = self._children.get((name, label))
+        if child is None:
+            child = self._children[(name, label)] = family.labels(label)
+        return child
+
+    # --- the hot path (names kept from the first Metrics: connection.py calls them) ---------
+
+    def message_in(self) -> None:
+        self._messages_in.inc()
 
     def frame_error(self, code: str) -> None:
-        self.frame_errors[code] += 1
+        self._child(self._frame_errors, "frame_error", code).inc()
 
     def answer_accepted(self) -> None:
-        self.answers_accepted += 1
+        self._answers_accepted.inc()
 
     def answer_rejected(self, reason: str) -> None:
-        self.answers_rejected[reason] += 1
+        self._child(self._answers_rejected, "answer_rejected", reason).inc()
 
     def ack_latency(self, seconds: float) -> None:
-        self.ack.observe(seconds)
+        self._ack.observe(seconds)
+
+    # --- engine events ------------------------------------------------------------------------
+
+    def session_created(self) -> None:
+        self._sessions_created.inc()
+
+    def session_ended(self) -> None:
+        self._sessions_ended.inc()
+
+    def snapshot_event(self, event: str) -> None:
+        """One of ``SNAPSHOT_EVENTS``."""
+        self._child(self._snapshot, "snapshot", event).inc()
+
+    def lease_event(self, event: str) -> None:
+        """One of ``LEASE_EVENTS``."""
+        self._child(self._lease, "lease", event).inc()
+
+    def loop_lag(self, seconds: float) -> None:
+        self._loop_lag.observe(seconds)
+        self._loop_lag_last.set(seconds)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def watch(self, sample: Callable[[], EngineSample]) -> None:
+        """Expose the engine's state, read through ``sample()`` at every scrape."""
+        self.registry.register(_EngineCollector(sample))
+
+    def render(self) -> bytes:
+        """Every series in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """One sample's current value (0.0 when absent): for tests and ``/health``."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
 
 
-def _line(name: str, value: float, labels: dict[str, str] | None = None) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        return f"{name}{{{inner}}} {value}"
-    return f"{name} {value}"
+class _EngineCollector(Collector):
+    """Reads the engine's state when scraped (the second kind of series)."""
+
+    def __init__(self, sample: Callable[[], EngineSample]) -> None:
+        self._sample = sample
+
+    def describe(self) -> list[Metric]:
+        # No description up front: the registry must not call sample() at registration.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._sample()
+        yield _gauge("pubquiz_sessions", "Live sessions on this process.", s.sessions)
+        yield _gauge("pubquiz_members", "Players, hosts and displays attached to live sessions.",
+                     s.members)
+        yield _gauge("pubquiz_ready", "1 while the engine accepts connections (/ready).",
+                     1.0 if s.ready and not s.stopping else 0.0)
+        yield _gauge("pubquiz_stopping", "1 once a graceful stop (drain) has begun.",
+                     1.0 if s.stopping else 0.0)
+        t = s.transport
+        if t is not None:
+            yield _gauge("pubquiz_connections", "Open WebSocket connections.", t.connections_open)
+            for name, help_text, value in (
+                ("pubquiz_connections_accepted", "WebSocket connections accepted.",
+                 t.connections_total),
+                ("pubquiz_http_requests", "Plain HTTP requests served (health, metrics).",
+                 t.http_requests),
+                ("pubquiz_handshake_failures", "Connections dropped before the WebSocket "
+                 "handshake completed.", t.handshake_failures),
+                ("pubquiz_messages_out", "WebSocket data messages sent.", t.frames_out),
+                ("pubquiz_bytes_in", "Bytes received on WebSocket connections.", t.bytes_in),
+                ("pubquiz_bytes_out", "Bytes sent on WebSocket connections.", t.bytes_out),
+                ("pubquiz_closed_slow_consumer", "Connections closed because their send "
+                 "backlog passed max_backlog_bytes (4101).", t.closed_slow_consumer),
+                ("pubquiz_closed_idle", "Connections closed for not answering pings.",
+                 t.closed_idle),
+            ):
+                yield CounterMetricFamily(name, help_text, value=value)
+        w = s.write_behind
+        yield _gauge("pubquiz_write_behind_depth", "Records queued, not yet committed "
+                     "(in flight included).", w.depth)
+        yield _gauge("pubquiz_write_behind_in_flight", "Records in the commit running now.",
+                     w.in_flight)
+        yield _gauge("pubquiz_write_behind_max_queue", "Queue bound: past it answers are "
+                     "refused as busy.", w.max_queue)
+        yield _gauge("pubquiz_write_behind_lag_seconds", "Age of the oldest uncommitted "
+                     "record (0 when idle).", w.lag_seconds)
+        yield _gauge("pubquiz_write_behind_last_flush_seconds", "Duration of the last "
+                     "successful commit.", w.last_flush_seconds)
+        age = s.now - w.last_flush_at if w.last_flush_at is not None else -1.0
+        yield _gauge("pubquiz_write_behind_last_flush_age_seconds", "Seconds since the last "
+                     "successful commit (-1 before the first).", age)
+        for name, help_text, count in (
+            ("pubquiz_write_behind_batches", "Batches committed.", w.batches),
+            ("pubquiz_write_behind_records", "Records committed.", w.records),
+            ("pubquiz_write_behind_failures", "Failed commit attempts (each retry counts).",
+             w.failures),
+            ("pubquiz_write_behind_refused", "Records refused for a stale epoch.", w.refused),
+        ):
+            yield CounterMetricFamily(name, help_text, value=count)
+        if s.snapshots is not None:
+            yield from _snapshot_families(s.snapshots)
+        if s.leases is not None:
+            yield from _lease_families(s.leases)
 
 
-def render_prometheus(metrics: Metrics, gauges: dict[str, float]) -> str:
-    """The counters, the ack histogram and the given gauges in Prometheus text format."""
-    out: list[str] = []
+def _snapshot_families(snap: SnapshotStats) -> Iterator[Metric]:
+    yield _gauge("pubquiz_snapshot_pending", "Sessions waiting for a snapshot write.",
+                 snap.pending)
+    yield _gauge("pubquiz_snapshot_redis_up", "1 if the last snapshot write reached Redis.",
+                 1.0 if snap.redis_up else 0.0)
+    for name, help_text, count in (
+        ("pubquiz_snapshot_writes", "Snapshots stored.", snap.writes),
+        ("pubquiz_snapshot_failures", "Snapshot writes that failed (Redis down or slow).",
+         snap.failures),
+        ("pubquiz_snapshot_stale", "Snapshot writes refused: another node has a newer epoch.",
+         snap.stale),
+        ("pubquiz_snapshot_bytes", "Snapshot bytes written.", snap.bytes_written),
+    ):
+        yield CounterMetricFamily(name, help_text, value=count)
 
-    def metric(name: str, kind: str, help_text: str) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
 
-    metric("pubquiz_messages_in_total", "counter", "Client messages received.")
-    out.append(_line("pubquiz_messages_in_total", metrics.messages_in))
-    metric("pubquiz_answers_accepted_total", "counter", "Answers accepted.")
-    out.append(_line("pubquiz_answers_accepted_total", metrics.answers_accepted))
-    metric("pubquiz_answers_rejected_total", "counter", "Answers refused, by error code.")
-    for reason, n in sorted(metrics.answers_rejected.items()):
-        out.append(_line("pubquiz_answers_rejected_total", n, {"reason": reason}))
-    metric("pubquiz_frame_errors_total", "counter", "Errors answered to clients, by code.")
-    for code, n in sorted(metrics.frame_errors.items()):
-        out.append(_line("pubquiz_frame_errors_total", n, {"code": code}))
-    metric("pubquiz_sessions_created_total", "counter", "Sessions created.")
-    out.append(_line("pubquiz_sessions_created_total", metrics.sessions_created))
-    metric("pubquiz_ack_latency_seconds", "histogram", "Answer receipt to ack sent.")
-    cumulative = 0
-    for bound, n in zip(metrics.ack.bounds, metrics.ack.counts, strict=False):
-        cumulative += n
-        out.append(_line("pubquiz_ack_latency_seconds_bucket", cumulative, {"le": str(bound)}))
-    out.append(_line("pubquiz_ack_latency_seconds_bucket", metrics.ack.count, {"le": "+Inf"}))
-    out.append(_line("pubquiz_ack_latency_seconds_sum", metrics.ack.total))
-    out.append(_line("pubquiz_ack_latency_seconds_count", metrics.ack.count))
-    for name, value in sorted(gauges.items()):
-        metric(name, "gauge", name.replace("_", " "))
-        out.append(_line(name, value))
-    return "\n".join(out) + "\n"
+def _lease_families(lease: LeaseStats) -> Iterator[Metric]:
+    yield _gauge("pubquiz_leases_held", "Session leases this node holds.", lease.held)
+    yield _gauge("pubquiz_leases_overdue", "Held leases not confirmed within their TTL.",
+                 lease.overdue)
+    yield _gauge("pubquiz_lease_redis_up", "1 if the last lease renewal reached Redis.",
+                 1.0 if lease.redis_up else 0.0)
+    for name, help_text, count in (
+        ("pubquiz_lease_renewals", "Lease renewals confirmed by Redis.", lease.renewals),
+        ("pubquiz_leases_lost", "Leases found gone or taken over by another node.", lease.lost),
+        ("pubquiz_lease_failures", "Lease renewal round trips that failed.", lease.failures),
+    ):
+        yield CounterMetricFamily(name, help_text, value=count)
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=float(value))
