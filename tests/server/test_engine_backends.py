@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import trio
-
 from engine_fixtures import engine_at, short_quiz
+
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import messages as m

@@ -8,14 +8,14 @@ import tempfile
 from pathlib import Path
 
 import trio
+from engine_fixtures import engine_at, short_quiz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import client_messages
 
-from engine_fixtures import engine_at, short_quiz
 from pubquiz_engine.client import open_client
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
-from strategies import client_messages
 
 
 @st.composite

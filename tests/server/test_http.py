@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import trio
-
 from engine_fixtures import engine_at, short_quiz
+
 from pubquiz_engine.client import open_client
 
 

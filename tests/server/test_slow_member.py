@@ -8,10 +8,10 @@ from pathlib import Path
 
 import msgpack
 import trio
+from engine_fixtures import engine_at
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Request
 
-from engine_fixtures import engine_at
 from pubquiz_engine.client import open_client
 from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
