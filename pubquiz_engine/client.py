@@ -30,9 +30,17 @@ from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
 SUBPROTOCOL = "pubquiz.v1"
-_REPLY_TYPES = (m.Welcome, m.SessionCreated, m.Ok, m.Pong, m.AnswerAck)
+_REPLY_TYPES = (m.Welcome, m.SessionCreated, m.Ok, m.Pong, m.AnswerAck, m.Redirect)
 
 M = TypeVar("M", bound=m.Message)
+
+
+class Redirected(RemoteError):
+    """The session lives on another node: reconnect to ``url`` (and resume there)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(ErrorCode.MOVED, f"the session is served at {url}")
+        self.url = url
 
 
 class ClientClosed(PubquizError):
@@ -91,6 +99,8 @@ class Client:
             assert self.closed is not None
             raise self.closed
         reply = slot[0]
+        if isinstance(reply, m.Redirect):
+            raise Redirected(reply.url)
         if isinstance(reply, m.ErrorReply):
             try:
                 code = ErrorCode(reply.code)

@@ -62,6 +62,15 @@ class ServerConfig:
     database_url: str | None = _setting(
         None, "sqlite:///PATH or postgresql://...; default: SQLite in the data directory")
     redis_url: str | None = _setting(None, "redis://... for snapshots and leases (optional)")
+    redis_prefix: str = _setting("pubquiz:", "prefix of every Redis key this engine writes")
+    lease_ttl_ms: int = _setting(
+        10_000, "session lease lifetime in Redis; a dead node's sessions move after it",
+        validator=_positive)
+    snapshot_interval: float = _setting(
+        0.5, "seconds between snapshots of a session during a question", validator=_positive)
+    snapshot_wait: float = _setting(
+        1.0, "seconds a durable ack may wait for the snapshot that covers its question",
+        validator=_positive)
     operator_key: str | None = _setting(
         None, "key operators present to create sessions; unset = no remote session creation")
     quiz_dir: str | None = _setting(

@@ -39,6 +39,7 @@ from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
+from pubquiz_engine.server.failover import Moved
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
@@ -158,7 +159,7 @@ class Connection:
                 while self.member is None and not self.ws.closed:
                     msg = await self._next_message()
                     if msg is not None:
-                        self._identify(msg)
+                        await self._identify(msg)
             if scope.cancelled_caught and self.member is None:
                 self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
                 return
@@ -172,64 +173,67 @@ class Connection:
             if self.session is not None and self.member is not None:
                 self.session.detach(self.member)
 
-    def _identify(self, msg: m.Message) -> None:
+    async def _identify(self, msg: m.Message) -> None:
         """Handle a message from a connection that is not yet a member of a session."""
         rid = getattr(msg, "rid", None)
         try:
             if isinstance(msg, m.Ping):
                 self._send(m.Pong(rid=msg.rid))
             elif isinstance(msg, m.CreateSession):
-                self._create_session(msg)
+                await self._create_session(msg)
             elif isinstance(msg, m.Join | m.Resume | m.Host | m.Watch):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
                     raise Rejected(ErrorCode.RATE_LIMITED, "too many join attempts; wait")
-                self._enter(msg)
+                await self._enter(msg)
             else:
                 raise Rejected(ErrorCode.NOT_JOINED, "join, resume, host or watch first")
+        except Moved as moved:
+            self._send(m.Redirect(rid=rid, code=moved.session_code, url=moved.url))
+            self.ws.close(CloseCode.MOVED, "the session lives on another node")
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message)
 
-    def _session_for(self, raw_code: str) -> LiveSession:
+    async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
-        session = self.engine.sessions.get(code) if code is not None else None
+        session = await self.engine.find_session(code) if code is not None else None
         if session is None or session.end_reason is not None:
             # The same answer for a code that never existed and one that ended: a guesser
             # learns nothing about which codes are live.
             raise Rejected(ErrorCode.BAD_CODE, "no live session has that code")
         return session
 
-    def _enter(self, msg: m.Join | m.Resume | m.Host | m.Watch) -> None:
+    async def _enter(self, msg: m.Join | m.Resume | m.Host | m.Watch) -> None:
         if isinstance(msg, m.Resume):
             parsed = credentials.parse_resume_token(msg.token)
             if parsed is None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
-            code, participant, secret = parsed
-            session = self.engine.sessions.get(code)
+            code, participant, _secret = parsed
+            session = await self.engine.find_session(code)
             if session is None or session.end_reason is not None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
             member = Member(ws=self.ws, role="player", conn_id=self.id)
-            session.resume(member, msg.rid, participant, secret, msg.last_seq)
+            session.resume(member, msg.rid, participant, msg.token, msg.last_seq)
         elif isinstance(msg, m.Join):
-            session = self._session_for(msg.code)
+            session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="player", conn_id=self.id)
             session.join(member, msg.rid, msg.name, msg.team)
         elif isinstance(msg, m.Host):
-            session = self._session_for(msg.code)
+            session = await self._session_for(msg.code)
             session.check_host(msg.token)
             member = Member(ws=self.ws, role="host", conn_id=self.id)
             session.attach_watcher(member, msg.rid, msg.last_seq)
         else:
-            session = self._session_for(msg.code)
+            session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="display", conn_id=self.id)
             session.attach_watcher(member, msg.rid, msg.last_seq)
         self.session, self.member = session, member
 
-    def _create_session(self, msg: m.CreateSession) -> None:
+    async def _create_session(self, msg: m.CreateSession) -> None:
         key = self.engine.config.operator_key
         if not key or not credentials.same_secret(msg.key, key):
             raise Rejected(ErrorCode.BAD_KEY, "wrong operator key")
         try:
-            session, host_token = self.engine.create_session_from_request(
+            session, host_token = await self.engine.create_session_from_request(
                 quiz_path=msg.quiz_path, quiz_data=msg.quiz, mode=msg.mode, options=msg.options)
         except QuizFileError as exc:
             raise Rejected(ErrorCode.INVALID_COMMAND,
@@ -279,6 +283,10 @@ class Connection:
         if ticket is not None and self.engine.config.ack_mode == "durable":
             try:
                 await ticket.wait()
+                # With Redis: the snapshot that covers this question must be stored too, so a
+                # takeover can replay this answer (bounded: Redis trouble never stops acks).
+                with trio.move_on_after(self.engine.config.snapshot_wait):
+                    await session.wait_snapshot()
             except StaleEpoch:
                 raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
             except (StoreError, LocalError):

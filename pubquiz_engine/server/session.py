@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+import msgpack
 import trio
 
 from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch
@@ -51,6 +52,9 @@ from pubquiz_engine.store import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Version of the snapshot map written by ``LiveSession.snapshot`` (see docs/failover.md).
+SNAPSHOT_FORMAT = 1
 
 #: Events not worth a row in the session history (derivable from the answers table).
 _UNLOGGED = (ev.AnswerAccepted, ev.AnswerCountChanged)
@@ -88,26 +92,39 @@ class LiveSession:
         *,
         code: str,
         game: GameSession,
-        host_secret: str,
+        host_token_hash: str,
         persister: WriteBehind,
         settings: SessionSettings,
         epoch: int = 1,
+        seq: int = 0,
+        created_at: float | None = None,
+        resume_hashes: dict[int, str] | None = None,
+        on_change: Callable[[LiveSession, bool], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.code = code
         self.game = game
         self.epoch = epoch
         self.settings = settings
-        self.created_at = clock()
-        self._host_secret = host_secret
+        self.created_at = clock() if created_at is None else created_at
+        # Only hashes of tokens are kept (and snapshotted): a snapshot in Redis or a memory
+        # dump never holds a credential.
+        self._host_hash = host_token_hash
         self._persister = persister
         self._clock = clock
-        self.seq = 0
+        self._on_change = on_change
+        self.seq = seq
+        # Failover: the seq of the last join or phase change, and of the last snapshot stored.
+        # A durable ack waits until the snapshot covers the question it answers (see
+        # ``wait_snapshot``), so a takeover can always replay that answer.
+        self.critical_seq = 0
+        self.snapshot_seq = 0
+        self._snapshot_progress = trio.Event()
         # (seq, audience, frame): the bytes exactly as they went out, for resume.
         self._replay: collections.deque[tuple[int, int, bytes]] = collections.deque(
             maxlen=settings.replay_events
         )
-        self._resume_secrets: dict[int, str] = {}
+        self._resume_hashes: dict[int, str] = dict(resume_hashes or {})
         self._players: dict[int, Member] = {}  # participant -> its connection
         self._watchers: set[Member] = set()  # hosts and displays
         self._last_ticket: dict[int, Ticket] = {}  # participant -> latest answer's ticket
@@ -128,7 +145,7 @@ class LiveSession:
             mode=str(self.game.options.mode),
             created_at=self.created_at,
             epoch=self.epoch,
-            host_token_hash=credentials.token_hash(self._host_secret),
+            host_token_hash=self._host_hash,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -205,7 +222,7 @@ class LiveSession:
             raise Rejected(ErrorCode.SESSION_FULL, "this session has no room for more members")
 
     def check_host(self, token: str) -> None:
-        if not credentials.same_secret(token, self._host_secret):
+        if not credentials.same_secret(credentials.token_hash(token), self._host_hash):
             raise Rejected(ErrorCode.BAD_TOKEN, "wrong host token")
 
     def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
@@ -223,11 +240,12 @@ class LiveSession:
         joined = next(e for e in events if isinstance(e, ev.ParticipantJoined))
         secret = credentials.new_secret()
         token = credentials.resume_token(self.code, joined.participant, secret)
-        self._resume_secrets[joined.participant] = secret
+        token_hash = credentials.token_hash(token)
+        self._resume_hashes[joined.participant] = token_hash
         self._submit([ParticipantRecord(
             code=self.code, participant_id=joined.participant, name=joined.name,
             team=joined.team, joined_at=joined.at, epoch=self.epoch,
-            resume_token_hash=credentials.token_hash(token),
+            resume_token_hash=token_hash,
         )])
         member.participant = joined.participant
         member.audience = views.PLAYERS
@@ -239,11 +257,12 @@ class LiveSession:
         )
         self._players[joined.participant] = member
 
-    def resume(self, member: Member, rid: int, participant: int, secret: str,
+    def resume(self, member: Member, rid: int, participant: int, token: str,
                last_seq: int) -> None:
         """A player comes back with their token: same identity, missed events, new connection."""
-        expected = self._resume_secrets.get(participant)
-        if expected is None or not credentials.same_secret(secret, expected):
+        expected = self._resume_hashes.get(participant)
+        if expected is None or not credentials.same_secret(credentials.token_hash(token),
+                                                           expected):
             raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
         who = self.game.participants.get(participant)
         if who is None or who.kicked:
@@ -255,7 +274,6 @@ class LiveSession:
             previous.ws.close(CloseCode.REPLACED, "replaced by a newer connection")
         member.participant = participant
         member.audience = views.PLAYERS
-        token = credentials.resume_token(self.code, participant, expected)
         self._welcome_and_catch_up(member, rid, last_seq, name=who.name, team=who.team,
                                    token=token)
         member.send(views.you(self.game, participant))
@@ -338,6 +356,8 @@ class LiveSession:
         """Number, render, send, remember and persist events. Returns the last answer's ticket."""
         answer_ticket: Ticket | None = None
         records: list[Any] = []
+        urgent = False
+        changed = False
         for event in events:
             first_seq = self.seq + 1
             for audience, message in views.broadcasts(first_seq, self.game, event):
@@ -346,8 +366,13 @@ class LiveSession:
             at = self._clock()
             if isinstance(event, ev.AnswerAccepted):
                 if not event.duplicate:
+                    # Every accepted answer has its own seq: the failover replay order.
+                    self.seq = max(self.seq, first_seq)
                     answer_ticket = self._persister.submit(self._answer_record(event))
-            elif isinstance(event, ev.ScoresChanged):
+                    changed = True
+            elif not isinstance(event, ev.AnswerCountChanged):
+                urgent = changed = True
+            if isinstance(event, ev.ScoresChanged):
                 records.extend(
                     ScoreRecord(code=self.code, participant_id=pid, score=score,
                                 seq=max(self.seq, 1), epoch=self.epoch)
@@ -363,7 +388,41 @@ class LiveSession:
             self._personal(event)
         if records:
             self._submit(records)
+        if urgent:
+            self.critical_seq = self.seq
+        if changed and self._on_change is not None:
+            self._on_change(self, urgent)
         return answer_ticket
+
+    # --- snapshots (failover) -------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[bytes, int, int]:
+        """(data, seq, watermark) for the snapshotter: every answer with a seq above the
+        watermark is replayed from the database by a node that takes this session over."""
+        data = {
+            "format": SNAPSHOT_FORMAT,
+            "code": self.code,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "created_at": self.created_at,
+            "host_token_hash": self._host_hash,
+            "resume_hashes": [[pid, h] for pid, h in self._resume_hashes.items()],
+            "game": self.game.to_snapshot(),
+        }
+        return msgpack.packb(data), self.seq, self.seq
+
+    def snapshot_written(self, seq: int) -> None:
+        if seq > self.snapshot_seq:
+            self.snapshot_seq = seq
+            self._snapshot_progress.set()
+            self._snapshot_progress = trio.Event()
+
+    async def wait_snapshot(self) -> None:
+        """Return once a stored snapshot covers the last join or phase change (at once when
+        this engine keeps no snapshots)."""
+        while (self._on_change is not None and self.snapshot_seq < self.critical_seq
+               and self.end_reason is None):
+            await self._snapshot_progress.wait()
 
     def _answer_record(self, event: ev.AnswerAccepted) -> AnswerRecord:
         team = self.game.participants[event.participant].team

@@ -177,6 +177,8 @@ class Snapshotter:
 
     ``on_fenced(code)`` is called, on the writer task, when a write for ``code`` is refused as
     stale; it must not block (the server closes the session with ``CloseCode.FENCED``).
+    ``on_written(code, seq)`` is called after each successful write with the seq it stored
+    (the server releases durable acks that waited for the snapshot holding their question).
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class Snapshotter:
         *,
         interval: float = 0.5,
         on_fenced: Callable[[str], None] | None = None,
+        on_written: Callable[[str, int], None] | None = None,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         rng: random.Random | None = None,
@@ -192,6 +195,7 @@ class Snapshotter:
         self._store = store
         self._schedule = DebounceSchedule(interval)
         self._on_fenced = on_fenced
+        self._on_written = on_written
         self._backoff = Backoff(backoff_initial, backoff_max, rng=rng or random.Random())
         self._log = FailureLog("snapshotter", log)
         self._wake = trio.Event()
@@ -290,6 +294,8 @@ class Snapshotter:
         self._bytes += len(data)
         self._log.succeeded()
         self._backoff.reset()
+        if self._on_written is not None:
+            self._on_written(item.code, seq)
         return False
 
     def _signal_progress(self) -> None:

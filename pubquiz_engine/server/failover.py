@@ -1,0 +1,211 @@
+"""Failover for the server: leases, snapshots, takeover and redirects, when Redis is configured.
+
+Rules this module keeps:
+
+1. **One owner per session, proven by its lease.** A session is created only under a lease
+   (``SET NX PX`` with a fencing epoch); the keeper renews it, and a node that loses it stops
+   serving the session (4104). The database refuses writes carrying an older epoch, so a node
+   that wakes up after a pause cannot count anything twice.
+2. **Takeover is snapshot + replay.** A node asked for a session it does not hold, whose lease is
+   free, takes the lease with a higher epoch (at least the database's epoch + 1), claims the
+   session in the database, restores the snapshot, then replays from the database the players
+   who joined and the answers accepted after the snapshot's watermark, in seq order, each at its
+   original time. The question keeps its original (wall-clock) deadline.
+3. **Nothing acked is missing from the snapshot + replay.** Joins and phase changes are
+   snapshotted at once; a durable answer ack waits until the snapshot that covers its question
+   is stored (``LiveSession.wait_snapshot``), so a replayed answer always finds its question
+   open in the restored state.
+4. **Redis trouble never stops a session.** Snapshot writes and lease renewals are retried in the
+   background and counted; only the takeover path (a session this node does not hold) needs
+   Redis to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected
+from pubquiz_engine.game import GameSession, commands
+from pubquiz_engine.game.events import ParticipantJoined
+from pubquiz_engine.server.session import SNAPSHOT_FORMAT, LiveSession
+from pubquiz_engine.snapshot import (
+    CoordinationError,
+    LeaseKeeper,
+    NodeRegistry,
+    Snapshotter,
+    open_redis_store,
+)
+
+if TYPE_CHECKING:
+    from pubquiz_engine.server.engine import Engine
+    from pubquiz_engine.snapshot import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+class Moved(Rejected):
+    """The session lives on another node: the client is redirected there."""
+
+    def __init__(self, code: str, url: str) -> None:
+        super().__init__(ErrorCode.MOVED, f"session {code} is served at {url}")
+        self.session_code = code
+        self.url = url
+
+
+class Coordination:
+    """The engine's Redis side: lease keeper, snapshotter, node registry and takeover."""
+
+    def __init__(self, engine: Engine, redis: RedisStore, node: str, url: str) -> None:
+        cfg = engine.config
+        self.engine = engine
+        self.redis = redis
+        self.node = node
+        self.url = url
+        self.keeper = LeaseKeeper(redis, node, on_lost=self._lost, ttl_ms=cfg.lease_ttl_ms,
+                                  reclaim=True)
+        self.snapshotter = Snapshotter(redis, interval=cfg.snapshot_interval,
+                                       on_fenced=self._lost, on_written=self._written)
+        self.registry = NodeRegistry(redis, node, url, ttl_ms=cfg.lease_ttl_ms)
+        self.takeovers = 0
+
+    @classmethod
+    def open(cls, engine: Engine, host: str, port: int) -> Coordination:
+        cfg = engine.config
+        assert cfg.redis_url is not None
+        redis = open_redis_store(cfg.redis_url, prefix=cfg.redis_prefix)
+        node = cfg.node_id or f"{socket.gethostname()}:{port}"
+        url = cfg.public_url or f"ws://{host}:{port}/"
+        return cls(engine, redis, node, url)
+
+    # --- callbacks (sync, from the keeper's and snapshotter's tasks) ------------------------------
+
+    def _lost(self, code: str) -> None:
+        self.engine.metrics.lease_event("lost")
+        session = self.engine.sessions.get(code)
+        if session is not None:
+            session.fenced()
+
+    def _written(self, code: str, seq: int) -> None:
+        self.engine.metrics.snapshot_event("written")
+        session = self.engine.sessions.get(code)
+        if session is not None:
+            session.snapshot_written(seq)
+
+    def changed(self, session: LiveSession, urgent: bool) -> None:
+        self.snapshotter.request(session.code, session.epoch, session.snapshot, urgent)
+
+    # --- life cycle of a session ----------------------------------------------------------------
+
+    async def reserve(self) -> tuple[str, int]:
+        """A fresh join code and the epoch of the lease taken on it."""
+        from pubquiz_engine.server import credentials
+
+        for _ in range(8):
+            code = credentials.new_join_code()
+            if code in self.engine.sessions:
+                continue
+            lease = await self.keeper.acquire(code)
+            if lease is not None:
+                return code, lease.epoch
+        raise Rejected(ErrorCode.INTERNAL, "could not reserve a join code; retry")
+
+    async def ended(self, session: LiveSession) -> None:
+        """The session left this node: hand its lease back unless another node holds it."""
+        self.snapshotter.forget(session.code)
+        if session.closing_code == CloseCode.FENCED:
+            self.keeper.drop(session.code)
+            return
+        try:
+            await self.keeper.release(session.code)
+            if session.closing_code == CloseCode.SESSION_ENDED:
+                await self.redis.delete_snapshot(session.code)
+        except CoordinationError as exc:
+            log.warning("session %s: lease not released: %s", session.code, exc)
+
+    async def flush(self, sessions: list[LiveSession]) -> None:
+        """Final snapshots before a graceful stop (bounded by the caller)."""
+        for session in sessions:
+            self.snapshotter.request(session.code, session.epoch, session.snapshot, True)
+        await self.snapshotter.flush()
+
+    # --- finding a session that is not here -------------------------------------------------------
+
+    async def find(self, code: str) -> LiveSession | None:
+        """The live session ``code``: redirect (``Moved``) if another node holds it, take it
+        over if its owner is gone and a snapshot exists, None if there is no such session."""
+        try:
+            owner = await self.redis.owner(code)
+            if owner is not None and owner.node != self.node:
+                url = await self.redis.url_of(owner.node)
+                if url is not None and url != self.url:
+                    raise Moved(code, url)
+                # The owner is not registered any more (dead): wait for its lease to lapse.
+                raise Rejected(ErrorCode.BUSY, "the session is moving to another node; retry")
+            snapshot = await self.redis.load_snapshot(code)
+        except CoordinationError:
+            raise Rejected(ErrorCode.BUSY, "session directory unavailable; retry") from None
+        if snapshot is None:
+            return None
+        return await self._take_over(code, snapshot)
+
+    async def _take_over(self, code: str, snapshot: Any) -> LiveSession | None:
+        engine = self.engine
+        started = engine.clock()
+        row = await engine.store.load_session(code)
+        if row is None or row.status != "live":
+            return None
+        lease = await self.keeper.acquire(code, at_least=max(row.epoch, snapshot.epoch) + 1)
+        if lease is None:
+            raise Rejected(ErrorCode.BUSY, "another node is taking this session over; retry")
+        if code in engine.sessions:  # another connection finished the takeover meanwhile
+            return engine.sessions[code]
+        try:
+            await engine.store.claim_session(code, lease.epoch, owner=self.node)
+            data = msgpack.unpackb(snapshot.data)
+            if data.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(f"unknown snapshot format {data.get('format')!r}")
+            game = GameSession.from_snapshot(data["game"])
+            resume = {int(pid): h for pid, h in data["resume_hashes"]}
+            joins, answers = await self._replay(code, game, resume, snapshot.watermark)
+        except BaseException:
+            await self.keeper.release(code)
+            raise
+        seq = max([data["seq"], *(a.seq for a in answers)]) + 1
+        session = engine.adopt_session(
+            code=code, game=game, host_token_hash=data["host_token_hash"], epoch=lease.epoch,
+            seq=seq, created_at=data["created_at"], resume_hashes=resume)
+        self.takeovers += 1
+        engine.metrics.lease_event("takeover")
+        log.info("session %s taken over at epoch %d: %d joins and %d answers replayed in %.3fs",
+                 code, lease.epoch, joins, len(answers), engine.clock() - started)
+        return session
+
+    async def _replay(self, code: str, game: GameSession, resume: dict[int, str],
+                      watermark: int) -> tuple[int, list[Any]]:
+        store = self.engine.store
+        joins = 0
+        for row in await store.load_participants(code):
+            if row.participant_id in game.participants:
+                continue
+            events = game.apply(commands.Join(name=row.name, team=row.team), row.joined_at)
+            joined = [e.participant for e in events if isinstance(e, ParticipantJoined)]
+            if joined != [row.participant_id]:
+                log.error("session %s: replayed join of %d got another id", code,
+                          row.participant_id)
+            resume[row.participant_id] = row.resume_token_hash
+            joins += 1
+        answers = await store.load_answers(code, after_seq=watermark)
+        for answer in answers:
+            try:
+                game.apply(commands.SubmitAnswer(participant=answer.participant_id,
+                                                 question=answer.question, value=answer.value,
+                                                 request_id=answer.request_id),
+                           answer.submitted_at)
+            except Rejected as exc:
+                log.error("session %s: replayed answer %d/%d refused: %s", code,
+                          answer.participant_id, answer.request_id, exc)
+        return joins, answers

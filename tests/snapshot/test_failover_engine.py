@@ -1,0 +1,239 @@
+"""Failover through the engine: two engines, one Redis, one PostgreSQL database.
+
+A session created on engine A is taken over by engine B when A dies (its lease lapses): every
+acked answer is in B's restored session and in the database exactly once, players resume with
+their identity, and the question keeps its deadline. A node that lost its lease while paused is
+fenced: it stops serving and its writes are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import trio
+
+from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.errors import CloseCode, RemoteError
+from pubquiz_engine.game import load_quiz_data
+from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server.config import ServerConfig
+from pubquiz_engine.server.engine import Engine, EngineAddress
+from pubquiz_engine.store import AnswerRecord, open_store
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+QUIZ = {
+    "format": 1,
+    "title": "Failover night",
+    "rounds": [{"title": "R", "items": [
+        {"kind": "single", "prompt": "Capital of France?", "choices": ["Paris", "Lyon"],
+         "answer": "Paris", "time_limit": 60, "points": 2},
+        {"kind": "truefalse", "prompt": "Crows: a murder?", "answer": True, "time_limit": 60},
+    ]}],
+}
+
+
+@contextlib.asynccontextmanager
+async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str
+               ) -> AsyncIterator[tuple[Engine, EngineAddress, trio.CancelScope]]:
+    """An engine that the test can crash: cancelling the scope kills it without a drain."""
+    config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=postgres_url,
+                          redis_url=redis_url, redis_prefix=prefix, node_id=name,
+                          lease_ttl_ms=1000, join_rate=1000.0, join_burst=1000,
+                          message_rate=1000.0, message_burst=1000)
+    store = await open_store(postgres_url)
+    try:
+        engine = Engine(config, store)
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(engine.run)
+            yield engine, address, nursery.cancel_scope
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+def crash(engine: Engine, scope: trio.CancelScope) -> None:
+    """Die like kill -9 would, as far as Redis can tell: no final snapshot, no lease release."""
+    engine.coord = None
+    scope.cancel()
+
+
+def expire_lease(redis_url: str, prefix: str, code: str) -> None:
+    """Let the dead node's lease lapse now (its TTL, without waiting for it)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.pexpire(f"{prefix}lease:{{{code}}}", 1)
+    finally:
+        client.close()
+
+
+async def resume_with_retry(url: str, token: str, last_seq: int, stack: Any) -> Client:
+    """What a phone does after losing its node: reconnect with back-off until served."""
+    for attempt in range(50):
+        client = await stack.enter_async_context(open_client(url))
+        try:
+            await client.resume(token, last_seq)
+            return client
+        except RemoteError as exc:
+            assert exc.retryable, exc
+        await trio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("never resumed")
+
+
+async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    players = 60
+    with trio.fail_after(60):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+            session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code, first_epoch = session.code, session.epoch
+            acked: dict[int, tuple[str, int, int]] = {}
+            deadline_ms = 0
+            async with contextlib.AsyncExitStack() as stack:
+                host = await stack.enter_async_context(open_client(addr_a.url))
+                await host.host(code, host_token)
+                clients = []
+                for i in range(players):
+                    client = await stack.enter_async_context(open_client(addr_a.url))
+                    await client.join(code, f"P{i}")
+                    clients.append(client)
+                await host.request(m.Start)
+                async with trio.open_nursery() as nursery:
+                    async def answer(i: int, client: Client) -> None:
+                        nonlocal deadline_ms
+                        question = await client.next_event(m.Question)
+                        deadline_ms = question.deadline_ms
+                        await client.answer(question.q, i % 2)
+                        assert client.token is not None and client.welcome is not None
+                        acked[client.welcome.participant or 0] = (
+                            client.token, client.last_seq, i % 2)
+                    for i, client in enumerate(clients):
+                        nursery.start_soon(answer, i, client)
+            assert len(acked) == players
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, code)
+            taken_at = trio.current_time()
+
+            async with contextlib.AsyncExitStack() as stack:
+                resumed: dict[int, Client] = {}
+                for pid, (token, last_seq, _) in acked.items():
+                    resumed[pid] = await resume_with_retry(addr_b.url, token, last_seq, stack)
+                takeover_seconds = trio.current_time() - taken_at
+                assert takeover_seconds < 5
+                restored = b.sessions[code]
+                assert restored.epoch > first_epoch
+                for pid, client in resumed.items():
+                    assert client.welcome is not None
+                    assert client.welcome.participant == pid
+                    assert client.welcome.epoch == restored.epoch
+                    assert client.welcome.replay == "state"  # the epoch changed
+                    state = await client.next_event(m.State)
+                    assert state.state["phase"] == "question_open"
+                    assert state.state["question"]["deadline_ms"] == deadline_ms
+                    assert state.state["you"]["answer"] == acked[pid][2]
+                host_b = await stack.enter_async_context(open_client(addr_b.url))
+                await host_b.host(code, host_token)
+                await host_b.request(m.Close)
+                await host_b.request(m.Reveal)
+                for pid, client in resumed.items():
+                    result = await client.next_event(m.Result)
+                    assert result.correct == (acked[pid][2] == 0)
+            assert await b.persister.drain(timeout=10)
+            results = await b.store.session_results(code)
+            stored = [(r.participant_id, r.question) for r in results.answers]
+            assert sorted(stored) == sorted((pid, 0) for pid in acked)  # each exactly once
+            row = await b.store.load_session(code)
+            assert row is not None and row.epoch == restored.epoch
+
+
+async def test_a_paused_owner_is_fenced_and_its_writes_refused(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    from snapkit import RedisProxy
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as proxies:
+            proxy = RedisProxy(redis_url)  # A reaches Redis through it: stall = A is paused
+            await proxies.start(proxy.run)
+            await _fenced_scenario(tmp_path, postgres_url, redis_url, redis_prefix, proxy)
+            proxies.cancel_scope.cancel()
+
+
+async def _fenced_scenario(tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+                           proxy: Any) -> None:
+    async with node(tmp_path, "a", postgres_url, proxy.url, redis_prefix) as (a, addr_a, _), \
+            node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+        session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+        code = session.code
+        async with open_client(addr_a.url) as host, open_client(addr_a.url) as ann:
+            await host.host(code, host_token)
+            await ann.join(code, "Ann")
+            await host.request(m.Start)
+            question = await ann.next_event(m.Question)
+            await ann.answer(question.q, 0)
+            assert ann.token is not None
+            await a.coord.snapshotter.flush()  # type: ignore[union-attr]
+            # A stops renewing (as if SIGSTOPped past its lease); B takes the session.
+            proxy.stall()
+            expire_lease(redis_url, redis_prefix, code)
+            async with open_client(addr_b.url) as ann_b:
+                await ann_b.resume(ann.token, ann.last_seq)
+                assert b.sessions[code].epoch > session.epoch
+                # A wakes up: its next renewal finds a newer owner; it stops serving.
+                proxy.restore()
+                closed = await host.wait_closed(timeout=10)
+                assert closed.code == CloseCode.FENCED
+                assert session.end_reason is not None
+                # Nothing A could still write counts: the database refuses its epoch.
+                late = AnswerRecord(code=code, participant_id=1, team=None, question=0,
+                                    value=1, request_id=999, submitted_at=0.0, seq=999,
+                                    epoch=session.epoch)
+                outcome = await a.store.write([late])
+                assert outcome.refused == frozenset({code})
+                row = await b.store.load_session(code)
+                assert row is not None and row.epoch == b.sessions[code].epoch
+                # The player goes on at B: resending the acked answer (same rid, 2) is
+                # recognised as the same answer, not a second one.
+                assert (await ann_b.request(m.Answer, q=question.q, value=0)).q == 0
+        assert await b.persister.drain(timeout=10)
+        results = await b.store.session_results(code)
+        assert [(r.participant_id, r.question) for r in results.answers] == [(1, 0)]
+
+
+async def test_sessions_go_on_while_redis_is_away(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    from snapkit import RedisProxy
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            proxy = RedisProxy(redis_url)
+            await nursery.start(proxy.run)
+            async with node(tmp_path, "a", postgres_url, proxy.url, redis_prefix) as (
+                    a, addr_a, _):
+                session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+                async with open_client(addr_a.url) as host, open_client(addr_a.url) as ann:
+                    await host.host(session.code, host_token)
+                    await ann.join(session.code, "Ann")
+                    proxy.cut()
+                    await host.request(m.Start)  # a phase change while Redis is away
+                    question = await ann.next_event(m.Question)
+                    ack = await ann.answer(question.q, 0)  # acked (after snapshot_wait)
+                    assert ack.q == question.q
+                    assert a.coord is not None
+                    assert not a.coord.snapshotter.stats().redis_up
+                    proxy.restore()
+                    with trio.fail_after(15):
+                        await a.coord.snapshotter.flush()
+                    assert session.snapshot_seq >= session.critical_seq
+                    assert a.coord.snapshotter.stats().redis_up
+            nursery.cancel_scope.cancel()
