@@ -19,6 +19,7 @@ import trio
 
 from pubquiz_engine import __version__
 from pubquiz_engine.errors import PubquizError, QuizFileError
+from pubquiz_engine.generate.cli import add_generate_command
 from pubquiz_engine.interchange.cli import add_import_command
 from pubquiz_engine.logs import add_secret, setup_logging
 from pubquiz_engine.server.config import ConfigError, add_arguments, load_config
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+")
     validate.set_defaults(run_sync=_validate)
     add_import_command(quiz_sub)
+    add_generate_command(quiz_sub)
 
     export = sub.add_parser("export", help="a session's results (answers and standings)")
     export.add_argument("code", help="the session's join code")

@@ -33,6 +33,7 @@ from pubquiz_engine.store._worker import Worker
 from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
 from pubquiz_engine.store.records import (
     AnswerRow,
+    ParticipantRow,
     Record,
     Results,
     SessionRow,
@@ -111,6 +112,12 @@ _UPSERT_SCORE = (
 _INSERT_EVENT = (
     "INSERT INTO events VALUES (%s::text, %s::int8, %s::text, %s::jsonb, %s::float8, %s::int8)"
     " ON CONFLICT DO NOTHING"
+)
+
+_UPSERT_CACHE = (
+    "INSERT INTO generation_cache VALUES (%s::text, %s::text, %s::float8, %s::float8)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+    " created_at = excluded.created_at, expires_at = excluded.expires_at"
 )
 
 _SESSION_COLUMNS = (
@@ -297,6 +304,17 @@ class PostgresStore:
 
         return await self._read(fn)
 
+    async def load_participants(self, code: str) -> list[ParticipantRow]:
+        def fn(conn: psycopg.Connection[Any]) -> list[ParticipantRow]:
+            rows = conn.execute(
+                "SELECT session_code, participant_id, name, team, joined_at, resume_token_hash"
+                " FROM participants WHERE session_code = %s ORDER BY participant_id",
+                (code,),
+            ).fetchall()
+            return [ParticipantRow(*r) for r in rows]
+
+        return await self._read(fn)
+
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
         def fn(conn: psycopg.Connection[Any]) -> list[AnswerRow]:
             rows = conn.execute(
@@ -331,6 +349,31 @@ class PostgresStore:
             )
 
         return await self._read(fn)
+
+    async def cache_get(self, key: str) -> str | None:
+        def fn(conn: psycopg.Connection[Any]) -> str | None:
+            row = conn.execute(
+                "SELECT value FROM generation_cache WHERE key = %s::text"
+                " AND expires_at > %s::float8",
+                (key, time.time()),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(fn)
+
+    async def cache_put(self, key: str, value: str, ttl_seconds: float) -> None:
+        if not ttl_seconds > 0:
+            raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds!r}")
+
+        def job(conn: psycopg.Connection[Any]) -> None:
+            now = time.time()
+            with conn.transaction():
+                conn.execute(
+                    "DELETE FROM generation_cache WHERE expires_at <= %s::float8", (now,)
+                )
+                conn.execute(_UPSERT_CACHE, (key, value, now, now + ttl_seconds))
+
+        await self._write_call(job)
 
     async def aclose(self) -> None:
         if self._closed:

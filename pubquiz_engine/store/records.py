@@ -174,6 +174,16 @@ class AnswerRow:
 
 
 @attrs.frozen
+class ParticipantRow:
+    code: str
+    participant_id: int
+    name: str
+    team: str | None
+    joined_at: float
+    resume_token_hash: str
+
+
+@attrs.frozen
 class StandingRow:
     """One line of the final standings. ``rank`` is competition ranking ("1,2,2,4")."""
 
@@ -230,10 +240,24 @@ class Store(Protocol):
         """The session's answers with ``seq > after_seq``, in seq order (failover replay)."""
         ...
 
+    async def load_participants(self, code: str) -> list[ParticipantRow]:
+        """The session's participants in id order (failover: who joined after a snapshot)."""
+        ...
+
     async def load_session(self, code: str) -> SessionRow | None: ...
 
     async def list_sessions(self, *, status: str | None = None) -> list[SessionRow]:
         """Sessions (all, or with this status), oldest first."""
+        ...
+
+    async def cache_get(self, key: str) -> str | None:
+        """The value stored under ``key`` unless it has expired (the question generator's
+        cache when there is no Redis; values are opaque text)."""
+        ...
+
+    async def cache_put(self, key: str, value: str, ttl_seconds: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl_seconds`` (> 0), replacing any old value;
+        expired entries are deleted on the way."""
         ...
 
     async def aclose(self) -> None: ...

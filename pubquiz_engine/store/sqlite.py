@@ -34,6 +34,7 @@ from pubquiz_engine.store._worker import Worker
 from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
 from pubquiz_engine.store.records import (
     AnswerRow,
+    ParticipantRow,
     Record,
     Results,
     SessionRow,
@@ -95,6 +96,12 @@ _UPSERT_SCORE = (
     " WHERE participant_scores.updated_seq < excluded.updated_seq"
 )
 _INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+
+_UPSERT_CACHE = (
+    "INSERT INTO generation_cache VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+    " SET value = excluded.value, created_at = excluded.created_at,"
+    " expires_at = excluded.expires_at"
+)
 
 _SESSION_COLUMNS = (
     "code, quiz_id, title, mode, status, created_at, ended_at, epoch, host_token_hash, owner_node"
@@ -279,6 +286,17 @@ class SqliteStore:
 
         return await self._read(fn)
 
+    async def load_participants(self, code: str) -> list[ParticipantRow]:
+        def fn(conn: sqlite3.Connection) -> list[ParticipantRow]:
+            rows = conn.execute(
+                "SELECT session_code, participant_id, name, team, joined_at, resume_token_hash"
+                " FROM participants WHERE session_code = ? ORDER BY participant_id",
+                (code,),
+            ).fetchall()
+            return [ParticipantRow(*r) for r in rows]
+
+        return await self._read(fn)
+
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
         def fn(conn: sqlite3.Connection) -> list[AnswerRow]:
             rows = conn.execute(
@@ -312,6 +330,28 @@ class SqliteStore:
             )
 
         return await self._read(fn)
+
+    async def cache_get(self, key: str) -> str | None:
+        def fn(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT value FROM generation_cache WHERE key = ? AND expires_at > ?",
+                (key, time.time()),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(fn)
+
+    async def cache_put(self, key: str, value: str, ttl_seconds: float) -> None:
+        if not ttl_seconds > 0:
+            raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds!r}")
+
+        def job() -> None:
+            conn, now = self._w(), time.time()
+            with _mapped(), _transaction(conn):
+                conn.execute("DELETE FROM generation_cache WHERE expires_at <= ?", (now,))
+                conn.execute(_UPSERT_CACHE, (key, value, now, now + ttl_seconds))
+
+        await self._on(self._writer, job)
 
     async def aclose(self) -> None:
         self._closed = True
