@@ -30,7 +30,6 @@ from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
 SUBPROTOCOL = "pubquiz.v1"
-_REPLY_TYPES = (m.Welcome, m.SessionCreated, m.Ok, m.Pong, m.AnswerAck, m.Redirect)
 
 M = TypeVar("M", bound=m.Message)
 
@@ -195,7 +194,8 @@ class Client:
 
     def _dispatch(self, message: m.Message) -> None:
         rid = getattr(message, "rid", None)
-        if rid is not None and isinstance(message, (*_REPLY_TYPES, m.ErrorReply)):
+        # Every reply carries the request's rid (events never do): match it to its caller.
+        if rid is not None:
             waiter = self._waiting.get(rid)
             if waiter is not None:
                 if isinstance(message, m.Welcome):

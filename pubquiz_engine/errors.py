@@ -81,6 +81,7 @@ class ErrorCode(enum.StrEnum):
     FENCED = "fenced"
     BUSY = "busy"
     INTERNAL = "internal"
+    GENERATOR_UNAVAILABLE = "generator_unavailable"
     # Game rules (game layer).
     WRONG_PHASE = "wrong_phase"
     NOT_CURRENT_QUESTION = "not_current_question"
@@ -132,6 +133,7 @@ _CODE_INFO: dict[ErrorCode, _CodeInfo] = {
     ErrorCode.FENCED: _CodeInfo(True, CloseCode.FENCED),
     ErrorCode.BUSY: _CodeInfo(True, None),
     ErrorCode.INTERNAL: _CodeInfo(True, None),
+    ErrorCode.GENERATOR_UNAVAILABLE: _CodeInfo(True, None),
     ErrorCode.WRONG_PHASE: _CodeInfo(False, None),
     ErrorCode.NOT_CURRENT_QUESTION: _CodeInfo(False, None),
     ErrorCode.QUESTION_CLOSED: _CodeInfo(False, None),

@@ -62,6 +62,10 @@ MAX_PLAIN_DEPTH = 64
 ROLES = ("player", "host", "display")
 REPLAYS = ("events", "state")
 MODES = ("solo", "team")
+#: What ``generate`` can ask a model for: single-choice, free-text or numeric questions.
+GENERATE_KINDS = ("choice", "text", "numeric")
+MAX_TOPIC_CHARS = 200
+MAX_GENERATE_COUNT = 50
 #: The wire names of question kinds (the same strings as ``game.QuestionKind``).
 QUESTION_KINDS = ("single", "multiple", "truefalse", "text", "numeric", "ordering")
 #: Session phases, as named in SPEC.md and in ``state.phase``.
@@ -721,6 +725,22 @@ class End(Message):
     rid: int = attrs.field(**wire(_RID))
 
 
+@_c("generate")
+@attrs.frozen(kw_only=True)
+class Generate(Message):
+    """An operator adds a round of generated questions to a session's quiz in the lobby."""
+
+    rid: int = attrs.field(**wire(_RID))
+    key: str = attrs.field(**wire(TextSpec(MAX_KEY_CHARS)))
+    code: str = attrs.field(**wire(_CODE))
+    topic: str = attrs.field(**wire(TextSpec(MAX_TOPIC_CHARS)))
+    count: int = attrs.field(**wire(IntSpec(1, MAX_GENERATE_COUNT)))
+    kind: str = attrs.field(**wire(EnumSpec(GENERATE_KINDS)))
+    difficulty: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+    language: str | None = attrs.field(default=None, **wire(Nullable(_NAME)))
+    round_title: str | None = attrs.field(default=None, **wire(Nullable(_TITLE)))
+
+
 @_c("ping")
 @attrs.frozen(kw_only=True)
 class Ping(Message):
@@ -774,6 +794,18 @@ class Pong(Message):
     """Reply to ``ping``."""
 
     rid: int = attrs.field(**wire(_RID))
+
+
+@_s("generated")
+@attrs.frozen(kw_only=True)
+class Generated(Message):
+    """Reply to ``generate``: the round now at index ``round`` of the session's quiz."""
+
+    rid: int = attrs.field(**wire(_RID))
+    round: int = attrs.field(**wire(_U31))
+    added: int = attrs.field(**wire(_U31))
+    dropped: int = attrs.field(**wire(_U31))
+    notes: tuple[str, ...] = attrs.field(**wire(TextListSpec(MAX_CHOICES, MAX_MESSAGE_CHARS)))
 
 
 @_s("answer_ack")

@@ -129,6 +129,14 @@ class ServerConfig:
         (), "comma-separated Origin allow-list for browsers (empty = any)", converter=tuple)
     trust_forwarded_for: bool = _setting(
         False, "take the client address from X-Forwarded-For (only behind your own proxy)")
+    generator_url: str | None = _setting(
+        None, "OpenAI-compatible model server for the generate request (e.g. "
+        "http://127.0.0.1:8080/v1 for llama.cpp)")
+    generator_model: str | None = _setting(None, "model name for the generate request")
+    generator_api_key: str | None = _setting(
+        None, "API key of the model server (prefer the environment variable to the flag)")
+    generator_timeout: float = _setting(180.0, "seconds one model call may take",
+                                        validator=_positive)
     log_level: str = _setting("info", "debug, info, warning or error",
                               validator=attrs.validators.in_(("debug", "info", "warning", "error")))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.failover import Moved
+from pubquiz_engine.server.generation import generate_round
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
@@ -109,6 +111,7 @@ class Connection:
         )
         self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=trio.current_time())
         self._strikes = 0
+        self._join_scope: trio.CancelScope | None = None
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -156,6 +159,7 @@ class Connection:
     async def handle(self) -> None:
         try:
             with trio.move_on_after(self.engine.config.join_timeout) as scope:
+                self._join_scope = scope
                 while self.member is None and not self.ws.closed:
                     msg = await self._next_message()
                     if msg is not None:
@@ -181,6 +185,8 @@ class Connection:
                 self._send(m.Pong(rid=msg.rid))
             elif isinstance(msg, m.CreateSession):
                 await self._create_session(msg)
+            elif isinstance(msg, m.Generate):
+                await self._generate(msg)
             elif isinstance(msg, m.Join | m.Resume | m.Host | m.Watch):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
                     raise Rejected(ErrorCode.RATE_LIMITED, "too many join attempts; wait")
@@ -228,10 +234,22 @@ class Connection:
             session.attach_watcher(member, msg.rid, msg.last_seq)
         self.session, self.member = session, member
 
-    async def _create_session(self, msg: m.CreateSession) -> None:
+    def _check_operator(self, given: str) -> None:
+        """The operator key, compared in constant time. A connection that showed it is an
+        operator's: it may stay without joining a session (no join deadline)."""
         key = self.engine.config.operator_key
-        if not key or not credentials.same_secret(msg.key, key):
+        if not key or not credentials.same_secret(given, key):
             raise Rejected(ErrorCode.BAD_KEY, "wrong operator key")
+        if self._join_scope is not None:
+            self._join_scope.deadline = math.inf
+
+    async def _generate(self, msg: m.Generate) -> None:
+        self._check_operator(msg.key)
+        session = await self._session_for(msg.code)
+        self._send(await generate_round(self.engine, session, msg))
+
+    async def _create_session(self, msg: m.CreateSession) -> None:
+        self._check_operator(msg.key)
         try:
             session, host_token = await self.engine.create_session_from_request(
                 quiz_path=msg.quiz_path, quiz_data=msg.quiz, mode=msg.mode, options=msg.options)

@@ -151,6 +151,12 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("adjust", C2S, m.Adjust(rid=41, participant=7, delta=-5, reason="phone use")),
     ("kick", C2S, m.Kick(rid=42, participant=9)),
     ("end", C2S, m.End(rid=43)),
+    (
+        "generate",
+        C2S,
+        m.Generate(rid=44, key="operator-key", code="K7MWPX", topic="90s music", count=10,
+                   kind="choice", difficulty="medium", language=None, round_title=None),
+    ),
     ("ping", C2S, m.Ping(rid=2147483647)),
     (
         "welcome_player",
@@ -187,6 +193,12 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("session_created", S2C, m.SessionCreated(rid=1, code="K7QX", host_token="ht_9c1d0e2f")),
     ("ok", S2C, m.Ok(rid=30)),
     ("pong", S2C, m.Pong(rid=2147483647)),
+    (
+        "generated",
+        S2C,
+        m.Generated(rid=44, round=5, added=9, dropped=2,
+                    notes=("2 questions dropped: duplicate choices", "served from the cache")),
+    ),
     ("answer_ack", S2C, m.AnswerAck(rid=10, q=0)),
     (
         "error_with_rid",

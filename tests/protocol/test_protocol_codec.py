@@ -300,6 +300,7 @@ def test_registry_metadata() -> None:
         "answer_ack",
         "error",
         "redirect",
+        "generated",
         "you",
         "result",
     }

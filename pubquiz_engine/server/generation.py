@@ -1,0 +1,69 @@
+"""The operator's ``generate`` request: a round of model-written questions for a session's quiz.
+
+Rules this module keeps:
+
+1. Only before the start: a quiz that players have begun cannot change under them. The round is
+   appended (jokers and wagers already placed keep their rounds).
+2. The model call is awaited on the requesting connection's task; the session is only touched
+   at the end, synchronously (``LiveSession.add_round``), so a slow model holds up nobody else
+   and the session's one-writer rule holds.
+3. Every question went through the quiz validator (``generate``); the whole quiz is validated
+   again with the new round; anything refused is reported, nothing half-added.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.game import quiz_to_data
+from pubquiz_engine.protocol import messages as m
+
+if TYPE_CHECKING:
+    from pubquiz_engine.server.engine import Engine
+    from pubquiz_engine.server.session import LiveSession
+
+
+async def generate_round(engine: Engine, session: LiveSession, msg: m.Generate) -> m.Generated:
+    from pubquiz_engine.generate import GenerationRequest, GeneratorError, generate_questions
+    from pubquiz_engine.generate.cache import StoreCache
+    from pubquiz_engine.generate.client import ChatClient, ModelConfig
+    from pubquiz_engine.generate.core import new_round, quiz_prompts
+
+    cfg = engine.config
+    if session.game.phase != "lobby":
+        raise Rejected(ErrorCode.WRONG_PHASE, "rounds can only be added before the start")
+    if not cfg.generator_url or not cfg.generator_model:
+        raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE,
+                       "no model server is configured on this engine")
+    try:
+        request = GenerationRequest(topic=msg.topic, count=msg.count, kind=msg.kind,
+                                    difficulty=msg.difficulty,
+                                    language=msg.language or "English")
+        model_config = ModelConfig(base_url=cfg.generator_url, model=cfg.generator_model,
+                                   api_key=cfg.generator_api_key,
+                                   timeout=cfg.generator_timeout)
+    except ValueError as exc:
+        raise Rejected(ErrorCode.INVALID_COMMAND, str(exc)) from None
+    try:
+        async with ChatClient(model_config) as model:
+            result = await generate_questions(
+                request, model, cache=StoreCache(engine.store),
+                existing=quiz_prompts(quiz_to_data(session.game.quiz)))
+    except GeneratorError as exc:
+        raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE, str(exc)) from None
+    if not result.questions:
+        raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE,
+                       "the model gave no usable question; nothing was added")
+    try:
+        index = session.add_round(new_round(msg.round_title or msg.topic, result.questions))
+    except QuizFileError as exc:
+        raise Rejected(ErrorCode.INVALID_COMMAND,
+                       "the quiz with this round is not valid: " + "; ".join(exc.problems[:5])
+                       ) from None
+    notes = [*result.notes]
+    if result.dropped:
+        notes.append(f"{len(result.dropped)} question(s) dropped: "
+                     + "; ".join(d.reason for d in result.dropped[:10]))
+    return m.Generated(rid=msg.rid, round=index, added=len(result.questions),
+                       dropped=len(result.dropped), notes=tuple(n[:1000] for n in notes[:64]))
