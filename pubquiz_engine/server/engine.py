@@ -58,6 +58,7 @@ from pubquiz_engine.logs import add_secret, bind_log_fields, discard_secret, log
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.connection import Connection, client_address
+from pubquiz_engine.server.failover import Coordination
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, Router
 from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter
@@ -126,6 +127,9 @@ class Engine:
         self.join_limiter = AddressLimiter(config.join_rate, config.join_burst)
         self._per_address: Counter[str] = Counter()
         self._clock = clock
+        self.clock = clock
+        #: The Redis side (leases, snapshots, takeover), when ``redis_url`` is set.
+        self.coord: Coordination | None = None
         self._started_at = time.time()
         self._sessions_nursery: trio.Nursery | None = None
         self._serve_scopes: list[trio.CancelScope] = []
@@ -159,6 +163,12 @@ class Engine:
                                          self.config.admin_port, False)
                 admin_port = admin.port
             self._admin_port = admin_port
+            if self.config.redis_url:
+                self.coord = Coordination.open(self, self._listener.host,
+                                                     self._listener.port)
+                await root.start(self.coord.keeper.run)
+                await root.start(self.coord.snapshotter.run)
+                await root.start(self.coord.registry.run)
             self.ready = True
             assert self._listener is not None
             self.notifier.ready(self.status_line())
@@ -231,6 +241,11 @@ class Engine:
         elif first:
             log.info("shutdown: write-behind queue flushed; closing %d sessions",
                      len(self.sessions))
+        if self.coord is not None and self.sessions:
+            # Final snapshots, so that another node can take each session over at once (the
+            # leases are handed back as the sessions close).
+            with trio.move_on_after(min(2.0, self.config.drain_timeout)):
+                await self.coord.flush(list(self.sessions.values()))
         members = [mb for session in self.sessions.values() for mb in session.members()]
         for session in list(self.sessions.values()):
             session.close(reason, CloseCode.SERVICE_RESTART)
@@ -273,30 +288,77 @@ class Engine:
     # --- sessions -----------------------------------------------------------------------------
 
     def create_session(self, quiz: Quiz, *, mode: str = "team",
-                       options: Mapping[str, Any] | None = None) -> tuple[LiveSession, str]:
-        """Start a live session for ``quiz``; returns it and its host token."""
+                       options: Mapping[str, Any] | None = None, code: str | None = None,
+                       epoch: int = 1) -> tuple[LiveSession, str]:
+        """Start a live session for ``quiz``; returns it and its host token.
+
+        Without Redis this is all there is. With Redis, use ``open_session``: it takes the
+        session's lease first and passes its ``code`` and ``epoch`` here.
+        """
         if self._sessions_nursery is None or self.stopping:
             raise Rejected(ErrorCode.SHUTTING_DOWN, "the engine is not accepting sessions")
         try:
             session_options = SessionOptions(mode=Mode(mode), **dict(options or {}))
         except (TypeError, ValueError) as exc:
             raise Rejected(ErrorCode.INVALID_COMMAND, f"bad session options: {exc}") from None
-        code = credentials.new_join_code()
-        while code in self.sessions:
+        if code is None:
             code = credentials.new_join_code()
+            while code in self.sessions:
+                code = credentials.new_join_code()
         host_token = credentials.new_secret()
-        session = LiveSession(code=code, game=GameSession(quiz, session_options),
-                              host_secret=host_token, persister=self.persister,
-                              settings=self._settings, clock=self._clock)
+        session = self._new_session(code=code, game=GameSession(quiz, session_options),
+                                    host_token_hash=credentials.token_hash(host_token),
+                                    epoch=epoch)
         self.persister.submit(session.created_record(quiz))
-        self.sessions[code] = session
-        self.metrics.session_created()
-        add_secret(host_token)  # redacted from logs while the session lives
-        self._sessions_nursery.start_soon(self._run_session, session, host_token)
+        self._start_session(session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
+        if self.coord is not None:
+            self.coord.changed(session, True)
         return session, host_token
 
-    def create_session_from_request(self, *, quiz_path: str | None,
+    async def open_session(self, quiz: Quiz, *, mode: str = "team",
+                           options: Mapping[str, Any] | None = None) -> tuple[LiveSession, str]:
+        """``create_session`` under a fresh lease when this engine coordinates through Redis."""
+        if self.coord is None:
+            return self.create_session(quiz, mode=mode, options=options)
+        code, epoch = await self.coord.reserve()
+        return self.create_session(quiz, mode=mode, options=options, code=code, epoch=epoch)
+
+    def adopt_session(self, *, code: str, game: GameSession, host_token_hash: str, epoch: int,
+                      seq: int, created_at: float, resume_hashes: dict[int, str]
+                      ) -> LiveSession:
+        """Serve a session restored by a takeover (see ``failover``)."""
+        if self._sessions_nursery is None or self.stopping:
+            raise Rejected(ErrorCode.SHUTTING_DOWN, "the engine is not accepting sessions")
+        session = self._new_session(code=code, game=game, host_token_hash=host_token_hash,
+                                    epoch=epoch, seq=seq, created_at=created_at,
+                                    resume_hashes=resume_hashes)
+        self._start_session(session, None)
+        if self.coord is not None:
+            self.coord.changed(session, True)
+        return session
+
+    async def find_session(self, code: str) -> LiveSession | None:
+        """The live session ``code`` on this node, taken over from a dead node if need be."""
+        session = self.sessions.get(code)
+        if session is not None or self.coord is None or self.stopping:
+            return session
+        return await self.coord.find(code)
+
+    def _new_session(self, **kwargs: Any) -> LiveSession:
+        return LiveSession(persister=self.persister, settings=self._settings, clock=self._clock,
+                           on_change=self.coord.changed if self.coord is not None else None,
+                           **kwargs)
+
+    def _start_session(self, session: LiveSession, host_token: str | None) -> None:
+        assert self._sessions_nursery is not None
+        self.sessions[session.code] = session
+        self.metrics.session_created()
+        if host_token is not None:
+            add_secret(host_token)  # redacted from logs while the session lives
+        self._sessions_nursery.start_soon(self._run_session, session, host_token)
+
+    async def create_session_from_request(self, *, quiz_path: str | None,
                                     quiz_data: Mapping[str, Any] | None, mode: str,
                                     options: Mapping[str, Any] | None
                                     ) -> tuple[LiveSession, str]:
@@ -307,7 +369,7 @@ class Engine:
         else:
             assert quiz_path is not None
             quiz = load_quiz(self._quiz_file(quiz_path))
-        return self.create_session(quiz, mode=mode, options=options)
+        return await self.open_session(quiz, mode=mode, options=options)
 
     def _quiz_file(self, name: str) -> Path:
         """A quiz file operators may name: the sample, or a file inside ``quiz_dir``."""
@@ -321,14 +383,18 @@ class Engine:
             raise QuizFileError([f"{name}: no such quiz file in the quiz directory"])
         return path
 
-    async def _run_session(self, session: LiveSession, host_token: str) -> None:
+    async def _run_session(self, session: LiveSession, host_token: str | None) -> None:
         # This task was spawned from the creating connection's task and inherited its log
         # fields: its lines are the session's, not that connection's.
         with log_fields(conn=None, session=session.code):
             try:
                 await session.run()
             finally:
-                discard_secret(host_token)
+                if host_token is not None:
+                    discard_secret(host_token)
+                if self.coord is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        await self.coord.ended(session)
                 self.metrics.session_ended()
                 log.info("session ended (%s)", session.end_reason or "cancelled")
                 if self.sessions.get(session.code) is session:
@@ -391,6 +457,9 @@ class Engine:
             "/health": {"GET": health}, "/ready": {"GET": ready}}
         if metrics:
             routes["/metrics"] = {"GET": render_metrics}
+        # The browser clients and /results (imported here: the web package imports server.http).
+        from pubquiz_engine.web import web_routes
+        routes.update(web_routes(self))
         return Router(routes)
 
 
