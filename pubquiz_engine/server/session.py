@@ -321,6 +321,9 @@ class LiveSession:
     def command(self, command: commands.Command) -> list[ev.Event]:
         """Apply a host or player command (role already checked by the caller)."""
         self._require_room_in_queue(8)
+        if isinstance(command, commands.Reveal) and self.game.phase == "question_open":
+            # One click for the quiz master: reveal closes the question first (SPEC `reveal`).
+            self._publish(self.game.apply(commands.CloseQuestion(), self._clock()))
         events = self.game.apply(command, self._clock())
         self._touch()
         self._publish(events)

@@ -179,3 +179,19 @@ async def test_gap_older_than_buffer_gets_full_state(tmp_path: Path) -> None:
                     state = await again.next_event(m.State)
                     assert state.state["phase"] == "question_open"
                     assert state.state["you"]["participant"] == 1
+
+
+async def test_reveal_closes_an_open_question_first(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host, open_client(address.url) as ann:
+                await host.host(session.code, host_token)
+                await ann.join(session.code, "Ann")
+                await host.request(m.Start)
+                question = await ann.next_event(m.Question)
+                await ann.answer(question.q, 0)
+                await host.request(m.Reveal)  # still open: closed, then revealed
+                assert (await ann.next_event(m.Closed)).q == question.q
+                assert (await ann.next_event(m.Revealed)).q == question.q
+                assert (await ann.next_event(m.Result)).correct

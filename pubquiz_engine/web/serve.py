@@ -1,0 +1,218 @@
+"""Serve the browser clients (player, host console, big screen) and the results download.
+
+The pages are static files in ``static/`` next to this module: plain HTML, CSS and JavaScript
+modules, no build step and nothing fetched from elsewhere. They speak pubquiz.v1 to the engine
+over a WebSocket on the same port they were loaded from.
+
+Rules this module keeps:
+
+1. The files are read once, when the routes are built (engine start): a handler answers from
+   memory and never touches the disk, so a page load costs no thread and no blocking call.
+   Exact paths only (the ``Router`` has no patterns): every file gets its own route.
+2. Every response says what it is and what it may do: a content type, ``nosniff``, a Content
+   Security Policy that allows scripts and connections to this origin only (no inline script,
+   no third-party code), ``no-referrer`` (a join code or token in a URL stays here), and an
+   ``ETag`` with ``no-cache`` so a phone revalidates instead of running yesterday's script.
+3. ``/results`` hands a session's answers and standings to its host only: the host token is
+   compared in constant time (``LiveSession.check_host``) and read from the
+   ``Authorization: Bearer`` header or, for a plain link, the ``token`` query parameter. A
+   session must still be live (or lingering after it finished): the token lives with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+import attrs
+
+from pubquiz_engine.errors import Rejected, StoreError
+from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, text_response
+from pubquiz_engine.store.export import results_to_csv, results_to_json
+
+if TYPE_CHECKING:
+    from pubquiz_engine.server.engine import Engine
+
+__all__ = [
+    "PAGES",
+    "STATIC_DIR",
+    "StaticFile",
+    "load_static",
+    "results_handler",
+    "static_routes",
+    "web_routes",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where the page files live (installed with the package: pyproject's package-data ``web/**/*``).
+STATIC_DIR = Path(__file__).parent / "static"
+
+#: Page routes and the file each serves; every other file is served under ``/static/``.
+PAGES: Mapping[str, str] = {
+    "/": "index.html",
+    "/play": "play.html",
+    "/host": "host.html",
+    "/screen": "screen.html",
+}
+
+CONTENT_TYPES: Mapping[str, str] = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+#: Quiz media (pictures, sounds) may come from anywhere the quiz author chose; code and
+#: connections come from this origin only. ``connect-src 'self'`` covers ws:/wss: to the same
+#: host in current browsers (CSP Level 3).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: https: http:; media-src 'self' data: https: http:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+_COMMON_HEADERS = (
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+)
+
+#: How long a results download may wait for the write-behind queue to commit what it holds.
+RESULTS_DRAIN_SECONDS = 5.0
+
+
+@attrs.frozen
+class StaticFile:
+    """One file as served: its route, content type, bytes and strong ETag."""
+
+    route: str
+    content_type: str
+    body: bytes
+    etag: str
+
+    def response(self, request: HttpRequest) -> HttpResponse:
+        headers: tuple[tuple[str, str], ...] = (
+            ("content-type", self.content_type),
+            ("cache-control", "no-cache"),
+            ("etag", self.etag),
+            *_COMMON_HEADERS,
+        )
+        if self.content_type.startswith("text/html"):
+            headers = (*headers, ("content-security-policy", CONTENT_SECURITY_POLICY))
+        if request.header("if-none-match") == self.etag:
+            return HttpResponse(304, headers)
+        return HttpResponse(200, headers, self.body)
+
+
+def load_static(directory: Path = STATIC_DIR) -> dict[str, StaticFile]:
+    """Every servable file under ``directory`` by route: pages at ``PAGES``, the rest (and the
+    pages too, so relative links work either way) under ``/static/``. Files of an unknown type
+    and hidden files are not served."""
+    files: dict[str, StaticFile] = {}
+    by_name = {name: route for route, name in PAGES.items()}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        content_type = CONTENT_TYPES.get(path.suffix)
+        if not path.is_file() or content_type is None or relative.startswith("."):
+            continue
+        body = path.read_bytes()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        routes = [f"/static/{relative}"]
+        if relative in by_name:
+            routes.append(by_name[relative])
+        for route in routes:
+            files[route] = StaticFile(route, content_type, body, etag)
+    missing = sorted(set(PAGES.values()) - {f.route.removeprefix("/static/") for f in
+                                            files.values()})
+    if missing:
+        raise FileNotFoundError(f"web pages missing from {directory}: {', '.join(missing)}")
+    return files
+
+
+def static_routes(files: Mapping[str, StaticFile]) -> dict[str, Mapping[str, HttpHandler]]:
+    """A ``GET`` route per file (``HEAD`` is implied by the router)."""
+    routes: dict[str, Mapping[str, HttpHandler]] = {}
+    for route, item in files.items():
+        async def serve(request: HttpRequest, item: StaticFile = item) -> HttpResponse:
+            return item.response(request)
+
+        routes[route] = {"GET": serve}
+    return routes
+
+
+def _query_value(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    value = request.header("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def results_handler(engine: Engine) -> HttpHandler:
+    """``GET /results?code=CODE&format=csv|json`` with the host token (see rule 3)."""
+
+    async def results(request: HttpRequest) -> HttpResponse:
+        query = parse_qs(request.query, keep_blank_values=True)
+        code = _query_value(query, "code")
+        fmt = _query_value(query, "format") or "csv"
+        token = _bearer(request) or _query_value(query, "token")
+        headers = (("cache-control", "no-store"), *_COMMON_HEADERS)
+        if not code or fmt not in ("csv", "json"):
+            return text_response(400, "give code=CODE and format=csv or format=json\n",
+                                 headers=headers)
+        if token is None:
+            return text_response(401, "the host token is required\n",
+                                 headers=(("www-authenticate", "Bearer"), *headers))
+        session = engine.sessions.get(code)
+        if session is None:
+            return text_response(404, f"no live session {code[:16]}\n", headers=headers)
+        try:
+            session.check_host(token)
+        except Rejected:
+            return text_response(403, "wrong host token\n", headers=headers)
+        try:
+            # Answers accepted in fast ack mode may still be queued: commit them first.
+            await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS)
+            data = await engine.store.session_results(code)
+        except KeyError:
+            return text_response(404, f"no results for session {code}\n", headers=headers)
+        except StoreError as exc:
+            log.warning("results for %s: store unavailable: %s", code, exc)
+            return text_response(503, "the results store is unavailable; try again\n",
+                                 headers=(("retry-after", "5"), *headers))
+        if fmt == "csv":
+            body, content_type = results_to_csv(data), "text/csv; charset=utf-8"
+        else:
+            body, content_type = results_to_json(data), "application/json"
+        return HttpResponse(200, (
+            ("content-type", content_type),
+            ("content-disposition", f'attachment; filename="pubquiz-{code}.{fmt}"'),
+            *headers,
+        ), body.encode("utf-8"))
+
+    return results
+
+
+def web_routes(engine: Engine, *, directory: Path = STATIC_DIR
+               ) -> dict[str, Mapping[str, HttpHandler]]:
+    """Every route of the web clients: the pages, their static files and ``/results``.
+
+    The engine's router merges these into its table (``Engine._router``).
+    """
+    routes = static_routes(load_static(directory))
+    routes["/results"] = {"GET": results_handler(engine)}
+    return routes

@@ -1,0 +1,222 @@
+// One pubquiz.v1 connection for a page: requests matched by rid, events in order, reconnects.
+//
+// Rules this module keeps (SPEC sections 5, 12 and 13):
+// 1. A request gets a fresh rid (from `nextRid`, which a page may persist: a player's rids stay
+//    unique across reloads because `answer` is idempotent by (participant, rid)) and resolves
+//    with its reply or rejects with `{code, message, retryable}`.
+// 2. Everything without a pending rid is handed to `onMessage` in arrival order, the `welcome`
+//    included. `lastSeq` follows every event and `state`, so that a reconnect can resume.
+// 3. Close codes decide: 4000-4099 are terminal (kicked, ended, bad credentials), 4100 means
+//    another tab took over (reconnect only when the user asks), 1000 is a normal end; anything
+//    else, or a network error, reconnects after 0.5 s doubling to 10 s, with jitter. A refused
+//    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too.
+// 4. Browsers cannot see WebSocket pings, so the page pings (`ping`) every PING_INTERVAL and
+//    treats a missing `pong` as a dead network: it drops the socket and reconnects.
+
+import { CodecError, decodeFrame, encodeMessage, isEvent } from "./protocol.js";
+
+export const SUBPROTOCOL = "pubquiz.v1";
+const REPLIES = new Set(["welcome", "session_created", "ok", "pong", "answer_ack", "error",
+  "redirect", "generated"]);
+const PING_INTERVAL = 15000;
+const PING_TIMEOUT = 10000;
+const BACKOFF_FIRST = 500;
+const BACKOFF_MAX = 10000;
+
+/** The engine's WebSocket URL: the origin this page came from. */
+export function engineUrl(location = globalThis.location) {
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/`;
+}
+
+/** A protocol failure as the pages show it. */
+export class RequestFailed extends Error {
+  constructor(code, message, retryable) {
+    super(message);
+    this.code = code;
+    this.retryable = retryable;
+  }
+}
+
+export class QuizConnection {
+  /**
+   * `identify()` returns the first request of every connection (join, resume, host, watch or
+   * create_session, without rid); `onMessage(message)` gets every non-reply message;
+   * `onStatus(status, detail)` gets "connecting", "online", "offline", "replaced", "ended"
+   * (detail: the close code) or "refused" (detail: the error).
+   */
+  constructor({ identify, onMessage, onStatus = () => {}, url = engineUrl(),
+    nextRid = null }) {
+    this.identify = identify;
+    this.onMessage = onMessage;
+    this.onStatus = onStatus;
+    this.url = url;
+    this.ws = null;
+    this.pending = new Map();
+    this.lastSeq = 0;
+    this.epoch = null;
+    this.stopped = false;
+    this.backoff = BACKOFF_FIRST;
+    this.timer = null;
+    this.pingTimer = null;
+    let counter = 1;
+    this.nextRid = nextRid ?? (() => counter++);
+  }
+
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  /** Close for good (no reconnect). */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.pingTimer);
+    if (this.ws) this.ws.close(1000);
+  }
+
+  open() {
+    clearTimeout(this.timer);
+    this.onStatus("connecting");
+    const ws = new WebSocket(this.url, SUBPROTOCOL);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => this.identifyNow(ws);
+    ws.onmessage = (event) => this.receive(ws, event);
+    ws.onclose = (event) => this.closed(ws, event.code);
+    // onerror is always followed by onclose, which decides what to do.
+  }
+
+  async identifyNow(ws) {
+    try {
+      const welcome = await this.request(this.identify(), { socket: ws });
+      if (ws !== this.ws) return;
+      if (welcome.t === "redirect") {
+        // The session lives on another node: connect there and identify again (SPEC 13.7).
+        this.url = welcome.url;
+        ws.close(3000);
+        return;
+      }
+      this.backoff = BACKOFF_FIRST;
+      this.startPings(ws);
+      this.onStatus("online");
+      if (welcome.t === "welcome") {
+        // Sequence numbers only compare within one epoch (SPEC 13.4).
+        if (this.epoch !== null && this.epoch !== welcome.epoch) this.lastSeq = 0;
+        this.epoch = welcome.epoch;
+      }
+      this.onMessage(welcome);
+    } catch (error) {
+      if (ws !== this.ws || error.code === "disconnected") return;
+      if (error.retryable) {
+        ws.close(3000);
+        return;
+      }
+      this.stopped = true;
+      ws.close(1000);
+      this.onStatus("refused", error);
+    }
+  }
+
+  startPings(ws) {
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      if (ws !== this.ws) return;
+      const timeout = setTimeout(() => this.drop(ws), PING_TIMEOUT);
+      this.request({ t: "ping" }, { socket: ws }).then(() => clearTimeout(timeout), () => {});
+    }, PING_INTERVAL);
+  }
+
+  /** Treat `ws` as dead: forget it and reconnect (its close may take long on a dead network). */
+  drop(ws) {
+    if (ws !== this.ws) return;
+    ws.onclose = null;
+    ws.onmessage = null;
+    try {
+      ws.close(3000);
+    } catch {
+      // already closing
+    }
+    this.closed(ws, 1006);
+  }
+
+  /**
+   * Send `message` (without rid) and wait for its reply. `rid` reuses a request id (an
+   * `answer` resent after a reconnect must keep its rid).
+   */
+  request(message, { rid = null, socket = null } = {}) {
+    const ws = socket ?? this.ws;
+    const id = rid ?? this.nextRid();
+    return new Promise((resolve, reject) => {
+      if (!ws || ws.readyState !== WebSocket.OPEN) {
+        reject(new RequestFailed("disconnected", "not connected", true));
+        return;
+      }
+      let frame;
+      try {
+        frame = encodeMessage({ ...message, rid: id });
+      } catch (error) {
+        reject(new RequestFailed(error.code ?? "invalid_message", error.message, false));
+        return;
+      }
+      this.pending.set(id, { resolve, reject, ws });
+      ws.send(frame);
+    });
+  }
+
+  receive(ws, event) {
+    if (ws !== this.ws) return;
+    let message;
+    try {
+      message = decodeFrame(new Uint8Array(event.data));
+    } catch (error) {
+      // A frame our codec refuses is the server's bug: report it, keep the connection.
+      if (error instanceof CodecError) console.error("pubquiz: bad frame from server", error);
+      else throw error;
+      return;
+    }
+    if (globalThis.pubquizDebug) console.debug("pubquiz <-", JSON.stringify(message));
+    if (REPLIES.has(message.t) && message.rid !== null && this.pending.has(message.rid)) {
+      const waiter = this.pending.get(message.rid);
+      this.pending.delete(message.rid);
+      if (message.t === "error") {
+        waiter.reject(new RequestFailed(message.code, message.message, message.retryable));
+      } else {
+        waiter.resolve(message);
+      }
+      return;
+    }
+    if (message.t === "state" || isEvent(message)) {
+      this.lastSeq = message.t === "state" ? message.seq : Math.max(this.lastSeq, message.seq);
+    }
+    this.onMessage(message);
+  }
+
+  closed(ws, code) {
+    if (ws !== this.ws) return;
+    clearInterval(this.pingTimer);
+    this.ws = null;
+    for (const [id, waiter] of this.pending) {
+      if (waiter.ws === ws) {
+        this.pending.delete(id);
+        waiter.reject(new RequestFailed("disconnected", "connection lost", true));
+      }
+    }
+    if (this.stopped) return;
+    if (code >= 4000 && code <= 4099) {
+      this.stopped = true;
+      this.onStatus("ended", code);
+    } else if (code === 4100) {
+      this.stopped = true;
+      this.onStatus("replaced", code);
+    } else if (code === 1000) {
+      this.stopped = true;
+      this.onStatus("ended", code);
+    } else {
+      this.onStatus("offline", code);
+      const delay = this.backoff * (0.5 + Math.random() / 2);
+      this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
+      this.timer = setTimeout(() => this.open(), delay);
+    }
+  }
+}

@@ -1,0 +1,4 @@
+// The landing page: links to the three clients, in the page's language.
+import { translatePage } from "./i18n.js";
+
+translatePage();

@@ -1,0 +1,568 @@
+// The player's page (a phone): join, answer every question kind, see the countdown, the ack,
+// the reveal and your rank; survive reloads and dropped networks with the resume token.
+//
+// Rules this page keeps:
+// 1. The resume token, the join code and the next request id live in localStorage
+//    ("pubquiz.player"): a reload resumes without asking for the name again, and request ids
+//    stay unique for this participant (an `answer` is idempotent by its rid).
+// 2. A page that has no view yet (it was just loaded) resumes with a `last_seq` the server
+//    cannot have, which asks for a full `state` (SPEC 13.3); a page that kept its view resumes
+//    with its real `last_seq` and gets the missed events.
+// 3. An answer is "received" only on its `answer_ack`. One sent before a drop is sent again with
+//    the same rid once the connection is back, while its question is still open.
+
+import { QuizConnection } from "./client.js";
+import { errorText, t, translatePage } from "./i18n.js";
+import { Float64 } from "./protocol.js";
+import {
+  $, Countdown, ServerClock, announce, describeAnswer, fill, h, letter, param, saved, showView,
+} from "./ui.js";
+
+const STORE_KEY = "pubquiz.player";
+const FORCE_STATE = Number.MAX_SAFE_INTEGER;
+
+let session = saved.get(STORE_KEY); // {code, token, participant, name, team, nextRid}
+let connection = null;
+let haveView = false;
+const clock = new ServerClock();
+const view = {
+  phase: null, question: null, answer: null, acked: false, pending: null, score: 0, rank: null,
+  round: null, jokerRound: null, mode: null,
+};
+let countdown = null;
+
+function nextRid() {
+  if (!session) return 1;
+  const rid = session.nextRid ?? 2;
+  session.nextRid = rid + 1;
+  saved.set(STORE_KEY, session);
+  return rid;
+}
+
+function saveSession(patch) {
+  session = { ...(session ?? {}), ...patch };
+  saved.set(STORE_KEY, session);
+}
+
+function forgetSession() {
+  session = null;
+  saved.remove(STORE_KEY);
+}
+
+// --- connection ---------------------------------------------------------------------------------
+
+function connect(first) {
+  connection?.stop();
+  haveView = false;
+  connection = new QuizConnection({
+    identify: () => (session?.token
+      ? { t: "resume", token: session.token, last_seq: haveView ? connection.lastSeq : FORCE_STATE }
+      : first),
+    onMessage: receive,
+    onStatus: status,
+    nextRid,
+  });
+  globalThis.pubquizConnection = connection; // for the end-to-end tests
+  connection.start();
+}
+
+function status(kind, detail) {
+  const line = $("#status");
+  line.dataset.state = kind;
+  if (kind === "online") line.textContent = t("conn.online");
+  else if (kind === "connecting") line.textContent = t("conn.connecting");
+  else if (kind === "offline") line.textContent = t("conn.offline");
+  else if (kind === "replaced") {
+    fill(line, t("conn.replaced"), " ",
+      h("button", { type: "button", class: "link", onclick: () => connect(null) },
+        t("conn.reconnect")));
+  } else if (kind === "ended") {
+    if (detail === 4000) over(t("player.kicked"), "");
+    else if (detail === 4001 || view.phase === "finished") over(t("player.ended"), finalLine());
+    else line.textContent = t("conn.closed");
+  } else if (kind === "refused") {
+    // The token or code is no good any more (kicked, ended, unknown): start over.
+    forgetSession();
+    if (view.phase === null) {
+      showJoin(errorText(detail));
+    } else {
+      over(errorText(detail), finalLine());
+    }
+  }
+}
+
+function over(title, text) {
+  forgetSession();
+  countdown?.stop();
+  $("#over-title").textContent = title;
+  $("#over-text").textContent = text;
+  $("#leave").hidden = true;
+  showView("over");
+}
+
+function finalLine() {
+  if (view.rank) return t("player.rank_line", { rank: view.rank, score: view.score });
+  return view.phase ? t("player.total", { score: view.score }) : "";
+}
+
+// --- messages -----------------------------------------------------------------------------------
+
+function receive(message) {
+  switch (message.t) {
+    case "welcome":
+      saveSession({
+        code: message.code, token: message.token ?? session?.token,
+        participant: message.participant, name: message.name, team: message.team,
+      });
+      renderMe();
+      showView("game");
+      $("#leave").hidden = false;
+      if (view.pending && view.phase === "question_open") resend();
+      break;
+    case "state":
+      applyState(message.state);
+      break;
+    case "question":
+      clock.sawQuestion(message);
+      view.phase = "question_open";
+      view.question = message;
+      view.answer = null;
+      view.acked = false;
+      view.pending = null;
+      renderQuestion();
+      countdown.run(message.time_limit_ms, message.time_limit_ms);
+      announce(message.prompt);
+      break;
+    case "closed":
+      if (view.question?.q === message.q) closeQuestion();
+      break;
+    case "paused":
+      view.phase = "paused";
+      countdown.hold(message.remaining_ms, view.question?.time_limit_ms ?? message.remaining_ms);
+      renderControlsEnabled();
+      feedback(t("player.paused"));
+      break;
+    case "unpaused":
+    case "extended":
+      view.phase = "question_open";
+      countdown.run(clock.remaining(message.deadline_ms), view.question?.time_limit_ms ?? 0);
+      renderControlsEnabled();
+      renderFeedback();
+      break;
+    case "reveal":
+      view.phase = "revealed";
+      renderReveal(message);
+      break;
+    case "result":
+      view.score = message.score;
+      renderMe();
+      feedback(message.correct ? t("player.correct", { points: message.points })
+        : t("player.wrong"), message.correct ? "good" : "bad");
+      announce($("#feedback").textContent);
+      break;
+    case "leaderboard":
+      view.phase = "leaderboard";
+      renderBoard(message, t("screen.standings"));
+      break;
+    case "you":
+      view.rank = message.rank;
+      view.score = message.score;
+      renderMe();
+      // A resume also brings a `you`: mid-question the answer's status matters more.
+      if (["leaderboard", "round_summary", "finished"].includes(view.phase)) {
+        feedback(message.rank ? t("player.rank_line", { rank: message.rank, score: message.score })
+          : t("player.unranked", { score: message.score }));
+        announce($("#feedback").textContent);
+      }
+      break;
+    case "round_summary":
+      view.phase = "round_summary";
+      view.round = message.round;
+      stage(t("screen.round_over", { round: message.round + 1, title: message.title }), "");
+      offerJoker(message.round + 1);
+      break;
+    case "slide":
+      view.phase = "slide";
+      stage(message.title, message.body);
+      break;
+    case "ended":
+      view.phase = "finished";
+      countdown.stop();
+      $("#leave").hidden = true;
+      fill($("#controls"));
+      $("#phase-title").textContent = t("phase.finished");
+      $("#prompt").textContent = t("player.finished");
+      fill($("#extra"));
+      break;
+    case "error":
+      feedback(errorText(message), "bad");
+      break;
+    default:
+      break; // events for other roles never reach a player; unknown ones are ignored
+  }
+}
+
+function applyState(state) {
+  haveView = true;
+  view.phase = state.phase;
+  view.mode = state.mode;
+  view.round = state.round;
+  const you = state.you ?? {};
+  view.score = you.score ?? 0;
+  view.rank = you.rank ?? null;
+  renderMe();
+  fill($("#board"));
+  fill($("#extra"));
+  const question = state.question;
+  if (question && ["question_open", "paused", "question_closed", "revealed"].includes(state.phase)) {
+    const changed = view.question?.q !== question.q;
+    view.question = question;
+    if (changed) view.pending = null;
+    view.answer = you.answer ?? (changed ? null : view.answer);
+    view.acked = you.answer !== null && you.answer !== undefined;
+    renderQuestion();
+    if (state.phase === "question_open") {
+      countdown.run(clock.remaining(question.deadline_ms), question.time_limit_ms);
+    } else if (state.phase === "paused") {
+      countdown.hold(question.remaining_ms ?? 0, question.time_limit_ms);
+      feedback(t("player.paused"));
+    } else {
+      closeQuestion();
+    }
+    if (state.phase === "revealed" && state.reveal) renderReveal(state.reveal);
+  } else if (state.phase === "slide" && state.slide) {
+    stage(state.slide.title, state.slide.body);
+  } else if (state.phase === "lobby") {
+    stage(state.title, t("player.lobby"));
+    offerJoker(0);
+  } else if (state.phase === "finished") {
+    stage(t("phase.finished"), t("player.finished"));
+  } else {
+    stage(state.title, "");
+  }
+  if (state.leaderboard && state.phase !== "finished") {
+    renderBoard(state.leaderboard, t("screen.standings"));
+  } else if (state.leaderboard) {
+    renderBoard(state.leaderboard, t("screen.final"));
+  }
+  if (["leaderboard", "round_summary", "finished"].includes(state.phase)) {
+    feedback(view.rank ? t("player.rank_line", { rank: view.rank, score: view.score })
+      : t("player.unranked", { score: view.score }));
+  }
+  if (state.phase === "round_summary" && state.round !== null) offerJoker(state.round + 1);
+}
+
+// --- rendering ----------------------------------------------------------------------------------
+
+function renderMe() {
+  const who = session?.team ? `${session.name} · ${session.team}` : session?.name ?? "";
+  $("#me").textContent = who;
+  const parts = [`${t("player.score")}: ${view.score}`];
+  if (view.rank) parts.push(`${t("player.rank")}: ${view.rank}`);
+  $("#score").textContent = parts.join(" · ");
+}
+
+function feedback(text, tone = "") {
+  const el = $("#feedback");
+  el.textContent = text;
+  el.dataset.tone = tone;
+}
+
+function stage(title, body) {
+  countdown.stop();
+  $("#phase-title").textContent = "";
+  $("#prompt").textContent = title;
+  fill($("#media"));
+  fill($("#controls"), body ? h("p", { class: "lead" }, body) : null);
+  fill($("#board"));
+  fill($("#extra"));
+  feedback("");
+}
+
+function offerJoker(round) {
+  if (view.jokerRound !== null) {
+    fill($("#extra"), h("p", { class: "help" }, t("player.joker.played", { round: view.jokerRound + 1 })));
+    return;
+  }
+  const button = h("button", {
+    type: "button", class: "secondary",
+    onclick: async () => {
+      button.disabled = true;
+      try {
+        await connection.request({ t: "joker", round });
+        view.jokerRound = round;
+        offerJoker(round);
+      } catch (error) {
+        button.disabled = false;
+        feedback(errorText(error), "bad");
+      }
+    },
+  }, t("player.joker", { round: round + 1 }));
+  fill($("#extra"), button);
+}
+
+function renderQuestion() {
+  const q = view.question;
+  fill($("#board"));
+  fill($("#extra"));
+  $("#phase-title").textContent = `${t("q.heading", { round: q.round + 1, number: q.number })} · ${t(`kind.${q.kind}`)}`;
+  $("#prompt").textContent = q.prompt;
+  fill($("#media"), q.media ? h("img", { src: q.media, alt: t("q.media") }) : null);
+  fill($("#controls"), answerControls(q));
+  renderControlsEnabled();
+  renderFeedback();
+}
+
+function answerControls(q) {
+  const choices = q.choices ?? [];
+  const chosen = view.answer;
+  switch (q.kind) {
+    case "single":
+      return h("div", { class: "choices", role: "group", "aria-label": t("kind.single") },
+        choices.map((text, i) => choiceButton(i, text, chosen === i, () => send(i))));
+    case "truefalse": {
+      const options = choices.length === 2 ? [[0, choices[0]], [1, choices[1]]]
+        : [[true, t("answer.true")], [false, t("answer.false")]];
+      return h("div", { class: "choices two", role: "group", "aria-label": t("kind.truefalse") },
+        options.map(([value, text], i) => choiceButton(i, text, chosen === value, () => send(value))));
+    }
+    case "multiple": {
+      const picked = new Set(Array.isArray(chosen) ? chosen : []);
+      const group = h("div", { class: "choices", role: "group", "aria-label": t("player.pick_all") },
+        choices.map((text, i) => {
+          const button = choiceButton(i, text, picked.has(i), () => {
+            if (picked.has(i)) picked.delete(i);
+            else picked.add(i);
+            button.setAttribute("aria-pressed", String(picked.has(i)));
+          });
+          return button;
+        }));
+      return [h("p", { class: "help" }, t("player.pick_all")), group,
+        sendButton(() => send([...picked].sort((a, b) => a - b)))];
+    }
+    case "ordering": {
+      const order = Array.isArray(chosen) && chosen.length === choices.length ? [...chosen]
+        : choices.map((_, i) => i);
+      const list = h("ol", { class: "ordering" });
+      const draw = (focus = null) => {
+        fill(list, order.map((item, pos) => {
+          const up = h("button", {
+            type: "button", class: "move", disabled: pos === 0,
+            "aria-label": t("player.move_up", { item: choices[item] }),
+            onclick: () => { [order[pos - 1], order[pos]] = [order[pos], order[pos - 1]]; draw([pos - 1, "up"]); },
+          }, "▲");
+          const down = h("button", {
+            type: "button", class: "move", disabled: pos === order.length - 1,
+            "aria-label": t("player.move_down", { item: choices[item] }),
+            onclick: () => { [order[pos + 1], order[pos]] = [order[pos], order[pos + 1]]; draw([pos + 1, "down"]); },
+          }, "▼");
+          return h("li", { class: "order-item" }, h("span", { class: "order-text" }, choices[item]), up, down);
+        }));
+        renderControlsEnabled();
+        if (focus) {
+          const [pos, which] = focus;
+          const item = list.children[pos];
+          const target = item?.querySelector(which === "up" ? ".move:first-of-type" : ".move:last-of-type");
+          (target && !target.disabled ? target : item?.querySelector(".move:not([disabled])"))?.focus();
+        }
+      };
+      draw();
+      return [h("p", { class: "help" }, t("player.order_hint")), list, sendButton(() => send([...order]))];
+    }
+    case "text":
+    case "numeric": {
+      const numeric = q.kind === "numeric";
+      const input = h("input", {
+        id: "answer-input", class: "answer-input", autocomplete: "off", maxlength: 1024,
+        inputmode: numeric ? "decimal" : null, enterkeyhint: "send",
+        value: chosen === null || chosen === undefined ? "" : String(chosen),
+      });
+      const form = h("form", {
+        class: "stack", novalidate: true,
+        onsubmit: (event) => {
+          event.preventDefault();
+          const text = input.value.trim();
+          if (!text) return;
+          if (!numeric) {
+            send(text);
+            return;
+          }
+          const number = Number(text.replace(",", "."));
+          if (!Number.isFinite(number)) {
+            feedback(t("error.invalid_answer"), "bad");
+            return;
+          }
+          send(Number.isInteger(number) && !/[.,eE]/.test(text) ? number : new Float64(number));
+        },
+      }, h("label", { for: "answer-input" }, numeric ? t("player.number_label") : t("player.text_label")),
+      input, h("button", { type: "submit", class: "big primary" }, t("player.send")));
+      return form;
+    }
+    default:
+      return h("p", {}, q.kind);
+  }
+}
+
+function choiceButton(i, text, pressed, onclick) {
+  return h("button", {
+    type: "button", class: `choice choice-${i % 6}`, "aria-pressed": String(pressed), onclick,
+  }, h("span", { class: "letter", "aria-hidden": "true" }, letter(i)), h("span", {}, text));
+}
+
+function sendButton(onclick) {
+  return h("button", { type: "button", class: "big primary send", onclick }, t("player.send"));
+}
+
+function renderControlsEnabled() {
+  const open = view.phase === "question_open";
+  for (const el of $("#controls").querySelectorAll("button, input")) {
+    if (el.classList.contains("move") && open) continue; // drawn with their own state
+    el.disabled = !open;
+  }
+}
+
+function renderFeedback() {
+  if (view.pending && !view.acked) feedback(t("player.sending"));
+  else if (view.acked) {
+    feedback(`${t("player.received")} ✓ ${t("player.your_answer", { answer: describeAnswer(view.question, view.answer) })}`, "good");
+  } else feedback(view.phase === "question_open" ? t(`kind.${view.question?.kind}`) : "");
+}
+
+function markChosen(value) {
+  const q = view.question;
+  if (!q || !["single", "truefalse"].includes(q.kind)) return;
+  const buttons = $("#controls").querySelectorAll(".choice");
+  const options = q.kind === "truefalse" && (q.choices ?? []).length !== 2 ? [true, false] : null;
+  buttons.forEach((button, i) => {
+    button.setAttribute("aria-pressed", String((options ? options[i] : i) === value));
+  });
+}
+
+async function send(value) {
+  if (view.phase !== "question_open") return;
+  const q = view.question.q;
+  const plain = value instanceof Float64 ? value.value : value;
+  view.answer = plain;
+  view.acked = false;
+  markChosen(plain);
+  const rid = nextRid();
+  view.pending = { rid, q, value };
+  renderFeedback();
+  await deliver(view.pending);
+}
+
+async function deliver(pending) {
+  try {
+    await connection.request({ t: "answer", q: pending.q, value: pending.value }, { rid: pending.rid });
+    if (view.pending !== pending) return; // a newer answer replaced this one
+    view.pending = null;
+    view.acked = true;
+    renderFeedback();
+    announce(t("player.received"));
+  } catch (error) {
+    if (view.pending !== pending) return;
+    if (error.code === "disconnected") {
+      feedback(t("error.disconnected"));
+      return; // resent with the same rid after the resume (see `resend`)
+    }
+    if (error.retryable) {
+      feedback(errorText(error));
+      setTimeout(() => { if (view.pending === pending) deliver(pending); }, 1000);
+      return;
+    }
+    view.pending = null;
+    view.acked = false;
+    feedback(errorText(error), "bad");
+  }
+}
+
+function resend() {
+  const pending = view.pending;
+  if (pending && view.question?.q === pending.q) deliver(pending);
+}
+
+function closeQuestion() {
+  view.phase = "question_closed";
+  view.pending = null;
+  countdown.stop();
+  renderControlsEnabled();
+  const answer = describeAnswer(view.question, view.answer);
+  feedback(view.answer === null || view.answer === undefined ? t("player.no_answer")
+    : t("player.your_answer", { answer }));
+  $("#phase-title").textContent = t("player.closed");
+}
+
+function renderReveal(reveal) {
+  countdown.stop();
+  renderControlsEnabled();
+  const q = view.question;
+  const correct = Array.isArray(reveal.correct) && q?.kind === "text"
+    ? t("q.accepted", { answers: reveal.correct.join(", ") })
+    : t("q.correct", { answer: describeAnswer(q, reveal.correct) });
+  $("#phase-title").textContent = correct;
+  const right = new Set(Array.isArray(reveal.correct) && q?.kind === "multiple" ? reveal.correct : [reveal.correct]);
+  $("#controls").querySelectorAll(".choice").forEach((button, i) => {
+    const value = q.kind === "truefalse" && (q.choices ?? []).length !== 2 ? i === 0 : i;
+    button.classList.toggle("right", right.has(value));
+  });
+}
+
+function renderBoard(board, title) {
+  countdown.stop();
+  fill($("#board"), h("h2", {}, title), h("ol", { class: "standings" },
+    board.top.map(([rank, , name, score]) => h("li", { value: rank },
+      h("span", { class: "name" }, name), h("span", { class: "points" }, String(score))))));
+}
+
+// --- start --------------------------------------------------------------------------------------
+
+function showJoin(error = "") {
+  showView("join");
+  $("#join-error").textContent = error;
+  $("#join-submit").disabled = false;
+  $("#join-submit").textContent = t("join.submit");
+  const code = param("code");
+  if (code) $("#join-code").value = code.toUpperCase();
+  const last = saved.get("pubquiz.player.last") ?? {};
+  if (last.name && !$("#join-name").value) $("#join-name").value = last.name;
+  if (last.team && !$("#join-team").value) $("#join-team").value = last.team;
+  ($("#join-code").value ? $("#join-name") : $("#join-code")).focus();
+}
+
+function join(event) {
+  event.preventDefault();
+  const code = $("#join-code").value.trim().toUpperCase();
+  const name = $("#join-name").value.trim();
+  const team = $("#join-team").value.trim() || null;
+  if (!code || !name) {
+    $("#join-error").textContent = !code ? t("join.code") : t("join.name");
+    return;
+  }
+  saved.set("pubquiz.player.last", { name, team });
+  $("#join-submit").disabled = true;
+  $("#join-submit").textContent = t("join.joining");
+  forgetSession();
+  connect({ t: "join", code, name, team });
+}
+
+function leave() {
+  if (!confirm(t("player.leave.confirm"))) return;
+  connection.request({ t: "leave" }).catch(() => {});
+  over(t("player.left"), finalLine());
+  connection.stop();
+}
+
+translatePage();
+countdown = new Countdown($("#countdown"), {
+  onZero: () => { if (view.phase === "question_open") feedback(t("q.time_up")); },
+});
+$("#join-form").addEventListener("submit", join);
+$("#leave").addEventListener("click", leave);
+const wanted = param("code")?.toUpperCase();
+if (session?.token && (!wanted || wanted === session.code)) {
+  showView("game");
+  renderMe();
+  connect(null);
+} else {
+  showJoin();
+}
