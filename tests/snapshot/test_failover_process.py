@@ -169,3 +169,65 @@ async def test_kill_9_of_the_owner_mid_question(
         await store.aclose()
     stored = sorted((a.participant_id, a.question) for a in results.answers)
     assert stored == sorted((pid, 0) for pid in acked)  # every acked answer, exactly once
+
+
+async def test_sigstop_past_the_lease_then_sigcont_is_fenced(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The owner freezes (SIGSTOP) past its lease; another node takes over; when the owner
+    thaws (SIGCONT) it finds its lease gone, tells its clients 4104 and writes nothing more."""
+    processes: list[trio.Process] = []
+    try:
+        with trio.fail_after(90):
+            owner, url_a = await start_engine(tmp_path, "a", postgres_url, redis_url,
+                                              redis_prefix)
+            processes.append(owner)
+            other, url_b = await start_engine(tmp_path, "b", postgres_url, redis_url,
+                                              redis_prefix)
+            processes.append(other)
+            async with open_client(url_a) as operator:
+                created = await operator.create_session(KEY, quiz=QUIZ, mode="solo")
+            code = created.code
+            async with contextlib.AsyncExitStack() as stack:
+                host_a = await stack.enter_async_context(open_client(url_a))
+                await host_a.host(code, created.host_token)
+                ann = await stack.enter_async_context(open_client(url_a))
+                await ann.join(code, "Ann")
+                await host_a.request(m.Start)
+                question = await ann.next_event(m.Question)
+                await ann.answer(question.q, 0)
+                assert ann.token is not None
+                owner.send_signal(19)  # SIGSTOP: frozen, sockets open, lease not renewed
+                frozen_at = trio.current_time()
+                ann_b = await resume_somewhere([url_b], ann.token, ann.last_seq, stack)
+                takeover = trio.current_time() - frozen_at
+                assert ann_b.welcome is not None and ann_b.welcome.participant == 1
+                state = await ann_b.next_event(m.State)
+                assert state.state["you"]["answer"] == 0
+                owner.send_signal(18)  # SIGCONT: the old owner wakes up
+                closed = await host_a.wait_closed(timeout=15)
+                assert closed.code == 4104  # fenced: it stopped serving the session
+                # The session goes on at B: the host moves there and scores the question.
+                host_b = await stack.enter_async_context(open_client(url_b))
+                await host_b.host(code, created.host_token)
+                await host_b.request(m.Reveal)
+                result = await ann_b.next_event(m.Result)
+                assert result.correct and result.score == 3
+            print(f"takeover of a frozen owner: {takeover:.2f}s")
+            other.send_signal(15)  # graceful stop: the score records are flushed
+            with trio.fail_after(30):
+                assert await other.wait() == 0
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    store = await open_store(postgres_url)
+    try:
+        results = await store.session_results(code)
+        row = await store.load_session(code)
+    finally:
+        await store.aclose()
+    assert [(a.participant_id, a.question) for a in results.answers] == [(1, 0)]  # once
+    assert row is not None and row.epoch >= 2
+    assert [s.score for s in results.standings] == [3.0]  # counted once, not twice
