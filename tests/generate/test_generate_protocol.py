@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 from modelkit import FakeModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from engine_fixtures import engine_at, short_quiz  # noqa: E402
-
-from pubquiz_engine.client import open_client  # noqa: E402
-from pubquiz_engine.errors import ErrorCode, RemoteError  # noqa: E402
-from pubquiz_engine.protocol import messages as m  # noqa: E402
+from pubquiz_engine.client import open_client
+from pubquiz_engine.errors import ErrorCode, RemoteError
+from pubquiz_engine.game import Quiz, load_quiz_data
+from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server.config import ServerConfig
+from pubquiz_engine.server.engine import Engine, EngineAddress, running_engine
 
 KEY = "op-key"
+
+
+def short_quiz() -> Quiz:
+    return load_quiz_data({"format": 1, "title": "Lobby", "rounds": [
+        {"title": "One", "items": [{"kind": "truefalse", "prompt": "Crows: a murder?",
+                                    "answer": True}]},
+        {"title": "Two", "items": [{"kind": "single", "prompt": "Capital of France?",
+                                    "choices": ["Paris", "Lyon"], "answer": "Paris"}]},
+    ]})
+
+
+@contextlib.asynccontextmanager
+async def engine_at(tmp_path: Path, **settings: Any
+                    ) -> AsyncIterator[tuple[Engine, EngineAddress]]:
+    async with running_engine(ServerConfig(port=0, data_dir=str(tmp_path), **settings)) as pair:
+        yield pair
 
 
 async def test_generate_adds_a_round_in_the_lobby(tmp_path: Path, fake_model: FakeModel) -> None:
