@@ -63,6 +63,21 @@ async def start_engine(tmp_path: Path, name: str, postgres_url: str, redis_url: 
     return process, f"ws://127.0.0.1:{port}/"
 
 
+async def two_engines_and_a_session(
+    tmp_path: Path, postgres_url: str, redis_url: str, prefix: str,
+    processes: list[trio.Process],
+) -> tuple[tuple[trio.Process, str], tuple[trio.Process, str], m.SessionCreated]:
+    """Engines a (the owner) and b, and a session created on a by an operator."""
+    engines = []
+    for name in ("a", "b"):
+        process, url = await start_engine(tmp_path, name, postgres_url, redis_url, prefix)
+        processes.append(process)
+        engines.append((process, url))
+    async with open_client(engines[0][1]) as operator:
+        created = await operator.create_session(KEY, quiz=QUIZ, mode="solo")
+    return engines[0], engines[1], created
+
+
 async def resume_somewhere(urls: list[str], token: str, last_seq: int,
                            stack: contextlib.AsyncExitStack) -> Client:
     """A phone after its node died: try the addresses with back-off until one serves it."""
@@ -85,14 +100,8 @@ async def test_kill_9_of_the_owner_mid_question(
     processes: list[trio.Process] = []
     try:
         with trio.fail_after(120):
-            owner, url_a = await start_engine(tmp_path, "a", postgres_url, redis_url,
-                                              redis_prefix)
-            processes.append(owner)
-            other, url_b = await start_engine(tmp_path, "b", postgres_url, redis_url,
-                                              redis_prefix)
-            processes.append(other)
-            async with open_client(url_a) as operator:
-                created = await operator.create_session(KEY, quiz=QUIZ, mode="solo")
+            (owner, url_a), (other, url_b), created = await two_engines_and_a_session(
+                tmp_path, postgres_url, redis_url, redis_prefix, processes)
             code = created.code
             acked: dict[int, tuple[str, int, int]] = {}
             deadline_ms = 0
@@ -179,14 +188,8 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced(
     processes: list[trio.Process] = []
     try:
         with trio.fail_after(90):
-            owner, url_a = await start_engine(tmp_path, "a", postgres_url, redis_url,
-                                              redis_prefix)
-            processes.append(owner)
-            other, url_b = await start_engine(tmp_path, "b", postgres_url, redis_url,
-                                              redis_prefix)
-            processes.append(other)
-            async with open_client(url_a) as operator:
-                created = await operator.create_session(KEY, quiz=QUIZ, mode="solo")
+            (owner, url_a), (other, url_b), created = await two_engines_and_a_session(
+                tmp_path, postgres_url, redis_url, redis_prefix, processes)
             code = created.code
             async with contextlib.AsyncExitStack() as stack:
                 host_a = await stack.enter_async_context(open_client(url_a))
