@@ -187,7 +187,19 @@ class Connection:
                 await self._create_session(msg)
             elif isinstance(msg, m.Generate):
                 await self._generate(msg)
-            elif isinstance(msg, m.Join | m.Resume | m.Host | m.Watch):
+            elif isinstance(msg, m.Resume):
+                # A valid resume token (192 random bits) cannot be guessed, so a reconnect storm
+                # of a whole pub behind one address is not throttled; failed resumes count
+                # like failed joins.
+                try:
+                    await self._enter(msg)
+                except Rejected as exc:
+                    if exc.retryable or self.engine.join_limiter.take(self.address,
+                                                                      trio.current_time()):
+                        raise
+                    raise Rejected(ErrorCode.RATE_LIMITED,
+                                   "too many join attempts; wait") from None
+            elif isinstance(msg, m.Join | m.Host | m.Watch):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
                     raise Rejected(ErrorCode.RATE_LIMITED, "too many join attempts; wait")
                 await self._enter(msg)

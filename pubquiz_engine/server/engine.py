@@ -128,6 +128,8 @@ class Engine:
         self._per_address: Counter[str] = Counter()
         self._clock = clock
         self.clock = clock
+        self._stopped = trio.Event()  # set once a graceful stop has finished
+        self._flushed = False
         #: The Redis side (leases, snapshots, takeover), when ``redis_url`` is set.
         self.coord: Coordination | None = None
         self._started_at = time.time()
@@ -229,11 +231,23 @@ class Engine:
         still reach their players; only then are members told (1012) and the ports closed.
         """
         first = not self.stopping  # the CLI, then running_engine's exit, both call this
-        if first:
-            self.stopping = True
-            self.ready = False
-            self.notifier.stopping(self.status_line(),
-                                   extend_timeout=self.config.drain_timeout + STOP_MARGIN)
+        if not first:
+            # The drain already ran (or is running): never wait for it a second time, so a
+            # stop with the database away takes one drain_timeout, not two.
+            await self._stopped.wait()
+            return self._flushed
+        self.stopping = True
+        self.ready = False
+        self.notifier.stopping(self.status_line(),
+                               extend_timeout=self.config.drain_timeout + STOP_MARGIN)
+        try:
+            self._flushed = await self._shutdown(reason)
+        finally:
+            self._stopped.set()
+        return self._flushed
+
+    async def _shutdown(self, reason: str) -> bool:
+        first = True
         flushed = await self.persister.drain(timeout=self.config.drain_timeout)
         if not flushed:
             log.error("shutdown: %d records not committed within %.1fs",

@@ -339,7 +339,7 @@ class LiveSession:
     def answer(self, participant: int, question: int, value: Any, rid: int) -> Ticket | None:
         """Submit a player's answer. Returns the ticket of its record (or, for a repeat of an
         answer already accepted, of that player's latest record), None if nothing to wait for."""
-        self._require_room_in_queue(2)
+        self._require_room_in_queue(1)  # its AnswerRecord (no event row for answers)
         events = self.game.apply(
             commands.SubmitAnswer(participant=participant, question=question, value=value,
                                   request_id=rid),
