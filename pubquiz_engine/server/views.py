@@ -151,14 +151,14 @@ def result(game: GameSession, participant: int, question: int) -> m.Result | Non
     outcome = game.outcome_of(participant, question)
     if outcome is None:
         return None
-    teams = game.options.mode == "team"
-    line = game.rank_of(participant, teams=teams)
     correct, points = outcome
+    # The scorer's total (the team's in team mode), as the standings line would show it,
+    # without ranking every participant (measured: a full ranking per reveal).
     return m.Result(
         q=question,
         correct=correct,
         points=int(points),
-        score=int(line.score) if line is not None else 0,
+        score=int(game.score_of(participant)),
     )
 
 
@@ -180,7 +180,11 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
     """The full state a (re)connecting member needs to render the current screen (SPEC §11)."""
     phase = str(game.phase)
     index = game.current_question
-    teams, top = _top(game, None)
+    teams = game.options.mode == "team"
+    # Ranking everyone is O(n log n) and every join invalidates it: a newcomer in the lobby
+    # (ranks are all equal there) must not pay it, or a busy lobby goes quadratic (measured:
+    # ack latency growing with every churned join in the sustained bench).
+    ranked = phase != "lobby"
     board_round = game.current_round if phase == "round_summary" else None
     data: dict[str, Any] = {
         "code": code,
@@ -203,6 +207,7 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
         data["reveal"] = {"q": index, "correct": game.correct_view(index).answer,
                           "distribution": distribution}
     if phase in ("leaderboard", "round_summary", "finished"):
+        _, top = _top(game, None)
         data["leaderboard"] = {"round": board_round, "teams": teams,
                                "top": [list(row) for row in top]}
     if role == "host":
@@ -214,7 +219,7 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
         ]
     if role == "player" and participant is not None:
         mine = game.participants.get(participant)
-        line = game.rank_of(participant, teams=teams)
+        line = game.rank_of(participant, teams=teams) if ranked else None
         answer = None
         if mine is not None and index is not None:
             current = game.answers(index).get(game.scorer_of(participant))
