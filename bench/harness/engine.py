@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import attrs
 import trio
 
-from bench.harness.system import CorePlan, cpu_seconds, rss_kib
+from bench.harness.system import CorePlan, cpu_seconds, fd_count, rss_kib
 
 #: Settings that take the engine's abuse protections out of a load test's way (they are
 #: measured elsewhere): one client address may hold many connections and join fast.
@@ -69,6 +69,9 @@ class EngineProcess:
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
+
+    def fd_count(self) -> int:
+        return fd_count(self.process.pid)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)

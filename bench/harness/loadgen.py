@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ import trio
 from bench.harness.system import CorePlan, cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
+NODE_WORKER = Path(__file__).resolve().parent / "worker.js"
+NODE_MODULES = REPO / "bench" / "baselines" / "node_modules"
 PlayerSpec = tuple[str, str, str | None]  # (join code, name, team)
 
 
@@ -136,9 +139,34 @@ class LoadGen:
                 return total
             await trio.sleep(0.02)
 
+    async def wait_quiet(self, *, quiet: float = 0.2, timeout: float = 5.0) -> int:
+        """Poll until no worker received a frame for ``quiet`` seconds (at most ``timeout``);
+        the summed frame count. For messages whose number is not known in advance (a
+        ``result`` follows only the answers that were acked)."""
+        deadline = trio.current_time() + timeout
+        last = -1
+        while True:
+            await self.command_all({"cmd": "count"})
+            frames = int(sum(c["frames"] for c in await self.collect("count", timeout=30)))
+            if frames == last or trio.current_time() >= deadline:
+                return frames
+            last = frames
+            await trio.sleep(quiet)
+
     async def report(self, *, timeout: float = 60.0) -> list[dict[str, Any]]:
         await self.command_all({"cmd": "report"})
         return await self.collect("report", timeout=timeout)
+
+
+def node_binary() -> str:
+    """The ``node`` executable, with a clear message when it or the modules are missing."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node is not installed (Node.js 18+ is needed for --client node "
+                           "and the baselines)")
+    if not (NODE_MODULES / "ws").is_dir():
+        raise RuntimeError("no Node modules: run `python -m bench.harness setup` first")
+    return node
 
 
 async def _read_events(handle: WorkerHandle, loadgen: LoadGen) -> None:
@@ -160,15 +188,20 @@ async def _read_events(handle: WorkerHandle, loadgen: LoadGen) -> None:
 @contextlib.asynccontextmanager
 async def open_loadgen(plan: CorePlan, *, port: int, players: Sequence[PlayerSpec],
                        workers: int, addresses: Sequence[str], lifetime: float = 600.0,
-                       **spec: Any) -> AsyncIterator[LoadGen]:
+                       client: str = "python", **spec: Any) -> AsyncIterator[LoadGen]:
     """Start ``workers`` worker processes holding ``players`` between them.
 
+    ``client`` is ``python`` (``worker.py``, trio-websocket) or ``node`` (``worker.js``, the
+    ``ws`` package: far less CPU per received frame; no ``validate`` / ``auto_answer``).
     ``spec`` goes to every worker as is (``validate``, ``auto_answer``, ``answer_delay``,
     ``connect_concurrency``, ``connect_timeout``). The players connect on ``LoadGen.go()``.
     """
     workers = max(1, min(workers, len(players) or 1))
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    command = [*plan.prefix(plan.loadgen), sys.executable, "-m", "bench.harness.worker"]
+    if client == "node":
+        command = [*plan.prefix(plan.loadgen), node_binary(), str(NODE_WORKER)]
+    else:
+        command = [*plan.prefix(plan.loadgen), sys.executable, "-m", "bench.harness.worker"]
     handles: list[WorkerHandle] = []
     async with trio.open_nursery() as nursery:
         try:

@@ -24,6 +24,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from typing import Any
 import trio
 
 from bench.harness import scenarios
+from bench.harness.baselines import BASELINES, DEFAULT_BASELINES
 from bench.harness.report import RESULTS_DIR, table, write_result
 from bench.harness.system import CorePlan, core_plan, machine, raise_nofile_limit
 
@@ -45,6 +47,8 @@ SCENARIOS: dict[str, Scenario] = {
     "fanout": scenarios.fanout,
     "answers": scenarios.answers,
     "quiz-night": scenarios.quiz_night,
+    "rapid": scenarios.rapid,
+    "sustained": scenarios.sustained,
 }
 
 
@@ -76,6 +80,14 @@ def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def _choices_or_none(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    inner = _choices(allowed)
+
+    def parse(text: str) -> list[str]:
+        return [] if text.strip() == "none" else inner(text)
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.harness",
                                      description="Benchmark scenarios against the real engine.")
@@ -92,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=RESULTS_DIR,
                        help="directory for the JSON result (default bench/results)")
 
+    def client_option(p: argparse.ArgumentParser, default: str) -> None:
+        p.add_argument("--client", choices=("node", "python"), default=default,
+                       help="load generator players: node (bench/harness/worker.js, ws) or "
+                       f"python (worker.py, trio-websocket) (default {default})")
+
+    def baselines_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--baselines", type=_choices_or_none(tuple(BASELINES)),
+                       default=list(DEFAULT_BASELINES),
+                       help="same-run baselines, comma-separated, or 'none' (default "
+                       f"{','.join(DEFAULT_BASELINES)}; also: pubquiz_transport)")
+
     c = sub.add_parser("connections", help="N players connect and join; RSS per connection")
     c.add_argument("--n", type=_bounded(1, MAX_CONNECTIONS), default=5000)
     c.add_argument("--per-session", type=_bounded(1, 5000), default=1000,
@@ -100,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="handshakes in flight per worker (default 100)")
     c.add_argument("--settle", type=_positive_float(30), default=1.0,
                    help="seconds between the last join and the RSS reading (default 1)")
+    baselines_option(c)
+    client_option(c, "node")
     common(c, 4)
 
     f = sub.add_parser("fanout", help="S sessions x P players; hosts push questions")
@@ -111,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--pace", choices=("lockstep", "flood"), default="lockstep",
                    help="lockstep: a host closes a question once all its players have it; "
                    "flood: hosts never wait (default lockstep)")
+    f.add_argument("--answer", action=argparse.BooleanOptionalAction, default=True,
+                   help="every player answers every question at once, as the baselines' "
+                   "clients do (default on; needs --client node)")
+    baselines_option(f)
+    client_option(f, "node")
     common(f, 2)
 
     a = sub.add_parser("answers", help="answer ack latency at an offered rate")
@@ -123,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=["fast", "durable"])
     a.add_argument("--stores", type=_choices(("sqlite", "postgres")),
                    default=["sqlite", "postgres"])
+    client_option(a, "node")
     common(a, 2)
 
     q = sub.add_parser("quiz-night", help="the sample quiz end to end, checked in the store")
@@ -136,12 +167,76 @@ def build_parser() -> argparse.ArgumentParser:
                    help="players answer after a random 0..D seconds (default 0.3)")
     q.add_argument("--timeout", type=_positive_float(3600), default=300.0,
                    help="bound on the whole quiz in seconds (default 300)")
+    client_option(q, "python")  # python validates every frame with codec.decode; node does not
     common(q, 2)
+
+    r = sub.add_parser("rapid", help="connect-join-leave churn: cycles per second")
+    r.add_argument("--duration", type=_positive_float(3600), default=10.0,
+                   help="seconds of churn (default 10)")
+    r.add_argument("--concurrency", type=_bounded(1, 2000), default=50,
+                   help="cycles in flight per worker (default 50)")
+    r.add_argument("--sessions", type=_bounded(1, 2000), default=10,
+                   help="sessions the players join, round-robin (default 10)")
+    r.add_argument("--baseline-n", type=_bounded(1, 19_000), default=1000,
+                   help="clients of the baselines' connect+join figure (default 1000)")
+    baselines_option(r)
+    common(r, 2)
+
+    u = sub.add_parser("sustained", help="a long steady run: RSS, fds, ack latency over time")
+    u.add_argument("--duration", type=_positive_float(24 * 3600), default=60.0,
+                   help="seconds of load (default 60)")
+    u.add_argument("--interval", type=_positive_float(600), default=5.0,
+                   help="seconds per question and per sample (default 5)")
+    u.add_argument("--rate", type=_positive_float(50_000), default=200.0,
+                   help="answers per second offered (default 200)")
+    u.add_argument("--players", type=_bounded(1, 5000), default=500)
+    u.add_argument("--churn", type=_bounded(0, 500), default=5,
+                   help="connect-join-leave lanes beside the answers, 0 for none (default 5)")
+    u.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    u.add_argument("--ack-mode", choices=("fast", "durable"), default="durable")
+    common(u, 1)
     return parser
+
+
+def setup() -> int:
+    """Install what the bench needs beyond the project's virtualenv: the Node modules of
+    ``bench/baselines`` (npm), and check matplotlib (the chart) is importable."""
+    here = Path(__file__).resolve().parents[1] / "baselines"
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm is not installed: install Node.js 18+ and npm first", file=sys.stderr)
+        return 1
+    verb = "ci" if (here / "package-lock.json").exists() else "install"
+    done = subprocess.run([npm, verb, "--no-audit", "--no-fund"], cwd=here, check=False)
+    if done.returncode != 0:
+        return done.returncode
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is missing (for `chart`): .venv/bin/pip install matplotlib",
+              file=sys.stderr)
+        return 1
+    print(f"ready: Node modules in {here / 'node_modules'}")
+    return 0
+
+
+def chart(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.harness chart")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "chart.png")
+    args = parser.parse_args(argv)
+    from bench.harness.chart import draw
+
+    print(f"chart: {draw(args.results, args.out)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["setup"]:
+        return setup()
+    if argv[:1] == ["chart"]:
+        return chart(argv[1:])
     args = build_parser().parse_args(argv)
     params = {k: v for k, v in vars(args).items()
               if k not in ("scenario", "no_pin", "keep", "results")}

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import trio
 
+from bench.harness.baselines import baseline_rows, ratio, run_baselines
 from bench.harness.engine import OPERATOR_KEY, EngineProcess, engine_process
 from bench.harness.loadgen import LoadGen, PlayerSpec, open_loadgen
 from bench.harness.quizzes import bench_quiz
@@ -204,7 +205,7 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         players: list[PlayerSpec] = [(sessions[i % s][0], f"p{i}", None) for i in range(n)]
         async with hosts_for(engine.url, sessions) as hosts, \
                 open_loadgen(ctx.plan, port=engine.port, players=players,
-                             workers=p["workers"], addresses=addresses,
+                             workers=p["workers"], addresses=addresses, client=p["client"],
                              connect_concurrency=p["concurrency"]) as lg:
             await trio.sleep(0.5)  # let the engine's start-up garbage settle before the baseline
             rss_before = engine.rss_kib()
@@ -241,6 +242,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             per_session = summarize(ms(r.last - sent[c]) for c, r in receipts.items())
             merged = merge_reports(await lg.report())
         check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
+    bases = await run_baselines(p["baselines"], ctx.plan, n=n) if p["baselines"] else []
+    joins_per_s = rate(joined, window)
     out.figures = {
         "connections": n, "sessions": s, "per_session": per, "workers": p["workers"],
         "source_addresses": len(addresses), "joined": joined, "failed": dict(failed),
@@ -251,7 +254,10 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "health_after": health, "cpu_connect": cpu.figures,
         "broadcast_all_ms": all_ms, "broadcast_per_session_ms": per_session,
         "question_frames_received": sum(r.count for r in receipts.values()),
-        "engine_exit_code": engine.exit_code,
+        "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
+        "ratio_to_baselines": {b["name"]: {
+            "rss_per_connection": ratio(per_conn, b.get("rss_per_connection_kib")),
+            "joins_per_s": ratio(joins_per_s, b.get("joins_per_s"))} for b in bases},
     }
     out.rows = [
         ("connections joined", f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
@@ -266,6 +272,10 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("engine RSS before -> after", f"{rss_before / 1024:,.1f} -> {rss_after / 1024:,.1f} MiB",
          ""),
         ("engine RSS per joined connection", fmt(per_conn, "KiB"), "< 10 KiB (DESIGN 9)"),
+        *baseline_rows(bases, key="rss_per_connection_kib", ours=per_conn,
+                       label="RSS per connection", unit=" KiB", higher_is_better=False),
+        *baseline_rows(bases, key="joins_per_s", ours=joins_per_s,
+                       label="connect+join rate (256 in flight)", unit="/s"),
         ("engine /health connections, members", f"{health['connections']:,}, "
          f"{health['members']:,}", "hosts included"),
         cpu_row(cpu.figures, ctx.plan.describe()),
@@ -282,19 +292,26 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
 
 async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
     """S sessions x P players; every host runs ``rounds`` questions (start/next, close,
-    reveal). Delivered messages/s at the players and broadcast latency of ``question``."""
+    reveal). Delivered messages/s at the players and broadcast latency of ``question``; with
+    ``answer``, every player answers every question at once (as the baselines' clients do).
+    Then the same-run baselines at N = S x P members."""
     out = Outcome()
     s, per, rounds = p["sessions"], p["players"], p["rounds"]
     n = s * per
+    answer = bool(p.get("answer"))
+    replies_per_round = 1 if answer else 0
     addresses = loopback_addresses(address_count(n, p["addresses"]))
     lockstep = p["pace"] == "lockstep"
+    if answer and p["client"] != "node":
+        raise ValueError("--answer needs --client node")
     async with engine_process(ctx.plan, ctx.work_dir / "engine") as engine:
         sessions = await create_sessions(engine.url, s, quiz=bench_quiz(rounds), mode="solo",
                                          options={"max_participants": max(per, 1)})
         players = [(sessions[i % s][0], f"p{i}", None) for i in range(n)]
         async with hosts_for(engine.url, sessions) as hosts, \
                 open_loadgen(ctx.plan, port=engine.port, players=players, workers=p["workers"],
-                             addresses=addresses) as lg:
+                             addresses=addresses, client=p["client"],
+                             answer_each=answer) as lg:
             ready = await lg.go(timeout=60 + n / 50)
             joined = sum(r["joined"] for r in ready)
             failed: Counter[str] = Counter()
@@ -323,33 +340,66 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
                 for code, _ in sessions:
                     for q in range(rounds):
                         await lg.wait_question(code, q, timeout=step_timeout)
-                # The last closed and reveal frames are still on their way: wait for them.
-                expected = before["frames"] + joined * rounds * 3
-                await lg.wait_counts(frames=expected, timeout=10)
+                # The last closed and reveal frames (and replies) are still on their way.
+                expected = before["frames"] + joined * rounds * (3 + replies_per_round)
+                await lg.wait_counts(frames=expected, no_pending=answer, timeout=10)
+                if answer:  # a 'result' follows each acked answer: wait until all are in
+                    await lg.wait_quiet(timeout=5)
             cpu.stop()
             merged = merge_reports(await lg.report())
             latencies = [ms(lg.receipts[key].last - t) for key, t in sent.items()]
             firsts = [ms(lg.receipts[key].first - t) for key, t in sent.items()]
-        check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
+        # Answers that reach the engine after the host's close are refused: the game's rule.
+        check_clean(out, merged, joined=joined, expected=n, failed=dict(failed),
+                    expected_errors=frozenset({"question_closed"}))
     frames = merged["frames"] - before["frames"]
+    replies = (merged["types"].get("answer_ack", 0) + merged["types"].get("error", 0)
+               - before["types"].get("answer_ack", 0) - before["types"].get("error", 0))
+    events = frames - replies
     window = (merged["last_frame"] or t0) - t0
     lat = summarize(latencies)
     first = summarize(firsts)
+    bases = await run_baselines(p["baselines"], ctx.plan, n=n) if p["baselines"] else []
+    delivered = rate(events, window)
+    # On a shared machine the engine may not get its whole core: delivered/s divided by the
+    # share of a core it used estimates what one core would carry (as for each baseline).
+    capacity = _capacity(delivered, cpu.figures["engine_cpu_pct"])
+    for b in bases:
+        b["capacity_per_s"] = _capacity(b.get("delivered_per_s"), b.get("server_cpu_pct"))
     out.figures = {
         "sessions": s, "players_per_session": per, "rounds": rounds, "pace": p["pace"],
+        "client": p["client"], "answer": answer,
         "workers": p["workers"], "joined": joined, "frames_delivered": frames,
-        "expected_frames": joined * rounds * 3, "window_s": round(window, 3),
-        "delivered_per_s": rate(frames, window), "broadcast_last_ms": lat,
+        "event_frames_delivered": events, "replies_delivered": replies,
+        "answers_acked": merged["types"].get("answer_ack", 0)
+        - before["types"].get("answer_ack", 0),
+        "expected_frames": joined * rounds * (3 + replies_per_round),
+        "window_s": round(window, 3),
+        "delivered_per_s": delivered, "all_frames_per_s": rate(frames, window),
+        "broadcast_last_ms": lat,
         "broadcast_first_ms": first, "cpu": cpu.figures, "types": merged["types"],
-        "engine_exit_code": engine.exit_code,
+        "engine_exit_code": engine.exit_code, "baselines": bases,
+        "ratio_to_baselines": {b["name"]: ratio(delivered, b.get("delivered_per_s"))
+                               for b in bases},
+        "engine_capacity_per_s": capacity,
+        "capacity_ratio_to_baselines": {b["name"]: ratio(capacity, b.get("capacity_per_s"))
+                                        for b in bases},
     }
     out.rows = [
         ("players (sessions x players)", f"{joined:,} ({s} x {per})",
-         f"{rounds} questions each, pace {p['pace']}"),
-        ("frames delivered to players", f"{frames:,}", f"expected {joined * rounds * 3:,} "
-         "(question, closed, reveal)"),
-        ("delivered messages/s", fmt(rate(frames, window)), "DESIGN 9: >= bare Node ws in the "
-         "same run (bench/transport)"),
+         f"{rounds} questions each, pace {p['pace']}, client {p['client']}"
+         + (", every player answers every question" if answer else "")),
+        ("frames delivered to players", f"{frames:,}", f"expected "
+         f"{joined * rounds * (3 + replies_per_round):,} (question, closed, reveal"
+         + (", answer reply) + a result per acked answer" if answer else ")")),
+        ("delivered messages/s (question, closed, reveal, result)", fmt(delivered),
+         "DESIGN 9: >= bare Node ws in the same run"),
+        *baseline_rows(bases, key="delivered_per_s", ours=delivered,
+                       label="delivered broadcast msgs/s"),
+        ("one-core capacity estimate (msgs/s / engine CPU share)", fmt(capacity),
+         "robust to a shared machine"),
+        *baseline_rows(bases, key="capacity_per_s", ours=capacity,
+                       label="one-core capacity estimate"),
         ("question broadcast: request -> last player p50 / p99",
          f"{fmt(lat['p50'], 'ms')} / {fmt(lat['p99'], 'ms')}", f"max {fmt(lat['max'], 'ms')}"),
         ("question broadcast: request -> first player p50",
@@ -388,7 +438,8 @@ async def _answers_once(ctx: Context, p: dict[str, Any], ack_mode: str, store: s
             players = [(code, f"p{i}", None) for i in range(per)]
             async with hosts_for(engine.url, sessions) as hosts, \
                     open_loadgen(ctx.plan, port=engine.port, players=players,
-                                 workers=p["workers"], addresses=addresses) as lg:
+                                 workers=p["workers"], addresses=addresses,
+                                 client=p["client"]) as lg:
                 ready = await lg.go(timeout=60 + per / 50)
                 joined = sum(r["joined"] for r in ready)
                 await hosts[0].request(m.Start)
@@ -482,8 +533,8 @@ async def quiz_night(ctx: Context, p: dict[str, Any]) -> Outcome:
                        for i in range(n)]
             async with hosts_for(engine.url, sessions) as hosts, \
                     open_loadgen(ctx.plan, port=engine.port, players=players,
-                                 workers=p["workers"], addresses=addresses, validate=True,
-                                 auto_answer=True,
+                                 workers=p["workers"], addresses=addresses,
+                                 client=p["client"], validate=True, auto_answer=True,
                                  answer_delay=(0.0, p["answer_delay"])) as lg:
                 ready = await lg.go(timeout=60 + n / 50)
                 joined = sum(r["joined"] for r in ready)
@@ -522,10 +573,21 @@ async def quiz_night(ctx: Context, p: dict[str, Any]) -> Outcome:
                 cpu.stop()
                 # The players' 'ended' frames, and replies to answers sent at the last moment,
                 # may still be on their way when the hosts have 'ended'.
-                await lg.wait_counts(ended=joined, no_pending=True, timeout=10)
+                # Bounded by the slowest ack seen so far (a saturated load generator lags).
+                slowest = max(merge_reports(await lg.report())["ack_ms"], default=0.0) / 1000
+                await lg.wait_counts(ended=joined, no_pending=True, timeout=10 + 2 * slowest)
                 merged = merge_reports(await lg.report())
                 # Durable acks were sent after their commit: the store must hold every one now.
-                exports = {code: await _export(url, code) for code, _ in sessions}
+                exports: dict[str, dict[str, Any]] = {}
+                limit = trio.CapacityLimiter(4)  # one CLI process per session: a few at once
+
+                async def export(code: str) -> None:
+                    async with limit:
+                        exports[code] = await _export(url, code)
+
+                async with trio.open_nursery() as nursery:
+                    for code, _ in sessions:
+                        nursery.start_soon(export, code)
     # A team's first answer can close the question (close_when_all_answered): its other
     # members' answers then meet 'question_closed', or 'session_ended' after the last question,
     # and the session's end closes everyone with 4001 (an answer still in flight then gets no
@@ -566,6 +628,7 @@ async def quiz_night(ctx: Context, p: dict[str, Any]) -> Outcome:
         "duplicates": duplicates, "stored_not_acked": unacked_stored,
         "errors": merged["errors"], "closes": merged["closes"], "ended_seen": merged["ended"],
         "cpu": cpu.figures, "frames": merged["frames"], "engine_exit_code": engine.exit_code,
+        "client": p["client"], "frames_validated": p["client"] == "python",
     }
     q_per = sorted(set(questions_played.values()))
     out.rows = [
@@ -590,3 +653,210 @@ async def quiz_night(ctx: Context, p: dict[str, Any]) -> Outcome:
         cpu_row(cpu.figures, ctx.plan.describe()),
     ]
     return out
+
+
+# --- rapid -------------------------------------------------------------------------------------
+
+
+async def rapid(ctx: Context, p: dict[str, Any]) -> Outcome:
+    """Connect-join-leave churn for ``duration`` seconds: cycles per second, cycle latency, and
+    the engine's RSS, file descriptors and connection count before and after (a leak shows)."""
+    out = Outcome()
+    s = p["sessions"]
+    lanes = p["concurrency"] * p["workers"]
+    addresses = loopback_addresses(address_count(lanes, p["addresses"]))
+    async with engine_process(ctx.plan, ctx.work_dir / "engine") as engine:
+        sessions = await create_sessions(engine.url, s, quiz=bench_quiz(1), mode="solo",
+                                         options={"max_participants": 10_000})
+        # The workers need the session codes only: one placeholder player spec per session.
+        specs: list[PlayerSpec] = [(code, f"x{i}", None) for i, (code, _) in enumerate(sessions)]
+        async with hosts_for(engine.url, sessions), \
+                open_loadgen(ctx.plan, port=engine.port, players=specs * p["workers"],
+                             workers=p["workers"], addresses=addresses, client="node") as lg:
+            await trio.sleep(0.5)
+            rss_before, fds_before = engine.rss_kib(), engine.fd_count()
+            health_before = await engine.health()
+            cpu = CpuWindow(engine, lg)
+            cpu.start()
+            await lg.command_all({"cmd": "churn", "duration": p["duration"],
+                                  "concurrency": p["concurrency"], "timeout": 10})
+            done = await lg.collect("churn_done", timeout=p["duration"] + 60)
+            cpu.stop()
+            await trio.sleep(1.0)  # let the engine finish closing the last connections
+            rss_after, fds_after = engine.rss_kib(), engine.fd_count()
+            health_after = await engine.health()
+    cycles = sum(d["cycles"] for d in done)
+    failed: Counter[str] = Counter()
+    for d in done:
+        failed.update(d["failed"])
+    window = max(d["finished"] for d in done) - min(d["started"] for d in done)
+    lat = summarize(x for d in done for x in d["cycle_ms"])
+    if failed:
+        out.problems.append(f"rapid: {sum(failed.values())} cycles failed: {dict(failed)}")
+    leaked = health_after["connections"] - health_before["connections"]
+    if leaked:
+        out.problems.append(f"rapid: /health counts {leaked} more connections after the churn")
+    bases = await run_baselines(p["baselines"], ctx.plan, n=p["baseline_n"]) \
+        if p["baselines"] else []
+    per_s = rate(cycles, window)
+    out.figures = {
+        "sessions": s, "workers": p["workers"], "lanes": lanes, "duration_s": p["duration"],
+        "cycles": cycles, "failed": dict(failed), "window_s": round(window, 3),
+        "cycles_per_s": per_s, "cycle_ms": lat,
+        "engine_rss_kib": [rss_before, rss_after], "engine_fds": [fds_before, fds_after],
+        "health_before": health_before, "health_after": health_after, "cpu": cpu.figures,
+        "baselines": bases, "engine_exit_code": engine.exit_code,
+        "ratio_to_baselines": {b["name"]: ratio(per_s, b.get("joins_per_s")) for b in bases},
+    }
+    out.rows = [
+        ("connect-join-leave cycles", f"{cycles:,} in {fmt(window, 's', 2)}",
+         f"{lanes} lanes ({p['workers']} workers x {p['concurrency']}), {s} sessions"),
+        ("cycles per second", fmt(per_s), "each: handshake, join -> welcome, leave -> ok, "
+         "close 1000"),
+        *baseline_rows(bases, key="joins_per_s", ours=per_s,
+                       label="connect+join rate (no leave, 256 in flight)", unit="/s"),
+        ("cycle latency p50 / p99 / max", f"{fmt(lat['p50'], 'ms')} / "
+         f"{fmt(lat['p99'], 'ms')} / {fmt(lat['max'], 'ms')}", ""),
+        ("failed cycles", f"{sum(failed.values())}", str(dict(failed)) if failed else ""),
+        ("engine RSS before -> after", f"{rss_before / 1024:,.1f} -> {rss_after / 1024:,.1f} "
+         "MiB", f"{fmt((rss_after - rss_before) / max(cycles, 1) * 1024, 'bytes')} per cycle"),
+        ("engine fds before -> after", f"{fds_before} -> {fds_after}", "must not grow"),
+        ("engine /health connections before -> after",
+         f"{health_before['connections']} -> {health_after['connections']}", "hosts only"),
+        cpu_row(cpu.figures, ctx.plan.describe()),
+    ]
+    return out
+
+
+# --- sustained ---------------------------------------------------------------------------------
+
+
+async def sustained(ctx: Context, p: dict[str, Any]) -> Outcome:
+    """A long run at a steady answer rate, the host moving to a new question every
+    ``interval`` seconds, optionally with connect-join-leave churn beside it. Every interval:
+    engine RSS, file descriptors, connections and the interval's ack latency (leaks and drift
+    show as a slope)."""
+    out = Outcome()
+    per, interval, duration = p["players"], p["interval"], p["duration"]
+    steps = max(1, math.ceil(duration / interval))
+    if steps > 500:
+        raise ValueError("duration / interval must be at most 500 questions")
+    addresses = loopback_addresses(address_count(per, p["addresses"]))
+    samples: list[dict[str, Any]] = []
+    churned: list[dict[str, Any]] = []
+    with database_for(p["store"], ctx.work_dir / "sustained") as url:
+        async with engine_process(ctx.plan, ctx.work_dir / "sustained", database_url=url,
+                                  ack_mode=p["ack_mode"]) as engine:
+            sessions = await create_sessions(engine.url, 2, quiz=bench_quiz(steps), mode="solo",
+                                             options={"max_participants": 10_000})
+            code = sessions[0][0]
+            players = [(code, f"p{i}", None) for i in range(per)]
+            async with hosts_for(engine.url, sessions[:1]) as hosts, \
+                    open_loadgen(ctx.plan, port=engine.port, players=players,
+                                 workers=p["workers"], addresses=addresses,
+                                 client="node", lifetime=duration + 600) as lg, \
+                    open_loadgen(ctx.plan, port=engine.port, players=[(sessions[1][0], "x",
+                                                                       None)],
+                                 workers=1, addresses=addresses, client="node",
+                                 lifetime=duration + 600) as churner:
+                ready = await lg.go(timeout=60 + per / 50)
+                joined = sum(r["joined"] for r in ready)
+                t_start = now()
+
+                def sample(q: int, lat: Sequence[float], sent: int, acked: int) -> None:
+                    samples.append({
+                        "t_s": round(now() - t_start, 1), "q": q, "sent": sent,
+                        "acked": acked, "ack_ms": summarize(lat),
+                        "rss_kib": engine.rss_kib(), "fds": engine.fd_count()})
+
+                sample(-1, [], 0, 0)
+                cpu = CpuWindow(engine, lg)
+                cpu.start()
+                if p["churn"]:
+                    await churner.command_all({"cmd": "churn", "duration": duration,
+                                               "concurrency": p["churn"], "timeout": 10})
+                share = p["rate"] / len(lg.workers)
+                for q in range(steps):
+                    await hosts[0].request(m.Start if q == 0 else m.Next)
+                    await lg.wait_question(code, q, timeout=30)
+                    start_at = now() + 0.05
+                    await lg.command_all({"cmd": "answer_load", "q": q, "rate": share,
+                                          "duration": interval, "start_at": start_at,
+                                          "ack_timeout": 10.0})
+                    done = await lg.collect("answer_load_done", timeout=interval + 30)
+                    await hosts[0].request(m.Close)
+                    await hosts[0].request(m.Reveal)
+                    sample(q, [x for d in done for x in d["lat_ms"]],
+                           sum(d["sent"] for d in done), sum(d["acked"] for d in done))
+                if p["churn"]:
+                    churned = await churner.collect("churn_done", timeout=120)
+                cpu.stop()
+                health = await engine.health()
+                merged = merge_reports(await lg.report())
+    sent = sum(x["sent"] for x in samples)
+    acked = sum(x["acked"] for x in samples)
+    if acked != sent:
+        out.problems.append(f"sustained: {sent - acked} of {sent} answers not acked")
+    if merged["closes"]:
+        out.problems.append(f"sustained: closes {merged['closes']}")
+    churn_cycles = sum(d["cycles"] for d in churned)
+    churn_failed: Counter[str] = Counter()
+    for d in churned:
+        churn_failed.update(d["failed"])
+    if churn_failed:
+        out.problems.append(f"sustained: churn failures {dict(churn_failed)}")
+    load = samples[1:]
+    half = load[len(load) // 2:] or load
+    slope = _slope([x["t_s"] for x in half], [x["rss_kib"] for x in half])
+    p99s = [x["ack_ms"]["p99"] for x in load if x["ack_ms"]["p99"] is not None]
+    out.figures = {
+        "players": per, "joined": joined, "rate": p["rate"], "interval_s": interval,
+        "duration_s": duration, "store": p["store"], "ack_mode": p["ack_mode"],
+        "churn_lanes": p["churn"], "churn_cycles": churn_cycles,
+        "churn_failed": dict(churn_failed), "sent": sent, "acked": acked,
+        "samples": samples, "rss_slope_kib_per_min_second_half": slope,
+        "ack_p99_ms_first_last": [p99s[0], p99s[-1]] if p99s else None,
+        "ack_p99_ms_max_interval": max(p99s) if p99s else None,
+        "cpu": cpu.figures, "health_after": health, "engine_exit_code": engine.exit_code,
+    }
+    first, last = samples[0], samples[-1]
+    out.rows = [
+        ("load", f"{fmt(p['rate'])} answers/s for {fmt(duration)} s",
+         f"{per} players, a new question every {fmt(interval)} s, {p['store']} "
+         f"{p['ack_mode']}, churn {p['churn']} lanes"),
+        ("answers acked / sent", f"{acked:,} / {sent:,}", ""),
+        ("churn cycles (connect-join-leave) beside it", f"{churn_cycles:,}",
+         f"failed {sum(churn_failed.values())}"),
+        ("engine RSS start -> end", f"{first['rss_kib'] / 1024:,.1f} -> "
+         f"{last['rss_kib'] / 1024:,.1f} MiB", f"second-half slope {fmt(slope)} KiB/min"),
+        ("engine fds start -> end", f"{first['fds']} -> {last['fds']}", ""),
+        ("ack p99 first -> last interval", f"{fmt(p99s[0] if p99s else None, 'ms')} -> "
+         f"{fmt(p99s[-1] if p99s else None, 'ms')}", f"worst interval "
+         f"{fmt(max(p99s) if p99s else None, 'ms')}"),
+        cpu_row(cpu.figures, ctx.plan.describe()),
+    ]
+    for x in load:
+        out.rows.append((f"  t={x['t_s']:>6} s q{x['q']}", f"p50 {fmt(x['ack_ms']['p50'], 'ms')}"
+                         f" p99 {fmt(x['ack_ms']['p99'], 'ms')}",
+                         f"RSS {x['rss_kib'] / 1024:,.1f} MiB, fds {x['fds']}, "
+                         f"acked {x['acked']}/{x['sent']}"))
+    return out
+
+
+def _capacity(per_s: float | None, cpu_pct: float | None) -> float | None:
+    """``per_s`` scaled to a whole core: what the process would do at 100% of one core,
+    assuming its cost per message stays the same (None when either figure is missing)."""
+    if not per_s or not cpu_pct:
+        return None
+    return round(per_s * 100 / cpu_pct, 1)
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of ``ys`` against ``xs`` (seconds), per minute."""
+    if len(xs) < 2:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return None
+    return round(60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var, 1)

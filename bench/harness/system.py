@@ -104,6 +104,11 @@ def rss_kib(pid: int) -> int:
     raise LookupError(f"no VmRSS for pid {pid}")
 
 
+def fd_count(pid: int) -> int:
+    """Open file descriptors of ``pid`` (entries of /proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used (``utime`` + ``stime`` in /proc/PID/stat)."""
     with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:

@@ -107,6 +107,8 @@ class Worker:
         self.sent = 0
         #: Answers sent and not yet acked or refused; ``all_answered`` is set when it hits 0.
         self.outstanding = 0
+        #: Answers scheduled (``auto_answer``) and not sent yet.
+        self.scheduled = 0
         self.all_answered = trio.Event()
         self.closing = False
         self.lock = trio.Lock()
@@ -306,8 +308,12 @@ class Worker:
     async def _answer_later(self, p: Player, q: int, kind: str,
                             choices: Sequence[str] | None) -> None:
         lo, hi = self.answer_delay
-        await trio.sleep(self.rng.uniform(lo, hi))
-        await self.send_answer(p, q, answer_for(kind, choices, salt=p.index))
+        self.scheduled += 1  # counts as pending until sent: the coordinator waits for it
+        try:
+            await trio.sleep(self.rng.uniform(lo, hi))
+            await self.send_answer(p, q, answer_for(kind, choices, salt=p.index))
+        finally:
+            self.scheduled -= 1
 
     async def answer_load(self, cmd: dict[str, Any]) -> None:
         """Open loop: answer ``i`` leaves at ``start_at + i / rate`` whatever the acks do."""
@@ -424,9 +430,10 @@ async def main() -> None:
                 elif name == "report":
                     await worker.emit(worker.report())
                 elif name == "count":
+                    pending = worker.scheduled + sum(len(p.pending) for p in worker.players)
                     await worker.emit({"ev": "count", "frames": worker.frames,
                                        "ended": worker.ended, "last_frame": worker.last_frame,
-                                       "pending": sum(len(p.pending) for p in worker.players)})
+                                       "pending": pending})
                 elif name == "close":
                     await worker.close_all()
                     await worker.emit({"ev": "closed"})

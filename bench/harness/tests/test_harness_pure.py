@@ -92,3 +92,70 @@ def test_system_readings_of_this_process() -> None:
     assert plan.prefix(plan.engine) == [] and plan.describe()["engine"] == "not pinned"
     assert system.CorePlan(engine=(0,), loadgen=(1, 2)).prefix((1, 2)) == [
         "taskset", "-c", "1,2"]
+
+
+def test_ratio_and_baseline_rows() -> None:
+    from bench.harness.baselines import baseline_rows, default_k, ratio
+
+    assert ratio(50.0, 100.0) == 0.5
+    assert ratio(None, 100.0) is None and ratio(5.0, 0) is None
+    assert default_k(1000) == 50 and default_k(19_000) == 5
+    rows = baseline_rows([{"name": "node_ws", "description": "Node", "n": 10,
+                           "delivered_per_s": 200},
+                          {"name": "trio_ws", "description": "trio", "n": 10,
+                           "error": "boom"}], key="delivered_per_s", ours=100.0, label="x")
+    assert "ratio 0.5" in rows[0][2]
+    assert rows[1][1] == "failed" and "boom" in rows[1][2]
+
+
+def test_slope_per_minute() -> None:
+    from bench.harness.scenarios import _slope
+
+    assert _slope([0.0, 30.0, 60.0], [100.0, 150.0, 200.0]) == 100.0
+    assert _slope([1.0], [5.0]) is None
+    assert _slope([2.0, 2.0], [1.0, 3.0]) is None
+
+
+def test_new_scenarios_parse_with_bounds() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["rapid", "--duration", "3", "--baselines", "none"])
+    assert args.duration == 3.0 and args.baselines == []
+    args = parser.parse_args(["sustained", "--duration", "600", "--churn", "0"])
+    assert args.churn == 0 and args.interval == 5.0
+    args = parser.parse_args(["fanout", "--no-answer", "--client", "python"])
+    assert args.answer is False and args.client == "python"
+    assert parser.parse_args(["fanout"]).baselines == ["node_ws", "node_sio", "trio_ws"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rapid", "--baselines", "apache"])
+
+
+def test_chart_points_and_png(tmp_path: Path) -> None:
+    from bench.harness import chart
+
+    fanout = {"scenario": "fanout", "figures": {
+        "joined": 1000, "client": "node", "pace": "flood", "delivered_per_s": 20000.0,
+        "broadcast_last_ms": {"p99": 50.0}, "cpu": {"engine_cpu_pct": 50.0},
+        "baselines": [{"name": "node_ws", "n": 1000, "delivered_per_s": 40000,
+                       "server_cpu_pct": 80.0, "rtt_p99_ms": 90}]}}
+    answers = {"scenario": "answers", "figures": {"runs": [
+        {"store": "sqlite", "ack_mode": "durable", "offered_rate": 1000.0,
+         "ack_ms": {"p99": 12.0}}]}}
+    sustained = {"scenario": "sustained", "figures": {"samples": [
+        {"t_s": 0, "rss_kib": 1000, "ack_ms": {"p99": None}},
+        {"t_s": 5, "rss_kib": 1100, "ack_ms": {"p99": 3.0}}]}}
+    for i, doc in enumerate((fanout, answers, sustained)):
+        (tmp_path / f"{doc['scenario']}-{i}.json").write_text(json.dumps(doc))
+    (tmp_path / "junk.json").write_text("not json")
+    found = chart.load_results(tmp_path)
+    assert chart.fanout_points(found["fanout"]) == {
+        "pubquiz engine": [(1000, 40000.0, 50.0)], "node_ws": [(1000, 50000.0, 90)]}
+    assert chart.answers_points(found["answers"]) == {"sqlite durable": [(1000.0, 12.0)]}
+    out = chart.draw(tmp_path, tmp_path / "chart.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_capacity_scales_to_one_core() -> None:
+    from bench.harness.scenarios import _capacity
+
+    assert _capacity(5000.0, 50.0) == 10000.0
+    assert _capacity(None, 50.0) is None and _capacity(5000.0, 0.0) is None

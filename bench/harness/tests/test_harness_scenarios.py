@@ -25,7 +25,7 @@ def _run(tmp_path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
 @pytest.mark.slow
 def test_connections_small(tmp_path: Path) -> None:
     code, doc = _run(tmp_path, "connections", "--n", "30", "--per-session", "10",
-                     "--settle", "0.1")
+                     "--settle", "0.1", "--baselines", "none")
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
     assert figures["joined"] == 30 and figures["sessions"] == 3
@@ -37,11 +37,55 @@ def test_connections_small(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_fanout_small(tmp_path: Path) -> None:
-    code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3")
+    code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3",
+                     "--client", "python", "--no-answer", "--baselines", "none")
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
     assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 3
     assert figures["broadcast_last_ms"]["n"] == 6
+
+
+@pytest.mark.slow
+def test_fanout_node_client_answering_with_a_baseline(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3",
+                     "--baselines", "node_ws")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["client"] == "node" and figures["answer"] is True
+    # Every question, closed and reveal reached all 10 players; every answer got one reply,
+    # and every acked answer one result after the reveal.
+    types = figures["types"]
+    assert types["question"] == types["closed"] == types["reveal"] == 30
+    assert types.get("answer_ack", 0) + types.get("error", 0) == 30
+    assert types.get("result", 0) == types.get("answer_ack", 0)
+    [base] = figures["baselines"]
+    assert base["name"] == "node_ws" and base["ok"] and base["delivered_per_s"] > 0
+    assert figures["ratio_to_baselines"]["node_ws"] > 0
+
+
+@pytest.mark.slow
+def test_rapid_small(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "rapid", "--duration", "1", "--concurrency", "3",
+                     "--sessions", "2", "--baselines", "none")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["cycles"] > 0 and figures["failed"] == {}
+    assert figures["cycles_per_s"] > 0
+    # Every churned connection is gone again: only the two hosts remain.
+    assert figures["health_after"]["connections"] == figures["health_before"]["connections"]
+
+
+@pytest.mark.slow
+def test_sustained_small(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, "sustained", "--duration", "1", "--interval", "0.5",
+                     "--rate", "40", "--players", "8", "--churn", "1")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["sent"] == figures["acked"] == 40
+    samples = figures["samples"]
+    assert len(samples) == 3  # the start, then one per interval
+    assert all(s["rss_kib"] > 0 and s["fds"] > 0 for s in samples)
+    assert figures["churn_cycles"] > 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+// One Node.js load generator process: many lean pubquiz.v1 players (the `ws` package).
+//
+// The Node twin of bench/harness/worker.py, chosen with `--client node`: it speaks the same
+// JSON-lines protocol to the coordinator (first stdin line = spec, later lines = commands,
+// every stdout line = one event) for the commands go, count, report, answer_load and close,
+// so bench/harness/loadgen.py drives either. Why it exists: a Python/trio-websocket client
+// costs more CPU per received frame than the engine spends sending it, so the Python load
+// generator, not the engine, was the limit of `fanout`; a Node `ws` client is several times
+// cheaper per message (the same client the shared perf-baselines use).
+//
+// Rules it keeps (as worker.py):
+// 1. One clock: timestamps are process.hrtime (libuv: CLOCK_MONOTONIC), i.e. the same clock as
+//    Python's time.monotonic(), so a latency may start in the coordinator and end here.
+// 2. Lean players: frames are counted, and only `t`, `q`, `rid`, `code` are looked at.
+//    Requests are msgpack maps of str/int only (pubquiz.v1 allows no bin/ext).
+// 3. Bounded: connecting has a per-player timeout and a concurrency cap; the process exits
+//    by itself after `lifetime` seconds; only 127.0.0.1.. loopback addresses are targets.
+// 4. Connections are spread round-robin over the loopback source addresses of the spec.
+'use strict';
+const path = require('path');
+const readline = require('readline');
+const NM = process.env.PUBQUIZ_BENCH_NODE_MODULES
+  || path.join(__dirname, '..', 'baselines', 'node_modules');
+const WebSocket = require(path.join(NM, 'ws'));
+const { Packr, unpack } = require(path.join(NM, 'msgpackr'));
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const pack = (obj) => packr.pack(obj);
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+const ZERO_MASK = () => {};  // all-zero masking key: legal (RFC 6455), saves client CPU
+
+let spec = null;
+const players = [];
+const perSession = new Map();
+const st = {
+  frames: 0, frameBytes: 0, firstFrame: null, lastFrame: null, types: {}, questions: new Map(),
+  ackMs: [], acked: [], errors: {}, closes: {}, ended: 0, sent: 0, closing: false,
+  handshakeMs: [], joinMs: [], outstanding: 0, onSettled: null, scheduled: 0,
+};
+const inc = (obj, key, n = 1) => { obj[key] = (obj[key] || 0) + n; };
+const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
+
+function settled() {
+  st.outstanding--;
+  if (st.outstanding <= 0 && st.onSettled) { const f = st.onSettled; st.onSettled = null; f(); }
+}
+
+class Player {
+  constructor(index, code, name, team) {
+    this.index = index; this.code = code; this.name = name; this.team = team;
+    this.ws = null; this.participant = null; this.nextRid = 2; this.pending = new Map();
+    this.joined = false;
+  }
+
+  connect(timeoutS) {
+    return new Promise((resolve, reject) => {
+      const t0 = now();
+      const address = spec.local_addresses[this.index % spec.local_addresses.length];
+      const ws = new WebSocket(`ws://${spec.host}:${spec.port}/`, 'pubquiz.v1', {
+        perMessageDeflate: false, handshakeTimeout: timeoutS * 1000, localAddress: address,
+        generateMask: ZERO_MASK, maxPayload: 4 * 1024 * 1024,
+      });
+      this.ws = ws;
+      let t1 = 0;
+      let done = false;
+      const timer = setTimeout(() => fail(new Error('timeout')), timeoutS * 1000);
+      const fail = (e) => {
+        if (done) return;
+        done = true; clearTimeout(timer); ws.terminate(); this.ws = null; reject(e);
+      };
+      ws.on('open', () => {
+        st.handshakeMs.push((now() - t0) * 1000);
+        t1 = now();
+        ws.send(pack({ t: 'join', rid: 1, code: this.code, name: this.name, team: this.team }));
+      });
+      ws.on('error', (e) => fail(e));
+      ws.on('close', (code) => {
+        if (!done) { fail(new Error(`closed before welcome (${code})`)); return; }
+        if (!st.closing) inc(st.closes, String(code));
+        if (this.pending.size) {
+          inc(st.errors, `no_reply_before_close_${code}`, this.pending.size);
+          for (let i = 0; i < this.pending.size; i++) settled();
+          this.pending.clear();
+        }
+      });
+      ws.on('message', (data, isBinary) => {
+        if (!done) {
+          const f = unpack(data);
+          if (f.t === 'welcome' && f.rid === 1) {
+            done = true; clearTimeout(timer); this.joined = true; this.participant = f.participant;
+            st.joinMs.push((now() - t1) * 1000);
+            resolve();
+          } else if (f.t === 'error' && f.rid === 1) {
+            fail(new Error(`join refused: ${f.code}`));
+          }
+          return;
+        }
+        this.onFrame(data, isBinary);
+      });
+    });
+  }
+
+  onFrame(data, isBinary) {
+    const t = now();
+    st.frames++;
+    st.frameBytes += data.length;
+    if (st.firstFrame === null) st.firstFrame = t;
+    st.lastFrame = t;
+    if (!isBinary) { inc(st.errors, 'text_frame'); return; }
+    const f = unpack(data);
+    const kind = f.t;
+    inc(st.types, kind);
+    if (kind === 'question') {
+      const key = `${this.code}\u0000${f.q}`;
+      let e = st.questions.get(key);
+      if (!e) { e = [this.code, f.q, 0, t, t]; st.questions.set(key, e); }
+      e[2]++; e[4] = t;
+      if (e[2] === perSession.get(this.code)) {
+        emit({ ev: 'got', code: this.code, q: f.q, first: e[3], last: t, count: e[2] });
+      }
+      // As the baselines' clients do: answer every question at once (spec answer_each).
+      if (spec.answer_each) this.sendAnswer(f.q, this.index & 3);
+      // As a phone does: answer after a random delay (spec auto_answer, answer_delay [lo, hi]).
+      if (spec.auto_answer) {
+        const [lo, hi] = spec.answer_delay || [0, 0];
+        const value = answerFor(f.kind, f.choices, this.index);
+        st.scheduled++;  // counts as pending until sent: the coordinator waits for it
+        setTimeout(() => { st.scheduled--; this.sendAnswer(f.q, value); },
+          (lo + Math.random() * (hi - lo)) * 1000);
+      }
+    } else if (kind === 'answer_ack') {
+      const sent = this.pending.get(f.rid);
+      if (sent !== undefined) {
+        this.pending.delete(f.rid);
+        st.ackMs.push((t - sent[0]) * 1000);
+        st.acked.push([this.code, this.participant, sent[1], f.rid]);
+        settled();
+      }
+    } else if (kind === 'error') {
+      inc(st.errors, String(f.code));
+      if (this.pending.delete(f.rid)) settled();
+    } else if (kind === 'ended') {
+      st.ended++;
+    }
+  }
+
+  sendAnswer(q, value) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) { inc(st.errors, 'not_connected'); return; }
+    const rid = this.nextRid++;
+    this.pending.set(rid, [now(), q]);
+    st.outstanding++;
+    ws.send(pack({ t: 'answer', rid, q, value }));
+    st.sent++;
+  }
+}
+
+// A well-formed answer to a question of `kind` (bench/harness/quizzes.py answer_for, ported).
+function answerFor(kind, choices, salt) {
+  const n = choices ? choices.length : 0;
+  switch (kind) {
+    case 'single': return n ? salt % n : 0;
+    case 'truefalse': return salt % 2 === 0;
+    case 'multiple': return [n ? salt % n : 0];
+    case 'ordering': {
+      const order = [...Array(n).keys()];
+      const shift = n ? salt % n : 0;
+      return order.slice(shift).concat(order.slice(0, shift));
+    }
+    case 'numeric': return 1900 + (salt % 200);
+    case 'text': return ['beatles', 'the beatles', 'no idea'][salt % 3];
+    default: return 0;
+  }
+}
+
+const sleep = (s) => new Promise((r) => setTimeout(r, Math.max(0, s * 1000)));
+
+async function go() {
+  const limit = spec.connect_concurrency || 100;
+  const timeoutS = spec.connect_timeout || 30;
+  const failed = {};
+  const connectMs = [];
+  const started = now();
+  let next = 0;
+  async function lane() {
+    while (next < players.length) {
+      const p = players[next++];
+      const t0 = now();
+      try { await p.connect(timeoutS); connectMs.push((now() - t0) * 1000); } catch (e) {
+        const msg = String(e && e.message);
+        inc(failed, msg.startsWith('join refused') ? msg : (e && e.code) || msg);
+      }
+    }
+  }
+  const lanes = [];
+  for (let i = 0; i < Math.min(limit, players.length); i++) lanes.push(lane());
+  await Promise.all(lanes);
+  connectMs.sort((a, b) => a - b);
+  emit({
+    ev: 'ready', joined: connectMs.length, failed, started, finished: now(),
+    connect_ms_p50: connectMs.length ? connectMs[connectMs.length >> 1] : null,
+    connect_ms_max: connectMs.length ? connectMs[connectMs.length - 1] : null,
+    handshake_ms: st.handshakeMs, join_ms: st.joinMs,
+  });
+}
+
+async function answerLoad(cmd) {
+  // Open loop: answer i leaves at start_at + i / rate whatever the acks do.
+  const live = players.filter((p) => p.joined);
+  const count = Math.floor(cmd.rate * cmd.duration);
+  const acksBefore = st.ackMs.length;
+  const errorsBefore = { ...st.errors };
+  const lag = [];
+  if (live.length) {
+    for (let i = 0; i < count; i++) {
+      const target = cmd.start_at + i / cmd.rate;
+      const delay = target - now();
+      if (delay > 0.001) await sleep(delay);
+      const t = now();
+      lag.push((t - target) * 1000);
+      live[i % live.length].sendAnswer(cmd.q, i % 4);
+    }
+  }
+  const sentDone = now();
+  if (st.outstanding > 0) {
+    await Promise.race([new Promise((r) => { st.onSettled = r; }),
+      sleep(cmd.ack_timeout || 10)]);
+  }
+  lag.sort((a, b) => a - b);
+  const errors = {};
+  for (const [k, v] of Object.entries(st.errors)) {
+    if (v - (errorsBefore[k] || 0) > 0) errors[k] = v - (errorsBefore[k] || 0);
+  }
+  emit({
+    ev: 'answer_load_done', sent: live.length ? count : 0, acked: st.ackMs.length - acksBefore,
+    lat_ms: st.ackMs.slice(acksBefore), unacked: live.reduce((n, p) => n + p.pending.size, 0),
+    errors, lag_ms_p99: lag.length ? lag[Math.min(lag.length - 1, Math.floor(lag.length * 0.99))] : null,
+    lag_ms_max: lag.length ? lag[lag.length - 1] : null, start_at: cmd.start_at,
+    sent_done: sentDone,
+  });
+}
+
+async function churn(cmd) {
+  // Connect-join-leave cycles, `concurrency` lanes at once, until `duration` seconds have
+  // passed (or `max_cycles` cycles): one cycle = TCP + WebSocket handshake, join -> welcome,
+  // leave -> ok, the server's close (1000). Names are unique per worker and cycle.
+  const codes = [...perSession.keys()];
+  const deadline = now() + cmd.duration;
+  const timeoutS = cmd.timeout || 10;
+  const cycleMs = [];
+  const failed = {};
+  let started = 0;
+  const t0 = now();
+  async function cycle(i) {
+    const c0 = now();
+    const p = new Player(i, codes[i % codes.length], `w${spec.seed}c${i}`, null);
+    try {
+      await p.connect(timeoutS);
+      const ws = p.ws;
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('leave timeout')), timeoutS * 1000);
+        ws.removeAllListeners('message');
+        ws.removeAllListeners('close');
+        ws.on('close', (code) => {
+          clearTimeout(timer);
+          if (code === 1000) resolve(); else reject(new Error(`close ${code}`));
+        });
+        ws.on('message', (data) => {
+          const f = unpack(data);
+          if (f.t === 'error' && f.rid === 2) reject(new Error(`leave refused: ${f.code}`));
+        });
+        ws.send(pack({ t: 'leave', rid: 2 }));
+      });
+      cycleMs.push((now() - c0) * 1000);
+    } catch (e) {
+      const msg = String(e && e.message);
+      inc(failed, (e && e.code) || msg);
+      if (p.ws) p.ws.terminate();
+    }
+  }
+  async function lane() {
+    while (now() < deadline && (!cmd.max_cycles || started < cmd.max_cycles)) {
+      await cycle(started++);
+    }
+  }
+  const lanes = [];
+  for (let i = 0; i < (cmd.concurrency || 50); i++) lanes.push(lane());
+  await Promise.all(lanes);
+  const finished = now();
+  emit({ ev: 'churn_done', cycles: cycleMs.length, failed, started: t0, finished,
+    cycle_ms: cycleMs });
+}
+
+// Answers waiting for their reply, and answers scheduled but not sent yet.
+function pending() { return st.scheduled + players.reduce((n, p) => n + p.pending.size, 0); }
+
+function report() {
+  return {
+    ev: 'report', frames: st.frames, frame_bytes: st.frameBytes, first_frame: st.firstFrame,
+    last_frame: st.lastFrame, types: st.types, questions: [...st.questions.values()],
+    sent: st.sent, ack_ms: st.ackMs, acked: st.acked, errors: st.errors, closes: st.closes,
+    ended: st.ended, connected: players.filter((p) => p.ws && p.ws.readyState === WebSocket.OPEN).length,
+    pending: pending(),
+  };
+}
+
+async function closeAll() {
+  st.closing = true;
+  const open = players.filter((p) => p.ws && p.ws.readyState === WebSocket.OPEN);
+  await Promise.race([
+    Promise.all(open.map((p) => new Promise((r) => { p.ws.once('close', r); p.ws.close(1000); }))),
+    sleep(10),
+  ]);
+  for (const p of players) if (p.ws) p.ws.terminate();
+}
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', async (line) => {
+  if (!line.trim()) return;
+  const msg = JSON.parse(line);
+  if (spec === null) {
+    spec = msg;
+    spec.players.forEach(([code, name, team], i) => {
+      players.push(new Player(i, code, name, team));
+      perSession.set(code, (perSession.get(code) || 0) + 1);
+    });
+    setTimeout(() => process.exit(3), (spec.lifetime || 600) * 1000).unref();
+    emit({ ev: 'hello' });
+    return;
+  }
+  switch (msg.cmd) {
+    case 'go': go(); break;
+    case 'answer_load': answerLoad(msg); break;
+    case 'churn': churn(msg); break;
+    case 'report': emit(report()); break;
+    case 'count': emit({ ev: 'count', frames: st.frames, ended: st.ended, last_frame: st.lastFrame,
+      pending: pending() }); break;
+    case 'close': await closeAll(); emit({ ev: 'closed' }); setTimeout(() => process.exit(0), 50); break;
+    default: inc(st.errors, `unknown_command:${msg.cmd}`);
+  }
+});
+rl.on('close', () => setTimeout(() => process.exit(0), 50));  // end of stdin ends the worker
