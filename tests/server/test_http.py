@@ -7,22 +7,9 @@ from pathlib import Path
 
 import trio
 from engine_fixtures import engine_at, short_quiz
+from httpkit import http_get
 
 from pubquiz_engine.client import open_client
-
-
-async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    return status, headers, body
 
 
 async def test_health_ready_and_metrics(tmp_path: Path) -> None:

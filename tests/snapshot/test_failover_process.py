@@ -78,6 +78,23 @@ async def two_engines_and_a_session(
     return engines[0], engines[1], created
 
 
+async def stop_all(processes: list[trio.Process]) -> None:
+    """Kill whatever the test left running (only the processes it started)."""
+    for process in processes:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def read_back(postgres_url: str, code: str) -> tuple[Any, Any]:
+    """The session's results and row as the database holds them."""
+    store = await open_store(postgres_url)
+    try:
+        return await store.session_results(code), await store.load_session(code)
+    finally:
+        await store.aclose()
+
+
 async def resume_somewhere(urls: list[str], token: str, last_seq: int,
                            stack: contextlib.AsyncExitStack) -> Client:
     """A phone after its node died: try the addresses with back-off until one serves it."""
@@ -167,15 +184,8 @@ async def test_kill_9_of_the_owner_mid_question(
             with trio.fail_after(30):
                 assert await other.wait() == 0
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    store = await open_store(postgres_url)
-    try:
-        results = await store.session_results(code)
-    finally:
-        await store.aclose()
+        await stop_all(processes)
+    results, _ = await read_back(postgres_url, code)
     stored = sorted((a.participant_id, a.question) for a in results.answers)
     assert stored == sorted((pid, 0) for pid in acked)  # every acked answer, exactly once
 
@@ -221,16 +231,8 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced(
             with trio.fail_after(30):
                 assert await other.wait() == 0
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    store = await open_store(postgres_url)
-    try:
-        results = await store.session_results(code)
-        row = await store.load_session(code)
-    finally:
-        await store.aclose()
+        await stop_all(processes)
+    results, row = await read_back(postgres_url, code)
     assert [(a.participant_id, a.question) for a in results.answers] == [(1, 0)]  # once
     assert row is not None and row.epoch >= 2
     assert [s.score for s in results.standings] == [3.0]  # counted once, not twice

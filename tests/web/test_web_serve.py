@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from httpkit import http_get
 
 from pubquiz_engine.client import open_client
 from pubquiz_engine.game import load_quiz_data
@@ -25,22 +26,6 @@ QUIZ: dict[str, Any] = {
          "time_limit": 30},
     ]}],
 }
-
-
-async def http_get(port: int, path: str, headers: dict[str, str] | None = None
-                   ) -> tuple[int, dict[str, str], bytes]:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    fields = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    return status, fields, body
 
 
 def test_every_page_and_file_has_a_route() -> None:
