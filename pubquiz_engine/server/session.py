@@ -33,7 +33,7 @@ import attrs
 import msgpack
 import trio
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected
 from pubquiz_engine.game import (
     GameSession,
     QState,
@@ -522,4 +522,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["LiveSession", "Member", "SessionSettings", "StaleEpoch"]
+__all__ = ["LiveSession", "Member", "SessionSettings"]
