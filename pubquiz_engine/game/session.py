@@ -25,6 +25,10 @@ Rules this module keeps (they are what the property tests hammer):
    (``==`` compares the whole state, derived indexes included). ``SNAPSHOT_FORMAT`` is bumped
    whenever the layout changes; ``from_snapshot`` refuses versions it does not know.
 
+Leaving: a player who leaves once play has started keeps their line (marked left); one who
+leaves the lobby with nothing naming them (no joker, wager or adjustment) is forgotten, and so
+is a team left empty in the lobby, so that lobby churn holds no memory. Ids are never reused.
+
 Scorers: in solo mode each participant scores for themself (id = participant id); in team mode
 the team scores (id = team id, 1, 2, ... in order of creation, stable for the session). Teams
 exist in solo mode too, as labels: team standings then sum their members' scores.
@@ -49,7 +53,8 @@ from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
 from pubquiz_engine.game.scoring import Entry, Standing, award, rank
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # 1: before ``next_team`` (derived when restoring)
 MAX_EXTEND = 600.0  # seconds one Extend may add
 MAX_ADJUST = 100_000  # points one AdjustScore may add or remove
 MAX_REASON = 200
@@ -281,6 +286,7 @@ class GameSession:
         self._participants: dict[int, Participant] = {}
         self._teams: dict[int, Team] = {}
         self._next_id = 1
+        self._next_team = 1
         # Answers and scoring.
         self._qstate: list[QState] = [QState.PENDING] * len(quiz.questions)
         self._answers: list[dict[int, Answer]] = [{} for _ in quiz.questions]
@@ -356,6 +362,11 @@ class GameSession:
     @property
     def teams(self) -> Mapping[int, Team]:
         return MappingProxyType(self._teams)
+
+    @property
+    def next_participant_id(self) -> int:
+        """The id the next join gets (ids are never reused, even of players forgotten)."""
+        return self._next_id
 
     @property
     def totals(self) -> Mapping[int, int]:
@@ -473,11 +484,12 @@ class GameSession:
     def standings(self, *, round_index: int | None = None, teams: bool = False) -> list[Standing]:
         """Ranked standings (see ``scoring.rank`` for the order and the tie rules).
 
-        ``teams=False``: one line per participant who was not kicked (a player who left keeps
-        their line); in team mode each line carries the team's score. ``teams=True``: one line
-        per team (id = team id) with a member who was not kicked; in solo mode a team's score is
-        the sum of its members'. ``round_index`` ranks one round's points (awards and wager
-        results; host adjustments count only overall; no tie-break).
+        ``teams=False``: one line per participant who was not kicked (a player who left after
+        the start keeps their line; one who left the lobby is forgotten); in team mode each
+        line carries the team's score. ``teams=True``: one line per team (id = team id) with a
+        member who was not kicked; in solo mode a team's score is the sum of its members'.
+        ``round_index`` ranks one round's points (awards and wager results; host adjustments
+        count only overall; no tie-break).
         """
         return self._ranked(round_index, teams)[0]
 
@@ -596,7 +608,8 @@ class GameSession:
                                   f"({self.options.max_team_size} players)")
         # Checks done: change the state.
         if team_name is not None and team_id is None:
-            team_id = len(self._teams) + 1
+            team_id = self._next_team
+            self._next_team += 1
             self._teams[team_id] = Team(team_id, team_name)
             self._team_keys[skeleton(team_name)] = team_id
             self._members[team_id] = []
@@ -629,11 +642,45 @@ class GameSession:
 
     def _on_leave(self, cmd: c.Leave, now: float) -> list[e.Event]:
         p = self._active_participant(cmd.participant)
-        self._participants[p.id] = attrs.evolve(p, left=True)
-        # The name is free again; the player's line stays in the standings.
+        # The name is free again.
         del self._names[skeleton(p.name)]
         flipped = self._count_active(p.team_id, -1)
+        if self._step == -1 and not self._has_trace(p):  # the lobby (maybe paused)
+            # Nothing was played yet and nothing names them: forget the player, so a lobby
+            # with people coming and going (or a flood of join/leave) holds only who is here.
+            self._forget(p)
+            return [e.ParticipantLeft(p.id)]
+        # Once play has started the player's line stays in the standings.
+        self._participants[p.id] = attrs.evolve(p, left=True)
         return [e.ParticipantLeft(p.id), *self._recount(now, self.scorer_of(p.id), flipped, -1)]
+
+    def _has_trace(self, p: Participant) -> bool:
+        """Whether anything but the membership names ``p`` (a joker, wager, adjustment or score
+        of theirs; in team mode the team's own stay with the team)."""
+        if any(a.participant == p.id for a in self._adjustments):
+            return True
+        if self.options.mode is Mode.TEAM:
+            return False
+        return (p.id in self._jokers or p.id in self._totals
+                or any(p.id in w for w in self._wagers.values()))
+
+    def _forget(self, p: Participant) -> None:
+        """Remove a player who left the lobby without a trace, and their team if it is now
+        empty and has none either. Ids are never reused (``_next_id``, ``_next_team``)."""
+        del self._participants[p.id]
+        if p.team_id is None:
+            return
+        members = self._members[p.team_id]
+        members.remove(p.id)
+        t = p.team_id
+        if members or t in self._jokers or t in self._totals or any(
+                t in w for w in self._wagers.values()) or any(
+                a.scorer == t for a in self._adjustments):
+            return
+        team = self._teams.pop(t)
+        del self._team_keys[skeleton(team.name)]
+        del self._members[t]
+        del self._team_active[t]
 
     def _on_kick(self, cmd: c.Kick, now: float) -> list[e.Event]:
         p = self._known_participant(cmd.participant)
@@ -1108,6 +1155,7 @@ class GameSession:
             "running_since": self._running_since,
             "finish_reason": self._finish_reason,
             "next_id": self._next_id,
+            "next_team": self._next_team,
             "participants": [[p.id, p.name, p.team, p.team_id, p.joined_at, p.kicked, p.left]
                              for p in self._participants.values()],
             "teams": [[t.id, t.name] for t in self._teams.values()],
@@ -1132,7 +1180,7 @@ class GameSession:
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> GameSession:
         """Restore a session from ``to_snapshot`` output (raises ``ValueError`` if unknown)."""
-        if data.get("format") != SNAPSHOT_FORMAT:
+        if data.get("format") not in _READABLE_FORMATS:
             raise ValueError(f"unknown snapshot format {data.get('format')!r}")
         quiz = load_quiz_data(data["quiz"], source="<snapshot>")
         self = cls(quiz, SessionOptions.from_data(data["options"]))
@@ -1151,6 +1199,7 @@ class GameSession:
             for row in data["participants"]
         }
         self._teams = {tid: Team(tid, name) for tid, name in data["teams"]}
+        self._next_team = data.get("next_team", max(self._teams, default=0) + 1)
         self._qstate = [QState(s) for s in data["qstate"]]
         for q, s, pid, value, at, elapsed, revision, rid in data["answers"]:
             self._answers[q][s] = Answer(pid, value, at, elapsed, revision, rid)

@@ -189,8 +189,8 @@ class Coordination:
         store = self.engine.store
         joins = 0
         for row in await store.load_participants(code):
-            if row.participant_id in game.participants:
-                continue
+            if row.participant_id < game.next_participant_id:
+                continue  # in the snapshot, or forgotten (left the lobby) before it
             events = game.apply(commands.Join(name=row.name, team=row.team), row.joined_at)
             joined = [e.participant for e in events if isinstance(e, ParticipantJoined)]
             if joined != [row.participant_id]:

@@ -331,6 +331,11 @@ class LiveSession:
             kicked = self._players.pop(command.participant, None)
             if kicked is not None:
                 kicked.ws.close(CloseCode.KICKED, "removed by the quiz master")
+        elif isinstance(command, commands.Leave):
+            # The caller closes the connection; from now on it gets no personal lines.
+            self._players.pop(command.participant, None)
+            if command.participant not in self.game.participants:  # forgotten (lobby)
+                self._resume_hashes.pop(command.participant, None)
         if any(isinstance(e, ev.QuestionOpened | ev.TimeExtended | ev.Resumed | ev.Paused |
                           ev.QuestionClosed | ev.Finished) for e in events):
             self._wakeup.set()

@@ -99,12 +99,12 @@ def test_first_question_whole_state() -> None:
     snapshot = g.session.to_snapshot()
     del snapshot["quiz"]
     assert snapshot == {
-        "format": 1,
+        "format": 2,
         "options": {"mode": "solo", "close_when_all_answered": False, "max_participants": 1000,
                     "max_team_size": 10, "speed_bonus": True},
         "phase": "revealed", "resume_phase": None, "step": 1, "deadline": None,
         "remaining": None, "elapsed_base": 10.0, "running_since": None, "finish_reason": None,
-        "next_id": 3,
+        "next_id": 3, "next_team": 1,
         "participants": [[1, "Alice", None, None, T0, False, False],
                          [2, "Bob", None, None, T0, False, False]],
         "teams": [],
@@ -474,12 +474,56 @@ def test_leaving_frees_the_name_and_kicking_keeps_it() -> None:
     g = Game()
     alice, bob = joined(g, "Alice", "Bob")
     assert g.do(Leave(alice)) == [ev.ParticipantLeft(alice)]
-    g.refuse(Leave(alice), ErrorCode.NOT_JOINED)
+    g.refuse(Leave(alice), ErrorCode.UNKNOWN_PARTICIPANT)  # left the lobby: forgotten
     assert joined(g, "Alice") == [3]  # ids are never reused
     g.do(Kick(bob))
     g.refuse(Join("Bob", None), ErrorCode.NAME_TAKEN)
     g.refuse(Kick(bob), ErrorCode.INVALID_COMMAND)
     g.refuse(Leave(bob), ErrorCode.KICKED)
+
+
+def test_leaving_after_the_start_keeps_the_line() -> None:
+    g = Game()
+    alice, bob = joined(g, "Alice", "Bob")
+    to_question(g, 0)
+    assert g.do(Leave(alice)) == [ev.ParticipantLeft(alice), ev.AnswerCountChanged(0, 0, 1)]
+    g.refuse(Leave(alice), ErrorCode.NOT_JOINED)
+    assert g.session.participants[alice].left
+    assert {line.id for line in g.session.standings()} == {alice, bob}
+
+
+def test_lobby_churn_holds_only_who_is_here() -> None:
+    g = Game(SessionOptions(mode=Mode.TEAM))
+    empty = g.session.to_snapshot()
+    for i in range(50):
+        pid = g.do(Join(f"P{i}", f"Table {i}"))[0].participant
+        g.do(Leave(pid))
+    after = g.session.to_snapshot()
+    assert after["participants"] == after["teams"] == []
+    assert (after["next_id"], after["next_team"]) == (51, 51)
+    assert {**after, "next_id": 1, "next_team": 1} == empty
+    # A new team never takes the id of a forgotten one.
+    assert g.do(Join("Q", "Table 0"))[0] == ev.ParticipantJoined(51, "Q", "Table 0", 51, T0)
+
+
+def test_lobby_leaver_with_a_trace_keeps_the_line() -> None:
+    g = Game()
+    alice, bob, carol = joined(g, "Alice", "Bob", "Carol")
+    g.do(PlayJoker(alice, 1))
+    g.do(AdjustScore(bob, 5, "early bird"))
+    g.do(Leave(alice))
+    g.do(Leave(bob))
+    g.do(Leave(carol))
+    assert sorted(g.session.participants) == [alice, bob]
+    assert all(p.left for p in g.session.participants.values())
+    team = Game(SessionOptions(mode=Mode.TEAM))
+    a, b = joined(team, "A", "B", team="Reds")
+    team.do(PlayJoker(a, 1))
+    team.do(Leave(a))
+    team.do(Leave(b))
+    assert not team.session.participants  # players forgotten, the team keeps its joker
+    assert list(team.session.teams) == [1]
+    assert team.do(Join("C", "reds"))[0].team_id == 1
 
 
 def test_limits_session_full_team_full_team_required() -> None:
@@ -591,3 +635,16 @@ def test_snapshot_refuses_unknown_formats() -> None:
     snapshot["format"] = 99
     with pytest.raises(ValueError, match="unknown snapshot format"):
         GameSession.from_snapshot(snapshot)
+
+
+def test_a_format_1_snapshot_still_restores() -> None:
+    g = Game(SessionOptions(mode=Mode.TEAM))
+    joined(g, "A", team="Reds")
+    joined(g, "B", team="Blues")
+    old = g.session.to_snapshot()
+    old["format"] = 1
+    del old["next_team"]  # format 1 had no counter: it is the highest team id + 1
+    assert GameSession.from_snapshot(old) == g.session
+    old["format"] = 3
+    with pytest.raises(ValueError, match="unknown snapshot format"):
+        GameSession.from_snapshot(old)

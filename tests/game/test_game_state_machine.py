@@ -422,6 +422,26 @@ class GameMachine(RuleBasedStateMachine):
                 assert line.score == s.score_of(p.id)
 
     @invariant()
+    def nothing_names_a_forgotten_player_or_team(self) -> None:
+        s = self.session
+        data = s.to_snapshot()
+        people, teams = set(s.participants), set(s.teams)
+        scorers = teams if s.options.mode is Mode.TEAM else people
+        assert {p.team_id for p in s.participants.values()} - {None} <= teams
+        assert {row[2] for row in data["answers"]} <= people
+        assert {row[1] for row in data["answers"]} <= scorers
+        assert {row[1] for row in data["adjustments"]} <= people
+        assert {row[0] for row in data["adjustments"]} <= scorers
+        assert {row[0] for row in data["jokers"]} | {row[1] for row in data["wagers"]} <= scorers
+        assert {row[0] for row in data["totals"]} <= scorers
+        assert max(people, default=0) < s.next_participant_id
+        if data["step"] == -1:  # lobby leavers stay only when something names them
+            named = {row[1] for row in data["adjustments"]}
+            if s.options.mode is Mode.SOLO:
+                named |= {row[0] for row in data["jokers"]} | {row[1] for row in data["wagers"]}
+            assert {p.id for p in s.participants.values() if p.left} <= named
+
+    @invariant()
     def snapshot_round_trips(self) -> None:
         data = json.loads(json.dumps(self.session.to_snapshot(), allow_nan=False))
         assert GameSession.from_snapshot(data) == self.session

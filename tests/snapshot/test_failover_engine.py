@@ -155,6 +155,48 @@ async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
             assert row is not None and row.epoch == restored.epoch
 
 
+async def test_a_player_who_left_the_lobby_stays_gone_after_a_takeover(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Lobby leavers are forgotten by the game; their database rows must not bring them back
+    when another node replays the joins that came after the snapshot."""
+    with trio.fail_after(30):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+            session, _host_token = await a.open_session(load_quiz_data(QUIZ), mode="team")
+            code = session.code
+            seen: dict[str, tuple[int, str, int]] = {}
+            async with contextlib.AsyncExitStack() as stack:
+                for name, team in (("Stay", "Reds"), ("Go", "Blues"), ("Also", "Reds")):
+                    client = await stack.enter_async_context(open_client(addr_a.url))
+                    await client.join(code, name, team=team)
+                    assert client.welcome is not None and client.token is not None
+                    seen[name] = (client.welcome.participant or 0, client.token,
+                                  client.last_seq)
+                    if name == "Go":
+                        await client.request(m.Leave)
+                assert sorted(session.game.participants) == [seen["Stay"][0], seen["Also"][0]]
+                await session.wait_snapshot()
+                assert await a.persister.drain(timeout=10)  # the leaver's row is stored
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, code)
+            async with contextlib.AsyncExitStack() as stack:
+                _, token, last_seq = seen["Stay"]
+                await resume_with_retry(addr_b.url, token, last_seq, stack)
+                restored = b.sessions[code].game
+                assert sorted(restored.participants) == [seen["Stay"][0], seen["Also"][0]]
+                assert [t.name for t in restored.teams.values()] == ["Reds"]
+                gone = await stack.enter_async_context(open_client(addr_b.url))
+                with pytest.raises(RemoteError) as refused:
+                    await gone.resume(seen["Go"][1], seen["Go"][2])
+                assert refused.value.code == "bad_token"
+                newcomer = await stack.enter_async_context(open_client(addr_b.url))
+                await newcomer.join(code, "Go", team="Blues")  # the name and team are free
+                assert newcomer.welcome is not None
+                assert newcomer.welcome.participant == 4  # ids are never reused
+
+
 async def test_a_paused_owner_is_fenced_and_its_writes_refused(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
 ) -> None:
