@@ -49,10 +49,18 @@ async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, pre
     store = await open_store(postgres_url)
     try:
         engine = Engine(config, store)
+        # The engine's own scope: cancelling it must not cancel the test body, which runs
+        # inside this nursery too and goes on to check the survivor.
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[EngineAddress]) -> None:
+            with scope:
+                await engine.run(task_status=task_status)
+
         async with trio.open_nursery() as nursery:
-            address = await nursery.start(engine.run)
-            yield engine, address, nursery.cancel_scope
-            nursery.cancel_scope.cancel()
+            address = await nursery.start(run)
+            yield engine, address, scope
+            scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
