@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--players", type=_bounded(1, 5000), default=500)
     u.add_argument("--churn", type=_bounded(0, 500), default=5,
                    help="connect-join-leave lanes beside the answers, 0 for none (default 5)")
+    u.add_argument("--quiz-questions", type=_bounded(0, 500), default=10,
+                   help="questions per quiz: quizzes run back to back, each a new session "
+                   "the players join, the last one ended (0: one quiz for the whole run)")
     u.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     u.add_argument("--ack-mode", choices=("fast", "durable"), default="durable")
     common(u, 1)

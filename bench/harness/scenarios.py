@@ -43,6 +43,7 @@ from bench.harness.system import (
     self_cpu_seconds,
 )
 from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.protocol import messages as m
 
 now = time.monotonic
@@ -733,72 +734,96 @@ async def rapid(ctx: Context, p: dict[str, Any]) -> Outcome:
 
 async def sustained(ctx: Context, p: dict[str, Any]) -> Outcome:
     """A long run at a steady answer rate, the host moving to a new question every
-    ``interval`` seconds, optionally with connect-join-leave churn beside it. Every interval:
-    engine RSS, file descriptors, connections and the interval's ack latency (leaks and drift
-    show as a slope)."""
+    ``interval`` seconds, optionally with connect-join-leave churn beside it. Quizzes of
+    ``quiz_questions`` questions run back to back, as on a real engine: each is a new session
+    that the players join, played, then ended (and archived after the engine's linger), so the
+    state held is one quiz's, not the whole run's. Every interval: engine RSS, file
+    descriptors, tasks and the interval's ack latency (leaks and drift show as a slope)."""
     out = Outcome()
     per, interval, duration = p["players"], p["interval"], p["duration"]
     steps = max(1, math.ceil(duration / interval))
     if steps > 500:
         raise ValueError("duration / interval must be at most 500 questions")
+    per_quiz = p.get("quiz_questions") or steps
     addresses = loopback_addresses(address_count(per, p["addresses"]))
     samples: list[dict[str, Any]] = []
     churned: list[dict[str, Any]] = []
+    windows: list[dict[str, Any]] = []
+    joined = 0
+    quizzes = 0
+    linger = max(2.0, interval)  # ended quizzes leave memory soon after (default 600 s)
     with database_for(p["store"], ctx.work_dir / "sustained") as url:
         async with engine_process(ctx.plan, ctx.work_dir / "sustained", database_url=url,
-                                  ack_mode=p["ack_mode"]) as engine:
-            sessions = await create_sessions(engine.url, 2, quiz=bench_quiz(steps), mode="solo",
-                                             options={"max_participants": 10_000})
-            code = sessions[0][0]
-            players = [(code, f"p{i}", None) for i in range(per)]
-            async with hosts_for(engine.url, sessions[:1]) as hosts, \
-                    open_loadgen(ctx.plan, port=engine.port, players=players,
-                                 workers=p["workers"], addresses=addresses,
-                                 client="node", lifetime=duration + 600) as lg, \
-                    open_loadgen(ctx.plan, port=engine.port, players=[(sessions[1][0], "x",
-                                                                       None)],
-                                 workers=1, addresses=addresses, client="node",
-                                 lifetime=duration + 600) as churner:
-                ready = await lg.go(timeout=60 + per / 50)
-                joined = sum(r["joined"] for r in ready)
+                                  ack_mode=p["ack_mode"],
+                                  settings={"session_finished_linger": linger}) as engine:
+            lobby = await create_sessions(engine.url, 1, quiz=bench_quiz(1), mode="solo",
+                                          options={"max_participants": 10_000})
+            async with open_loadgen(ctx.plan, port=engine.port,
+                                    players=[(lobby[0][0], "x", None)], workers=1,
+                                    addresses=addresses, client="node",
+                                    lifetime=duration + 600) as churner:
                 t_start = now()
 
-                def sample(q: int, lat: Sequence[float], sent: int, acked: int) -> None:
+                async def sample(q: int, lat: Sequence[float], sent: int, acked: int) -> None:
+                    health = await engine.health()
                     samples.append({
                         "t_s": round(now() - t_start, 1), "q": q, "sent": sent,
                         "acked": acked, "ack_ms": summarize(lat),
-                        "rss_kib": engine.rss_kib(), "fds": engine.fd_count()})
+                        "rss_kib": engine.rss_kib(), "fds": engine.fd_count(),
+                        "tasks": health.get("tasks"), "sessions": health.get("sessions")})
 
-                sample(-1, [], 0, 0)
-                cpu = CpuWindow(engine, lg)
-                cpu.start()
+                await sample(-1, [], 0, 0)
                 if p["churn"]:
                     await churner.command_all({"cmd": "churn", "duration": duration,
                                                "concurrency": p["churn"], "timeout": 10})
-                share = p["rate"] / len(lg.workers)
-                for q in range(steps):
-                    await hosts[0].request(m.Start if q == 0 else m.Next)
-                    await lg.wait_question(code, q, timeout=30)
-                    start_at = now() + 0.05
-                    await lg.command_all({"cmd": "answer_load", "q": q, "rate": share,
-                                          "duration": interval, "start_at": start_at,
-                                          "ack_timeout": 10.0})
-                    done = await lg.collect("answer_load_done", timeout=interval + 30)
-                    await hosts[0].request(m.Close)
-                    await hosts[0].request(m.Reveal)
-                    sample(q, [x for d in done for x in d["lat_ms"]],
-                           sum(d["sent"] for d in done), sum(d["acked"] for d in done))
+                q = 0
+                while q < steps:
+                    count = min(per_quiz, steps - q)
+                    sessions = await create_sessions(engine.url, 1, quiz=bench_quiz(count),
+                                                     mode="solo",
+                                                     options={"max_participants": 10_000})
+                    code = sessions[0][0]
+                    players = [(code, f"p{i}", None) for i in range(per)]
+                    async with hosts_for(engine.url, sessions) as hosts, \
+                            open_loadgen(ctx.plan, port=engine.port, players=players,
+                                         workers=p["workers"], addresses=addresses,
+                                         client="node", lifetime=duration + 600) as lg:
+                        ready = await lg.go(timeout=60 + per / 50)
+                        joined = max(joined, sum(r["joined"] for r in ready))
+                        cpu = CpuWindow(engine, lg)
+                        cpu.start()
+                        share = p["rate"] / len(lg.workers)
+                        for i in range(count):
+                            await hosts[0].request(m.Start if i == 0 else m.Next)
+                            await lg.wait_question(code, i, timeout=30)
+                            start_at = now() + 0.05
+                            await lg.command_all({"cmd": "answer_load", "q": i, "rate": share,
+                                                  "duration": interval, "start_at": start_at,
+                                                  "ack_timeout": 10.0})
+                            done = await lg.collect("answer_load_done", timeout=interval + 30)
+                            await hosts[0].request(m.Close)
+                            await hosts[0].request(m.Reveal)
+                            await sample(q, [x for d in done for x in d["lat_ms"]],
+                                         sum(d["sent"] for d in done),
+                                         sum(d["acked"] for d in done))
+                            q += 1
+                        await hosts[0].request(m.End)
+                        windows.append(cpu.stop())
+                        merged = merge_reports(await lg.report())
+                        if merged["closes"]:
+                            # The end of the quiz closes everyone with 4100 (session ended).
+                            unexpected = {k: v for k, v in merged["closes"].items()
+                                          if k != str(int(CloseCode.SESSION_ENDED))}
+                            if unexpected:
+                                out.problems.append(f"sustained: closes {unexpected}")
+                    quizzes += 1
                 if p["churn"]:
                     churned = await churner.collect("churn_done", timeout=120)
-                cpu.stop()
                 health = await engine.health()
-                merged = merge_reports(await lg.report())
     sent = sum(x["sent"] for x in samples)
     acked = sum(x["acked"] for x in samples)
     if acked != sent:
         out.problems.append(f"sustained: {sent - acked} of {sent} answers not acked")
-    if merged["closes"]:
-        out.problems.append(f"sustained: closes {merged['closes']}")
     churn_cycles = sum(d["cycles"] for d in churned)
     churn_failed: Counter[str] = Counter()
     for d in churned:
@@ -817,7 +842,8 @@ async def sustained(ctx: Context, p: dict[str, Any]) -> Outcome:
         "samples": samples, "rss_slope_kib_per_min_second_half": slope,
         "ack_p99_ms_first_last": [p99s[0], p99s[-1]] if p99s else None,
         "ack_p99_ms_max_interval": max(p99s) if p99s else None,
-        "cpu": cpu.figures, "health_after": health, "engine_exit_code": engine.exit_code,
+        "quiz_questions": per_quiz, "quizzes": quizzes,
+        "cpu": _combined(windows), "health_after": health, "engine_exit_code": engine.exit_code,
     }
     first, last = samples[0], samples[-1]
     out.rows = [
@@ -830,17 +856,30 @@ async def sustained(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("engine RSS start -> end", f"{first['rss_kib'] / 1024:,.1f} -> "
          f"{last['rss_kib'] / 1024:,.1f} MiB", f"second-half slope {fmt(slope)} KiB/min"),
         ("engine fds start -> end", f"{first['fds']} -> {last['fds']}", ""),
+        ("engine tasks start -> end", f"{first['tasks']} -> {last['tasks']}",
+         f"sessions {first['sessions']} -> {last['sessions']}"),
         ("ack p99 first -> last interval", f"{fmt(p99s[0] if p99s else None, 'ms')} -> "
          f"{fmt(p99s[-1] if p99s else None, 'ms')}", f"worst interval "
          f"{fmt(max(p99s) if p99s else None, 'ms')}"),
-        cpu_row(cpu.figures, ctx.plan.describe()),
+        cpu_row(_combined(windows), ctx.plan.describe()),
     ]
     for x in load:
         out.rows.append((f"  t={x['t_s']:>6} s q{x['q']}", f"p50 {fmt(x['ack_ms']['p50'], 'ms')}"
                          f" p99 {fmt(x['ack_ms']['p99'], 'ms')}",
                          f"RSS {x['rss_kib'] / 1024:,.1f} MiB, fds {x['fds']}, "
-                         f"acked {x['acked']}/{x['sent']}"))
+                         f"tasks {x['tasks']}, acked {x['acked']}/{x['sent']}"))
     return out
+
+
+def _combined(windows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """CPU windows (one per quiz) as one: each percentage weighted by its window's length."""
+    wall = sum(w["wall_s"] for w in windows)
+    if not wall:
+        return {"wall_s": 0.0, "engine_cpu_pct": None, "loadgen_cpu_pct": None,
+                "other_processes_cpu_pct": None}
+    keys = [k for k in windows[0] if k.endswith("_pct")]
+    return {"wall_s": round(wall, 3), **{
+        k: round(sum(w[k] * w["wall_s"] for w in windows) / wall, 1) for k in keys}}
 
 
 def _capacity(per_s: float | None, cpu_pct: float | None) -> float | None:

@@ -118,6 +118,9 @@ class ServerConfig:
     session_idle_timeout: float = _setting(
         4 * 3600.0, "seconds without any command after which a session ends",
         validator=_positive)
+    session_finished_linger: float = _setting(
+        600.0, "seconds a finished session stays in memory (late displays, results) before "
+        "it is archived", validator=_positive)
     drain_timeout: float = _setting(
         20.0, "seconds a graceful stop may take to flush answers (keep < TimeoutStopSec)",
         validator=_positive)

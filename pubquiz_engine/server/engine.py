@@ -142,6 +142,7 @@ class Engine:
             replay_events=config.replay_events,
             max_members=config.max_members_per_session,
             idle_timeout=config.session_idle_timeout,
+            finished_linger=config.session_finished_linger,
         )
 
     # --- running ------------------------------------------------------------------------------
@@ -441,6 +442,7 @@ class Engine:
                 "max_queue": stats.max_queue,
             },
             "ack_mode": self.config.ack_mode,
+            "tasks": _task_count(),
             "event_loop_lag_seconds": round(
                 self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
         }
@@ -522,3 +524,17 @@ async def running_engine(config: ServerConfig, *, store: Store | None = None,
         if own_store:
             with trio.CancelScope(shield=True):
                 await store.aclose()
+
+
+def _task_count() -> int:
+    """Live trio tasks in this run (a leak of tasks shows here first). O(tasks)."""
+    count = 0
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None:
+            continue
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count

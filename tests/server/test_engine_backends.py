@@ -66,3 +66,18 @@ async def test_idle_session_ends_and_its_members_are_told(tmp_path: Path) -> Non
             assert await engine.persister.drain(timeout=10)
             stored = await engine.store.load_session(session.code)
             assert stored is not None and stored.status == "finished"
+
+
+async def test_finished_session_is_archived_after_its_linger(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, session_finished_linger=0.3) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host, open_client(address.url) as ann:
+                await host.host(session.code, host_token)
+                await ann.join(session.code, "Ann")
+                await host.request(m.End)
+                assert session.code in engine.sessions  # results stay up for a while
+                closed = await ann.wait_closed(timeout=10)
+                assert closed.code == CloseCode.SESSION_ENDED
+            await session.ended.wait()
+            assert session.code not in engine.sessions

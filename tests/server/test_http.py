@@ -24,6 +24,8 @@ async def test_health_ready_and_metrics(tmp_path: Path) -> None:
                 assert health["status"] == "ok"
                 assert health["sessions"] == 1 and health["members"] == 1
                 assert health["connections"] >= 1
+                # The root, the engine's own tasks, and one per open connection at least.
+                assert health["tasks"] > health["connections"]
                 assert health["write_behind"]["depth"] >= 0
                 assert "lag_seconds" in health["write_behind"] and health["version"]
             status, _, body = await http_get(address.port, "/ready")

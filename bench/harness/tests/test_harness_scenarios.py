@@ -78,13 +78,14 @@ def test_rapid_small(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sustained_small(tmp_path: Path) -> None:
     code, doc = _run(tmp_path, "sustained", "--duration", "1", "--interval", "0.5",
-                     "--rate", "40", "--players", "8", "--churn", "1")
+                     "--rate", "40", "--players", "8", "--churn", "1", "--quiz-questions", "1")
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
     assert figures["sent"] == figures["acked"] == 40
+    assert figures["quizzes"] == 2  # back to back, each its own session
     samples = figures["samples"]
     assert len(samples) == 3  # the start, then one per interval
-    assert all(s["rss_kib"] > 0 and s["fds"] > 0 for s in samples)
+    assert all(s["rss_kib"] > 0 and s["fds"] > 0 and s["tasks"] > 0 for s in samples)
     assert figures["churn_cycles"] > 0
 
 
