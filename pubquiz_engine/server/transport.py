@@ -98,6 +98,9 @@ _ACCEPT_BACKOFF: Final = 0.1
 ABNORMAL_CLOSURE: Final = 1006
 # An empty unmasked PING frame: the only ping the server sends.
 _PING_FRAME: Final = b"\x89\x00"
+# Task names given as one shared str: trio otherwise formats a new one for every task.
+_CONNECTION_TASK: Final = "pubquiz_engine.server.transport.connection"
+_WRITER_TASK: Final = "pubquiz_engine.server.transport.writer"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +259,8 @@ class WebSocket:
     Attributes read by the server: ``remote_address`` (``(host, port)`` of the TCP peer;
     behind nginx read ``request_headers`` for ``x-forwarded-for``), ``subprotocol``,
     ``request_path`` (the request target, query included), ``request_headers`` (lower-case
-    names, in order), ``closed``, ``close_code``, ``close_reason``, ``backlog_bytes``.
+    names, in order; without the upgrade's own: ``connection``, ``upgrade`` and the
+    ``sec-websocket-*`` ones), ``closed``, ``close_code``, ``close_reason``, ``backlog_bytes``.
     """
 
     __slots__ = (
@@ -333,7 +337,9 @@ class WebSocket:
         # on the socket, and the event a closing writer waits on for the reader to finish.
         self._reading = False
         self._closer_reading = False
-        self._closer_wakeup = trio.Event()
+        # The events of the close are made when someone waits (a trio.Event is ~210 bytes
+        # with its set of waiters; an idle connection needs none).
+        self._closer_wakeup: trio.Event | None = None
         # Coalescing (``TransportConfig.coalesce_writes``): frames written during this
         # scheduler pass and their end offsets, sent by the server's coalescer in one call.
         self._coalescer = coalescer
@@ -351,8 +357,8 @@ class WebSocket:
         self._last_seen = trio.current_time()
         self._ping_sent_at: float | None = None
         self._close_deadline = math.inf
-        self._peer_closed = trio.Event()
-        self._closed_event = trio.Event()
+        self._peer_closed = False  # the peer's close frame (or EOF) arrived
+        self._closed_event: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.remote_address} {self.request_path!r} state={self._state}>"
@@ -371,6 +377,11 @@ class WebSocket:
 
     async def wait_closed(self) -> None:
         """Return once the connection is fully closed (socket shut, close code known)."""
+        if self._state is _State.CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
         await self._closed_event.wait()
 
     # -- sending ------------------------------------------------------------------------------
@@ -513,7 +524,7 @@ class WebSocket:
     def _start_writer(self) -> None:
         if not self._writer_running:
             self._writer_running = True
-            self._nursery.start_soon(self._writer)
+            self._nursery.start_soon(self._writer, name=_WRITER_TASK)
 
     def _consumed(self, n: int) -> None:
         """Account ``n`` bytes the writer sent from the head of the backlog."""
@@ -584,7 +595,7 @@ class WebSocket:
         Reading matters even when nobody wants the data: closing a socket with unread input
         makes the kernel send RST, which can destroy our close frame before the peer reads it.
         """
-        while not self._peer_closed.is_set() and self._state is not _State.CLOSED:
+        while not self._peer_closed and self._state is not _State.CLOSED:
             if self._reading:
                 self._closer_wakeup = trio.Event()
                 await self._closer_wakeup.wait()
@@ -610,7 +621,7 @@ class WebSocket:
         if self.close_code is None:
             self.close_code = ABNORMAL_CLOSURE
             self.close_reason = "connection lost"
-        self._peer_closed.set()
+        self._peer_closed = True
         self._abort()
 
     def _abort(self) -> None:
@@ -630,8 +641,12 @@ class WebSocket:
         # Wakes a receive() or _drain() blocked on this socket with ClosedResourceError. The
         # connection task closes the socket itself once its handler has returned.
         trio.lowlevel.notify_closing(self._sock)
-        self._closed_event.set()
-        self._closer_wakeup.set()
+        if self._closed_event is not None:
+            self._closed_event.set()
+        if self._closer_wakeup is not None:
+            self._closer_wakeup.set()
+        if self._writer_scope is not None:
+            self._writer_scope.cancel()  # it may still be starting; nothing is left to write
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -657,16 +672,26 @@ class WebSocket:
                     self._messages_head = head + 1
                 return data
             if self._state is not _State.OPEN:
-                if self._state is _State.CLOSED or self._peer_closed.is_set():
+                if self._state is _State.CLOSED or self._peer_closed:
                     raise ConnectionClosed(
                         self.close_code if self.close_code is not None else ABNORMAL_CLOSURE,
                         self.close_reason,
                     )
                 if self._closer_reading:
                     # The writer task reads for the close handshake; wait for its outcome.
-                    await self._closed_event.wait()
+                    await self.wait_closed()
                     continue
-            await self._receive_some()
+            # ``_receive_some`` inline: an idle connection waits here, and every coroutine
+            # level costs ~0.2 KiB per connection.
+            self._reading = True
+            try:
+                await trio.lowlevel.wait_readable(self._sock)
+            except trio.ClosedResourceError:
+                self._abort()
+                continue
+            finally:
+                self._after_wait()
+            self._read_now()
 
     async def _receive_some(self) -> None:
         """One read from the socket, fed to wsproto; its events are processed."""
@@ -677,10 +702,17 @@ class WebSocket:
             self._abort()
             return
         finally:
-            self._reading = False
-            if self._state is not _State.OPEN:
-                # A closing writer may be waiting for this reader to step aside.
-                self._closer_wakeup.set()
+            self._after_wait()
+        self._read_now()
+
+    def _after_wait(self) -> None:
+        self._reading = False
+        if self._state is not _State.OPEN and self._closer_wakeup is not None:
+            # A closing writer may be waiting for this reader to step aside.
+            self._closer_wakeup.set()
+
+    def _read_now(self) -> None:
+        """Read what the socket has (it was readable) and feed it to wsproto."""
         try:
             data = self._sock.recv(_RECV_SIZE)
         except BlockingIOError:
@@ -701,7 +733,7 @@ class WebSocket:
         if proto.state not in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # The close handshake is over on wsproto's side; anything more is ignored.
             if data is None:
-                self._peer_closed.set()
+                self._peer_closed = True
             return
         proto.receive_data(data)
         for event in proto.events():
@@ -749,7 +781,7 @@ class WebSocket:
             # OPEN: that is the peer's protocol error (1002, 1007), not its close frame.
             self._fail(event.code, event.reason or "protocol error")
             return
-        self._peer_closed.set()
+        self._peer_closed = True
         if event.code == ABNORMAL_CLOSURE:
             # EOF without a close frame.
             self._lost()
@@ -895,6 +927,8 @@ async def serve(
                         counters,
                         connections,
                         coalescer,
+                        nursery,
+                        name=_CONNECTION_TASK,
                     )
     finally:
         trio.lowlevel.notify_closing(listener)
@@ -938,8 +972,15 @@ async def _serve_connection(
     counters: _Counters,
     connections: set[WebSocket],
     coalescer: _Coalescer | None,
+    writers: trio.Nursery,
 ) -> None:
-    """One accepted socket, from handshake to close. Always closes the socket."""
+    """One accepted socket, from handshake to close. Always closes the socket.
+
+    The connection's writer task, when it needs one, runs in ``writers`` (the server's
+    nursery) under its own cancel scope, which ``_abort`` cancels: no nursery per connection
+    (one costs ~1 KiB, and an idle connection has no writer). Each level of coroutine here
+    costs ~0.2-0.4 KiB per idle connection too, hence the handler runs inline.
+    """
     try:
         sock.setblocking(False)
         if config.tcp_nodelay:
@@ -954,46 +995,40 @@ async def _serve_connection(
         if upgrade is None:
             return
         proto, path, headers, subprotocol, trailing = upgrade
-        async with trio.open_nursery() as nursery:
-            ws = WebSocket(
-                sock,
-                proto,
-                config=config,
-                counters=counters,
-                nursery=nursery,
-                coalescer=coalescer,
-                remote_address=remote_address,
-                request_path=path,
-                request_headers=headers,
-                subprotocol=subprotocol,
-            )
-            connections.add(ws)
-            counters.connections_open += 1
-            counters.connections_total += 1
-            if trailing:
-                ws._feed(trailing)
+        ws = WebSocket(
+            sock,
+            proto,
+            config=config,
+            counters=counters,
+            nursery=writers,
+            coalescer=coalescer,
+            remote_address=remote_address,
+            request_path=path,
+            request_headers=headers,
+            subprotocol=subprotocol,
+        )
+        connections.add(ws)
+        counters.connections_open += 1
+        counters.connections_total += 1
+        if trailing:
+            ws._feed(trailing)
+        try:
             try:
-                await _run_handler(ws, handler)
-                await _linger(ws)
-            finally:
-                connections.discard(ws)
-                ws._abort()
-                nursery.cancel_scope.cancel()
+                await handler(ws)
+            except ConnectionClosed:
+                pass
+            except Exception:
+                LOGGER.exception("WebSocket handler failed for %s", ws.remote_address)
+                ws.close(CloseCode.INTERNAL_ERROR, "internal error")
+            else:
+                ws.close(CloseCode.NORMAL, "")
+            await _linger(ws)
+        finally:
+            connections.discard(ws)
+            ws._abort()
     finally:
         trio.lowlevel.notify_closing(sock)
         sock.close()
-
-
-async def _run_handler(ws: WebSocket, handler: WebSocketHandler) -> None:
-    try:
-        await handler(ws)
-    except ConnectionClosed:
-        pass
-    except Exception:
-        LOGGER.exception("WebSocket handler failed for %s", ws.remote_address)
-        ws.close(CloseCode.INTERNAL_ERROR, "internal error")
-    else:
-        ws.close(CloseCode.NORMAL, "")
 
 
 async def _linger(ws: WebSocket) -> None:
@@ -1097,6 +1132,14 @@ _COMMON_HEADER_STRINGS: dict[bytes, str] = {
 }
 
 
+#: Headers the upgrade consumed: a connection does not keep them (its key alone is a 73-byte
+#: str per connection); ``subprotocol`` says what was agreed.
+_HANDSHAKE_HEADERS: Final = frozenset({
+    "connection", "upgrade", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "sec-websocket-protocol",
+})
+
+
 def _str_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     # h11 lower-cases names; HTTP header values are latin-1 by definition.
     common = _COMMON_HEADER_STRINGS.get
@@ -1175,7 +1218,8 @@ def _accept_websocket(
     # Bytes the client sent after its request: frames pipelined behind the handshake.
     trailing, _closed = h11_conn.trailing_data
     target = request.target.decode("latin-1")
-    return response, (proto, target, headers, subprotocol, trailing)
+    kept = tuple(h for h in headers if h[0] not in _HANDSHAKE_HEADERS)
+    return response, (proto, target, kept, subprotocol, trailing)
 
 
 def _error(status: int, text: str) -> HttpResponse:
