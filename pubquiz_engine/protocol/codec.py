@@ -13,8 +13,11 @@ Rules this module keeps:
    walk of the (already size-bounded) result.
 3. pubquiz.v1 has no binary and no extension values, so ``max_bin_len`` and ``max_ext_len`` are
    0 and an empty ext is refused by ``ext_hook``: all of those are ``unsupported_type``.
-4. Once the frame is a map with a known ``"t"``, a valid integer ``rid`` is carried on every error
-   (``DecodeError.rid``) so the server can answer ``error{rid}`` and keep the connection.
+4. Once the frame is a map, a valid integer ``rid`` is carried on every error
+   (``DecodeError.rid``) so the server can answer ``error{rid}`` and keep the connection. When
+   msgpack itself refuses the frame (a limit, bad UTF-8, a truncated value, ...), the rid is
+   recovered by a bounded walk of the top-level map's entries (``_recover_envelope``) that builds
+   nothing but the keys and the ``rid``/``"t"`` values.
 5. msgpack's exceptions are translated here and nowhere else (one module per library).
 """
 
@@ -127,35 +130,97 @@ def _options(limits: Limits) -> dict[str, Any]:
     return options
 
 
-def _unpack(data: bytes, options: dict[str, Any]) -> Any:
-    """msgpack.unpackb with every msgpack failure mapped to a DecodeError."""
+def _unpack(data: bytes, limits: Limits) -> Any:
+    """msgpack.unpackb with every msgpack failure mapped to a DecodeError.
+
+    A frame msgpack refuses gets its rid (and ``"t"``) back when a bounded walk of its top-level
+    map can read them (``_recover_envelope``), except for trailing bytes: then the frame's one
+    value was complete and the framing itself is wrong.
+    """
     try:
-        return msgpack.unpackb(data, **options)
-    except _ExtRefused:
-        raise DecodeError(ErrorCode.UNSUPPORTED_TYPE, "ext values are not allowed") from None
-    except msgpack.StackError:
-        raise DecodeError(ErrorCode.LIMIT_EXCEEDED, "nested too deeply") from None
+        return msgpack.unpackb(data, **_options(limits))
     except msgpack.ExtraData:
         raise DecodeError(ErrorCode.MALFORMED_FRAME, "bytes after the frame's value") from None
-    except UnicodeDecodeError:
-        raise DecodeError(ErrorCode.MALFORMED_FRAME, "a string is not valid UTF-8") from None
-    except ValueError as exc:
+    except (_ExtRefused, ValueError, TypeError, OverflowError) as exc:
+        # (StackError, FormatError, UnicodeDecodeError and truncation are ValueErrors too.)
+        code, message = _unpack_failure(exc)
+    rid, message_type = _recover_envelope(data, limits)
+    raise DecodeError(code, message, rid=rid, message_type=message_type)
+
+
+def _unpack_failure(exc: Exception) -> tuple[ErrorCode, str]:
+    """The error code and message for an exception msgpack.unpackb raised."""
+    if isinstance(exc, _ExtRefused):
+        return ErrorCode.UNSUPPORTED_TYPE, "ext values are not allowed"
+    if isinstance(exc, msgpack.StackError):
+        return ErrorCode.LIMIT_EXCEEDED, "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return ErrorCode.MALFORMED_FRAME, "a string is not valid UTF-8"
+    if isinstance(exc, ValueError):
         text = str(exc)
         match = _LIMIT_MESSAGE.search(text)
         if match is not None:
             if match.group(1) in ("bin", "ext"):
-                raise DecodeError(
-                    ErrorCode.UNSUPPORTED_TYPE, f"{match.group(1)} values are not allowed"
-                ) from None
-            raise DecodeError(
-                ErrorCode.LIMIT_EXCEEDED, f"a msgpack {match.group(1)} is over its length limit"
-            ) from None
+                return ErrorCode.UNSUPPORTED_TYPE, f"{match.group(1)} values are not allowed"
+            return ErrorCode.LIMIT_EXCEEDED, f"a msgpack {match.group(1)} is over its length limit"
         if "map key" in text:
-            raise DecodeError(ErrorCode.INVALID_MESSAGE, "map keys must be strings") from None
-        # Truncated input, a reserved byte (FormatError), a bad timestamp, ...
-        raise DecodeError(ErrorCode.MALFORMED_FRAME, "not a valid msgpack value") from None
-    except (TypeError, OverflowError):  # pragma: no cover - defensive: msgpack documents none
-        raise DecodeError(ErrorCode.MALFORMED_FRAME, "not a valid msgpack value") from None
+            return ErrorCode.INVALID_MESSAGE, "map keys must be strings"
+    # Truncated input, a reserved byte (FormatError), a bad timestamp, and (defensively: msgpack
+    # documents neither) TypeError or OverflowError.
+    return ErrorCode.MALFORMED_FRAME, "not a valid msgpack value"
+
+
+# First bytes of a msgpack int (positive fixint, uint8..uint64, int8..int64, negative fixint)
+# and of a msgpack str (fixstr, str8, str16, str32).
+_INT_HEADS = frozenset([*range(0x00, 0x80), *range(0xCC, 0xD4), *range(0xE0, 0x100)])
+_STR_HEADS = frozenset([*range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB])
+_AMBIGUOUS = object()  # a key that appeared twice: its value is nobody's
+
+
+def _recover_envelope(data: bytes, limits: Limits) -> tuple[int | None, str | None]:
+    """The ``rid`` and ``"t"`` of a frame that msgpack refused, when they can be read safely.
+
+    Walks the top-level map entry by entry with msgpack's streaming ``Unpacker`` and stops at the
+    first entry it cannot read. Bounded on hostile input:
+
+    - at most ``max_map_len`` entries (a larger top-level map gives up at once);
+    - a key is read only when its first byte is a str header, and then with the frame's limits
+      (so at most ``max_str_bytes``); anything else ends the walk;
+    - the ``rid`` value is built only when its first byte is an int header, the ``"t"`` value only
+      when it is a str header (again within the limits); any other value is skipped with
+      ``Unpacker.skip()``, which in msgpack's C implementation builds no object and checks no
+      length limit (``construct`` is off in skip mode): a 10 KB string is stepped over by its
+      declared length, a declared length the bytes do not hold ends the walk (``OutOfData``),
+      and nesting beyond msgpack's fixed 1024-level stack ends it too (``StackError``). The work
+      is linear in the frame, whose size was checked before msgpack ran.
+
+    A ``"rid"`` or ``"t"`` key seen twice yields nothing for that key; a rid must pass
+    ``_valid_rid`` like any other.
+    """
+    unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_options(limits))
+    unpacker.feed(data)
+    found: dict[str, object] = {}
+    try:
+        count = unpacker.read_map_header()
+        if count > limits.max_map_len:
+            return None, None
+        for _ in range(count):
+            if data[unpacker.tell()] not in _STR_HEADS:
+                break  # a non-str key (or none left): the envelope ends here
+            key = unpacker.unpack()
+            if key != "rid" and key != "t":
+                unpacker.skip()
+                continue
+            heads = _INT_HEADS if key == "rid" else _STR_HEADS
+            value = unpacker.unpack() if data[unpacker.tell()] in heads else unpacker.skip()
+            found[key] = _AMBIGUOUS if key in found else value
+    except (_ExtRefused, ValueError, msgpack.OutOfData, IndexError, TypeError):
+        pass  # the walk ends at the first entry it cannot read; what was read before stands
+    message_type = found.get("t")
+    return (
+        _valid_rid(found.get("rid")),
+        message_type if type(message_type) is str else None,
+    )
 
 
 def _map_header(data: bytes) -> int | None:
@@ -229,7 +294,7 @@ def decode(
     if not size:
         raise DecodeError(ErrorCode.MALFORMED_FRAME, "empty frame")
 
-    frame = _unpack(data, _options(limits))
+    frame = _unpack(data, limits)
     if type(frame) is not dict:
         raise DecodeError(ErrorCode.INVALID_MESSAGE, "a frame must be a map")
     message_type = frame.get("t")

@@ -319,12 +319,12 @@ async def test_hostile_names_are_refused_and_look_alikes_collide(tmp_path: Path)
                      "accented": "\u00c1nn L\u00e9e"}
             for rid, (what, name) in enumerate(names.items(), start=2):
                 # The next message is the reply (nothing else reaches a connection that has
-                # not joined). Not matched by rid: a string over the codec's 4 KiB limit fails
-                # the whole decode, so that error carries no rid.
+                # not joined). Every reply carries its rid, even when a string over the
+                # codec's 4 KiB limit fails the whole decode (the rid is read around it).
                 await ws.send({"t": "join", "rid": rid, "code": session.code, "name": name,
                                "team": None})
                 reply = await ws.receive()
-                assert reply.get("rid") in (rid, None), reply
+                assert reply.get("rid") == rid, reply
                 outcomes[what] = reply["code"] if reply["t"] == "error" else reply["t"]
             # The connection is still usable: a clean name gets in.
             ok = await ws.request({"t": "join", "rid": 99, "code": session.code,

@@ -11,6 +11,8 @@
 //    - nesting deeper than HARD_DEPTH is `limit_exceeded` (the protocol's own depth limit is
 //      checked afterwards by protocol.js, per field, as the server does);
 //    - map keys must be strings (an empty bin key is kept, as bytes, for the caller to refuse).
+//    When `unpack` refuses a frame part-way, `readEnvelope` recovers the top-level map's "rid"
+//    and "t" with a bounded walk (the server codec's `_recover_envelope`, SPEC section 12).
 // 3. Numbers keep their msgpack kind: integers decode to `number` (or `bigint` when outside
 //    +-(2^53-1), which the schema then refuses), floats decode to `Float64` wrappers so the
 //    caller can tell `1.0` from `1` (JavaScript cannot). protocol.js unwraps them for the pages.
@@ -22,11 +24,18 @@
 
 /** An error with a stable pubquiz.v1 error code (`malformed_frame`, `limit_exceeded`, ...). */
 export class CodecError extends Error {
-  constructor(code, message, rid = null) {
+  /**
+   * `rid` and `messageType` are the frame's request id and `"t"` when they could be read (as on
+   * the server's DecodeError); `valueComplete` is true only for bytes after a complete value
+   * (the framing is wrong, not the value: no rid is recovered for it).
+   */
+  constructor(code, message, rid = null, messageType = null) {
     super(message);
     this.name = "CodecError";
     this.code = code;
     this.rid = rid;
+    this.messageType = messageType;
+    this.valueComplete = false;
   }
 }
 
@@ -157,16 +166,94 @@ class Reader {
     const out = new Map();
     for (let i = 0; i < n; i++) {
       const key = this.value(depth + 1);
+      const item = this.value(depth + 1);
+      // msgpack-python checks the key once its value is read too (a truncated value after a
+      // non-string key is malformed_frame).
       if (typeof key !== "string" && !(key instanceof Uint8Array)) {
         throw new CodecError("invalid_message", "map keys must be strings");
       }
-      out.set(key, this.value(depth + 1)); // a repeated key keeps the last value
+      out.set(key, item); // a repeated key keeps the last value
     }
     if (depth === 0) {
       this.topDeclared = n;
       this.topDistinct = out.size;
     }
     return out;
+  }
+
+  /** Step over `n` bytes that must be in the frame. */
+  advance(n) {
+    this.need(n);
+    this.pos += n;
+  }
+
+  /** The entry count of a map header (no limit checked), or throw if the next value is no map. */
+  mapHeader() {
+    const b = this.u8();
+    if (b >= 0x80 && b <= 0x8f) return b & 0x0f;
+    if (b === 0xde) return this.u16();
+    if (b === 0xdf) return this.u32();
+    throw new CodecError("invalid_message", "not a map");
+  }
+
+  /**
+   * Step over one whole value by its declared lengths, building nothing and checking no limit
+   * (msgpack-python's `Unpacker.skip()`): it fails only on a declared length the bytes do not
+   * hold, a reserved byte, or containers nested more than HARD_DEPTH deep (msgpack's fixed stack,
+   * counted from the skipped value itself). Iterative; each step consumes at least one byte.
+   */
+  skip() {
+    const pending = []; // values still to come in each open container
+    for (;;) {
+      const b = this.u8();
+      let items = -1; // a container's number of values (keys and values for a map)
+      if (b <= 0x7f || b >= 0xe0) {
+        // fixint
+      } else if (b <= 0x8f) items = (b & 0x0f) * 2;
+      else if (b <= 0x9f) items = b & 0x0f;
+      else if (b <= 0xbf) this.advance(b & 0x1f);
+      else {
+        switch (b) {
+          case 0xc0: case 0xc2: case 0xc3: break;
+          case 0xc4: case 0xd9: this.advance(this.u8()); break;
+          case 0xc5: case 0xda: this.advance(this.u16()); break;
+          case 0xc6: case 0xdb: this.advance(this.u32()); break;
+          case 0xc7: this.advance(this.u8() + 1); break; // ext: type byte and body
+          case 0xc8: this.advance(this.u16() + 1); break;
+          case 0xc9: this.advance(this.u32() + 1); break;
+          case 0xcc: case 0xd0: this.advance(1); break;
+          case 0xcd: case 0xd1: this.advance(2); break;
+          case 0xca: case 0xce: case 0xd2: this.advance(4); break;
+          case 0xcb: case 0xcf: case 0xd3: this.advance(8); break;
+          case 0xd4: this.advance(2); break;
+          case 0xd5: this.advance(3); break;
+          case 0xd6: this.advance(5); break;
+          case 0xd7: this.advance(9); break;
+          case 0xd8: this.advance(17); break;
+          case 0xdc: items = this.u16(); break;
+          case 0xdd: items = this.u32(); break;
+          case 0xde: items = this.u16() * 2; break;
+          case 0xdf: items = this.u32() * 2; break;
+          default: // 0xc1, reserved
+            throw new CodecError("malformed_frame", "reserved byte 0xc1");
+        }
+      }
+      if (items >= 0) {
+        if (pending.length >= HARD_DEPTH) {
+          throw new CodecError("limit_exceeded", "nested too deeply");
+        }
+        if (items > 0) {
+          pending.push(items);
+          continue;
+        }
+      }
+      // A value is complete: count it in its container, and close every container it fills.
+      for (;;) {
+        if (pending.length === 0) return;
+        if (--pending[pending.length - 1] > 0) break;
+        pending.pop();
+      }
+    }
   }
 
   value(depth) {
@@ -232,9 +319,60 @@ export function unpack(bytes, limits = SERVER_LIMITS) {
   const reader = new Reader(bytes, limits);
   const value = reader.value(0);
   if (reader.pos !== bytes.length) {
-    throw new CodecError("malformed_frame", "bytes after the frame's value");
+    const error = new CodecError("malformed_frame", "bytes after the frame's value");
+    error.valueComplete = true;
+    throw error;
   }
   return { value, topDeclared: reader.topDeclared, topDistinct: reader.topDistinct };
+}
+
+// First bytes of an int (fixints, uint8..uint64, int8..int64) and of a str (fixstr, str8..32).
+const isIntHead = (b) => b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3);
+const isStrHead = (b) => (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
+
+/**
+ * The `"rid"` and `"t"` values of a frame `unpack` refused part-way, read by a bounded walk of
+ * its top-level map (the server codec's `_recover_envelope`; SPEC section 12). Returns
+ * `{rid, t}`, each `undefined` when not read; the caller still checks their types.
+ *
+ * - nothing unless the frame is a map of at most `maxMapLen` entries;
+ * - entries are read in order and the walk ends at the first one it cannot read: a key must be
+ *   a str (within `maxStrBytes`, valid UTF-8); the `"rid"` value is built only if it is an int,
+ *   the `"t"` value only if it is a str (within the limits); every other value is stepped over
+ *   by `skip` without being built;
+ * - a `"rid"` or `"t"` key seen twice gives nothing for that key.
+ * Linear in the frame: every entry consumes bytes, and `skip` is iterative.
+ */
+export function readEnvelope(bytes, limits = SERVER_LIMITS) {
+  const reader = new Reader(bytes, limits);
+  const found = new Map();
+  const repeated = new Set();
+  try {
+    const count = reader.mapHeader();
+    if (count > limits.maxMapLen) return {};
+    for (let i = 0; i < count; i++) {
+      if (!isStrHead(bytes[reader.pos])) break; // a non-str key (or none left): the walk ends
+      const key = reader.value(0);
+      if (key !== "rid" && key !== "t") {
+        reader.skip();
+        continue;
+      }
+      const wanted = key === "rid" ? isIntHead : isStrHead;
+      let value = null;
+      if (wanted(bytes[reader.pos])) value = reader.value(0);
+      else reader.skip();
+      if (found.has(key)) repeated.add(key);
+      found.set(key, value);
+    }
+  } catch (error) {
+    if (!(error instanceof CodecError)) throw error;
+    // The walk ends at the first entry it cannot read; what was read before stands.
+  }
+  const result = {};
+  for (const key of ["rid", "t"]) {
+    if (found.has(key) && !repeated.has(key)) result[key] = found.get(key);
+  }
+  return result;
 }
 
 // --- encoding -------------------------------------------------------------------------------

@@ -15,7 +15,15 @@
 //    (or as `Float64` with `{keepFloats: true}`, for tests that must tell 2.0 from 2).
 // 5. Pure: no DOM, no network. client.js does the WebSocket part.
 
-import { CLIENT_LIMITS, CodecError, Float64, SERVER_LIMITS, pack, unpack } from "./msgpack.js";
+import {
+  CLIENT_LIMITS,
+  CodecError,
+  Float64,
+  SERVER_LIMITS,
+  pack,
+  readEnvelope,
+  unpack,
+} from "./msgpack.js";
 
 export { CLIENT_LIMITS, CodecError, Float64, SERVER_LIMITS };
 
@@ -387,6 +395,21 @@ function peekType(bytes, limits) {
 }
 
 /**
+ * `unpack`, and when msgpack refuses the frame part-way (not for bytes after a complete value),
+ * the same error with the rid and "t" a bounded walk of the top-level map can read (SPEC 12).
+ */
+function unpackFrame(bytes, limits) {
+  try {
+    return unpack(bytes, limits);
+  } catch (error) {
+    if (!(error instanceof CodecError) || error.valueComplete) throw error;
+    const { rid, t } = readEnvelope(bytes, limits);
+    throw new CodecError(error.code, error.message, validRid(rid),
+      typeof t === "string" ? t : null);
+  }
+}
+
+/**
  * Decode one frame that travelled in `direction` into a message object ({t, ...fields}, every
  * field present, nil as null). Throws `CodecError` with the server codec's code and rid.
  * `limits` defaults to SERVER_LIMITS for server frames and CLIENT_LIMITS for client frames.
@@ -400,12 +423,12 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
     fail("frame_too_large", `frame of ${size} bytes is over the limit`);
   }
   if (!size) fail("malformed_frame", "empty frame");
-  const { value: frame, topDeclared, topDistinct } = unpack(bytes, limits);
+  const { value: frame, topDeclared, topDistinct } = unpackFrame(bytes, limits);
   if (!(frame instanceof Map)) fail("invalid_message", "a frame must be a map");
   const type = frame.get("t");
   const rid = validRid(frame.get("rid"));
   const refuse = (code, message) => {
-    throw new CodecError(code, message, rid);
+    throw new CodecError(code, message, rid, typeof type === "string" ? type : null);
   };
   if (typeof type !== "string") refuse("invalid_message", 'missing "t" (message type)');
   const fields = Object.hasOwn(REGISTRY[direction], type) ? REGISTRY[direction][type] : null;
