@@ -442,6 +442,15 @@ class Engine:
             },
             "ack_mode": self.config.ack_mode,
             "tasks": _task_count(),
+            "write_passes": {
+                "count": transport.write_passes if transport is not None else 0,
+                "seconds_total": round(transport.write_pass_seconds_total, 6)
+                if transport is not None else 0.0,
+                "slowest_seconds": round(transport.write_pass_seconds_max, 6)
+                if transport is not None else 0.0,
+                "slowest_frames": transport.write_pass_frames_at_max
+                if transport is not None else 0,
+            },
             "event_loop_lag_seconds": round(
                 self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
         }

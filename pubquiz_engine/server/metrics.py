@@ -252,8 +252,15 @@ class _EngineCollector(Collector):
                  "backlog passed max_backlog_bytes (4101).", t.closed_slow_consumer),
                 ("pubquiz_closed_idle", "Connections closed for not answering pings.",
                  t.closed_idle),
+                ("pubquiz_write_passes", "Coalesced write passes (a broadcast is one).",
+                 t.write_passes),
+                ("pubquiz_write_pass_seconds", "Time from each write pass's first write to "
+                 "every frame of it handed to the kernel, summed.", t.write_pass_seconds_total),
             ):
                 yield CounterMetricFamily(name, help_text, value=value)
+            yield _gauge("pubquiz_write_pass_slowest_seconds", "The slowest write pass so "
+                         "far: first write to the kernel having every frame.",
+                         t.write_pass_seconds_max)
         w = s.write_behind
         yield _gauge("pubquiz_write_behind_depth", "Records queued, not yet committed "
                      "(in flight included).", w.depth)

@@ -525,12 +525,25 @@ async def test_fan_out_of_one_preframed_message(nursery: trio.Nursery, coalesce:
             for _ in range(n):
                 clients.start_soon(member)
             await all_joined.wait()
+            before = info.statistics()
             for _ in range(3):
                 for ws in members:
                     ws.send_frame(frame)
             await all_received.wait()
+            after = info.statistics()
             release.set()
         assert received == [payload] * (3 * n)
+        assert after.frames_out - before.frames_out == 3 * n
+        if coalesce:
+            # Written in one scheduler pass, handed to the kernel in one flush: one pass,
+            # timed from its first write to its end.
+            assert after.write_passes - before.write_passes == 1
+            assert after.write_pass_seconds_total > before.write_pass_seconds_total
+            assert after.write_pass_seconds_max > 0
+            if after.write_pass_seconds_max > before.write_pass_seconds_max:
+                assert after.write_pass_frames_at_max == 3 * n
+        else:
+            assert after.write_passes == before.write_passes == 0
 
 
 # -- keepalive and closing ---------------------------------------------------------------------
