@@ -169,7 +169,11 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         with _mapped():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the database directory "
+                                 f"{self.path.parent}: {exc.strerror or exc}") from exc
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             conn.execute("PRAGMA journal_mode=WAL")

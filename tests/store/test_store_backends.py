@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -241,3 +242,10 @@ async def test_closed_store_refuses_calls(store_url: str) -> None:
 async def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError):
         await open_store(url)
+
+
+async def test_sqlite_directory_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the data directory should be")
+    with pytest.raises(StoreError, match="cannot create the database directory"):
+        await open_store(f"sqlite:///{blocker / 'sub' / 'pubquiz.sqlite3'}")
