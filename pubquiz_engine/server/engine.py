@@ -348,6 +348,9 @@ class Engine:
                                     epoch=epoch, seq=seq, created_at=created_at,
                                     resume_hashes=resume_hashes)
         self._start_session(session, None)
+        # The score rows as the restored game has them: the old owner may have died before
+        # its last ones were committed (they are write-behind), and an export must be right.
+        session.rewrite_scores()
         if self.coord is not None:
             self.coord.changed(session, True)
         return session

@@ -171,10 +171,13 @@ class Coordination:
             game = GameSession.from_snapshot(data["game"])
             resume = {int(pid): h for pid, h in data["resume_hashes"]}
             joins, answers = await self._replay(code, game, resume, snapshot.watermark)
+            # Above anything the old owner stored, also after its last snapshot: our events
+            # must not collide with its rows, nor our score rows lose to its newer seqs.
+            stored_seq = await engine.store.last_seq(code)
         except BaseException:
             await self.keeper.release(code)
             raise
-        seq = max([data["seq"], *(a.seq for a in answers)]) + 1
+        seq = max([data["seq"], stored_seq, *(a.seq for a in answers)]) + 1
         session = engine.adopt_session(
             code=code, game=game, host_token_hash=data["host_token_hash"], epoch=lease.epoch,
             seq=seq, created_at=data["created_at"], resume_hashes=resume)

@@ -383,6 +383,14 @@ class LiveSession:
             self._on_change(self, True)
         return len(quiz.rounds) - 1
 
+    def rewrite_scores(self) -> None:
+        """Queue every participant's current score row (after a takeover: the rows the old
+        owner had not committed yet are restored from the game's own totals)."""
+        game = self.game
+        self._submit([ScoreRecord(code=self.code, participant_id=pid, score=game.score_of(pid),
+                                  seq=max(self.seq, 1), epoch=self.epoch)
+                      for pid in game.participants])
+
     def _require_room_in_queue(self, records: int) -> None:
         stats = self._persister.stats()
         if stats.depth + records > stats.max_queue:

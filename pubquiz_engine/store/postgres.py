@@ -315,6 +315,19 @@ class PostgresStore:
 
         return await self._read(fn)
 
+    async def last_seq(self, code: str) -> int:
+        def fn(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(
+                "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM events WHERE session_code = %s"
+                " UNION ALL SELECT MAX(seq) FROM answers WHERE session_code = %s"
+                " UNION ALL SELECT MAX(updated_seq) FROM participant_scores"
+                " WHERE session_code = %s) AS m",
+                (code, code, code),
+            ).fetchone()
+            return int(row[0]) if row is not None and row[0] is not None else 0
+
+        return await self._read(fn)
+
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
         def fn(conn: psycopg.Connection[Any]) -> list[AnswerRow]:
             rows = conn.execute(

@@ -244,6 +244,12 @@ class Store(Protocol):
         """The session's participants in id order (failover: who joined after a snapshot)."""
         ...
 
+    async def last_seq(self, code: str) -> int:
+        """The highest seq stored for the session (events, answers, scores; 0 if none): a node
+        taking the session over numbers its events above it, so that its rows never collide
+        with, or lose to, rows the old owner wrote after its last snapshot."""
+        ...
+
     async def load_session(self, code: str) -> SessionRow | None: ...
 
     async def list_sessions(self, *, status: str | None = None) -> list[SessionRow]:

@@ -301,6 +301,19 @@ class SqliteStore:
 
         return await self._read(fn)
 
+    async def last_seq(self, code: str) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM events WHERE session_code = ?"
+                " UNION ALL SELECT MAX(seq) FROM answers WHERE session_code = ?"
+                " UNION ALL SELECT MAX(updated_seq) FROM participant_scores"
+                " WHERE session_code = ?) AS m",
+                (code, code, code),
+            ).fetchone()
+            return int(row[0]) if row is not None and row[0] is not None else 0
+
+        return await self._read(fn)
+
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
         def fn(conn: sqlite3.Connection) -> list[AnswerRow]:
             rows = conn.execute(

@@ -23,7 +23,7 @@ from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress
-from pubquiz_engine.store import AnswerRecord, open_store
+from pubquiz_engine.store import AnswerRecord, EventRecord, ScoreRecord, open_store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -203,6 +203,45 @@ async def test_a_player_who_left_the_lobby_stays_gone_after_a_takeover(
                 await newcomer.join(code, "Go", team="Blues")  # the name and team are free
                 assert newcomer.welcome is not None
                 assert newcomer.welcome.participant == 4  # ids are never reused
+
+
+async def test_the_new_owner_numbers_above_rows_written_after_the_last_snapshot(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The old owner may store events and score rows after its last snapshot (write-behind
+    commits them, the snapshot lags). The new owner must number its events above them (else
+    its event rows collide and are dropped) and its score rows must win over the old ones."""
+    with trio.fail_after(30):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+            session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            async with open_client(addr_a.url) as ann:
+                await ann.join(code, "Ann")
+                assert ann.welcome is not None and ann.token is not None
+                pid, token = ann.welcome.participant or 0, ann.token
+                await session.wait_snapshot()
+                assert await a.persister.drain(timeout=10)
+            late = session.seq + 40
+            # What a dying owner could have committed after its last snapshot: events, and a
+            # score row that the restored game does not know (a reveal not in the snapshot).
+            await a.store.write([EventRecord(code, late - 1, "revealed", {}, 1.0, session.epoch),
+                                 ScoreRecord(code, pid, 777, late, session.epoch)])
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, code)
+            async with contextlib.AsyncExitStack() as stack:
+                await resume_with_retry(addr_b.url, token, 0, stack)
+                restored = b.sessions[code]
+                assert restored.seq > late
+                host = await stack.enter_async_context(open_client(addr_b.url))
+                await host.host(code, host_token)
+                await host.request(m.Start)
+            assert await b.persister.drain(timeout=10)
+            # The restored game's score (0) replaced the row it knew nothing of.
+            results = await b.store.session_results(code)
+            assert [(s.participant_id, s.score) for s in results.standings] == [(pid, 0)]
+            assert await b.store.last_seq(code) > late  # B's own events were stored
 
 
 async def test_a_paused_owner_is_fenced_and_its_writes_refused(

@@ -120,6 +120,24 @@ async def test_same_records_twice_store_once(store: Store, codes: Codes) -> None
     assert len(results.standings) == 1
 
 
+async def test_last_seq_is_the_highest_of_events_answers_and_scores(
+    store: Store, codes: Codes
+) -> None:
+    code, other = codes(), codes()
+    with trio.fail_after(20):
+        assert await store.last_seq(code) == 0  # nothing stored
+        await store.write([session(code), participant(code, 1), session(other)])
+        assert await store.last_seq(code) == 0
+        await store.write([EventRecord(code, 7, "tick", {}, 1.0, 1), answer(code, 1, 1, seq=4)])
+        assert await store.last_seq(code) == 7
+        await store.write([answer(code, 1, 2, seq=12)])
+        assert await store.last_seq(code) == 12
+        await store.write([score(code, 1, 3, seq=15)])
+        assert await store.last_seq(code) == 15
+        await store.write([EventRecord(other, 99, "tick", {}, 1.0, 1)])
+        assert await store.last_seq(code) == 15  # another session's rows do not count
+
+
 async def test_scores_never_go_backwards(store: Store, codes: Codes) -> None:
     code = codes()
     with trio.fail_after(20):
