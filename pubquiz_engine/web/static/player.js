@@ -10,6 +10,13 @@
 //    with its real `last_seq` and gets the missed events.
 // 3. An answer is "received" only on its `answer_ack`. One sent before a drop is sent again with
 //    the same rid once the connection is back, while its question is still open.
+// 4. The wager control is offered for the next round (the lobby's round 0, or the round after a
+//    round summary) and hidden as soon as a slide or question shows that a round has started.
+//    Nothing in the protocol says which rounds take wagers, so it is offered folded for every
+//    next round while the player has points to stake, and folds away for a round the server
+//    refuses with `not_a_wager_round` (or `unknown_round`: the last round had no successor).
+//    Stakes placed from this page are kept with the session (a reload shows them again); a
+//    teammate's stake, which replaces the team's, is not known here.
 
 import { QuizConnection } from "./client.js";
 import { errorText, t, translatePage } from "./i18n.js";
@@ -21,14 +28,17 @@ import {
 const STORE_KEY = "pubquiz.player";
 const FORCE_STATE = Number.MAX_SAFE_INTEGER;
 
-let session = saved.get(STORE_KEY); // {code, token, participant, name, team, nextRid}
+let session = saved.get(STORE_KEY); // {code, token, participant, name, team, nextRid, wagers}
 let connection = null;
 let haveView = false;
 const clock = new ServerClock();
 const view = {
   phase: null, question: null, answer: null, acked: false, pending: null, score: 0, rank: null,
   round: null, jokerRound: null, mode: null,
+  wagerRound: null, // the round the wager control is offered for, or null (hidden)
+  noWager: new Set(), // rounds the server said take no wagers
 };
+const MAX_STAKE = 2 ** 31 - 1; // the protocol's `amount` range
 let countdown = null;
 
 function nextRid() {
@@ -156,6 +166,7 @@ function receive(message) {
     case "result":
       view.score = message.score;
       renderMe();
+      renderWager();
       feedback(message.correct ? t("player.correct", { points: message.points })
         : t("player.wrong"), message.correct ? "good" : "bad");
       announce($("#feedback").textContent);
@@ -168,6 +179,7 @@ function receive(message) {
       view.rank = message.rank;
       view.score = message.score;
       renderMe();
+      renderWager();
       // A resume also brings a `you`: mid-question the answer's status matters more.
       if (["leaderboard", "round_summary", "finished"].includes(view.phase)) {
         feedback(message.rank ? t("player.rank_line", { rank: message.rank, score: message.score })
@@ -180,14 +192,17 @@ function receive(message) {
       view.round = message.round;
       stage(t("screen.round_over", { round: message.round + 1, title: message.title }), "");
       offerJoker(message.round + 1);
+      offerWager(message.round + 1);
       break;
     case "slide":
       view.phase = "slide";
       stage(message.title, message.body);
+      hideWager();
       break;
     case "ended":
       view.phase = "finished";
       countdown.stop();
+      hideWager();
       $("#leave").hidden = true;
       fill($("#controls"));
       $("#phase-title").textContent = t("phase.finished");
@@ -213,6 +228,7 @@ function applyState(state) {
   renderMe();
   fill($("#board"));
   fill($("#extra"));
+  hideWager();
   const question = state.question;
   if (question && ["question_open", "paused", "question_closed", "revealed"].includes(state.phase)) {
     const changed = view.question?.q !== question.q;
@@ -235,6 +251,7 @@ function applyState(state) {
   } else if (state.phase === "lobby") {
     stage(state.title, t("player.lobby"));
     offerJoker(0);
+    offerWager(0);
   } else if (state.phase === "finished") {
     stage(t("phase.finished"), t("player.finished"));
   } else {
@@ -249,7 +266,10 @@ function applyState(state) {
     feedback(view.rank ? t("player.rank_line", { rank: view.rank, score: view.score })
       : t("player.unranked", { score: view.score }));
   }
-  if (state.phase === "round_summary" && state.round !== null) offerJoker(state.round + 1);
+  if (state.phase === "round_summary" && state.round !== null) {
+    offerJoker(state.round + 1);
+    offerWager(state.round + 1);
+  }
 }
 
 // --- rendering ----------------------------------------------------------------------------------
@@ -301,10 +321,115 @@ function offerJoker(round) {
   fill($("#extra"), button);
 }
 
+// --- the wager ----------------------------------------------------------------------------------
+
+function stakeOf(round) {
+  return session?.wagers?.[String(round)] ?? 0;
+}
+
+function keepStake(round, amount) {
+  const wagers = { ...(session?.wagers ?? {}) };
+  if (amount) wagers[String(round)] = amount;
+  else delete wagers[String(round)];
+  saveSession({ wagers });
+}
+
+function stakeLine(round, amount) {
+  if (!amount) return t("player.wager.removed", { round: round + 1 });
+  return session?.team
+    ? t("player.wager.placed_team", { amount, round: round + 1, team: session.team })
+    : t("player.wager.placed", { amount, round: round + 1 });
+}
+
+function wagerStatus(text, tone = "") {
+  const el = $("#wager-status");
+  el.textContent = text;
+  el.dataset.tone = tone;
+  renderWager();
+}
+
+/** Offer the wager control for `round` (it stays until a round starts). */
+function offerWager(round) {
+  const fresh = view.wagerRound !== round;
+  view.wagerRound = round;
+  const stake = stakeOf(round);
+  if (fresh) {
+    $("#wager-amount").value = stake ? String(stake) : "";
+    $("#wager-box").open = stake > 0;
+  }
+  const status = $("#wager-status");
+  status.textContent = stake ? stakeLine(round, stake) : "";
+  status.dataset.tone = stake ? "good" : "";
+  renderWager();
+}
+
+function hideWager() {
+  view.wagerRound = null;
+  renderWager();
+}
+
+function renderWager() {
+  const section = $("#wager");
+  const round = view.wagerRound;
+  if (round === null) {
+    section.hidden = true;
+    return;
+  }
+  const most = Math.max(0, view.score ?? 0);
+  const closed = view.noWager.has(round);
+  const said = $("#wager-status").textContent !== "";
+  // Nothing to stake and nothing to take back: no control (a lobby has no points yet).
+  section.hidden = !said && (closed || (most === 0 && !stakeOf(round)));
+  $("#wager-box").hidden = closed;
+  $("#wager-title").textContent = t("player.wager.title", { round: round + 1 });
+  $("#wager-help").textContent = session?.team
+    ? t("player.wager.help_team", { round: round + 1, max: most, team: session.team })
+    : t("player.wager.help", { round: round + 1, max: most });
+  $("#wager-amount").max = String(most);
+}
+
+async function placeWager(event) {
+  event.preventDefault();
+  const round = view.wagerRound;
+  if (round === null) return;
+  const text = $("#wager-amount").value.trim();
+  const most = Math.max(0, view.score ?? 0);
+  // The codec refuses what is no whole number in 0..2^31-1; more than the score goes to the
+  // server, whose refusal says what the game allows.
+  if (!/^\d{1,10}$/.test(text) || Number(text) > MAX_STAKE) {
+    wagerStatus(t("player.wager.whole", { max: most }), "bad");
+    return;
+  }
+  const amount = Number(text);
+  const button = $("#wager-submit");
+  button.disabled = true;
+  try {
+    await connection.request({ t: "wager", round, amount });
+    keepStake(round, amount);
+    if (view.wagerRound === round) wagerStatus(stakeLine(round, amount), "good");
+  } catch (error) {
+    if (view.wagerRound !== round) return;
+    if (error.code === "not_a_wager_round" || error.code === "unknown_round") {
+      view.noWager.add(round);
+      wagerStatus(t("player.wager.none", { round: round + 1 }), "bad");
+    } else if (error.code === "disconnected") {
+      wagerStatus(t("player.wager.offline"), "bad");
+    } else {
+      // invalid_wager has no translation on purpose: the server's message names the limit
+      // ("stake a whole number from 0 to 7") or the reason (the round has started).
+      wagerStatus(t("player.wager.refused", { reason: errorText(error) }), "bad");
+    }
+  } finally {
+    button.disabled = false;
+  }
+  announce($("#wager-status").textContent);
+}
+
 function renderQuestion() {
   const q = view.question;
   fill($("#board"));
   fill($("#extra"));
+  hideWager();
   $("#phase-title").textContent = `${t("q.heading", { round: q.round + 1, number: q.number })} · ${t(`kind.${q.kind}`)}`;
   $("#prompt").textContent = q.prompt;
   fill($("#media"), q.media ? h("img", { src: q.media, alt: t("q.media") }) : null);
@@ -557,6 +682,7 @@ countdown = new Countdown($("#countdown"), {
   onZero: () => { if (view.phase === "question_open") feedback(t("q.time_up")); },
 });
 $("#join-form").addEventListener("submit", join);
+$("#wager-form").addEventListener("submit", placeWager);
 $("#leave").addEventListener("click", leave);
 const wanted = param("code")?.toUpperCase();
 if (session?.token && (!wanted || wanted === session.code)) {

@@ -1,0 +1,235 @@
+"""A wager placed from the player's page (headless Chromium against a real engine).
+
+Ann and Bob score in round 1; at the round summary both stake points on round 2, a wager round,
+from their phones (Ann first asks for more than she has and sees the server's refusal, then
+changes her stake). Ann answers round 2 right and wins her stake, Bob answers wrong and loses
+his. The page texts and the engine's game state (stakes, their results, totals) are checked,
+and so is the fallback for a round that takes no wagers: the protocol does not tell a player
+which rounds are wager rounds, so the page offers the control and folds it on the refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webkit import EngineThread
+
+pytestmark = pytest.mark.slow
+
+PHONE = {"width": 360, "height": 740}
+DESK = {"width": 1280, "height": 900}
+WAIT_MS = 15_000
+
+QUIZ: dict[str, Any] = {
+    "format": 1,
+    "title": "Wager night",
+    "rounds": [
+        {"title": "Warm-up", "items": [
+            {"kind": "single", "prompt": "Which planet is called the Red Planet?",
+             "choices": ["Venus", "Mars", "Jupiter"], "answer": "Mars", "points": 5,
+             "time_limit": 120},
+        ]},
+        {"title": "Double or nothing", "wager": True, "items": [
+            {"kind": "single", "prompt": "What is the chemical symbol for gold?",
+             "choices": ["Ag", "Au", "Fe"], "answer": "Au", "points": 5, "time_limit": 120},
+        ]},
+    ],
+}
+
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect``, imported late (without playwright the fixtures skip)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect(target)
+
+
+class Pages:
+    def __init__(self, browser: Any, base: str, artifacts: Path) -> None:
+        self.browser = browser
+        self.base = base
+        self.artifacts = artifacts
+        self.errors: list[str] = []
+        self.contexts: list[Any] = []
+
+    def open(self, path: str, viewport: dict[str, int], label: str) -> Any:
+        context = self.browser.new_context(viewport=viewport)  # players share no localStorage
+        self.contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda error: self.errors.append(f"{label}: {error}"))
+        page.on("console", lambda msg: self.errors.append(f"{label}: {msg.text}")
+                if msg.type == "error" else None)
+        page.goto(self.base + path)
+        return page
+
+    def on_failure(self) -> None:
+        for number, context in enumerate(self.contexts):
+            for page in context.pages:
+                page.screenshot(path=str(self.artifacts / f"failed-wager-{number}.png"))
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+def _host_click(host: Any, command: str) -> None:
+    button = host.locator(f"[data-cmd={command}]")
+    expect(button).to_be_enabled()
+    button.click()
+
+
+def _score(page: Any) -> int:
+    match = re.search(r"Score: (-?\d+)", page.text_content("#score") or "")
+    assert match is not None
+    return int(match.group(1))
+
+
+def _stake(page: Any, amount: str) -> None:
+    page.fill("#wager-amount", amount)
+    page.click("#wager-submit")
+
+
+def _fits(page: Any) -> None:
+    """Nothing sticks out of a 360 px phone and the stake controls are on screen."""
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    for selector in ("#wager-amount", "#wager-submit"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0
+        assert box["x"] + box["width"] <= PHONE["width"]
+        assert box["height"] >= 44  # a touch target
+
+
+def test_wagers_from_the_player_page(browser: Any, engine_thread: EngineThread,
+                                     artifacts: Path, tmp_path: Path) -> None:
+    pages = Pages(browser, engine_thread.base_url, artifacts)
+    try:
+        try:
+            _play(pages, engine_thread, tmp_path)
+        except Exception:
+            pages.on_failure()
+            print("\n".join(pages.errors))
+            raise
+        assert pages.errors == []
+    finally:
+        pages.close()
+
+
+def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
+    host = pages.open("/host", DESK, "host")
+    quiz_file = tmp_path / "wager.json"
+    quiz_file.write_text(json.dumps(QUIZ))
+    host.fill("#create-key", "op-key")
+    host.check("input[name=quiz][value=upload]")
+    host.set_input_files("#create-file", str(quiz_file))
+    host.check("input[name=mode][value=solo]")
+    host.click("#create-form button[type=submit]")
+    host.wait_for_selector("#player-link:has-text('/play?code=')")
+    code = (host.text_content("#player-link") or "").rsplit("=", 1)[1]
+    assert engine.engine is not None
+    live = engine.engine.sessions[code]
+
+    async def snapshot() -> dict[str, Any]:
+        return live.game.to_snapshot()
+
+    def game_state() -> dict[str, Any]:
+        data: dict[str, Any] = engine.call(snapshot)
+        return data
+
+    ann = pages.open(f"/play?code={code}", PHONE, "ann")
+    bob = pages.open(f"/play?code={code}", PHONE, "bob")
+    for page, name in ((ann, "Ann"), (bob, "Bob")):
+        page.fill("#join-name", name)
+        page.click("#join-submit")
+        page.wait_for_selector("text=You are in")
+    players = [ann, bob]
+    ids = {row[1]: row[0] for row in game_state()["participants"]}
+    # The lobby: nobody has points to stake yet, so no wager control.
+    for page in players:
+        expect(page.locator("#wager")).to_be_hidden()
+
+    # --- round 1: both score 5 ------------------------------------------------------------------
+    _host_click(host, "start")
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('Red Planet')")
+        expect(page.locator("#wager")).to_be_hidden()
+        page.locator("#controls .choice").nth(1).click()
+        page.wait_for_selector("#feedback:has-text('Answer received')")
+    _host_click(host, "reveal")
+    for page in players:
+        page.wait_for_selector("#feedback:has-text('Right!')")
+    _host_click(host, "next")
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('End of round 1')")
+        expect(page.locator("#score")).to_contain_text("Score: 5")
+
+    # --- the round summary: stakes on round 2 ---------------------------------------------------
+    for page in players:
+        expect(page.locator("#wager")).to_be_visible()
+        expect(page.locator("#wager-title")).to_have_text("Wager on round 2")
+        page.click("#wager-title")  # unfold
+        expect(page.locator("#wager-help")).to_contain_text("0 to 5 points")
+        _fits(page)
+    _stake(ann, "99")
+    # The server's own refusal (invalid_wager), with the limit it names.
+    expect(ann.locator("#wager-status")).to_have_text(
+        "Stake not accepted: stake a whole number from 0 to 5")
+    assert game_state()["wagers"] == []
+    _stake(ann, "-2")  # no whole number of points: refused before sending
+    expect(ann.locator("#wager-status")).to_have_text(
+        "Enter a whole number of points from 0 to 5.")
+    _stake(ann, "3")
+    expect(ann.locator("#wager-status")).to_have_text("You staked 3 on round 2.")
+    _stake(ann, "4")  # changed before the round starts: the new stake replaces the old
+    expect(ann.locator("#wager-status")).to_have_text("You staked 4 on round 2.")
+    _stake(bob, "5")
+    expect(bob.locator("#wager-status")).to_have_text("You staked 5 on round 2.")
+    assert sorted(map(tuple, game_state()["wagers"])) == sorted(
+        [(1, ids["Ann"], 4), (1, ids["Bob"], 5)])
+    ann.screenshot(path=str(pages.artifacts / "player-wager-phone.png"))
+    # A reload still shows the stake placed from this page.
+    ann.reload()  # (the state map names the quiz, not the round: the prompt is the quiz title)
+    expect(ann.locator("#wager-status")).to_have_text("You staked 4 on round 2.")
+    expect(ann.locator("#wager-amount")).to_have_value("4")
+
+    # --- round 2 starts: the control goes; Ann is right, Bob is wrong ---------------------------
+    _host_click(host, "next")
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('symbol for gold')")
+        expect(page.locator("#wager")).to_be_hidden()
+    ann.locator("#controls .choice").nth(1).click()
+    bob.locator("#controls .choice").nth(0).click()
+    for page in players:
+        page.wait_for_selector("#feedback:has-text('Answer received')")
+    _host_click(host, "reveal")
+    ann.wait_for_selector("#feedback:has-text('Right! +5 points')")
+    bob.wait_for_selector("#feedback:has-text('Not this time')")
+    expect(ann.locator("#score")).to_contain_text("Score: 14")  # 5 + 5 + the stake of 4
+    expect(bob.locator("#score")).to_contain_text("Score: 0")  # 5 - the stake of 5
+
+    # --- the last round summary: no round 3, so the offered control folds on the refusal --------
+    _host_click(host, "next")
+    ann.wait_for_selector("#prompt:has-text('End of round 2')")
+    expect(ann.locator("#wager-title")).to_have_text("Wager on round 3")
+    ann.click("#wager-title")
+    _stake(ann, "1")
+    expect(ann.locator("#wager-status")).to_have_text("Round 3 takes no wagers.")
+    expect(ann.locator("#wager-amount")).to_be_hidden()
+
+    _host_click(host, "next")  # the end
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('Thanks for playing')")
+        expect(page.locator("#wager")).to_be_hidden()
+    assert _score(ann) == 14
+    assert _score(bob) == 0
+    state = game_state()
+    totals = dict(map(tuple, state["totals"]))
+    assert totals[ids["Ann"]] == 14
+    assert totals[ids["Bob"]] == 0
+    assert sorted(map(tuple, state["wager_results"])) == sorted(
+        [(1, ids["Ann"], 4), (1, ids["Bob"], -5)])
