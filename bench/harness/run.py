@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--answer", action=argparse.BooleanOptionalAction, default=True,
                    help="every player answers every question at once, as the baselines' "
                    "clients do (default on; needs --client node)")
+    f.add_argument("--ack-mode", choices=("fast", "durable"), default="durable",
+                   help="the engine's ack mode (default durable: every answer committed)")
     baselines_option(f)
     client_option(f, "node")
     common(f, 2)

@@ -316,7 +316,8 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
     lockstep = p["pace"] == "lockstep"
     if answer and p["client"] != "node":
         raise ValueError("--answer needs --client node")
-    async with engine_process(ctx.plan, ctx.work_dir / "engine") as engine:
+    async with engine_process(ctx.plan, ctx.work_dir / "engine",
+                              ack_mode=p.get("ack_mode", "durable")) as engine:
         sessions = await create_sessions(engine.url, s, quiz=bench_quiz(rounds), mode="solo",
                                          options={"max_participants": max(per, 1)})
         players = [(sessions[i % s][0], f"p{i}", None) for i in range(n)]
@@ -380,7 +381,7 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
         b["capacity_per_s"] = _capacity(b.get("delivered_per_s"), b.get("server_cpu_pct"))
     out.figures = {
         "sessions": s, "players_per_session": per, "rounds": rounds, "pace": p["pace"],
-        "client": p["client"], "answer": answer,
+        "ack_mode": p.get("ack_mode", "durable"), "client": p["client"], "answer": answer,
         "workers": p["workers"], "joined": joined, "frames_delivered": frames,
         "event_frames_delivered": events, "replies_delivered": replies,
         "answers_acked": merged["types"].get("answer_ack", 0)
