@@ -395,6 +395,15 @@ class GameSession:
     def score_of(self, participant: int) -> int:
         return self._totals.get(self.scorer_of(participant), 0)
 
+    def joker_of(self, participant: int) -> int | None:
+        """The round the participant's (team's) joker is on, if one was played."""
+        return self._jokers.get(self.scorer_of(participant))
+
+    def stakes_of(self, participant: int) -> dict[int, int]:
+        """The participant's (team's) wagers: round -> points staked (rounds with a stake)."""
+        scorer = self.scorer_of(participant)
+        return {r: w[scorer] for r, w in sorted(self._wagers.items()) if scorer in w}
+
     def outcome_of(self, participant: int, question: int) -> tuple[bool, int] | None:
         """``(fully_right, points)`` of the participant's (team's) counted answer to a revealed
         question, or None if the question is not revealed or they did not answer it. Partial

@@ -199,6 +199,8 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
         "reveal": None,
         "leaderboard": None,
         "participant_count": len(game.participants),
+        "rounds": [{"title": r.title, "questions": len(r.questions), "multiplier": r.multiplier,
+                    "wager": r.wager, "joker": r.joker} for r in game.quiz.rounds],
         "participants": None,
         "you": None,
     }
@@ -231,5 +233,8 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
             "score": game.score_of(participant) if mine is not None else 0,
             "rank": line.rank if line is not None else None,
             "answer": list(answer) if isinstance(answer, tuple) else answer,
+            "joker": game.joker_of(participant) if mine is not None else None,
+            "stakes": [[r, amount] for r, amount in game.stakes_of(participant).items()]
+            if mine is not None else [],
         }
     return data

@@ -321,6 +321,7 @@ def test_joker_doubles_one_round_once_and_only_before_it() -> None:
     g = Game()
     alice, bob = joined(g, "Alice", "Bob")
     assert g.do(PlayJoker(alice, 1)) == [ev.JokerPlayed(alice, None, 1)]
+    assert (g.session.joker_of(alice), g.session.joker_of(bob)) == (1, None)
     g.refuse(PlayJoker(alice, 0), ErrorCode.JOKER_USED)
     g.refuse(PlayJoker(bob, 2), ErrorCode.INVALID_COMMAND)  # round 2 takes no jokers
     g.refuse(PlayJoker(bob, 9), ErrorCode.UNKNOWN_ROUND)
@@ -378,6 +379,10 @@ def test_wager_won_and_lost_and_limits() -> None:
     g.refuse(PlaceWager(a, 2, -1), ErrorCode.INVALID_WAGER)
     g.refuse(PlaceWager(a, 2, 1.5), ErrorCode.INVALID_WAGER)  # type: ignore[arg-type]
     assert g.do(PlaceWager(a, 2, 3)) == [ev.WagerPlaced(a, None, 2, 3)]
+    g.do(PlaceWager(b, 2, 4))
+    assert (g.session.stakes_of(a), g.session.stakes_of(b)) == ({2: 3}, {2: 4})
+    g.do(PlaceWager(b, 2, 0))  # 0 takes the stake back
+    assert g.session.stakes_of(b) == {}
     g.do(PlaceWager(b, 2, 4))
     to_question(g, 5)
     g.refuse(PlaceWager(a, 2, 1), ErrorCode.INVALID_WAGER)  # the round has started

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import trio
-from engine_fixtures import engine_at, short_quiz
+from engine_fixtures import SHORT_QUIZ, engine_at, short_quiz
 
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
+from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
 
 
@@ -179,6 +180,38 @@ async def test_gap_older_than_buffer_gets_full_state(tmp_path: Path) -> None:
                     state = await again.next_event(m.State)
                     assert state.state["phase"] == "question_open"
                     assert state.state["you"]["participant"] == 1
+
+
+async def test_state_tells_the_rounds_flags_and_your_joker(tmp_path: Path) -> None:
+    quiz = load_quiz_data({**SHORT_QUIZ, "rounds": [
+        {**SHORT_QUIZ["rounds"][0], "joker": False},
+        {**SHORT_QUIZ["rounds"][1], "wager": True, "multiplier": 2.0},
+    ]}, source="test")
+    with trio.fail_after(20):
+        # replay_events=1: the resume below finds its gap too old and gets a full state.
+        async with engine_at(tmp_path, replay_events=1) as (engine, address):
+            session, host_token = engine.create_session(quiz, mode="solo")
+            async with open_client(address.url) as ann:
+                await ann.join(session.code, "Ann")
+                state = await ann.next_event(m.State)
+                assert state.state["rounds"] == [
+                    {"title": "Round one", "questions": 2, "multiplier": 1.0, "wager": False,
+                     "joker": False},
+                    {"title": "Round two", "questions": 1, "multiplier": 2.0, "wager": True,
+                     "joker": True},
+                ]
+                assert state.state["you"]["joker"] is None
+                assert state.state["you"]["stakes"] == []
+                await ann.request(m.Joker, round=1)
+                token = ann.token
+                assert token is not None
+            async with open_client(address.url) as host:
+                await host.host(session.code, host_token)
+                await host.request(m.Start)  # events past the one-event replay buffer
+            async with open_client(address.url) as again:
+                assert (await again.resume(token, 0)).replay == "state"
+                state = await again.next_event(m.State)
+                assert state.state["you"]["joker"] == 1  # a reloaded phone still knows
 
 
 async def test_reveal_closes_an_open_question_first(tmp_path: Path) -> None:
