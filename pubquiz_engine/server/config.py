@@ -68,6 +68,10 @@ class ServerConfig:
         validator=_positive)
     snapshot_interval: float = _setting(
         0.5, "seconds between snapshots of a session during a question", validator=_positive)
+    orphan_scan_interval: float = _setting(
+        15.0, "seconds between scans for live sessions whose node died and that nobody has "
+        "reconnected to (with Redis); 0 turns the scan off",
+        validator=attrs.validators.ge(0.0))
     snapshot_wait: float = _setting(
         1.0, "seconds a durable ack may wait for the snapshot that covers its question",
         validator=_positive)

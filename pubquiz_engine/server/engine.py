@@ -150,35 +150,43 @@ class Engine:
     async def run(self, *, task_status: trio.TaskStatus[EngineAddress] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """Serve until cancelled (or ``shutdown``). Reports the bound address when ready."""
-        async with trio.open_nursery() as root:
-            root.start_soon(self._watch_loop)
-            await root.start(self.persister.run)
-            self._sessions_nursery = await root.start(_hold_nursery)
-            scope = trio.CancelScope()
-            self._serve_scopes.append(scope)
-            self._listener = await root.start(self._serve, scope, self.config.host,
-                                              self.config.port, True)
-            admin_port = None
-            if self.config.admin_port is not None:
-                admin_scope = trio.CancelScope()
-                self._serve_scopes.append(admin_scope)
-                admin = await root.start(self._serve, admin_scope, self.config.admin_host,
-                                         self.config.admin_port, False)
-                admin_port = admin.port
-            self._admin_port = admin_port
-            if self.config.redis_url:
-                self.coord = Coordination.open(self, self._listener.host,
-                                                     self._listener.port)
-                await root.start(self.coord.keeper.run)
-                await root.start(self.coord.snapshotter.run)
-                await root.start(self.coord.registry.run)
-            self.ready = True
-            assert self._listener is not None
-            self.notifier.ready(self.status_line())
-            if self.notifier.enabled:
-                root.start_soon(self._heartbeat)
-            task_status.started(EngineAddress(self._listener.host, self._listener.port,
-                                              admin_port))
+        coord: Coordination | None = None
+        try:
+            async with trio.open_nursery() as root:
+                root.start_soon(self._watch_loop)
+                await root.start(self.persister.run)
+                self._sessions_nursery = await root.start(_hold_nursery)
+                scope = trio.CancelScope()
+                self._serve_scopes.append(scope)
+                self._listener = await root.start(self._serve, scope, self.config.host,
+                                                  self.config.port, True)
+                admin_port = None
+                if self.config.admin_port is not None:
+                    admin_scope = trio.CancelScope()
+                    self._serve_scopes.append(admin_scope)
+                    admin = await root.start(self._serve, admin_scope, self.config.admin_host,
+                                             self.config.admin_port, False)
+                    admin_port = admin.port
+                self._admin_port = admin_port
+                if self.config.redis_url:
+                    self.coord = coord = Coordination.open(self, self._listener.host,
+                                                           self._listener.port)
+                    await root.start(self.coord.keeper.run)
+                    await root.start(self.coord.snapshotter.run)
+                    await root.start(self.coord.registry.run)
+                    await root.start(self.coord.adopt_orphans)
+                self.ready = True
+                assert self._listener is not None
+                self.notifier.ready(self.status_line())
+                if self.notifier.enabled:
+                    root.start_soon(self._heartbeat)
+                task_status.started(EngineAddress(self._listener.host, self._listener.port,
+                                                  admin_port))
+        finally:
+            # Redis connections are ours to close, also when a test's crash() dropped
+            # ``self.coord`` (a killed process would have them closed by the kernel).
+            if coord is not None:
+                coord.redis.close()
 
     async def _serve(self, scope: trio.CancelScope, host: str, port: int, websockets: bool,
                      *, task_status: trio.TaskStatus[ListenerInfo] = trio.TASK_STATUS_IGNORED

@@ -18,6 +18,10 @@ Rules this module keeps:
 4. **Redis trouble never stops a session.** Snapshot writes and lease renewals are retried in the
    background and counted; only the takeover path (a session this node does not hold) needs
    Redis to answer.
+5. **No session stays orphaned.** A takeover normally starts when a member reconnects; besides,
+   every node scans the database's live sessions every ``orphan_scan_interval`` and takes over
+   those whose lease is free, so a dead node's question still closes at its deadline and an
+   abandoned session still ends (and is marked finished) after its idle timeout.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import trio
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StoreError
 from pubquiz_engine.game import GameSession, commands
 from pubquiz_engine.game.events import ParticipantJoined
 from pubquiz_engine.server.session import SNAPSHOT_FORMAT, LiveSession
@@ -71,6 +76,9 @@ class Coordination:
                                        on_fenced=self._lost, on_written=self._written)
         self.registry = NodeRegistry(redis, node, url, ttl_ms=cfg.lease_ttl_ms)
         self.takeovers = 0
+        # Live sessions in the database that cannot be taken over (no snapshot: e.g. from a
+        # run without Redis): the orphan scan does not ask again. Bounded.
+        self._unadoptable: set[str] = set()
 
     @classmethod
     def open(cls, engine: Engine, host: str, port: int) -> Coordination:
@@ -120,9 +128,10 @@ class Coordination:
             self.keeper.drop(session.code)
             return
         try:
-            await self.keeper.release(session.code)
             if session.closing_code == CloseCode.SESSION_ENDED:
+                # Before the lease goes: a free lease with a snapshot is an orphan to adopt.
                 await self.redis.delete_snapshot(session.code)
+            await self.keeper.release(session.code)
         except CoordinationError as exc:
             log.warning("session %s: lease not released: %s", session.code, exc)
 
@@ -131,6 +140,61 @@ class Coordination:
         for session in sessions:
             self.snapshotter.request(session.code, session.epoch, session.snapshot, True)
         await self.snapshotter.flush()
+
+    # --- orphans --------------------------------------------------------------------------------
+
+    async def adopt_orphans(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """Every ``orphan_scan_interval`` seconds, ``scan_orphans`` (rule 5). Runs until
+        cancelled; returns at once when the interval is 0."""
+        interval = self.engine.config.orphan_scan_interval
+        task_status.started()
+        if interval <= 0:
+            return
+        while True:
+            await trio.sleep(interval)  # a period, not a wait for a condition
+            await self.scan_orphans()
+
+    async def scan_orphans(self, *, limit: int = 20) -> int:
+        """Take over (at most ``limit``) live sessions that no node holds; returns how many.
+
+        Whatever goes wrong with one session (another node won the race, Redis or the
+        database away, a snapshot that cannot be read) is logged and left to the next scan:
+        this runs in the engine's root nursery and must never take the engine down.
+        """
+        engine = self.engine
+        if engine.stopping:
+            return 0
+        try:
+            rows = await engine.store.list_sessions(status="live")
+        except StoreError as exc:
+            log.warning("orphan scan: sessions not listed: %s", exc)
+            return 0
+        adopted = 0
+        for row in rows:
+            code = row.code
+            if adopted >= limit or engine.stopping:
+                break
+            if code in engine.sessions or code in self._unadoptable:
+                continue
+            try:
+                if await self.redis.owner(code) is not None:
+                    continue  # held: alive, or its lease has not lapsed yet
+                session = await self.find(code)
+            except (Rejected, CoordinationError, StoreError) as exc:
+                log.debug("orphan scan: session %s not taken now: %s", code, exc)
+                continue
+            except Exception:
+                log.exception("orphan scan: session %s could not be taken over", code)
+                session = None
+            if session is None:
+                if len(self._unadoptable) >= 10_000:
+                    self._unadoptable.clear()
+                self._unadoptable.add(code)
+                continue
+            adopted += 1
+            log.info("session %s adopted by the orphan scan", code)
+        return adopted
 
     # --- finding a session that is not here -------------------------------------------------------
 

@@ -23,7 +23,13 @@ from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress
-from pubquiz_engine.store import AnswerRecord, EventRecord, ScoreRecord, open_store
+from pubquiz_engine.store import (
+    AnswerRecord,
+    EventRecord,
+    ScoreRecord,
+    SessionRecord,
+    open_store,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -41,11 +47,12 @@ QUIZ = {
 @contextlib.asynccontextmanager
 async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str
                ) -> AsyncIterator[tuple[Engine, EngineAddress, trio.CancelScope]]:
-    """An engine that the test can crash: cancelling the scope kills it without a drain."""
+    """An engine that the test can crash: cancelling the scope kills it without a drain. Its
+    periodic orphan scan is off: tests call ``scan_orphans`` when they mean it."""
     config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=postgres_url,
                           redis_url=redis_url, redis_prefix=prefix, node_id=name,
                           lease_ttl_ms=1000, join_rate=1000.0, join_burst=1000,
-                          message_rate=1000.0, message_burst=1000)
+                          message_rate=1000.0, message_burst=1000, orphan_scan_interval=0)
     store = await open_store(postgres_url)
     try:
         engine = Engine(config, store)
@@ -242,6 +249,41 @@ async def test_the_new_owner_numbers_above_rows_written_after_the_last_snapshot(
             results = await b.store.session_results(code)
             assert [(s.participant_id, s.score) for s in results.standings] == [(pid, 0)]
             assert await b.store.last_seq(code) > late  # B's own events were stored
+
+
+async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The owner dies and nobody reconnects: the orphan scan of another node takes the session
+    over, so its question still closes at the deadline and its answers are kept."""
+    with trio.fail_after(30):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, _, _):
+            assert b.coord is not None
+            session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            # A live row with no snapshot (e.g. from a run without Redis): never adoptable.
+            stray = "ZZ" + code[2:] if not code.startswith("ZZ") else "YY" + code[2:]
+            await a.store.write([SessionRecord(stray, "Old", QUIZ, "solo", 1.0, 1, "h")])
+            async with open_client(addr_a.url) as host, open_client(addr_a.url) as ann:
+                await host.host(code, host_token)
+                await ann.join(code, "Ann")
+                await host.request(m.Start)
+                question = await ann.next_event(m.Question)
+                await ann.answer(question.q, 0)  # durable: committed and snapshotted
+            assert await b.coord.scan_orphans() == 0  # A is alive and holds its lease
+            assert code not in b.sessions
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, code)
+            assert await b.coord.scan_orphans() == 1
+            adopted = b.sessions[code]
+            assert adopted.game.phase == "question_open"
+            deadline = adopted.game.next_deadline
+            assert deadline is not None and round(deadline * 1000) == question.deadline_ms
+            assert list(adopted.game.answers(question.q)) == [1]
+            assert await b.coord.scan_orphans() == 0  # nothing left; the stray is skipped
+            assert stray not in b.sessions
 
 
 async def test_a_paused_owner_is_fenced_and_its_writes_refused(
