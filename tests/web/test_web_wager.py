@@ -1,11 +1,14 @@
-"""A wager placed from the player's page (headless Chromium against a real engine).
+"""Wagers and jokers from the player's page (headless Chromium against a real engine).
 
-Ann and Bob score in round 1; at the round summary both stake points on round 2, a wager round,
-from their phones (Ann first asks for more than she has and sees the server's refusal, then
-changes her stake). Ann answers round 2 right and wins her stake, Bob answers wrong and loses
-his. The page texts and the engine's game state (stakes, their results, totals) are checked,
-and so is the fallback for a round that takes no wagers: the protocol does not tell a player
-which rounds are wager rounds, so the page offers the control and folds it on the refusal.
+The page offers the joker and the wager control for the next round only where the quiz allows
+them (the `rounds` of the `state` map, SPEC 11). Round 1 takes no joker, round 2 ("Double or
+nothing", x2) takes wagers and a joker, round 3 takes neither. Ann and Bob score in round 1; at
+the round summary both stake points on round 2 from their phones (Ann first asks for more than
+she has and sees the server's refusal, then changes her stake) and Bob plays his joker. Bob's
+stake is then changed from "another device" (straight in the engine): a reload shows the
+server's stakes and joker. Ann answers round 2 right and wins her stake, Bob answers wrong and
+loses his. Before round 3 and after the last round neither control is offered. The page texts
+and the engine's game state (stakes, their results, jokers, totals) are checked.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 import pytest
 from webkit import EngineThread
 
+from pubquiz_engine.game import commands
+
 pytestmark = pytest.mark.slow
 
 PHONE = {"width": 360, "height": 740}
@@ -28,14 +33,18 @@ QUIZ: dict[str, Any] = {
     "format": 1,
     "title": "Wager night",
     "rounds": [
-        {"title": "Warm-up", "items": [
+        {"title": "Warm-up", "joker": False, "items": [
             {"kind": "single", "prompt": "Which planet is called the Red Planet?",
              "choices": ["Venus", "Mars", "Jupiter"], "answer": "Mars", "points": 5,
              "time_limit": 120},
         ]},
-        {"title": "Double or nothing", "wager": True, "items": [
+        {"title": "Double or nothing", "wager": True, "multiplier": 2, "items": [
             {"kind": "single", "prompt": "What is the chemical symbol for gold?",
              "choices": ["Ag", "Au", "Fe"], "answer": "Au", "points": 5, "time_limit": 120},
+        ]},
+        {"title": "Last orders", "joker": False, "items": [
+            {"kind": "truefalse", "prompt": "Is a tomato a fruit?", "answer": True,
+             "points": 1, "time_limit": 120},
         ]},
     ],
 }
@@ -149,9 +158,11 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
         page.wait_for_selector("text=You are in")
     players = [ann, bob]
     ids = {row[1]: row[0] for row in game_state()["participants"]}
-    # The lobby: nobody has points to stake yet, so no wager control.
+    # The lobby: round 1 takes no joker and no wagers (and nobody has points to stake yet).
     for page in players:
+        expect(page.locator("#prompt")).to_have_text("Wager night")
         expect(page.locator("#wager")).to_be_hidden()
+        expect(page.locator("#extra button")).to_have_count(0)
 
     # --- round 1: both score 5 ------------------------------------------------------------------
     _host_click(host, "start")
@@ -168,10 +179,13 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
         page.wait_for_selector("#prompt:has-text('End of round 1')")
         expect(page.locator("#score")).to_contain_text("Score: 5")
 
-    # --- the round summary: stakes on round 2 ---------------------------------------------------
+    # --- the round summary: stakes and a joker on round 2 ----------------------------------------
     for page in players:
         expect(page.locator("#wager")).to_be_visible()
-        expect(page.locator("#wager-title")).to_have_text("Wager on round 2")
+        expect(page.locator("#wager-title")).to_have_text(
+            "Wager on Round 2: Double or nothing, x2")
+        expect(page.locator("#extra button")).to_have_text(
+            "Play our joker on Round 2: Double or nothing, x2")
         page.click("#wager-title")  # unfold
         expect(page.locator("#wager-help")).to_contain_text("0 to 5 points")
         _fits(page)
@@ -187,15 +201,33 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
     expect(ann.locator("#wager-status")).to_have_text("You staked 3 on round 2.")
     _stake(ann, "4")  # changed before the round starts: the new stake replaces the old
     expect(ann.locator("#wager-status")).to_have_text("You staked 4 on round 2.")
-    _stake(bob, "5")
-    expect(bob.locator("#wager-status")).to_have_text("You staked 5 on round 2.")
-    assert sorted(map(tuple, game_state()["wagers"])) == sorted(
-        [(1, ids["Ann"], 4), (1, ids["Bob"], 5)])
+    _stake(bob, "2")
+    expect(bob.locator("#wager-status")).to_have_text("You staked 2 on round 2.")
+    bob.click("#extra button")
+    expect(bob.locator("#extra")).to_have_text("Joker played on round 2: double points!")
+    assert game_state()["jokers"] == [[ids["Bob"], 1]]
     ann.screenshot(path=str(pages.artifacts / "player-wager-phone.png"))
-    # A reload still shows the stake placed from this page.
-    ann.reload()  # (the state map names the quiz, not the round: the prompt is the quiz title)
+    # A reload shows the stake and the joker the server has (the prompt is the quiz title).
+    ann.reload()
+    expect(ann.locator("#prompt")).to_have_text("Wager night")
     expect(ann.locator("#wager-status")).to_have_text("You staked 4 on round 2.")
     expect(ann.locator("#wager-amount")).to_have_value("4")
+    expect(ann.locator("#extra button")).to_have_text(
+        "Play our joker on Round 2: Double or nothing, x2")
+
+    # Bob's stake changes elsewhere (his other phone): his page learns it from the reload's state.
+    async def restake() -> None:
+        live.command(commands.PlaceWager(participant=ids["Bob"], round=1, amount=5))
+
+    engine.call(restake)
+    assert sorted(map(tuple, game_state()["wagers"])) == sorted(
+        [(1, ids["Ann"], 4), (1, ids["Bob"], 5)])
+    bob.reload()
+    expect(bob.locator("#prompt")).to_have_text("Wager night")
+    expect(bob.locator("#wager-status")).to_have_text("You staked 5 on round 2.")
+    expect(bob.locator("#wager-amount")).to_have_value("5")
+    expect(bob.locator("#extra")).to_have_text("Joker played on round 2: double points!")
+    expect(bob.locator("#extra button")).to_have_count(0)
 
     # --- round 2 starts: the control goes; Ann is right, Bob is wrong ---------------------------
     _host_click(host, "next")
@@ -207,29 +239,48 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
     for page in players:
         page.wait_for_selector("#feedback:has-text('Answer received')")
     _host_click(host, "reveal")
-    ann.wait_for_selector("#feedback:has-text('Right! +5 points')")
+    ann.wait_for_selector("#feedback:has-text('Right! +10 points')")  # x2
     bob.wait_for_selector("#feedback:has-text('Not this time')")
-    expect(ann.locator("#score")).to_contain_text("Score: 14")  # 5 + 5 + the stake of 4
+    expect(ann.locator("#score")).to_contain_text("Score: 19")  # 5 + 10 + the stake of 4
     expect(bob.locator("#score")).to_contain_text("Score: 0")  # 5 - the stake of 5
 
-    # --- the last round summary: no round 3, so the offered control folds on the refusal --------
+    # --- before round 3: no wagers and no joker there (Bob's joker is still named) -------------
     _host_click(host, "next")
-    ann.wait_for_selector("#prompt:has-text('End of round 2')")
-    expect(ann.locator("#wager-title")).to_have_text("Wager on round 3")
-    ann.click("#wager-title")
-    _stake(ann, "1")
-    expect(ann.locator("#wager-status")).to_have_text("Round 3 takes no wagers.")
-    expect(ann.locator("#wager-amount")).to_be_hidden()
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('End of round 2')")
+        expect(page.locator("#wager")).to_be_hidden()
+        expect(page.locator("#extra button")).to_have_count(0)
+    expect(bob.locator("#extra")).to_have_text("Joker played on round 2: double points!")
+    ann.reload()  # the same from the state map
+    expect(ann.locator("#prompt")).to_have_text("Wager night")
+    expect(ann.locator("#wager")).to_be_hidden()
+    expect(ann.locator("#extra button")).to_have_count(0)
+
+    # --- round 3, then the last round summary: nothing left to offer ----------------------------
+    _host_click(host, "next")
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('tomato')")
+    _host_click(host, "reveal")
+    _host_click(host, "next")
+    for page in players:
+        page.wait_for_selector("#prompt:has-text('End of round 3')")
+        expect(page.locator("#wager")).to_be_hidden()
+        expect(page.locator("#extra button")).to_have_count(0)
+    ann.reload()
+    expect(ann.locator("#prompt")).to_have_text("Wager night")
+    expect(ann.locator("#feedback")).to_contain_text("19")  # the state has been applied
+    expect(ann.locator("#wager")).to_be_hidden()
+    expect(ann.locator("#extra button")).to_have_count(0)
 
     _host_click(host, "next")  # the end
     for page in players:
         page.wait_for_selector("#prompt:has-text('Thanks for playing')")
         expect(page.locator("#wager")).to_be_hidden()
-    assert _score(ann) == 14
+    assert _score(ann) == 19
     assert _score(bob) == 0
     state = game_state()
     totals = dict(map(tuple, state["totals"]))
-    assert totals[ids["Ann"]] == 14
+    assert totals[ids["Ann"]] == 19
     assert totals[ids["Bob"]] == 0
     assert sorted(map(tuple, state["wager_results"])) == sorted(
         [(1, ids["Ann"], 4), (1, ids["Bob"], -5)])

@@ -10,13 +10,13 @@
 //    with its real `last_seq` and gets the missed events.
 // 3. An answer is "received" only on its `answer_ack`. One sent before a drop is sent again with
 //    the same rid once the connection is back, while its question is still open.
-// 4. The wager control is offered for the next round (the lobby's round 0, or the round after a
-//    round summary) and hidden as soon as a slide or question shows that a round has started.
-//    Nothing in the protocol says which rounds take wagers, so it is offered folded for every
-//    next round while the player has points to stake, and folds away for a round the server
-//    refuses with `not_a_wager_round` (or `unknown_round`: the last round had no successor).
-//    Stakes placed from this page are kept with the session (a reload shows them again); a
-//    teammate's stake, which replaces the team's, is not known here.
+// 4. The joker and the wager control are offered for the next round (the lobby's round 0, or the
+//    round after a round summary) only where the quiz allows them: the rounds list of the last
+//    `state` (SPEC 11; kept across resumes that replay events) says whether that round exists and
+//    takes a `joker` or a `wager`. After the last round nothing is offered. The wager control is
+//    hidden as soon as a slide or question shows that a round has started.
+// 5. Your (team's) joker round and stakes come from the state's `you` (a reload shows them, a
+//    teammate's included) and are updated here on this page's own successful requests.
 
 import { QuizConnection } from "./client.js";
 import { errorText, t, translatePage } from "./i18n.js";
@@ -28,15 +28,17 @@ import {
 const STORE_KEY = "pubquiz.player";
 const FORCE_STATE = Number.MAX_SAFE_INTEGER;
 
-let session = saved.get(STORE_KEY); // {code, token, participant, name, team, nextRid, wagers}
+let session = saved.get(STORE_KEY); // {code, token, participant, name, team, nextRid}
 let connection = null;
 let haveView = false;
 const clock = new ServerClock();
 const view = {
   phase: null, question: null, answer: null, acked: false, pending: null, score: 0, rank: null,
-  round: null, jokerRound: null, mode: null,
+  round: null, mode: null,
+  rounds: [], // the quiz's rounds from the last `state`: {title, questions, multiplier, wager, joker}
+  jokerRound: null, // the round your (team's) joker is on, or null
+  stakes: new Map(), // round -> points your (team) staked on it
   wagerRound: null, // the round the wager control is offered for, or null (hidden)
-  noWager: new Set(), // rounds the server said take no wagers
 };
 const MAX_STAKE = 2 ** 31 - 1; // the protocol's `amount` range
 let countdown = null;
@@ -191,8 +193,7 @@ function receive(message) {
       view.phase = "round_summary";
       view.round = message.round;
       stage(t("screen.round_over", { round: message.round + 1, title: message.title }), "");
-      offerJoker(message.round + 1);
-      offerWager(message.round + 1);
+      offerNext(message.round + 1);
       break;
     case "slide":
       view.phase = "slide";
@@ -222,9 +223,13 @@ function applyState(state) {
   view.phase = state.phase;
   view.mode = state.mode;
   view.round = state.round;
+  if (Array.isArray(state.rounds)) view.rounds = state.rounds;
   const you = state.you ?? {};
   view.score = you.score ?? 0;
   view.rank = you.rank ?? null;
+  // The server's word replaces what this page remembered (a teammate may have played or staked).
+  view.jokerRound = you.joker ?? null;
+  view.stakes = new Map((you.stakes ?? []).map(([round, amount]) => [round, amount]));
   renderMe();
   fill($("#board"));
   fill($("#extra"));
@@ -250,8 +255,7 @@ function applyState(state) {
     stage(state.slide.title, state.slide.body);
   } else if (state.phase === "lobby") {
     stage(state.title, t("player.lobby"));
-    offerJoker(0);
-    offerWager(0);
+    offerNext(0);
   } else if (state.phase === "finished") {
     stage(t("phase.finished"), t("player.finished"));
   } else {
@@ -266,10 +270,7 @@ function applyState(state) {
     feedback(view.rank ? t("player.rank_line", { rank: view.rank, score: view.score })
       : t("player.unranked", { score: view.score }));
   }
-  if (state.phase === "round_summary" && state.round !== null) {
-    offerJoker(state.round + 1);
-    offerWager(state.round + 1);
-  }
+  if (state.phase === "round_summary" && state.round !== null) offerNext(state.round + 1);
 }
 
 // --- rendering ----------------------------------------------------------------------------------
@@ -299,9 +300,33 @@ function stage(title, body) {
   feedback("");
 }
 
+/** "Round 2: Double or nothing, x2" (the multiplier only when it is not 1). */
+function roundLabel(round) {
+  const info = view.rounds[round];
+  const number = round + 1;
+  const label = info?.title ? t("round.label", { number, title: info.title })
+    : t("round.label.untitled", { number });
+  const multiplier = info?.multiplier ?? 1;
+  return multiplier === 1 ? label : t("round.label.times", { label, multiplier });
+}
+
+/** Offer the joker and the wager control for `round`, the next one, where the quiz allows. */
+function offerNext(round) {
+  offerJoker(round);
+  offerWager(round);
+}
+
+function jokerLine() {
+  return h("p", { class: "help" }, t("player.joker.played", { round: view.jokerRound + 1 }));
+}
+
 function offerJoker(round) {
   if (view.jokerRound !== null) {
-    fill($("#extra"), h("p", { class: "help" }, t("player.joker.played", { round: view.jokerRound + 1 })));
+    fill($("#extra"), jokerLine());
+    return;
+  }
+  if (!view.rounds[round]?.joker) { // no such round (the last one is over), or no joker on it
+    fill($("#extra"));
     return;
   }
   const button = h("button", {
@@ -317,28 +342,27 @@ function offerJoker(round) {
         feedback(errorText(error), "bad");
       }
     },
-  }, t("player.joker", { round: round + 1 }));
+  }, t("player.joker", { round: roundLabel(round) }));
   fill($("#extra"), button);
 }
 
 // --- the wager ----------------------------------------------------------------------------------
 
 function stakeOf(round) {
-  return session?.wagers?.[String(round)] ?? 0;
+  return view.stakes.get(round) ?? 0;
 }
 
 function keepStake(round, amount) {
-  const wagers = { ...(session?.wagers ?? {}) };
-  if (amount) wagers[String(round)] = amount;
-  else delete wagers[String(round)];
-  saveSession({ wagers });
+  if (amount) view.stakes.set(round, amount);
+  else view.stakes.delete(round);
 }
 
-function stakeLine(round, amount) {
+/** The line for a stake; `placed` when this page just placed it (else a teammate may have). */
+function stakeLine(round, amount, placed) {
   if (!amount) return t("player.wager.removed", { round: round + 1 });
-  return session?.team
-    ? t("player.wager.placed_team", { amount, round: round + 1, team: session.team })
-    : t("player.wager.placed", { amount, round: round + 1 });
+  if (!session?.team) return t("player.wager.placed", { amount, round: round + 1 });
+  return t(placed ? "player.wager.placed_team" : "player.wager.team_stake",
+    { amount, round: round + 1, team: session.team });
 }
 
 function wagerStatus(text, tone = "") {
@@ -348,8 +372,12 @@ function wagerStatus(text, tone = "") {
   renderWager();
 }
 
-/** Offer the wager control for `round` (it stays until a round starts). */
+/** Offer the wager control for `round` if it is a wager round (it stays until a round starts). */
 function offerWager(round) {
+  if (!view.rounds[round]?.wager) { // no such round (the last one is over), or no wagers on it
+    hideWager();
+    return;
+  }
   const fresh = view.wagerRound !== round;
   view.wagerRound = round;
   const stake = stakeOf(round);
@@ -358,7 +386,7 @@ function offerWager(round) {
     $("#wager-box").open = stake > 0;
   }
   const status = $("#wager-status");
-  status.textContent = stake ? stakeLine(round, stake) : "";
+  status.textContent = stake ? stakeLine(round, stake, false) : "";
   status.dataset.tone = stake ? "good" : "";
   renderWager();
 }
@@ -376,12 +404,10 @@ function renderWager() {
     return;
   }
   const most = Math.max(0, view.score ?? 0);
-  const closed = view.noWager.has(round);
   const said = $("#wager-status").textContent !== "";
   // Nothing to stake and nothing to take back: no control (a lobby has no points yet).
-  section.hidden = !said && (closed || (most === 0 && !stakeOf(round)));
-  $("#wager-box").hidden = closed;
-  $("#wager-title").textContent = t("player.wager.title", { round: round + 1 });
+  section.hidden = !said && most === 0 && !stakeOf(round);
+  $("#wager-title").textContent = t("player.wager.title", { round: roundLabel(round) });
   $("#wager-help").textContent = session?.team
     ? t("player.wager.help_team", { round: round + 1, max: most, team: session.team })
     : t("player.wager.help", { round: round + 1, max: most });
@@ -406,17 +432,15 @@ async function placeWager(event) {
   try {
     await connection.request({ t: "wager", round, amount });
     keepStake(round, amount);
-    if (view.wagerRound === round) wagerStatus(stakeLine(round, amount), "good");
+    if (view.wagerRound === round) wagerStatus(stakeLine(round, amount, true), "good");
   } catch (error) {
     if (view.wagerRound !== round) return;
-    if (error.code === "not_a_wager_round" || error.code === "unknown_round") {
-      view.noWager.add(round);
-      wagerStatus(t("player.wager.none", { round: round + 1 }), "bad");
-    } else if (error.code === "disconnected") {
+    if (error.code === "disconnected") {
       wagerStatus(t("player.wager.offline"), "bad");
     } else {
       // invalid_wager has no translation on purpose: the server's message names the limit
-      // ("stake a whole number from 0 to 7") or the reason (the round has started).
+      // ("stake a whole number from 0 to 7") or the reason (the round has started); the other
+      // refusals (not_a_wager_round, unknown_round) show their translation.
       wagerStatus(t("player.wager.refused", { reason: errorText(error) }), "bad");
     }
   } finally {
@@ -428,7 +452,7 @@ async function placeWager(event) {
 function renderQuestion() {
   const q = view.question;
   fill($("#board"));
-  fill($("#extra"));
+  fill($("#extra"), view.jokerRound === q.round ? jokerLine() : null);
   hideWager();
   $("#phase-title").textContent = `${t("q.heading", { round: q.round + 1, number: q.number })} · ${t(`kind.${q.kind}`)}`;
   $("#prompt").textContent = q.prompt;
