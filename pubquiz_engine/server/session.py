@@ -379,6 +379,15 @@ class LiveSession:
                                   at=self._clock(), epoch=self.epoch)])
         self._touch()
         self.critical_seq = self.seq
+        # Everyone's screen knows the rounds (state.rounds): send each member the new state,
+        # and make a resume across this point get a full state too (no replayable event says
+        # what changed).
+        self._replay.clear()
+        connected = self._players.keys()
+        for member in (*self._players.values(), *self._watchers):
+            member.send(m.State(seq=self.seq, state=views.state(
+                self.game, role=member.role, participant=member.participant, code=self.code,
+                connected=connected)))
         if self._on_change is not None:
             self._on_change(self, True)
         return len(quiz.rounds) - 1

@@ -43,11 +43,18 @@ async def test_generate_adds_a_round_in_the_lobby(tmp_path: Path, fake_model: Fa
                              generator_model="test-model") as (engine, address):
             session, host_token = engine.create_session(short_quiz(), mode="solo")
             rounds_before = len(session.game.quiz.rounds)
-            async with open_client(address.url) as operator, open_client(address.url) as host:
+            async with open_client(address.url) as operator, open_client(address.url) as host, \
+                    open_client(address.url) as ann:
+                await ann.join(session.code, "Ann")
+                await ann.next_event(m.State)  # the state at joining
                 reply = await operator.request(m.Generate, key=KEY, code=session.code,
                                                topic="90s music", count=3, kind="choice")
                 assert isinstance(reply, m.Generated)
                 assert reply.round == rounds_before and reply.added == 3
+                # A player already in the lobby is told the new round list at once.
+                told = await ann.next_event(m.State)
+                assert [r["title"] for r in told.state["rounds"]][-1] == "90s music"
+                assert len(told.state["rounds"]) == rounds_before + 1
                 assert len(session.game.quiz.rounds) == rounds_before + 1
                 assert session.game.quiz.rounds[-1].title == "90s music"
                 # A host who attaches now sees the longer quiz.
