@@ -1,18 +1,27 @@
-// The host console: create (or take over) a session, see who joined and who answered, drive the
-// quiz, mark answers, adjust scores, remove players, end, and download the results.
+// The host console: create (or take over) a session, see who joined and who answered, see the
+// quiz's rounds and add a generated one in the lobby, drive the quiz, mark answers, adjust
+// scores, remove players, end, and download the results.
 //
 // Rules this page keeps:
-// 1. The operator key is used once, for `create_session` on a connection of its own, and never
-//    stored. The join code and host token are kept in localStorage ("pubquiz.host") so that a
-//    reload re-attaches; a takeover link carries them in the URL fragment (never sent to a
-//    server), which the page removes from the address bar at once.
+// 1. The operator key is only sent on operator connections of its own (`create_session`,
+//    `generate`) and never stored: it stays in the page's form fields for the page's life (the
+//    key that created the session fills in the generate form). The join code and host token are
+//    kept in localStorage ("pubquiz.host") so that a reload re-attaches; a takeover link carries
+//    them in the URL fragment (never sent to a server), which the page removes from the address
+//    bar at once.
 // 2. Buttons follow SPEC section 8: each command is enabled only in the phases that accept it,
 //    and the server stays the judge (a refusal is shown, never hidden).
 // 3. Marking needs the answers' texts, which pubquiz.v1 does not broadcast: the page reads them
 //    from the host-only results download (`/results`, token in the Authorization header).
+// 4. `generate` is sent once, on a bare WebSocket of its own, never through QuizConnection: that
+//    one reconnects and re-identifies after a retryable refusal or a lost connection, which
+//    would ask the model again and could add the round twice. A lost connection or "Stop
+//    waiting" just closes the socket; the engine may still add the round, and the rounds list
+//    (from the `state` every member gets) shows whether it did.
 
-import { QuizConnection } from "./client.js";
+import { QuizConnection, SUBPROTOCOL, engineUrl } from "./client.js";
 import { errorText, t, translatePage } from "./i18n.js";
+import { decodeFrame, encodeMessage } from "./protocol.js";
 import { qrSvg } from "./qr.js";
 import { $, Countdown, ServerClock, announce, describeAnswer, fill, h, saved, showView } from "./ui.js";
 
@@ -33,6 +42,13 @@ const PHASES = {
     "leaderboard", "round_summary"],
 };
 const EXTEND_SECONDS = 15;
+/** `generate`'s bounds on `count` (SPEC section 8). */
+const GENERATE_MIN = 1;
+const GENERATE_MAX = 50;
+/** The one request on a generate connection (a fresh connection per request). */
+const GENERATE_RID = 1;
+/** How many `redirect`s (SPEC 13.7) a generate request follows before it gives up. */
+const GENERATE_REDIRECTS = 3;
 
 let host = saved.get(STORE_KEY); // {code, token}
 let connection = null;
@@ -40,7 +56,11 @@ let haveView = false;
 const clock = new ServerClock();
 const view = {
   phase: null, round: null, question: null, people: new Map(), answered: new Set(), mode: null,
+  rounds: [], // the quiz's rounds from the last `state`: {title, questions, multiplier, wager, joker}
+  roundKnown: false, // whether `round` is the one being played (a `slide` event does not say)
 };
+/** The generate request in flight: {ws, request, timer, started}, or null. */
+let generating = null;
 let countdown = null;
 
 // --- setup --------------------------------------------------------------------------------------
@@ -62,6 +82,7 @@ function createSession(event) {
       onMessage: (message) => {
         if (message.t !== "session_created") return;
         once.stop();
+        $("#gen-key").value = key; // for a generated round (rule 1)
         attach({ code: message.code, token: message.host_token });
       },
       onStatus: (kind, detail) => {
@@ -100,6 +121,7 @@ function takeOver(event) {
 }
 
 function attach(credentials) {
+  if (host?.code !== credentials.code) resetGenerate();
   host = credentials;
   saved.set(STORE_KEY, host);
   connection?.stop();
@@ -115,6 +137,7 @@ function attach(credentials) {
 }
 
 function forget() {
+  resetGenerate();
   connection?.stop();
   saved.remove(STORE_KEY);
   host = null;
@@ -170,8 +193,9 @@ function receive(message) {
       clock.sawQuestion(message);
       view.question = message;
       view.answered = new Set();
-      setPhase("question_open");
       view.round = message.round;
+      view.roundKnown = true;
+      setPhase("question_open");
       renderQuestion();
       renderCount(0, null);
       countdown.run(message.time_limit_ms, message.time_limit_ms);
@@ -217,10 +241,12 @@ function receive(message) {
       }
       break;
     case "round_summary":
-      setPhase("round_summary");
       view.round = message.round;
+      view.roundKnown = true;
+      setPhase("round_summary");
       break;
     case "slide":
+      view.roundKnown = false;
       setPhase("slide");
       fill($("#marking"));
       $("#current-heading").textContent = t("phase.slide");
@@ -254,6 +280,8 @@ function applyState(state) {
   haveView = true;
   view.mode = state.mode;
   view.round = state.round;
+  view.roundKnown = state.round !== null && state.round !== undefined;
+  if (Array.isArray(state.rounds)) view.rounds = state.rounds;
   view.people = new Map((state.participants ?? []).map((p) => [p.participant, { ...p }]));
   view.answered = new Set();
   setPhase(state.phase);
@@ -286,6 +314,8 @@ function setPhase(phase) {
     button.disabled = !PHASES[button.dataset.cmd].includes(phase);
   }
   if (phase === "question_open") fill($("#marking"));
+  showGenerateCard();
+  renderRounds();
 }
 
 function renderLinks(code) {
@@ -323,6 +353,25 @@ function renderReveal(reveal) {
     ? ` (${reveal.distribution.map((n, i) => `${String.fromCharCode(65 + i)}: ${n}`).join(", ")})` : "";
   $("#current-answer").textContent = text + distribution;
   renderMarking();
+}
+
+/** The quiz's rounds (SPEC section 11, `rounds`), the current one marked once the quiz runs. */
+function renderRounds() {
+  const rounds = view.rounds;
+  const questions = rounds.reduce((sum, round) => sum + (round.questions ?? 0), 0);
+  $("#rounds-summary").textContent = t("host.rounds.summary", { rounds: rounds.length, questions });
+  const running = view.roundKnown && !["lobby", "finished", null].includes(view.phase);
+  fill($("#rounds"), rounds.map((round, index) => {
+    const current = running && view.round === index;
+    return h("tr", { dataset: { round: String(index) }, class: current ? "current" : null,
+      "aria-current": current ? "step" : null },
+    h("td", { class: "num" }, String(index + 1)),
+    h("th", { scope: "row" }, round.title || t("host.rounds.untitled")),
+    h("td", { class: "num" }, String(round.questions ?? 0)),
+    h("td", { class: "num" }, t("host.rounds.multiplier", { multiplier: Number(round.multiplier ?? 1) })),
+    h("td", {}, t(round.wager ? "host.rounds.yes" : "host.rounds.no")),
+    h("td", {}, t(round.joker ? "host.rounds.yes" : "host.rounds.no")));
+  }));
 }
 
 function renderPeople() {
@@ -515,6 +564,145 @@ async function copy(event) {
   }
 }
 
+// --- generating a round (an operator request, rule 4) ------------------------------------------
+
+/** The generate form is there in the lobby only (SPEC: `generate` is refused once it started). */
+function showGenerateCard() {
+  $("#generate-card").hidden = view.phase !== "lobby" && !generating;
+}
+
+function generateRound(event) {
+  event.preventDefault();
+  if (generating || !host) return;
+  const form = event.currentTarget;
+  fill($("#gen-result"));
+  $("#gen-error").textContent = "";
+  const topic = $("#gen-topic").value.trim();
+  const count = Number($("#gen-count").value);
+  const title = $("#gen-title").value.trim();
+  if (!topic) {
+    $("#gen-error").textContent = t("host.generate.topic_empty");
+    return;
+  }
+  if (!Number.isInteger(count) || count < GENERATE_MIN || count > GENERATE_MAX) {
+    $("#gen-error").textContent = t("host.generate.count_range");
+    return;
+  }
+  const request = {
+    t: "generate", rid: GENERATE_RID, key: $("#gen-key").value, code: host.code, topic, count,
+    kind: form.elements.kind.value, difficulty: null, language: null, round_title: title || null,
+  };
+  let frame;
+  try {
+    frame = encodeMessage(request); // refuses what the server would (lengths, bounds)
+  } catch (error) {
+    $("#gen-error").textContent = errorText(error);
+    return;
+  }
+  generating = { ws: null, request, started: performance.now(), timer: null };
+  generating.timer = setInterval(showElapsed, 1000);
+  setGenerating(true);
+  sendGenerate(frame, engineUrl(), GENERATE_REDIRECTS);
+}
+
+function sendGenerate(frame, url, redirectsLeft) {
+  let ws;
+  try {
+    ws = new WebSocket(url, SUBPROTOCOL);
+  } catch { // a redirect to a URL this browser will not open
+    stopGenerating();
+    $("#gen-error").textContent = t("host.generate.lost");
+    return;
+  }
+  ws.binaryType = "arraybuffer";
+  generating.ws = ws;
+  ws.onopen = () => ws.send(frame);
+  ws.onmessage = (event) => {
+    let message;
+    try {
+      message = decodeFrame(new Uint8Array(event.data));
+    } catch {
+      return; // a frame our codec refuses is the server's bug: wait for the reply or the close
+    }
+    if (message.t === "redirect" && redirectsLeft > 0) {
+      // The session lives on another node: ask there (this socket's close is then ignored).
+      ws.onclose = null;
+      ws.close(1000);
+      sendGenerate(frame, message.url, redirectsLeft - 1);
+    } else if (message.t === "generated" || message.t === "error" || message.t === "redirect") {
+      finishGenerate(ws, message.t === "redirect" ? null : message);
+    }
+  };
+  ws.onclose = () => finishGenerate(ws, null);
+}
+
+/** The reply (`generated` or `error`) arrived, or the socket closed first (`reply` null). */
+function finishGenerate(ws, reply) {
+  if (!generating || generating.ws !== ws) return;
+  const { request } = generating;
+  stopGenerating();
+  if (reply === null) {
+    $("#gen-error").textContent = t("host.generate.lost");
+  } else if (reply.t === "error") {
+    const text = reply.code === "generator_unavailable"
+      ? t("host.generate.unavailable", { message: reply.message }) : errorText(reply);
+    $("#gen-error").textContent = text;
+    log(t("log.generate_failed", { reason: text }));
+  } else {
+    const round = reply.round + 1;
+    fill($("#gen-result"),
+      h("p", { class: "good-text" }, t("host.generate.done",
+        { round, title: request.round_title ?? request.topic, added: reply.added })),
+      reply.dropped ? h("p", {}, t("host.generate.dropped", { dropped: reply.dropped })) : null,
+      reply.notes?.length ? h("ul", { class: "notes" }, reply.notes.map((note) => h("li", {}, note)))
+        : null);
+    log(t("log.generated", { round, added: reply.added }));
+  }
+}
+
+/** Close the socket (if open), clear the timer and give the form back. */
+function stopGenerating() {
+  if (!generating) return;
+  const { ws, timer } = generating;
+  generating = null;
+  clearInterval(timer);
+  if (ws) {
+    ws.onclose = null;
+    ws.onmessage = null;
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
+  setGenerating(false);
+}
+
+function cancelGenerate() {
+  if (!generating) return;
+  stopGenerating();
+  $("#gen-error").textContent = "";
+  fill($("#gen-result"), h("p", {}, t("host.generate.cancelled")));
+}
+
+/** Forget any request in flight and its outcome (another session, or none). */
+function resetGenerate() {
+  stopGenerating();
+  $("#gen-error").textContent = "";
+  fill($("#gen-result"));
+}
+
+function setGenerating(busy) {
+  $("#gen-submit").disabled = busy;
+  $("#gen-cancel").hidden = !busy;
+  $("#generate-form").setAttribute("aria-busy", String(busy));
+  $("#gen-progress-text").textContent = busy ? t("host.generate.asking") : "";
+  $("#gen-elapsed").textContent = "";
+  showGenerateCard();
+}
+
+function showElapsed() {
+  if (!generating) return;
+  const seconds = Math.floor((performance.now() - generating.started) / 1000);
+  $("#gen-elapsed").textContent = t("host.generate.elapsed", { seconds });
+}
+
 // --- start --------------------------------------------------------------------------------------
 
 translatePage();
@@ -526,6 +714,8 @@ $("#download-csv").addEventListener("click", () => download("csv"));
 $("#download-json").addEventListener("click", () => download("json"));
 $("#token-toggle").addEventListener("click", toggleToken);
 $("#forget").addEventListener("click", forget);
+$("#generate-form").addEventListener("submit", generateRound);
+$("#gen-cancel").addEventListener("click", cancelGenerate);
 for (const button of document.querySelectorAll("[data-copy]")) button.addEventListener("click", copy);
 
 const fragment = new URLSearchParams(location.hash.slice(1));
