@@ -342,6 +342,18 @@ class GameSession:
         return None
 
     @property
+    def next_round(self) -> int | None:
+        """The round that the next step starts, when the next step starts a round (None when
+        it continues the current round, or the quiz has no next step)."""
+        nxt = self._step + 1
+        if nxt >= len(self._steps):
+            return None
+        r = self._steps[nxt].round
+        if self._step >= 0 and self._steps[self._step].round == r:
+            return None
+        return r
+
+    @property
     def next_deadline(self) -> float | None:
         """When the server's timer should call ``tick`` (None: no timer needed)."""
         return self._deadline if self._phase is Phase.QUESTION_OPEN else None

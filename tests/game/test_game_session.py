@@ -653,3 +653,25 @@ def test_a_format_1_snapshot_still_restores() -> None:
     old["format"] = 3
     with pytest.raises(ValueError, match="unknown snapshot format"):
         GameSession.from_snapshot(old)
+
+
+def test_next_round_names_the_round_the_next_step_starts() -> None:
+    g = Game()
+    joined(g, "A")
+    assert g.session.next_round == 0  # the lobby: round 0 comes first
+    seen: list[int] = []
+    events = g.do(Start())
+    for _ in range(200):  # bounded: the quiz has a handful of steps
+        if g.session.phase is Phase.FINISHED:
+            break
+        if g.session.phase is Phase.QUESTION_OPEN:
+            events = finish_question(g)
+            continue
+        expected = g.session.next_round
+        events = g.do(Next())
+        started = [e.round for e in events if isinstance(e, ev.RoundStarted)]
+        assert started == ([] if expected is None else [expected])
+        seen += started
+    assert g.session.phase is Phase.FINISHED
+    assert seen == list(range(1, len(g.session.quiz.rounds)))  # every later round, once
+    assert g.session.next_round is None

@@ -202,6 +202,7 @@ async def test_state_tells_the_rounds_flags_and_your_joker(tmp_path: Path) -> No
                 ]
                 assert state.state["you"]["joker"] is None
                 assert state.state["you"]["stakes"] == []
+                assert state.state["next_round"] == 0  # the lobby: offer for round 0
                 await ann.request(m.Joker, round=1)
                 token = ann.token
                 assert token is not None

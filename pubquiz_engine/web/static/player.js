@@ -270,7 +270,13 @@ function applyState(state) {
     feedback(view.rank ? t("player.rank_line", { rank: view.rank, score: view.score })
       : t("player.unranked", { score: view.score }));
   }
-  if (state.phase === "round_summary" && state.round !== null) offerNext(state.round + 1);
+  // Between rounds (a summary, or the standings shown after it) the next round is offered; the
+  // server says which round the next step starts (`next_round`, nil inside a round).
+  if (["round_summary", "leaderboard"].includes(state.phase)) {
+    const next = state.next_round ?? (state.phase === "round_summary" && state.round !== null
+      ? state.round + 1 : null);
+    if (next !== null) offerNext(next);
+  }
 }
 
 // --- rendering ----------------------------------------------------------------------------------
