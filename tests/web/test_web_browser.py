@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webkit import EngineThread
+from webkit import UNNAMED, EngineThread, Pages, expect, run_scenario
 
 pytestmark = pytest.mark.slow
 
 PHONE = {"width": 390, "height": 844}
 PROJECTOR = {"width": 1920, "height": 1080}
-WAIT_MS = 15_000
 
 #: Quiz media must be an http(s) URL: the picture is one of the engine's own files, so the page
 #: needs no network beyond the engine.
@@ -55,81 +54,9 @@ QUIZ: dict[str, Any] = {
 }
 
 
-#: Wait (bounded) until the pages' animations are done; the countdown bar, which moves for as
-#: long as a question is open, is left out.
-SETTLE = """async () => {
-  for (let round = 0; round < 20; round++) {
-    const running = document.getAnimations().filter((a) => a.playState === "running"
-      && !a.effect?.target?.closest?.(".countdown"));
-    if (!running.length) return;
-    await Promise.all(running.map((a) => a.finished.catch(() => null)));
-  }
-}"""
-
-
-#: Controls and pictures without an accessible name (a label, text, aria-label or alt).
-UNNAMED = """() => [...document.querySelectorAll("button, input, a[href], img, [role=img]")]
-  .filter((el) => !el.closest("[hidden]"))
-  .filter((el) => !(el.getAttribute("aria-label") || el.labels?.length || el.getAttribute("alt")
-    || el.textContent.trim()))
-  .map((el) => el.outerHTML.slice(0, 120))"""
-
-
 def _assert_named(page: Any) -> None:
     assert page.evaluate(UNNAMED) == []
     assert page.evaluate("() => document.documentElement.lang") == "en"
-
-
-def expect(target: Any) -> Any:
-    """Playwright's ``expect``, imported late: without playwright the fixtures skip (or fail
-    under CI) instead of this module failing to import."""
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=WAIT_MS)
-    return playwright_expect(target)
-
-
-class Pages:
-    """The open pages and the screenshot helper."""
-
-    def __init__(self, browser: Any, base: str, artifacts: Path) -> None:
-        self.browser = browser
-        self.base = base
-        self.artifacts = artifacts
-        self.errors: list[str] = []
-        self.contexts: list[Any] = []
-
-    def on_failure(self) -> None:
-        """Keep what each page showed when the test failed (tests/artifacts/web/failed-*)."""
-        for number, context in enumerate(self.contexts):
-            for page in context.pages:
-                page.screenshot(path=str(self.artifacts / f"failed-{number}.png"))
-
-    def open(self, path: str, viewport: dict[str, int], label: str) -> Any:
-        # One context per page: players must not share localStorage.
-        context = self.browser.new_context(viewport=viewport, accept_downloads=True)
-        self.contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda error: self.errors.append(f"{label}: {error}"))
-        page.on("console", lambda msg: self.errors.append(f"{label}: {msg.text}")
-                if msg.type == "error" else None)
-        page.goto(self.base + path)
-        return page
-
-    def shot(self, page: Any, name: str) -> None:
-        """``name-phone.png`` and ``name-projector.png``, once animations have settled."""
-        original = page.viewport_size
-        for size_name, size in (("phone", PHONE), ("projector", PROJECTOR)):
-            page.set_viewport_size(size)
-            # (wait_for_function would evaluate a string: the pages' CSP forbids eval, rightly)
-            page.evaluate(SETTLE)
-            page.screenshot(path=str(self.artifacts / f"{name}-{size_name}.png"))
-        page.set_viewport_size(original)
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
 
 
 def _join(page: Any, name: str) -> None:
@@ -173,17 +100,10 @@ def _reveal(host: Any, players: list[Any]) -> None:
 
 def test_a_short_quiz_in_the_browser(browser: Any, engine_thread: EngineThread,
                                      artifacts: Path, tmp_path: Path) -> None:
-    pages = Pages(browser, engine_thread.base_url, artifacts)
-    try:
-        try:
-            _play(pages, engine_thread, tmp_path)
-        except Exception:
-            pages.on_failure()
-            print("\n".join(pages.errors))
-            raise
-        assert pages.errors == []
-    finally:
-        pages.close()
+    pages = Pages(browser, engine_thread.base_url, artifacts,
+                  shot_sizes={"phone": PHONE, "projector": PROJECTOR})
+    run_scenario(pages, lambda pages: _play(pages, engine_thread, tmp_path),
+                 failure_prefix="failed")
 
 
 def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:

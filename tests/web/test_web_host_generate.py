@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import h11
 import pytest
 import trio
-from webkit import EngineThread
+from webkit import UNNAMED, WAIT_MS, EngineThread, Pages, TrioThread, expect, run_scenario
 
 _GENERATE_TESTS = str(Path(__file__).resolve().parent.parent / "generate")
 if _GENERATE_TESTS not in sys.path:
@@ -33,23 +33,7 @@ from modelkit import FakeModel  # noqa: E402  (after the path set-up above, on p
 pytestmark = pytest.mark.slow
 
 KEY = "op-key"
-WAIT_MS = 15_000
 VIEWPORT = {"width": 1280, "height": 1000}
-
-#: Controls without an accessible name (as in test_web_browser.py).
-UNNAMED = """() => [...document.querySelectorAll("button, input, a[href], img, [role=img]")]
-  .filter((el) => !el.closest("[hidden]"))
-  .filter((el) => !(el.getAttribute("aria-label") || el.labels?.length || el.getAttribute("alt")
-    || el.textContent.trim()))
-  .map((el) => el.outerHTML.slice(0, 120))"""
-
-
-def expect(target: Any) -> Any:
-    """Playwright's ``expect``, imported late (without playwright the fixtures skip first)."""
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=WAIT_MS)
-    return playwright_expect(target)
 
 
 class GatedModel(FakeModel):
@@ -68,66 +52,37 @@ class GatedModel(FakeModel):
         return await super()._answer(request, body)
 
 
-class ModelThread:
+class ModelThread(TrioThread):
     """The gated model server on 127.0.0.1 port 0, under ``trio.run`` in a thread of its own."""
 
+    what = "the model server"
+    stop_timeout = 20.0
+
     def __init__(self) -> None:
+        super().__init__("model")
         self.model = GatedModel()
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._stop: trio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="model", daemon=True)
 
-    def start(self, timeout: float = 20.0) -> ModelThread:
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._error is not None:
-            raise RuntimeError(f"the model server did not start: {self._error!r}")
-        return self
-
-    def _main(self) -> None:
-        try:
-            trio.run(self._serve)
-        except BaseException as exc:  # reported by start() or stop() in the test's thread
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
+    async def serve(self, ready: Callable[[], None], stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(
                 partial(trio.serve_tcp, self.model.handle, 0, host="127.0.0.1"))
             port = listeners[0].socket.getsockname()[1]
             self.model.base_url = f"http://127.0.0.1:{port}/v1"
-            self._ready.set()
-            await self._stop.wait()
+            ready()
+            await stop.wait()
             nursery.cancel_scope.cancel()  # a request still held at the gate included
-
-    def _run_sync(self, fn: Any) -> Any:
-        assert self._token is not None
-        return trio.from_thread.run_sync(fn, trio_token=self._token)
 
     def hold(self) -> None:
         """From now on, requests wait at a closed gate."""
         def close_gate() -> None:
             self.model.gate = trio.Event()
             self.model.arrived.clear()
-        self._run_sync(close_gate)
+        self.call_sync(close_gate)
 
     def release(self) -> None:
         gate = self.model.gate
         assert gate is not None
-        self._run_sync(gate.set)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self._stop is not None and self._thread.is_alive():
-            self._run_sync(self._stop.set)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise RuntimeError("the model server did not stop in time")
-        if self._error is not None:
-            raise self._error
+        self.call_sync(gate.set)
 
 
 @pytest.fixture
@@ -169,42 +124,18 @@ def _fill_generate(host: Any, *, topic: str, count: int, kind: str, title: str =
 def test_the_host_generates_a_round_from_the_console(
         browser: Any, generating_engine: EngineThread, model_thread: ModelThread,
         artifacts: Path) -> None:
-    errors: list[str] = []
-    debug: list[str] = []
-    contexts: list[Any] = []
-
-    def open_page(path: str, label: str) -> Any:
-        context = browser.new_context(viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda error: errors.append(f"{label}: {error}"))
-        page.on("console", lambda msg: errors.append(f"{label}: {msg.text}")
-                if msg.type == "error" else None)
-        page.goto(generating_engine.base_url + path)
-        return page
-
-    try:
-        try:
-            _generate(open_page, generating_engine, model_thread, debug, artifacts)
-        except Exception:
-            for number, context in enumerate(contexts):
-                for page in context.pages:
-                    page.screenshot(path=str(artifacts / f"failed-generate-{number}.png"))
-            print("\n".join(errors))
-            raise
-        assert errors == []
-    finally:
-        for context in contexts:
-            context.close()
+    pages = Pages(browser, generating_engine.base_url, artifacts)
+    run_scenario(pages, lambda pages: _generate(pages, generating_engine, model_thread),
+                 failure_prefix="failed-generate")
 
 
-def _generate(open_page: Any, engine: EngineThread, model_thread: ModelThread,
-              debug: list[str], artifacts: Path) -> None:
+def _generate(pages: Pages, engine: EngineThread, model_thread: ModelThread) -> None:
     model = model_thread.model
+    artifacts = pages.artifacts
+    debug: list[str] = []
 
     # --- the host creates a session from the sample quiz: the key is kept for generating ------
-    host = open_page("/host", "host")
+    host = pages.open("/host", VIEWPORT, "host")
     expect(host.locator("#create-file-help")).to_contain_text("pubquiz-engine quiz validate")
     host.fill("#create-key", KEY)
     host.check("input[name=quiz][value=sample]")
@@ -222,7 +153,7 @@ def _generate(open_page: Any, engine: EngineThread, model_thread: ModelThread,
     assert host.evaluate(UNNAMED) == []
 
     # --- a player joins, and logs what it receives --------------------------------------------
-    ann = open_page(f"/play?code={code}", "ann")
+    ann = pages.open(f"/play?code={code}", VIEWPORT, "ann")
     ann.on("console", lambda msg: debug.append(msg.text) if msg.type == "debug" else None)
     ann.fill("#join-name", "Ann")
     ann.click("#join-submit")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from webkit import EngineThread
+from webkit import EngineThread, Pages, expect, run_scenario
 
 from pubquiz_engine.game import commands
 
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.slow
 
 PHONE = {"width": 360, "height": 740}
 DESK = {"width": 1280, "height": 900}
-WAIT_MS = 15_000
 
 QUIZ: dict[str, Any] = {
     "format": 1,
@@ -48,43 +47,6 @@ QUIZ: dict[str, Any] = {
         ]},
     ],
 }
-
-
-def expect(target: Any) -> Any:
-    """Playwright's ``expect``, imported late (without playwright the fixtures skip)."""
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=WAIT_MS)
-    return playwright_expect(target)
-
-
-class Pages:
-    def __init__(self, browser: Any, base: str, artifacts: Path) -> None:
-        self.browser = browser
-        self.base = base
-        self.artifacts = artifacts
-        self.errors: list[str] = []
-        self.contexts: list[Any] = []
-
-    def open(self, path: str, viewport: dict[str, int], label: str) -> Any:
-        context = self.browser.new_context(viewport=viewport)  # players share no localStorage
-        self.contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda error: self.errors.append(f"{label}: {error}"))
-        page.on("console", lambda msg: self.errors.append(f"{label}: {msg.text}")
-                if msg.type == "error" else None)
-        page.goto(self.base + path)
-        return page
-
-    def on_failure(self) -> None:
-        for number, context in enumerate(self.contexts):
-            for page in context.pages:
-                page.screenshot(path=str(self.artifacts / f"failed-wager-{number}.png"))
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
 
 
 def _host_click(host: Any, command: str) -> None:
@@ -117,16 +79,8 @@ def _fits(page: Any) -> None:
 def test_wagers_from_the_player_page(browser: Any, engine_thread: EngineThread,
                                      artifacts: Path, tmp_path: Path) -> None:
     pages = Pages(browser, engine_thread.base_url, artifacts)
-    try:
-        try:
-            _play(pages, engine_thread, tmp_path)
-        except Exception:
-            pages.on_failure()
-            print("\n".join(pages.errors))
-            raise
-        assert pages.errors == []
-    finally:
-        pages.close()
+    run_scenario(pages, lambda pages: _play(pages, engine_thread, tmp_path),
+                 failure_prefix="failed-wager")
 
 
 def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
