@@ -275,4 +275,25 @@ class Coordination:
             except Rejected as exc:
                 log.error("session %s: replayed answer %d/%d refused: %s", code,
                           answer.participant_id, answer.request_id, exc)
+        # Then who left or was removed after the snapshot (nobody answers after leaving, so
+        # after the answers is their order too). A leave in the lobby forgets the player again.
+        departures = await store.load_events(code, after_seq=watermark,
+                                             types=("participant_left", "participant_kicked"))
+        for event in departures:
+            pid = event.payload.get("participant")
+            if not isinstance(pid, int):
+                continue
+            who = game.participants.get(pid)
+            if who is None or not who.active:
+                continue
+            command: commands.Command = (commands.Leave(participant=pid)
+                                         if event.type == "participant_left"
+                                         else commands.Kick(participant=pid))
+            try:
+                game.apply(command, event.at)
+            except Rejected as exc:
+                log.error("session %s: replayed %s of %d refused: %s", code, event.type, pid,
+                          exc)
+            if pid not in game.participants:
+                resume.pop(pid, None)  # forgotten: its token no longer resumes
         return joins, answers

@@ -33,6 +33,7 @@ from pubquiz_engine.store._worker import Worker
 from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
 from pubquiz_engine.store.records import (
     AnswerRow,
+    EventRow,
     ParticipantRow,
     Record,
     Results,
@@ -312,6 +313,18 @@ class PostgresStore:
                 (code,),
             ).fetchall()
             return [ParticipantRow(*r) for r in rows]
+
+        return await self._read(fn)
+
+    async def load_events(self, code: str, *, after_seq: int,
+                          types: Sequence[str]) -> list[EventRow]:
+        def fn(conn: psycopg.Connection[Any]) -> list[EventRow]:
+            rows = conn.execute(
+                "SELECT session_code, seq, type, payload, at FROM events WHERE session_code = %s"
+                " AND seq > %s AND type = ANY(%s) ORDER BY seq",
+                (code, after_seq, list(types)),
+            ).fetchall()
+            return [EventRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]  # jsonb -> dict
 
         return await self._read(fn)
 

@@ -174,6 +174,15 @@ class AnswerRow:
 
 
 @attrs.frozen
+class EventRow:
+    code: str
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    at: float
+
+
+@attrs.frozen
 class ParticipantRow:
     code: str
     participant_id: int
@@ -242,6 +251,12 @@ class Store(Protocol):
 
     async def load_participants(self, code: str) -> list[ParticipantRow]:
         """The session's participants in id order (failover: who joined after a snapshot)."""
+        ...
+
+    async def load_events(self, code: str, *, after_seq: int,
+                          types: Sequence[str]) -> list[EventRow]:
+        """The session's event-log rows of these ``types`` with ``seq > after_seq``, in seq
+        order (failover: the leaves and kicks after a snapshot)."""
         ...
 
     async def last_seq(self, code: str) -> int:

@@ -34,6 +34,7 @@ from pubquiz_engine.store._worker import Worker
 from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
 from pubquiz_engine.store.records import (
     AnswerRow,
+    EventRow,
     ParticipantRow,
     Record,
     Results,
@@ -298,6 +299,18 @@ class SqliteStore:
                 (code,),
             ).fetchall()
             return [ParticipantRow(*r) for r in rows]
+
+        return await self._read(fn)
+
+    async def load_events(self, code: str, *, after_seq: int,
+                          types: Sequence[str]) -> list[EventRow]:
+        def fn(conn: sqlite3.Connection) -> list[EventRow]:
+            rows = conn.execute(
+                "SELECT session_code, seq, type, payload, at FROM events WHERE session_code = ?"
+                " AND seq > ? AND type IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                (code, after_seq, json.dumps(list(types))),
+            ).fetchall()
+            return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
         return await self._read(fn)
 

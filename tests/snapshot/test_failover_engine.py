@@ -286,6 +286,50 @@ async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
             assert stray not in b.sessions
 
 
+async def test_leaves_and_kicks_after_the_snapshot_are_replayed(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """A leave or a kick stored after the owner's last snapshot (it died before the snapshot
+    that follows every leave was written) must not come back as a player on the new node."""
+    with trio.fail_after(30):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+            session, _host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            tokens: dict[str, tuple[int, str]] = {}
+            async with contextlib.AsyncExitStack() as stack:
+                for name in ("Stay", "Go", "Out"):
+                    client = await stack.enter_async_context(open_client(addr_a.url))
+                    await client.join(code, name)
+                    assert client.welcome is not None and client.token is not None
+                    tokens[name] = (client.welcome.participant or 0, client.token)
+                await session.wait_snapshot()
+                assert await a.persister.drain(timeout=10)
+            after = session.seq
+            # What the owner committed after its last snapshot, just before it died.
+            await a.store.write([
+                EventRecord(code, after + 1, "participant_left",
+                            {"type": "participant_left", "participant": tokens["Go"][0]},
+                            2.0, session.epoch),
+                EventRecord(code, after + 2, "participant_kicked",
+                            {"type": "participant_kicked", "participant": tokens["Out"][0]},
+                            3.0, session.epoch)])
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, code)
+            async with contextlib.AsyncExitStack() as stack:
+                await resume_with_retry(addr_b.url, tokens["Stay"][1], 0, stack)
+                game = b.sessions[code].game
+                assert tokens["Go"][0] not in game.participants  # left the lobby: forgotten
+                assert game.participants[tokens["Out"][0]].kicked
+                assert game.active_count() == 1
+                for name, code_expected in (("Go", "bad_token"), ("Out", "kicked")):
+                    gone = await stack.enter_async_context(open_client(addr_b.url))
+                    with pytest.raises(RemoteError) as refused:
+                        await gone.resume(tokens[name][1], 0)
+                    assert refused.value.code == code_expected
+
+
 async def test_a_paused_owner_is_fenced_and_its_writes_refused(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
 ) -> None:

@@ -138,6 +138,25 @@ async def test_last_seq_is_the_highest_of_events_answers_and_scores(
         assert await store.last_seq(code) == 15  # another session's rows do not count
 
 
+async def test_load_events_by_type_after_a_seq(store: Store, codes: Codes) -> None:
+    code, other = codes(), codes()
+    rows = [EventRecord(code, 1, "participant_joined", {"participant": 1}, 1.0, 1),
+            EventRecord(code, 4, "participant_left", {"participant": 1}, 4.0, 1),
+            EventRecord(code, 6, "question_opened", {"question": 0}, 6.0, 1),
+            EventRecord(code, 9, "participant_kicked", {"participant": 2}, 9.5, 1),
+            EventRecord(other, 7, "participant_left", {"participant": 5}, 7.0, 1)]
+    with trio.fail_after(20):
+        await store.write([session(code), session(other), *rows])
+        found = await store.load_events(code, after_seq=3,
+                                        types=("participant_left", "participant_kicked"))
+        assert [(e.seq, e.type, e.payload, e.at) for e in found] == [
+            (4, "participant_left", {"participant": 1}, 4.0),
+            (9, "participant_kicked", {"participant": 2}, 9.5)]
+        later = await store.load_events(code, after_seq=4, types=("participant_left",))
+        assert later == []
+        assert await store.load_events(code, after_seq=0, types=()) == []
+
+
 async def test_scores_never_go_backwards(store: Store, codes: Codes) -> None:
     code = codes()
     with trio.fail_after(20):
