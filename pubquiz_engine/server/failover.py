@@ -79,6 +79,7 @@ class Coordination:
         # Live sessions in the database that cannot be taken over (no snapshot: e.g. from a
         # run without Redis): the orphan scan does not ask again. Bounded.
         self._unadoptable: set[str] = set()
+        self._adopted = trio.Event()  # set (then replaced) whenever the scan adopts a session
 
     @classmethod
     def open(cls, engine: Engine, host: str, port: int) -> Coordination:
@@ -194,7 +195,13 @@ class Coordination:
                 continue
             adopted += 1
             log.info("session %s adopted by the orphan scan", code)
+            self._adopted.set()
+            self._adopted = trio.Event()
         return adopted
+
+    async def wait_adopted(self) -> None:
+        """Return once the orphan scan adopts its next session."""
+        await self._adopted.wait()
 
     # --- finding a session that is not here -------------------------------------------------------
 

@@ -45,14 +45,17 @@ QUIZ = {
 
 
 @contextlib.asynccontextmanager
-async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str
+async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str,
+               orphan_scan_interval: float = 0.0,
                ) -> AsyncIterator[tuple[Engine, EngineAddress, trio.CancelScope]]:
     """An engine that the test can crash: cancelling the scope kills it without a drain. Its
-    periodic orphan scan is off: tests call ``scan_orphans`` when they mean it."""
+    periodic orphan scan is off unless asked for: tests call ``scan_orphans`` when they mean
+    it."""
     config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=postgres_url,
                           redis_url=redis_url, redis_prefix=prefix, node_id=name,
                           lease_ttl_ms=1000, join_rate=1000.0, join_burst=1000,
-                          message_rate=1000.0, message_burst=1000, orphan_scan_interval=0)
+                          message_rate=1000.0, message_burst=1000,
+                          orphan_scan_interval=orphan_scan_interval)
     store = await open_store(postgres_url)
     try:
         engine = Engine(config, store)
@@ -284,6 +287,25 @@ async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
             assert list(adopted.game.answers(question.q)) == [1]
             assert await b.coord.scan_orphans() == 0  # nothing left; the stray is skipped
             assert stray not in b.sessions
+
+
+async def test_the_periodic_orphan_scan_adopts_on_its_own(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    with trio.fail_after(30):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix,
+                     orphan_scan_interval=0.2) as (b, _, _):
+            assert b.coord is not None
+            session, _ = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            async with open_client(addr_a.url) as ann:
+                await ann.join(session.code, "Ann")
+                await session.wait_snapshot()
+            crash(a, kill_a)
+            expire_lease(redis_url, redis_prefix, session.code)
+            await b.coord.wait_adopted()  # no client came back: the scan did it
+            assert session.code in b.sessions
 
 
 async def test_leaves_and_kicks_after_the_snapshot_are_replayed(
