@@ -9,11 +9,10 @@ Rules this module keeps:
 
 1. A cache is an optimisation, never a dependency: every failure (unreachable, timed out,
    refused) is raised as ``records.CacheUnavailable`` and the generator goes on without the
-   cache. Driver exceptions (redis-py, the store's) are translated here.
-2. Redis calls are synchronous redis-py calls on a worker thread with 1 s socket timeouts and
-   no retry, so the event loop never waits on Redis and a dead Redis costs at most a second or
-   two. (This is the second module that imports redis-py, next to ``snapshot.redis_store``,
-   whose client is private; the two are to be consolidated.) redis is imported only when a
+   cache. The errors of the store and of ``snapshot.RedisStore`` are translated here.
+2. Redis is reached through ``snapshot.RedisStore`` (the only module that imports redis-py):
+   calls on worker threads with 1 s socket timeouts, so the event loop never waits on Redis
+   and a dead Redis costs at most a second or two. The snapshot module is imported only when a
    ``RedisCache`` is made, so generation works without the ``redis`` extra.
 3. Entries expire on their own: Redis ``SET ... EX``; the store keeps an absolute expiry.
 """
@@ -21,17 +20,12 @@ Rules this module keeps:
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
-
-import trio
 
 from pubquiz_engine.errors import StoreError
 from pubquiz_engine.generate.records import CacheUnavailable, QuestionCache
 from pubquiz_engine.store import Store, open_store
-
-T = TypeVar("T")
 
 #: The default time a generated round stays cached: a week of quiz preparation.
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
@@ -64,43 +58,34 @@ class StoreCache:
 
 
 class RedisCache:
-    """The cache in Redis, under ``prefix`` (rule 2). ``close()`` releases the pool."""
+    """The cache in Redis, under ``prefix`` (rule 2), through the snapshot module's
+    ``RedisStore`` (the one place that speaks redis-py). ``close()`` releases the pool."""
 
     def __init__(self, url: str, *, prefix: str = "pubquiz:", timeout: float = 1.0) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from pubquiz_engine.snapshot import open_redis_store
 
-        self._redis_error: type[Exception] = redis.RedisError
-        self._prefix = prefix
-        self._client: Any = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), decode_responses=False,
-        )
-
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
-        def mapped() -> T:
-            try:
-                return fn()
-            except self._redis_error as exc:
-                raise CacheUnavailable(f"cache (redis) {what}: {type(exc).__name__}: "
-                                       f"{exc}") from exc
-
-        return await trio.to_thread.run_sync(mapped)
+        self._redis = open_redis_store(url, prefix=prefix, timeout=timeout,
+                                       connect_timeout=timeout)
 
     async def get(self, key: str) -> str | None:
-        raw = await self._call("get", lambda: self._client.get(self._prefix + key))
-        if raw is None:
-            return None
-        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        from pubquiz_engine.snapshot import CoordinationError
+
+        try:
+            return await self._redis.cache_get(key)
+        except CoordinationError as exc:
+            raise CacheUnavailable(f"cache (redis) get: {exc}") from exc
 
     async def put(self, key: str, value: str, ttl_seconds: float) -> None:
+        from pubquiz_engine.snapshot import CoordinationError
+
         seconds = max(1, math.ceil(_ttl(ttl_seconds)))
-        await self._call("set", lambda: self._client.set(
-            self._prefix + key, value.encode("utf-8"), ex=seconds))
+        try:
+            await self._redis.cache_put(key, value, seconds)
+        except CoordinationError as exc:
+            raise CacheUnavailable(f"cache (redis) set: {exc}") from exc
 
     def close(self) -> None:
-        self._client.close()
+        self._redis.close()
 
 
 @asynccontextmanager

@@ -355,6 +355,24 @@ class RedisStore:
         key = self.key("snap", _check_name("code", code))
         await self._call("delete_snapshot", lambda: self._client.delete(key))
 
+    # ------------------------------------------------------------------ a small text cache
+    def cache_key(self, key: str) -> str:
+        """The Redis key of cache entry ``key``: the prefix, then the key as the caller
+        namespaced it (e.g. ``ai-questions:<hash>``, docs/quiz-format.md)."""
+        return f"{self._prefix}{key}"
+
+    async def cache_get(self, key: str) -> str | None:
+        """The text stored under ``key``, or None (absent or expired)."""
+        raw = await self._call("cache get", lambda: self._client.get(self.cache_key(key)))
+        return None if raw is None else _text(raw)
+
+    async def cache_put(self, key: str, value: str, ttl_seconds: int) -> None:
+        """Store ``value`` under ``key`` for ``ttl_seconds`` (whole seconds, >= 1)."""
+        if not isinstance(ttl_seconds, int) or ttl_seconds < 1:
+            raise ValueError(f"ttl_seconds must be an int >= 1, got {ttl_seconds!r}")
+        await self._call("cache put", lambda: self._client.set(
+            self.cache_key(key), value.encode("utf-8"), ex=ttl_seconds))
+
     # ------------------------------------------------------------------ node registry
     async def register(self, node: str, url: str, ttl_ms: int) -> None:
         """One heartbeat: the node is live, at ``url``, for the next ``ttl_ms``."""
