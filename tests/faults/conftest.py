@@ -17,7 +17,8 @@ _SERVER_TESTS = str(Path(__file__).resolve().parent.parent / "server")
 if _SERVER_TESTS not in sys.path:
     sys.path.append(_SERVER_TESTS)
 
-from faultkit import FaultProxy, RawWs  # noqa: E402  (after the path set-up above, on purpose)
+from faultkit import RawWs  # noqa: E402  (after the path set-up above, on purpose)
+from proxykit import FaultProxy  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,10 @@
 """Tools of the fault campaign: a TCP fault proxy, a raw WebSocket player, a real engine process.
 
-- ``FaultProxy``: a trio TCP proxy between the engine and a server (PostgreSQL here) that can
-  pass, *delay* every chunk, *stall* (hold every byte, keep every socket open: a black hole
-  that later resumes) and *cut* (close every proxied connection and refuse new ones at once,
-  like a server that went away). The shared database server is never stopped: only the path to
-  it breaks, and only for the engine under test.
+- ``FaultProxy`` (in ``tests/proxykit.py``, shared with the snapshot tests): a trio TCP proxy
+  between the engine and a server (PostgreSQL here) that can pass, *delay* every chunk, *stall*
+  (hold every byte, keep every socket open: a black hole that later resumes) and *cut* (close
+  every proxied connection and refuse new ones at once, like a server that went away). The
+  shared database server is never stopped: only the path to it breaks.
 - ``RawWs``: a WebSocket client on a raw socket (wsproto), for what the thin client cannot do:
   bind a chosen loopback source address (one "phone" per address), keep the exact bytes of a
   reply (byte-identical error checks), stay silent (never answer pings, never send a FIN), and
@@ -30,7 +30,6 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 import trio
@@ -65,93 +64,6 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, every: fl
         while not predicate():  # noqa: ASYNC110
             await trio.sleep(every)
     return trio.current_time() - started
-
-
-# --- the TCP fault proxy -------------------------------------------------------------------------
-
-
-class FaultProxy:
-    """pass / delay / stall / cut between a client and ``target``. Start ``run`` in a nursery."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self.port = 0
-        self.mode = "pass"  # "pass" | "stall" | "cut"
-        self.delay = 0.0  # seconds added before each forwarded chunk (either direction)
-        self.accepted = 0
-        self.refused = 0
-        self._flowing = trio.Event()
-        self._flowing.set()
-        self._scopes: set[trio.CancelScope] = set()
-
-    @classmethod
-    def for_url(cls, url: str) -> FaultProxy:
-        parts = urlsplit(url)
-        return cls(parts.hostname or HOST, parts.port or 5432)
-
-    def url_for(self, url: str) -> str:
-        """``url`` with its host and port replaced by this proxy's (user and path kept)."""
-        parts = urlsplit(url)
-        user = parts.netloc.rpartition("@")[0]
-        netloc = (user + "@" if user else "") + f"{HOST}:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=HOST)
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._handle, listeners)
-
-    # Mode changes are synchronous: they take effect before the caller's next await.
-    def cut(self) -> None:
-        """Close every proxied connection now; accept-and-close new ones until ``restore``."""
-        self.mode = "cut"
-        self._flowing.set()
-        for scope in list(self._scopes):
-            scope.cancel()
-
-    def stall(self) -> None:
-        """Forward nothing, close nothing: the peers see silence (no FIN, no RST)."""
-        self.mode = "stall"
-        self._flowing = trio.Event()
-
-    def slow(self, delay: float) -> None:
-        """Forward everything ``delay`` seconds late (per chunk, each direction in order)."""
-        self.delay = delay
-
-    def restore(self) -> None:
-        self.mode = "pass"
-        self.delay = 0.0
-        self._flowing.set()
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        self.accepted += 1
-        with trio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                async with client:
-                    if self.mode == "cut":
-                        self.refused += 1
-                        return
-                    await self._flowing.wait()  # a stalled proxy holds new connections too
-                    upstream = await trio.open_tcp_stream(*self._target)
-                    async with upstream, trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
-                        nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
-            finally:
-                self._scopes.discard(scope)
-
-    async def _pump(self, src: trio.SocketStream, dst: trio.SocketStream,
-                    scope: trio.CancelScope) -> None:
-        try:
-            while data := await src.receive_some(65536):
-                if self.delay:
-                    await trio.sleep(self.delay)
-                await self._flowing.wait()
-                await dst.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        scope.cancel()  # one side closed: close both
 
 
 # --- a raw WebSocket player ----------------------------------------------------------------------

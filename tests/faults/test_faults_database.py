@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import trio
 from engine_fixtures import engine_at, short_quiz
-from faultkit import FaultProxy, health, wait_until
+from faultkit import health, wait_until
+from proxykit import FaultProxy
 
 from pubquiz_engine.client import Client, open_client
 from pubquiz_engine.errors import ErrorCode, RemoteError

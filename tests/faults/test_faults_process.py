@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import trio
 from engine_fixtures import SHORT_QUIZ
-from faultkit import FaultProxy, serve_process, sqlite_file
+from faultkit import serve_process, sqlite_file
+from proxykit import FaultProxy
 from trio_websocket import ConnectionClosed
 
 from pubquiz_engine.client import Client, ClientClosed, open_client

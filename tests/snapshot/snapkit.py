@@ -13,10 +13,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import attrs
 import trio
+from proxykit import HOST, FaultProxy
 
 from pubquiz_engine.snapshot import Lease, LeaseOwner, Snapshot
 from pubquiz_engine.snapshot.redis_store import RedisStore
@@ -30,74 +31,29 @@ def closed_port_url() -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-class RedisProxy:
-    """See the module docs. ``url`` is valid once ``run`` has started."""
+class RedisProxy(FaultProxy):
+    """``FaultProxy`` in front of Redis, with Redis-shaped stalls: ``stall`` also drops the
+    connections already open (the client's next call waits on a new, silent one until its
+    socket timeout) and ``restore`` drops the stalled ones, so no command held during the stall
+    reaches Redis late. ``url`` is valid once ``run`` has started."""
 
     def __init__(self, target_url: str) -> None:
         parts = urlsplit(target_url)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        super().__init__(parts.hostname or HOST, parts.port or 6379)
         self._target_url = target_url
-        self.mode = "pass"  # "pass" | "cut" | "stall"
-        self._scopes: set[trio.CancelScope] = set()
-        self.port = 0
-        self.accepted = 0
 
     @property
     def url(self) -> str:
-        parts = urlsplit(self._target_url)
-        return urlunsplit(parts._replace(netloc=f"127.0.0.1:{self.port}"))
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started()
-        await trio.serve_listeners(self._handle, listeners)
-
-    def cut(self) -> None:
-        self.mode = "cut"
-        self._drop_all()
+        return self.url_for(self._target_url)
 
     def stall(self) -> None:
-        self.mode = "stall"
+        super().stall()
         self._drop_all()
 
     def restore(self) -> None:
         if self.mode != "pass":
             self._drop_all()  # the stalled connections: the client gave up on them anyway
-        self.mode = "pass"
-
-    def _drop_all(self) -> None:
-        for scope in list(self._scopes):
-            scope.cancel()
-
-    async def _handle(self, client: trio.SocketStream) -> None:
-        self.accepted += 1
-        with trio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                async with client:
-                    if self.mode == "cut":
-                        return
-                    if self.mode == "stall":
-                        # Hold the connection open, answer nothing, until the next mode change
-                        # cancels us (every mode change cancels all scopes).
-                        await trio.sleep_forever()
-                    upstream = await trio.open_tcp_stream(*self._target)
-                    async with upstream, trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
-                        nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
-            finally:
-                self._scopes.discard(scope)
-
-    @staticmethod
-    async def _pump(src: trio.SocketStream, dst: trio.SocketStream,
-                    scope: trio.CancelScope) -> None:
-        try:
-            while data := await src.receive_some(65536):
-                await dst.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        scope.cancel()  # one side closed: close both
+        super().restore()
 
 
 @attrs.define
