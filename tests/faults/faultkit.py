@@ -11,7 +11,8 @@
   abort with a TCP RST. Hundreds of them cost little, so the engine's own figures dominate.
 - ``serve_process``: a real ``pubquiz-engine serve`` child process; its output is read all
   the time (an unread pipe would block the engine once its buffer filled).
-- ``http_get`` / ``lag_histogram``: ``/health`` and the event-loop lag histogram of ``/metrics``.
+- ``health`` / ``lag_histogram``: ``/health`` and the event-loop lag histogram of ``/metrics``
+  (over ``tests/httpkit.py``).
 
 Rules: every address is loopback, every wait has a deadline, every process and socket a test
 opens is closed by that test (processes by their own handle, never by name).
@@ -33,6 +34,7 @@ from typing import Any, ClassVar
 
 import msgpack
 import trio
+from httpkit import http_get
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -274,21 +276,8 @@ def sqlite_file(tmp_path: Path) -> str:
 # --- HTTP -----------------------------------------------------------------------------------------
 
 
-async def http_get(port: int, path: str, *, extra: bytes = b"") -> tuple[int, bytes]:
-    """(status, body) of ``GET path`` on the engine's port (HTTP/1.1, one request)."""
-    async with await trio.open_tcp_stream(HOST, port) as stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n".encode() + extra
-                              + b"Connection: close\r\n\r\n")
-        data = b""
-        with contextlib.suppress(trio.BrokenResourceError):
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 async def health(port: int) -> dict[str, Any]:
-    status, body = await http_get(port, "/health")
+    status, _, body = await http_get(port, "/health")
     assert status == 200, status
     result: dict[str, Any] = json.loads(body)
     return result
@@ -296,7 +285,7 @@ async def health(port: int) -> dict[str, Any]:
 
 async def lag_histogram(port: int) -> dict[str, float]:
     """The cumulative bucket counts of ``pubquiz_event_loop_lag_seconds`` (``le`` -> count)."""
-    status, body = await http_get(port, "/metrics")
+    status, _, body = await http_get(port, "/metrics")
     assert status == 200, status
     buckets: dict[str, float] = {}
     for line in body.decode().splitlines():

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import trio
 from engine_fixtures import SHORT_QUIZ, engine_at, short_quiz
-from faultkit import HandshakeRefused, RawWs, http_get, serve_process
+from faultkit import HandshakeRefused, RawWs, serve_process
+from httpkit import http_get
 
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode

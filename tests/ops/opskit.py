@@ -50,19 +50,6 @@ async def engine_at(tmp_path: Path, **settings: Any
         yield pair
 
 
-async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
 class ServeProcess:
     """A ``pubquiz-engine serve`` child process and everything it printed."""
 

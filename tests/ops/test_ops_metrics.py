@@ -8,7 +8,8 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from opskit import QUIZ, engine_at, http_get
+from httpkit import http_get
+from opskit import QUIZ, engine_at
 from prometheus_client.parser import text_string_to_metric_families
 
 from pubquiz_engine.client import open_client

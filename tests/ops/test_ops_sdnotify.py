@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trio
 import trio.socket
-from opskit import http_get, serve_process
+from httpkit import http_get
+from opskit import serve_process
 
 from pubquiz_engine.server.sdnotify import Notifier
 

@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio_websocket
+from httpkit import http_exchange, http_get
 from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -180,21 +181,6 @@ async def rejected(
         return status, body
 
 
-async def http_get(port: int, raw_request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send a raw request, read the response to EOF (the server closes after one)."""
-    stream = await trio.open_tcp_stream(HOST, port)
-    async with stream:
-        await stream.send_all(raw_request)
-        data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return status, headers, body
-
-
 # -- framing (pure) ----------------------------------------------------------------------------
 
 
@@ -294,15 +280,15 @@ async def test_plain_http_is_answered_by_the_http_handler(nursery: trio.Nursery)
     router = Router({"/health": {"GET": _ok}})
     with trio.fail_after(5):
         info = await start(nursery, echo, http_handler=router)
-        status, headers, body = await http_get(
+        status, headers, body = await http_exchange(
             info.port, b"GET /health?deep=1 HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         assert (status, body) == (200, b"ok deep=1")
         assert headers["content-length"] == str(len(body))
         assert headers["connection"] == "close"
-        status, _, _ = await http_get(info.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = await http_exchange(info.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 404
-        status, headers, _ = await http_get(
+        status, headers, _ = await http_exchange(
             info.port, b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
         )
         assert status == 405
@@ -313,7 +299,7 @@ async def test_plain_http_is_answered_by_the_http_handler(nursery: trio.Nursery)
 async def test_without_http_handler_every_path_is_404(nursery: trio.Nursery) -> None:
     with trio.fail_after(5):
         info = await start(nursery, echo)
-        status, _, body = await http_get(info.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = await http_get(info.port, "/metrics")
         assert status == 404
         assert b"/metrics" in body
 
@@ -328,7 +314,7 @@ async def test_without_http_handler_every_path_is_404(nursery: trio.Nursery) -> 
 async def test_oversized_headers_get_431(nursery: trio.Nursery, extra: bytes) -> None:
     with trio.fail_after(5):
         info = await start(nursery, echo, TransportConfig(max_header_bytes=8192, max_headers=64))
-        status, _, _ = await http_get(info.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+        status, _, _ = await http_get(info.port, "/", extra=extra)
         assert status == 431
 
 
