@@ -16,7 +16,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import math
@@ -39,7 +38,6 @@ from pubquiz_engine.errors import (
 from pubquiz_engine.game import commands
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
-from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.failover import Moved
 from pubquiz_engine.server.generation import generate_round
@@ -48,7 +46,6 @@ from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
 
 if TYPE_CHECKING:
-    from pubquiz_engine.server.config import ServerConfig
     from pubquiz_engine.server.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -107,7 +104,7 @@ class Connection:
         self.member: Member | None = None
         self.session: LiveSession | None = None
         cfg = engine.config
-        self._limits = _limits_for(cfg)
+        self._limits = engine.frame_limits
         self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=trio.current_time())
         self._strikes = 0
         self._join_scope: trio.CancelScope | None = None
@@ -169,6 +166,7 @@ class Connection:
             self._error(None, ErrorCode.TOO_MANY_CONNECTIONS,
                         "too many connections from your address")
             return
+        log.debug("connection opened")
         ws = self.ws
         try:
             with trio.move_on_after(engine.config.join_timeout) as scope:
@@ -340,15 +338,6 @@ class Connection:
                 raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
         self._send(m.AnswerAck(rid=msg.rid, q=msg.q))
         metrics.ack_latency(trio.current_time() - started)
-
-
-@functools.cache
-def _limits_for(cfg: ServerConfig) -> Limits:
-    """One Limits per configuration, shared by its connections (not one object each)."""
-    return Limits(
-        max_frame_bytes=cfg.max_frame_bytes,
-        max_operator_frame_bytes=max(cfg.max_frame_bytes, cfg.max_operator_frame_bytes),
-    )
 
 
 def client_address(ws: WebSocket, trust_forwarded_for: bool) -> str:

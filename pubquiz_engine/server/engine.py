@@ -55,6 +55,7 @@ from pubquiz_engine.game import (
     sample_quiz_path,
 )
 from pubquiz_engine.logs import add_secret, bind_log_fields, discard_secret, log_fields
+from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.connection import Connection, client_address
@@ -64,7 +65,13 @@ from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter
 from pubquiz_engine.server.sdnotify import Notifier
 from pubquiz_engine.server.session import LiveSession, SessionSettings
-from pubquiz_engine.server.transport import ListenerInfo, TransportConfig, WebSocket, serve
+from pubquiz_engine.server.transport import (
+    ListenerInfo,
+    TransportConfig,
+    TransportStatistics,
+    WebSocket,
+    serve,
+)
 from pubquiz_engine.store import Store, WriteBehind, open_store
 
 log = logging.getLogger(__name__)
@@ -138,6 +145,12 @@ class Engine:
         self._listener: ListenerInfo | None = None
         self.stopping = False
         self.ready = False
+        #: The codec's limits for client frames, shared by every connection.
+        self.frame_limits = Limits(
+            max_frame_bytes=config.max_frame_bytes,
+            max_operator_frame_bytes=max(config.max_frame_bytes,
+                                         config.max_operator_frame_bytes),
+        )
         self._settings = SessionSettings(
             replay_events=config.replay_events,
             max_members=config.max_members_per_session,
@@ -298,7 +311,6 @@ class Engine:
         if self._per_address[address] >= self.config.max_connections_per_address:
             return False
         self._per_address[address] += 1
-        log.debug("connection opened")
         return True
 
     def release(self, address: str) -> None:
@@ -453,15 +465,7 @@ class Engine:
             },
             "ack_mode": self.config.ack_mode,
             "tasks": _task_count(),
-            "write_passes": {
-                "count": transport.write_passes if transport is not None else 0,
-                "seconds_total": round(transport.write_pass_seconds_total, 6)
-                if transport is not None else 0.0,
-                "slowest_seconds": round(transport.write_pass_seconds_max, 6)
-                if transport is not None else 0.0,
-                "slowest_frames": transport.write_pass_frames_at_max
-                if transport is not None else 0,
-            },
+            "write_passes": _write_passes(transport),
             "event_loop_lag_seconds": round(
                 self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
         }
@@ -543,6 +547,15 @@ async def running_engine(config: ServerConfig, *, store: Store | None = None,
         if own_store:
             with trio.CancelScope(shield=True):
                 await store.aclose()
+
+
+def _write_passes(t: TransportStatistics | None) -> dict[str, Any]:
+    """The transport's coalesced write passes for /health (zeros before it listens)."""
+    if t is None:
+        return {"count": 0, "seconds_total": 0.0, "slowest_seconds": 0.0, "slowest_frames": 0}
+    return {"count": t.write_passes, "seconds_total": round(t.write_pass_seconds_total, 6),
+            "slowest_seconds": round(t.write_pass_seconds_max, 6),
+            "slowest_frames": t.write_pass_frames_at_max}
 
 
 def _task_count() -> int:
