@@ -676,27 +676,29 @@ class GameSession:
         return [e.ParticipantLeft(p.id), *self._recount(now, self.scorer_of(p.id), flipped, -1)]
 
     def _has_trace(self, p: Participant) -> bool:
-        """Whether anything but the membership names ``p`` (a joker, wager, adjustment or score
-        of theirs; in team mode the team's own stay with the team)."""
+        """Whether anything but the membership names ``p``: an adjustment of theirs, or (solo
+        mode, where they are their own scorer) a joker, wager or score. In team mode those
+        belong to the team and stay with it."""
         if any(a.participant == p.id for a in self._adjustments):
             return True
-        if self.options.mode is Mode.TEAM:
-            return False
-        return (p.id in self._jokers or p.id in self._totals
-                or any(p.id in w for w in self._wagers.values()))
+        return self.options.mode is Mode.SOLO and self._scorer_named(p.id)
+
+    def _scorer_named(self, scorer: int) -> bool:
+        """Whether a joker, a wager, a score or an adjustment belongs to ``scorer``."""
+        return (scorer in self._jokers or scorer in self._totals
+                or any(scorer in w for w in self._wagers.values())
+                or any(a.scorer == scorer for a in self._adjustments))
 
     def _forget(self, p: Participant) -> None:
         """Remove a player who left the lobby without a trace, and their team if it is now
         empty and has none either. Ids are never reused (``_next_id``, ``_next_team``)."""
         del self._participants[p.id]
-        if p.team_id is None:
-            return
-        members = self._members[p.team_id]
-        members.remove(p.id)
         t = p.team_id
-        if members or t in self._jokers or t in self._totals or any(
-                t in w for w in self._wagers.values()) or any(
-                a.scorer == t for a in self._adjustments):
+        if t is None:
+            return
+        members = self._members[t]
+        members.remove(p.id)
+        if members or self._scorer_named(t):
             return
         team = self._teams.pop(t)
         del self._team_keys[skeleton(team.name)]
