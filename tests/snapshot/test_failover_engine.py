@@ -9,7 +9,7 @@ fenced: it stops serving and its writes are refused.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,14 @@ QUIZ = {
 
 @contextlib.asynccontextmanager
 async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str,
-               orphan_scan_interval: float = 0.0,
+               orphan_scan_interval: float = 0.0, lease_ttl_ms: int = 1000,
                ) -> AsyncIterator[tuple[Engine, EngineAddress, trio.CancelScope]]:
     """An engine that the test can crash: cancelling the scope kills it without a drain. Its
     periodic orphan scan is off unless asked for: tests call ``scan_orphans`` when they mean
     it."""
     config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=postgres_url,
                           redis_url=redis_url, redis_prefix=prefix, node_id=name,
-                          lease_ttl_ms=1000, join_rate=1000.0, join_burst=1000,
+                          lease_ttl_ms=lease_ttl_ms, join_rate=1000.0, join_burst=1000,
                           message_rate=1000.0, message_burst=1000,
                           orphan_scan_interval=orphan_scan_interval)
     store = await open_store(postgres_url)
@@ -91,6 +91,25 @@ def expire_lease(redis_url: str, prefix: str, code: str) -> None:
         client.close()
 
 
+@contextlib.asynccontextmanager
+async def two_nodes(tmp_path: Path, postgres_url: str, redis_url: str, prefix: str, *,
+                    b_scan: float = 0.0,
+                    ) -> AsyncIterator[tuple[Engine, EngineAddress, Callable[[str], None],
+                                             Engine, EngineAddress]]:
+    """Nodes a and b on one Redis and one database: (a, its address, kill_a, b, its address).
+    ``kill_a(code)`` crashes a and lets its lease on ``code`` lapse at once. Leases last 10 s:
+    a live node keeps its sessions however loaded the machine is (only kill_a ends one)."""
+    async with node(tmp_path, "a", postgres_url, redis_url, prefix,
+                    lease_ttl_ms=10_000) as (a, addr_a, scope_a), \
+            node(tmp_path, "b", postgres_url, redis_url, prefix, orphan_scan_interval=b_scan,
+                 lease_ttl_ms=10_000) as (b, addr_b, _):
+        def kill_a(code: str) -> None:
+            crash(a, scope_a)
+            expire_lease(redis_url, prefix, code)
+
+        yield a, addr_a, kill_a, b, addr_b
+
+
 async def resume_with_retry(url: str, token: str, last_seq: int, stack: Any) -> Client:
     """What a phone does after losing its node: reconnect with back-off until served."""
     for attempt in range(50):
@@ -109,9 +128,8 @@ async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
 ) -> None:
     players = 60
     with trio.fail_after(60):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, addr_b):
             session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
             code, first_epoch = session.code, session.epoch
             acked: dict[int, tuple[str, int, int]] = {}
@@ -137,8 +155,7 @@ async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
                     for i, client in enumerate(clients):
                         nursery.start_soon(answer, i, client)
             assert len(acked) == players
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, code)
+            kill_a(code)
             taken_at = trio.current_time()
 
             async with contextlib.AsyncExitStack() as stack:
@@ -179,9 +196,8 @@ async def test_a_player_who_left_the_lobby_stays_gone_after_a_takeover(
     """Lobby leavers are forgotten by the game; their database rows must not bring them back
     when another node replays the joins that came after the snapshot."""
     with trio.fail_after(30):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, addr_b):
             session, _host_token = await a.open_session(load_quiz_data(QUIZ), mode="team")
             code = session.code
             seen: dict[str, tuple[int, str, int]] = {}
@@ -197,8 +213,7 @@ async def test_a_player_who_left_the_lobby_stays_gone_after_a_takeover(
                 assert sorted(session.game.participants) == [seen["Stay"][0], seen["Also"][0]]
                 await session.wait_snapshot()
                 assert await a.persister.drain(timeout=10)  # the leaver's row is stored
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, code)
+            kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 _, token, last_seq = seen["Stay"]
                 await resume_with_retry(addr_b.url, token, last_seq, stack)
@@ -222,9 +237,8 @@ async def test_the_new_owner_numbers_above_rows_written_after_the_last_snapshot(
     commits them, the snapshot lags). The new owner must number its events above them (else
     its event rows collide and are dropped) and its score rows must win over the old ones."""
     with trio.fail_after(30):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, addr_b):
             session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
             code = session.code
             async with open_client(addr_a.url) as ann:
@@ -238,8 +252,7 @@ async def test_the_new_owner_numbers_above_rows_written_after_the_last_snapshot(
             # score row that the restored game does not know (a reveal not in the snapshot).
             await a.store.write([EventRecord(code, late - 1, "revealed", {}, 1.0, session.epoch),
                                  ScoreRecord(code, pid, 777, late, session.epoch)])
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, code)
+            kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 await resume_with_retry(addr_b.url, token, 0, stack)
                 restored = b.sessions[code]
@@ -260,9 +273,8 @@ async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
     """The owner dies and nobody reconnects: the orphan scan of another node takes the session
     over, so its question still closes at the deadline and its answers are kept."""
     with trio.fail_after(30):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, _, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, _):
             assert b.coord is not None
             session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
             code = session.code
@@ -277,8 +289,7 @@ async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
                 await ann.answer(question.q, 0)  # durable: committed and snapshotted
             assert await b.coord.scan_orphans() == 0  # A is alive and holds its lease
             assert code not in b.sessions
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, code)
+            kill_a(code)
             assert await b.coord.scan_orphans() == 1
             adopted = b.sessions[code]
             assert adopted.game.phase == "question_open"
@@ -293,17 +304,14 @@ async def test_the_periodic_orphan_scan_adopts_on_its_own(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
 ) -> None:
     with trio.fail_after(30):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix,
-                     orphan_scan_interval=0.2) as (b, _, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix, b_scan=0.2) as (
+                a, addr_a, kill_a, b, _):
             assert b.coord is not None
             session, _ = await a.open_session(load_quiz_data(QUIZ), mode="solo")
             async with open_client(addr_a.url) as ann:
                 await ann.join(session.code, "Ann")
                 await session.wait_snapshot()
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, session.code)
+            kill_a(session.code)
             await b.coord.wait_adopted()  # no client came back: the scan did it
             assert session.code in b.sessions
 
@@ -314,9 +322,8 @@ async def test_leaves_and_kicks_after_the_snapshot_are_replayed(
     """A leave or a kick stored after the owner's last snapshot (it died before the snapshot
     that follows every leave was written) must not come back as a player on the new node."""
     with trio.fail_after(30):
-        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix) as (
-                a, addr_a, kill_a), \
-                node(tmp_path, "b", postgres_url, redis_url, redis_prefix) as (b, addr_b, _):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, addr_b):
             session, _host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
             code = session.code
             tokens: dict[str, tuple[int, str]] = {}
@@ -337,8 +344,7 @@ async def test_leaves_and_kicks_after_the_snapshot_are_replayed(
                 EventRecord(code, after + 2, "participant_kicked",
                             {"type": "participant_kicked", "participant": tokens["Out"][0]},
                             3.0, session.epoch)])
-            crash(a, kill_a)
-            expire_lease(redis_url, redis_prefix, code)
+            kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 await resume_with_retry(addr_b.url, tokens["Stay"][1], 0, stack)
                 game = b.sessions[code].game
