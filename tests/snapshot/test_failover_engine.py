@@ -9,7 +9,7 @@ fenced: it stops serving and its writes are refused.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ QUIZ = {
 @contextlib.asynccontextmanager
 async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str,
                orphan_scan_interval: float = 0.0, lease_ttl_ms: int = 1000,
-               ) -> AsyncIterator[tuple[Engine, EngineAddress, trio.CancelScope]]:
-    """An engine that the test can crash: cancelling the scope kills it without a drain. Its
-    periodic orphan scan is off unless asked for: tests call ``scan_orphans`` when they mean
-    it."""
+               ) -> AsyncIterator[tuple[Engine, EngineAddress, Callable[[], Awaitable[None]]]]:
+    """An engine that the test can crash with the yielded ``crash()``: no drain, no final
+    snapshot, no lease release, and it returns only once the engine has stopped (see
+    ``crash``). Its periodic orphan scan is off unless asked for: tests call ``scan_orphans``
+    when they mean it."""
     config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=postgres_url,
                           redis_url=redis_url, redis_prefix=prefix, node_id=name,
                           lease_ttl_ms=lease_ttl_ms, join_rate=1000.0, join_burst=1000,
@@ -62,31 +63,46 @@ async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, pre
         # The engine's own scope: cancelling it must not cancel the test body, which runs
         # inside this nursery too and goes on to check the survivor.
         scope = trio.CancelScope()
+        stopped = trio.Event()
 
         async def run(task_status: trio.TaskStatus[EngineAddress]) -> None:
-            with scope:
-                await engine.run(task_status=task_status)
+            try:
+                with scope:
+                    await engine.run(task_status=task_status)
+            finally:
+                stopped.set()
+
+        async def crash() -> None:
+            """Die like kill -9 would, as far as Redis can tell, and return once dead.
+
+            Waiting matters: ``scope.cancel()`` alone leaves the engine running until its tasks
+            reach their next checkpoint, and a lease renewal already on a Redis worker thread
+            still lands after that. A test that then lets the lease lapse (``expire_lease``)
+            would see it renewed behind its back; a killed process renews nothing.
+            """
+            engine.coord = None  # no lease release, no final snapshot on the way out
+            scope.cancel()
+            await stopped.wait()
 
         async with trio.open_nursery() as nursery:
             address = await nursery.start(run)
-            yield engine, address, scope
+            yield engine, address, crash
             scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
 
 
-def crash(engine: Engine, scope: trio.CancelScope) -> None:
-    """Die like kill -9 would, as far as Redis can tell: no final snapshot, no lease release."""
-    engine.coord = None
-    scope.cancel()
-
-
 def expire_lease(redis_url: str, prefix: str, code: str) -> None:
-    """Let the dead node's lease lapse now (its TTL, without waiting for it)."""
+    """Let the dead node's lease lapse now (its TTL, without waiting for it).
+
+    The key is deleted, which is what an expired key is to every reader. (``PEXPIRE key 1``
+    left it readable for up to a millisecond more: a scan that came sooner found the dead
+    node still holding the session.)
+    """
     client = redis.Redis.from_url(redis_url)
     try:
-        assert client.pexpire(f"{prefix}lease:{{{code}}}", 1)
+        assert client.delete(f"{prefix}lease:{{{code}}}") == 1
     finally:
         client.close()
 
@@ -94,17 +110,18 @@ def expire_lease(redis_url: str, prefix: str, code: str) -> None:
 @contextlib.asynccontextmanager
 async def two_nodes(tmp_path: Path, postgres_url: str, redis_url: str, prefix: str, *,
                     b_scan: float = 0.0,
-                    ) -> AsyncIterator[tuple[Engine, EngineAddress, Callable[[str], None],
+                    ) -> AsyncIterator[tuple[Engine, EngineAddress,
+                                             Callable[[str], Awaitable[None]],
                                              Engine, EngineAddress]]:
     """Nodes a and b on one Redis and one database: (a, its address, kill_a, b, its address).
     ``kill_a(code)`` crashes a and lets its lease on ``code`` lapse at once. Leases last 10 s:
     a live node keeps its sessions however loaded the machine is (only kill_a ends one)."""
     async with node(tmp_path, "a", postgres_url, redis_url, prefix,
-                    lease_ttl_ms=10_000) as (a, addr_a, scope_a), \
+                    lease_ttl_ms=10_000) as (a, addr_a, crash_a), \
             node(tmp_path, "b", postgres_url, redis_url, prefix, orphan_scan_interval=b_scan,
                  lease_ttl_ms=10_000) as (b, addr_b, _):
-        def kill_a(code: str) -> None:
-            crash(a, scope_a)
+        async def kill_a(code: str) -> None:
+            await crash_a()
             expire_lease(redis_url, prefix, code)
 
         yield a, addr_a, kill_a, b, addr_b
@@ -155,7 +172,7 @@ async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
                     for i, client in enumerate(clients):
                         nursery.start_soon(answer, i, client)
             assert len(acked) == players
-            kill_a(code)
+            await kill_a(code)
             taken_at = trio.current_time()
 
             async with contextlib.AsyncExitStack() as stack:
@@ -213,7 +230,7 @@ async def test_a_player_who_left_the_lobby_stays_gone_after_a_takeover(
                 assert sorted(session.game.participants) == [seen["Stay"][0], seen["Also"][0]]
                 await session.wait_snapshot()
                 assert await a.persister.drain(timeout=10)  # the leaver's row is stored
-            kill_a(code)
+            await kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 _, token, last_seq = seen["Stay"]
                 await resume_with_retry(addr_b.url, token, last_seq, stack)
@@ -252,7 +269,7 @@ async def test_the_new_owner_numbers_above_rows_written_after_the_last_snapshot(
             # score row that the restored game does not know (a reveal not in the snapshot).
             await a.store.write([EventRecord(code, late - 1, "revealed", {}, 1.0, session.epoch),
                                  ScoreRecord(code, pid, 777, late, session.epoch)])
-            kill_a(code)
+            await kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 await resume_with_retry(addr_b.url, token, 0, stack)
                 restored = b.sessions[code]
@@ -289,7 +306,7 @@ async def test_an_orphaned_session_is_adopted_without_anyone_reconnecting(
                 await ann.answer(question.q, 0)  # durable: committed and snapshotted
             assert await b.coord.scan_orphans() == 0  # A is alive and holds its lease
             assert code not in b.sessions
-            kill_a(code)
+            await kill_a(code)
             assert await b.coord.scan_orphans() == 1
             adopted = b.sessions[code]
             assert adopted.game.phase == "question_open"
@@ -311,7 +328,7 @@ async def test_the_periodic_orphan_scan_adopts_on_its_own(
             async with open_client(addr_a.url) as ann:
                 await ann.join(session.code, "Ann")
                 await session.wait_snapshot()
-            kill_a(session.code)
+            await kill_a(session.code)
             await b.coord.wait_adopted()  # no client came back: the scan did it
             assert session.code in b.sessions
 
@@ -344,7 +361,7 @@ async def test_leaves_and_kicks_after_the_snapshot_are_replayed(
                 EventRecord(code, after + 2, "participant_kicked",
                             {"type": "participant_kicked", "participant": tokens["Out"][0]},
                             3.0, session.epoch)])
-            kill_a(code)
+            await kill_a(code)
             async with contextlib.AsyncExitStack() as stack:
                 await resume_with_retry(addr_b.url, tokens["Stay"][1], 0, stack)
                 game = b.sessions[code].game
