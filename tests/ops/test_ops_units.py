@@ -97,7 +97,7 @@ def test_environment_example_names_only_real_settings() -> None:
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    _need("openssl", in_ci=False)
+    _need("openssl", in_ci=True)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
@@ -128,7 +128,7 @@ http {{
 
 
 def test_nginx_accepts_the_site(tmp_path: Path) -> None:
-    nginx = _need("nginx", in_ci=False)
+    nginx = _need("nginx", in_ci=True)
     cert, key = _self_signed(tmp_path)
     site = (UNITS / "nginx-pubquiz.conf").read_text()
     site = site.replace("/etc/letsencrypt/live/quiz.example.org/fullchain.pem", str(cert))
@@ -148,7 +148,7 @@ def _free_port() -> int:
 async def test_nginx_proxies_a_websocket_session(tmp_path: Path) -> None:
     """The site's /ws location, on plain HTTP (TLS is nginx's business), in front of a real
     engine: a player joins and answers through nginx, with the code in the query string."""
-    nginx = _need("nginx", in_ci=False)
+    nginx = _need("nginx", in_ci=True)
     with trio.fail_after(30):
         async with engine_at(tmp_path, trust_forwarded_for=True) as (engine, address):
             port = _free_port()
