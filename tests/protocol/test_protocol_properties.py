@@ -4,7 +4,6 @@ ProtocolError (hypothesis fuzzing plus a deterministic 100,000-frame run)."""
 from __future__ import annotations
 
 import random
-import time
 
 import msgpack
 import pytest
@@ -158,7 +157,6 @@ def test_deterministic_100k_random_and_mutated_frames() -> None:
     rng = random.Random(20240601)
     seeds = [encode(m) for m in _seed_messages()]
     counts = {"decoded": 0, "refused": 0}
-    started = time.perf_counter()
     for i in range(100_000):
         # A quarter pure noise, the rest mutated valid frames (which get past msgpack more often
         # and so exercise the field checks).
@@ -171,11 +169,9 @@ def test_deterministic_100k_random_and_mutated_frames() -> None:
             counts["refused"] += 1
         else:
             counts["decoded"] += 1
-    elapsed = time.perf_counter() - started
     assert counts["decoded"] + counts["refused"] == 100_000
     # Both outcomes occur (the mutations are neither all-fatal nor all-harmless).
     assert counts["decoded"] > 100 and counts["refused"] > 50_000
-    assert elapsed < 30, f"100k decodes took {elapsed:.1f} s"
 
 
 def _seed_messages() -> list[Message]:

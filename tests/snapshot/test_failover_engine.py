@@ -127,12 +127,16 @@ async def two_nodes(tmp_path: Path, postgres_url: str, redis_url: str, prefix: s
         yield a, addr_a, kill_a, b, addr_b
 
 
-async def resume_with_retry(url: str, token: str, last_seq: int, stack: Any) -> Client:
-    """What a phone does after losing its node: reconnect with back-off until served."""
+async def resume_with_retry(url: str, token: str, last_seq: int, stack: Any,
+                            attempts: list[int] | None = None) -> Client:
+    """What a phone does after losing its node: reconnect with back-off until served. The
+    number of attempts it took is appended to ``attempts`` when given."""
     for attempt in range(50):
         client = await stack.enter_async_context(open_client(url))
         try:
             await client.resume(token, last_seq)
+            if attempts is not None:
+                attempts.append(attempt + 1)
             return client
         except RemoteError as exc:
             assert exc.retryable, exc
@@ -173,14 +177,17 @@ async def test_takeover_after_the_owner_dies_keeps_every_acked_answer(
                         nursery.start_soon(answer, i, client)
             assert len(acked) == players
             await kill_a(code)
-            taken_at = trio.current_time()
 
             async with contextlib.AsyncExitStack() as stack:
                 resumed: dict[int, Client] = {}
+                attempts: list[int] = []
                 for pid, (token, last_seq, _) in acked.items():
-                    resumed[pid] = await resume_with_retry(addr_b.url, token, last_seq, stack)
-                takeover_seconds = trio.current_time() - taken_at
-                assert takeover_seconds < 5
+                    resumed[pid] = await resume_with_retry(addr_b.url, token, last_seq, stack,
+                                                           attempts)
+                # Once the lease has lapsed, the first resume takes the session over and every
+                # player is served at the first attempt: no one is told to retry. (How long that
+                # takes is the bench's to measure, not a timed assertion's.)
+                assert attempts == [1] * players
                 restored = b.sessions[code]
                 assert restored.epoch > first_epoch
                 for pid, client in resumed.items():
