@@ -120,6 +120,40 @@ async def test_same_records_twice_store_once(store: Store, codes: Codes) -> None
     assert len(results.standings) == 1
 
 
+async def test_a_reused_rid_with_a_new_answer_is_a_new_row(store: Store, codes: Codes) -> None:
+    """Issue 16.1: a client that restarted its rid counter reuses a rid for a new answer (a new
+    seq); both rows are stored. The same record written again is still stored once."""
+    code = codes()
+    first = answer(code, 1, 2, seq=3, question=0, value=0)
+    second = answer(code, 1, 2, seq=9, question=1, value="Beatles")
+    with trio.fail_after(20):
+        await store.write([session(code), participant(code, 1), first])
+        await store.write([second, first])
+        await store.write([second])
+        stored = await store.load_answers(code)
+    assert [(a.seq, a.request_id, a.question, a.value) for a in stored] == [
+        (3, 2, 0, 0), (9, 2, 1, "Beatles")]
+
+
+async def test_the_first_end_of_a_session_stays(store: Store, codes: Codes) -> None:
+    """Issue 16.6: ``interrupted`` (the engine stopped, nobody carries the session on) is an end
+    like ``finished``: the first one stored keeps its status and time."""
+    stopped, done = codes(), codes()
+    with trio.fail_after(20):
+        await store.write([session(stopped), session(done)])
+        await store.write([SessionEnded(stopped, 5.0, 1, status="interrupted")])
+        await store.write([SessionEnded(stopped, 9.0, 1), SessionEnded(done, 7.0, 1),
+                           SessionEnded(done, 8.0, 1, status="interrupted")])
+        rows = {c: await store.load_session(c) for c in (stopped, done)}
+        live = {s.code for s in await store.list_sessions(status="live")}
+        interrupted = {s.code for s in await store.list_sessions(status="interrupted")}
+    assert [(r.status, r.ended_at) for r in rows.values() if r is not None] == [
+        ("interrupted", 5.0), ("finished", 7.0)]
+    assert stopped in interrupted and stopped not in live and done not in interrupted
+    with pytest.raises(ValueError):
+        SessionEnded(stopped, 1.0, 1, status="live")
+
+
 async def test_last_seq_is_the_highest_of_events_answers_and_scores(
     store: Store, codes: Codes
 ) -> None:
