@@ -204,7 +204,9 @@ class LiveSession:
         """Close questions at their deadline; end the session when idle or long finished."""
         while True:
             now = self._clock()
-            deadline = self.game.next_deadline
+            # After stop_intake no question closes here any more (tick does nothing), so its
+            # deadline is no reason to wake up: only the idle limit is.
+            deadline = None if self.intake_stopped else self.game.next_deadline
             idle_limit = (
                 self.settings.finished_linger if str(self.game.phase) == "finished"
                 else self.settings.idle_timeout
@@ -234,6 +236,7 @@ class LiveSession:
         if self.intake_stopped:
             return
         self.intake_stopped = True
+        self._wakeup.set()  # the timer forgets the deadline it was sleeping towards
         status = self.ending_status
         if status is not None and self.end_reason is None:
             self._submit([SessionEnded(code=self.code, ended_at=self._clock(),

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from engine_fixtures import SHORT_QUIZ, short_quiz
 
 from pubquiz_engine.client import Client, open_client
@@ -211,6 +212,57 @@ async def test_create_session_refused_at_the_bound_holds_no_lease(
                 assert isinstance(await operator.request(m.Ping), m.Pong)
             gated.open()
             assert await engine.persister.drain(timeout=20)
+
+
+async def test_a_stop_refuses_new_work_while_it_drains_and_acks_what_it_accepted(
+        tmp_path: Path) -> None:
+    """Issue 16.4 in process: once a stop begins, answers, joins, host commands and new
+    sessions get the retryable ``shutting_down`` (and 1012) while the drain runs; a durable
+    answer accepted before the stop gets its ack before its connection is closed."""
+    with trio.fail_after(60):
+        async with gated_engine(tmp_path, ack_mode="durable") as (engine, address, gated):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with contextlib.AsyncExitStack() as stack:
+                host = await stack.enter_async_context(open_client(address.url))
+                await host.host(session.code, host_token)
+                ann, bob = [await stack.enter_async_context(open_client(address.url))
+                            for _ in range(2)]
+                await ann.join(session.code, "Ann")
+                await bob.join(session.code, "Bob")
+                await host.request(m.Start)
+                q = (await ann.next_event(m.Question)).q
+                assert await engine.persister.drain(timeout=10)
+                gated.shut()
+                replies: list[m.Message] = []
+
+                async def ann_answers() -> None:
+                    replies.append(await ann.answer(q, 0))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ann_answers)
+                    await host.next_event(m.AnswerCount)  # accepted; its commit waits
+                    assert not replies
+                    nursery.start_soon(engine.shutdown)
+                    await trio.testing.wait_all_tasks_blocked()
+                    live = engine.sessions[session.code]
+                    depth, phase = engine.persister.stats().depth, live.game.phase
+                    for client, request in ((bob, bob.answer(q, 1)),
+                                            (host, host.request(m.Close))):
+                        with pytest.raises(RemoteError) as refused:
+                            await request
+                        assert refused.value.code is ErrorCode.SHUTTING_DOWN
+                        assert refused.value.retryable
+                        assert (await client.wait_closed()).code == CloseCode.SERVICE_RESTART
+                    async with open_client(address.url) as late:
+                        assert (await late.wait_closed()).code == CloseCode.SERVICE_RESTART
+                    # Nothing changed and nothing was queued: the drain can only shrink it.
+                    assert engine.persister.stats().depth == depth
+                    assert live.game.phase == phase and not live.game.answers(q).keys() - {1}
+                    gated.open()
+                assert replies == [m.AnswerAck(rid=replies[0].rid, q=q)]  # type: ignore[attr-defined]
+                assert (await ann.wait_closed()).code == CloseCode.SERVICE_RESTART
+            results = await engine.store.session_results(session.code)
+    assert [(a.participant_id, a.value) for a in results.answers] == [(1, 0)]
 
 
 async def test_a_graceful_stop_without_redis_marks_what_nobody_carries_on(
