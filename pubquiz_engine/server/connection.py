@@ -299,7 +299,11 @@ class Connection:
                 command = _host_command(msg)
             elif member.role == "player" and member.participant is not None:
                 if isinstance(msg, m.Answer):
-                    await self._answer(session, member.participant, msg)
+                    # A graceful stop lets this reply (a durable ack may wait on a commit) go
+                    # out before it closes the connection; no await between the block's end
+                    # and the reply.
+                    with self.engine.reply_pending():
+                        await self._answer(session, member.participant, msg)
                     return
                 command = _player_command(msg, member.participant)
             else:
@@ -325,24 +329,18 @@ class Connection:
             metrics.answer_rejected(str(exc.code))
             raise
         metrics.answer_accepted()
-        # A graceful stop waits for this reply (the ack, or the error) before it closes the
-        # connection: no await between leaving this block and the send.
-        with self.engine.reply_pending():
-            if ticket is not None and self.engine.config.ack_mode == "durable":
-                try:
-                    await ticket.wait()
-                    # With Redis: the snapshot that covers this question must be stored too,
-                    # so a takeover can replay this answer (bounded: Redis trouble never
-                    # stops acks).
-                    with trio.move_on_after(self.engine.config.snapshot_wait):
-                        await session.wait_snapshot()
-                except StaleEpoch:
-                    raise Rejected(ErrorCode.FENCED,
-                                   "this node no longer owns the session") from None
-                except (StoreError, LocalError):
-                    raise Rejected(ErrorCode.INTERNAL,
-                                   "the answer could not be saved; retry") from None
-            self._send(m.AnswerAck(rid=msg.rid, q=msg.q))
+        if ticket is not None and self.engine.config.ack_mode == "durable":
+            try:
+                await ticket.wait()
+                # With Redis: the snapshot that covers this question must be stored too, so a
+                # takeover can replay this answer (bounded: Redis trouble never stops acks).
+                with trio.move_on_after(self.engine.config.snapshot_wait):
+                    await session.wait_snapshot()
+            except StaleEpoch:
+                raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
+            except (StoreError, LocalError):
+                raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
+        self._send(m.AnswerAck(rid=msg.rid, q=msg.q))
         metrics.ack_latency(trio.current_time() - started)
 
 

@@ -16,8 +16,11 @@ Rules this module keeps:
    ``max_queue`` raises ``errors.QueueFull`` and changes nothing (all-or-nothing); the server
    answers a retryable ``busy``. ``record`` is for what accepted work produces (a reveal's
    score rows and events, a session's end): it is never refused, so it can take ``depth`` past
-   ``max_queue``, by at most what one accepted piece of work writes, because the server admits
-   new work (``has_room``) before it changes anything, and not while the queue is at the bound.
+   ``max_queue``. How far is bounded by construction: the server admits new work
+   (``has_room``) before it changes anything and admits none while the queue is at the bound,
+   so past it only what was already admitted adds records (one request's worth, such as one
+   reveal's score rows), plus the few a running session's timer writes (a question closing at
+   its deadline, a session ending).
 2. Never drops a batch while the database is down: ``StoreUnavailable`` is retried with capped
    exponential back-off (``min_backoff`` .. ``max_backoff``), the batch keeps its place at the
    head, submits keep being accepted up to the bound. Records are idempotent, so a commit that
