@@ -43,6 +43,45 @@ async def test_open_applies_migrations_once(store_url: str) -> None:
         assert sorted(v for (v,) in versions) == shipped == list(range(1, len(shipped) + 1))
 
 
+async def test_migration_3_keeps_the_rows_of_a_version_2_database(tmp_path: Path) -> None:
+    """Migration 3 rebuilds ``answers`` (its key gains the seq) and ``quiz_sessions`` (status
+    ``interrupted``): the rows written under version 2 are all there afterwards."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "v2.sqlite3"
+    lite = sqlite3.connect(path)
+    with lite:
+        lite.execute(migrations.SCHEMA_VERSION_TABLE)
+        for migration in migrations.load("sqlite")[:2]:
+            for statement in migration.statements:
+                lite.execute(statement)
+            lite.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                         (migration.version, migration.name, time.time()))
+        lite.execute("INSERT INTO quiz_sessions VALUES ('OLD', 'q', 'Old night', 'solo',"
+                     " 'finished', 1.0, 2.0, 3, 'hash', 'node-a')")
+        lite.execute("INSERT INTO answers VALUES ('OLD', 1, 2, 0, '1', NULL, 1.5, 4, 3)")
+    lite.close()
+    with trio.fail_after(20):
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            row = await store.load_session("OLD")
+            before = await store.load_answers("OLD")
+            # The new key: the same (participant, rid) with a new answer is a second row.
+            await store.write([answer("OLD", 1, 2, seq=9, question=1, value=0, epoch=3)])
+            after = await store.load_answers("OLD")
+            await store.write([SessionEnded("OLD", 5.0, 3, status="interrupted")])
+            still = await store.load_session("OLD")
+        finally:
+            await store.aclose()
+    assert row is not None and (row.status, row.ended_at, row.epoch, row.owner_node) == (
+        "finished", 2.0, 3, "node-a")
+    assert [(a.participant_id, a.request_id, a.question, a.value, a.seq) for a in before] == [
+        (1, 2, 0, 1, 4)]
+    assert [(a.request_id, a.seq) for a in after] == [(2, 4), (2, 9)]
+    assert still is not None and (still.status, still.ended_at) == ("finished", 2.0)
+
+
 async def test_roundtrip_and_reads(store: Store, codes: Codes) -> None:
     code, other = codes(), codes()
     with trio.fail_after(20):
