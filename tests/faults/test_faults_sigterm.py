@@ -134,8 +134,17 @@ async def test_sigterm_under_continuous_load_loses_no_acked_answer(
             async with serve_process(*args, "--node-id", "second") as second:
                 pid, token = next(iter(tokens.items()))
                 assert token is not None
-                async with open_client(second.url) as phone:
-                    welcome = await phone.resume(token, 0)
+                async with contextlib.AsyncExitStack() as phones:
+                    for attempt in range(50):  # with back-off on a retryable refusal
+                        phone = await phones.enter_async_context(open_client(second.url))
+                        try:
+                            welcome = await phone.resume(token, 0)
+                            break
+                        except RemoteError as exc:
+                            assert exc.retryable, exc
+                        await trio.sleep(0.05 * (attempt + 1))
+                    else:
+                        raise AssertionError("the second node never resumed the session")
                     assert welcome.replay == "state"
                     state = await phone.next_event(m.State)
                     assert state.state["you"]["answer"] == last_acked[pid]
