@@ -12,9 +12,13 @@ Rules this module keeps (they are what the property tests hammer):
    and leaves the state exactly as it was (tests compare whole snapshots around refusals).
 4. **Every accepted answer counts exactly once.** An answer is accepted only while its
    question is open (phase ``question_open``, or ``paused`` from it) and ``now <= deadline``;
-   a retry with the same ``(participant, request_id)`` returns the original acceptance marked
-   ``duplicate`` and changes nothing. One answer per scorer (player in solo mode, team in team
-   mode) per question: a later answer replaces the earlier one, and the last counts.
+   a retry with the same ``(participant, request_id)``, question and value returns the original
+   acceptance marked ``duplicate`` and changes nothing; the same request id with another
+   question or value is a new submission (a client that restarted its counter), accepted or
+   refused like any other, so nothing is ever acknowledged without being applied. The latest
+   acceptance of a request id is the one a retry repeats. One answer per scorer (player in
+   solo mode, team in team mode) per question: a later answer replaces the earlier one, and
+   the last counts.
 5. **Scores are awarded at the reveal and kept incrementally.** The hot path (``SubmitAnswer``)
    is O(1) apart from validating the value: it never touches scores or standings. A reveal or
    a mark re-scores one question (O(its answers)) and applies the difference to the totals, so
@@ -760,8 +764,10 @@ class GameSession:
         if not (_is_int(cmd.participant) and _is_int(cmd.request_id)):
             raise _reject(ErrorCode.INVALID_COMMAND, "participant and request_id must be ints")
         seen = self._seen.get((cmd.participant, cmd.request_id))
-        if seen is not None:
+        if seen is not None and self._is_resend(seen, cmd):
             return [attrs.evolve(seen, duplicate=True)]  # rule 4: a retry changes nothing
+        # Otherwise a colliding rid (a client that restarted its counter) is a new submission,
+        # accepted or refused by the rules below: never acknowledged without being applied.
         p = self._active_participant(cmd.participant)
         if self._phase is Phase.FINISHED:
             raise _reject(ErrorCode.SESSION_ENDED, "the quiz has finished")
@@ -802,6 +808,18 @@ class GameSession:
         events: list[e.Event] = [accepted, e.AnswerCountChanged(qi, self._answered,
                                                                  self.active_count())]
         return events + self._close_if_all_answered(now)
+
+    def _is_resend(self, seen: e.AnswerAccepted, cmd: c.SubmitAnswer) -> bool:
+        """Whether ``cmd`` repeats the acceptance ``seen`` of its (participant, request_id):
+        the same question and the same value (compared as validated, so a resend that
+        encodes the value differently still matches)."""
+        if cmd.question != seen.question or not _is_int(cmd.question):
+            return False
+        try:
+            value = validate_answer(self.quiz.questions[seen.question], cmd.value)
+        except Rejected:
+            return False
+        return bool(value == seen.value)
 
     # ------------------------------------------------------------------ jokers and wagers
     def _round_started(self, r: int) -> bool:

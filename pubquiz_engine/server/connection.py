@@ -299,7 +299,11 @@ class Connection:
                 command = _host_command(msg)
             elif member.role == "player" and member.participant is not None:
                 if isinstance(msg, m.Answer):
-                    await self._answer(session, member.participant, msg)
+                    # A graceful stop lets this reply (a durable ack may wait on a commit) go
+                    # out before it closes the connection; no await between the block's end
+                    # and the reply.
+                    with self.engine.reply_pending():
+                        await self._answer(session, member.participant, msg)
                     return
                 command = _player_command(msg, member.participant)
             else:

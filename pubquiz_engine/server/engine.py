@@ -14,11 +14,22 @@ Rules this module keeps:
 
 1. ``Engine.run`` reports readiness with ``task_status.started(address)`` only once the port
    listens and the persister runs, so a caller (systemd, a test) never races the start.
-2. Graceful stop (``shutdown``): stop accepting, close every session's members with 1012,
-   flush the write-behind queue (bounded by ``drain_timeout``), then cancel the rest. Nothing
-   acked is lost: durable acks were sent after their commit, fast ones are flushed here.
+2. Graceful stop (``shutdown``), in this order, each step waiting for the one before:
+   (a) stop intake: new connections are closed with 1012 and, in every session, answers,
+   joins and commands get a retryable ``shutting_down`` (new sessions too) and the timers stop
+   closing questions, so nothing adds work to the queue any more; a session nobody will carry
+   on (no Redis, or a finished game) is recorded as ``interrupted`` (or ``finished``) with its
+   end time; (b) drain the write-behind queue to empty (it only shrinks now; bounded by
+   ``drain_timeout`` for a database that is away); (c) with Redis, write the final snapshots,
+   so another node resumes each live session from its last state; (d) let the replies that
+   waited on (b) and (c) go out (durable acks); (e) close every member with 1012 and the
+   ports. Nothing acked is lost in either ack mode: intake stopped before the drain, so every
+   acked answer is in the queue the drain empties.
 3. Sessions are created synchronously (``create_session``), so a caller gets the join code and
-   host token at once; the session's nursery is started in the sessions nursery.
+   host token at once; the session's nursery is started in the sessions nursery. Creating one
+   is new work: refused (``busy``) before anything happens when the write-behind queue is at
+   its bound, and with Redis before its lease is taken (a lease taken for a session that could
+   not be created is released).
 4. Under systemd (``Notifier``): READY=1 once every port listens, STOPPING=1 with a timeout
    extension when the drain begins, WATCHDOG=1 from a task of this event loop, so that a
    stalled loop is noticed. Without systemd the notifier does nothing.
@@ -35,7 +46,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +147,10 @@ class Engine:
         self._clock = clock
         self.clock = clock
         self._stopped = trio.Event()  # set once a graceful stop has finished
+        # Requests whose reply waits on a commit or a snapshot (durable acks): a graceful stop
+        # lets them answer before it closes their connections.
+        self._replies = 0
+        self._replies_idle = trio.Event()
         self._flushed = False
         #: The Redis side (leases, snapshots, takeover), when ``redis_url`` is set.
         self.coord: Coordination | None = None
@@ -269,19 +284,32 @@ class Engine:
         return self._flushed
 
     async def _shutdown(self, reason: str) -> bool:
-        first = True
+        # (a) Intake stops (``stopping`` already refuses new connections and sessions): from
+        # here on nothing adds work to the queue, so the drain below can only shrink it.
+        for session in list(self.sessions.values()):
+            session.stop_intake()
+        # (b) Drain to empty.
         flushed = await self.persister.drain(timeout=self.config.drain_timeout)
         if not flushed:
             log.error("shutdown: %d records not committed within %.1fs",
                       self.persister.stats().depth, self.config.drain_timeout)
-        elif first:
+        else:
             log.info("shutdown: write-behind queue flushed; closing %d sessions",
                      len(self.sessions))
         if self.coord is not None and self.sessions:
-            # Final snapshots, so that another node can take each session over at once (the
-            # leases are handed back as the sessions close).
+            # (c) Final snapshots of the final states, so that another node can take each
+            # session over at once (the leases are handed back as the sessions close).
             with trio.move_on_after(min(2.0, self.config.drain_timeout)):
                 await self.coord.flush(list(self.sessions.values()))
+        # (d) The replies waiting on (b) and (c) are runnable now: let them go out before their
+        # connections close (a durable ack waits on a snapshot at most snapshot_wait). If the
+        # drain did not finish, the ones still waiting wait on records that were not committed:
+        # they cannot be acked, so there is nothing to wait for.
+        if flushed:
+            with trio.move_on_after(self.config.snapshot_wait + 1.0):
+                while self._replies:
+                    await self._replies_idle.wait()
+        # (e) Tell everyone.
         members = [mb for session in self.sessions.values() for mb in session.members()]
         for session in list(self.sessions.values()):
             session.close(reason, CloseCode.SERVICE_RESTART)
@@ -295,6 +323,19 @@ class Engine:
         return flushed
 
     # --- connections --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reply_pending(self) -> Iterator[None]:
+        """Around a request whose reply waits on a commit or a snapshot (a durable ack): a
+        graceful stop waits for it before closing connections (step d of rule 2)."""
+        self._replies += 1
+        try:
+            yield
+        finally:
+            self._replies -= 1
+            if not self._replies:
+                self._replies_idle.set()
+                self._replies_idle = trio.Event()
 
     def _handle_ws(self, ws: WebSocket) -> Awaitable[None]:
         """The transport's handler: a plain function returning the connection's coroutine,
@@ -331,6 +372,7 @@ class Engine:
         """
         if self._sessions_nursery is None or self.stopping:
             raise Rejected(ErrorCode.SHUTTING_DOWN, "the engine is not accepting sessions")
+        self._admit_session()
         try:
             session_options = SessionOptions(mode=Mode(mode), **dict(options or {}))
         except (TypeError, ValueError) as exc:
@@ -343,7 +385,7 @@ class Engine:
         session = self._new_session(code=code, game=GameSession(quiz, session_options),
                                     host_token_hash=credentials.token_hash(host_token),
                                     epoch=epoch)
-        self.persister.submit(session.created_record(quiz))
+        self.persister.record([session.created_record(quiz)])  # admitted above
         self._start_session(session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
         if self.coord is not None:
@@ -355,8 +397,21 @@ class Engine:
         """``create_session`` under a fresh lease when this engine coordinates through Redis."""
         if self.coord is None:
             return self.create_session(quiz, mode=mode, options=options)
+        self._admit_session()  # before a lease is taken for it
         code, epoch = await self.coord.reserve()
-        return self.create_session(quiz, mode=mode, options=options, code=code, epoch=epoch)
+        try:
+            return self.create_session(quiz, mode=mode, options=options, code=code,
+                                       epoch=epoch)
+        except BaseException:
+            # Refused after all (the queue filled or the engine began stopping while the
+            # lease was taken): never hold a lease for a session that does not exist.
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.coord.keeper.release(code)
+            raise
+
+    def _admit_session(self) -> None:
+        if not self.persister.has_room(1):
+            raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
 
     def adopt_session(self, *, code: str, game: GameSession, host_token_hash: str, epoch: int,
                       seq: int, created_at: float, resume_hashes: dict[int, str]

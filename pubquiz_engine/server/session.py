@@ -16,8 +16,15 @@ Rules this module keeps:
    audience after it, in order, from the bounded replay buffer, or one ``state`` when the gap is
    older than the buffer. Welcome, replay and re-attachment happen in one synchronous step, so
    no event can fall between them.
-5. **Nothing accepted is lost.** Answers are refused (retryable ``busy``) before the game sees
-   them when the write-behind queue has no room, so an accepted answer always has its record.
+5. **Nothing accepted is lost.** New work (answers, joins, host and operator commands) is
+   admitted only while the write-behind queue has room: otherwise it is refused (retryable
+   ``busy``) before the game sees it. Everything accepted work then writes (the answer, a
+   reveal's score rows and events, the session's end) is queued with ``WriteBehind.record``,
+   which never refuses: an accepted command always has all its records.
+6. **Intake stops before a graceful stop drains.** ``stop_intake`` (the engine's first step on
+   SIGTERM) makes every later command, answer and join a retryable ``shutting_down`` and stops
+   the timer from closing questions, so the session's state is final: the queue only shrinks
+   while the engine drains it, and the final snapshot is the last state anyone saw.
 """
 
 from __future__ import annotations
@@ -140,6 +147,8 @@ class LiveSession:
         self._cancel_scope: trio.CancelScope | None = None
         self.ended = trio.Event()
         self.end_reason: str | None = None
+        #: Set by ``stop_intake``: nothing changes this session's state any more (rule 6).
+        self.intake_stopped = False
         self.closing_code = CloseCode.SESSION_ENDED
 
     # --- life cycle --------------------------------------------------------------------------
@@ -195,7 +204,9 @@ class LiveSession:
         """Close questions at their deadline; end the session when idle or long finished."""
         while True:
             now = self._clock()
-            deadline = self.game.next_deadline
+            # After stop_intake no question closes here any more (tick does nothing), so its
+            # deadline is no reason to wake up: only the idle limit is.
+            deadline = None if self.intake_stopped else self.game.next_deadline
             idle_limit = (
                 self.settings.finished_linger if str(self.game.phase) == "finished"
                 else self.settings.idle_timeout
@@ -212,8 +223,33 @@ class LiveSession:
                 self.tick()
 
     def tick(self) -> None:
-        """Let the game close what is due (called by the timer; also safe to call any time)."""
-        self._publish(self.game.tick(self._clock()))
+        """Let the game close what is due (called by the timer; also safe to call any time).
+        After ``stop_intake`` it does nothing: a question due now is closed by the node that
+        carries the session on (its deadline is in the snapshot), or by nobody."""
+        if not self.intake_stopped:
+            self._publish(self.game.tick(self._clock()))
+
+    def stop_intake(self) -> None:
+        """Refuse every later change (rule 6): the engine is stopping. Synchronous, so no
+        command is half applied when it returns. A session that nobody will carry on is
+        recorded as ended here (``ending_status``), before the engine drains the queue."""
+        if self.intake_stopped:
+            return
+        self.intake_stopped = True
+        self._wakeup.set()  # the timer forgets the deadline it was sleeping towards
+        status = self.ending_status
+        if status is not None and self.end_reason is None:
+            self._submit([SessionEnded(code=self.code, ended_at=self._clock(),
+                                       epoch=self.epoch, status=status)])
+
+    @property
+    def ending_status(self) -> str | None:
+        """How the store should remember this session when the engine stops without anyone
+        to carry it on: ``finished`` when the game is over, else ``interrupted``. None while
+        another node can take it over (``on_change`` set: snapshots in Redis)."""
+        if str(self.game.phase) == "finished":
+            return "finished"
+        return None if self._on_change is not None else "interrupted"
 
     # --- members ------------------------------------------------------------------------------
 
@@ -232,6 +268,14 @@ class LiveSession:
         if not credentials.same_secret(credentials.token_hash(token), self._host_hash):
             raise Rejected(ErrorCode.BAD_TOKEN, "wrong host token")
 
+    def _admit(self, records: int) -> None:
+        """Admit new work that writes at least ``records`` records, or refuse it before
+        anything changes (rules 5 and 6)."""
+        if self.intake_stopped:
+            raise Rejected(ErrorCode.SHUTTING_DOWN, "the server is stopping; reconnect and resume")
+        if not self._persister.has_room(records):
+            raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
+
     def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
         """A host or display arrives: welcome, then the missed events or the full state."""
         self._check_room()
@@ -242,7 +286,7 @@ class LiveSession:
     def join(self, member: Member, rid: int, name: str, team: str | None) -> None:
         """A new player: the game checks the name and team; a resume token is minted."""
         self._check_room()
-        self._require_room_in_queue(2)
+        self._admit(2)  # its participant record and its event row
         events = self.game.apply(commands.Join(name=name, team=team), self._clock())
         joined = next(e for e in events if isinstance(e, ev.ParticipantJoined))
         secret = credentials.new_secret()
@@ -320,7 +364,7 @@ class LiveSession:
 
     def command(self, command: commands.Command) -> list[ev.Event]:
         """Apply a host or player command (role already checked by the caller)."""
-        self._require_room_in_queue(8)
+        self._admit(1)
         if isinstance(command, commands.Reveal) and self.game.phase == "question_open":
             # One click for the quiz master: reveal closes the question first (SPEC `reveal`).
             self._publish(self.game.apply(commands.CloseQuestion(), self._clock()))
@@ -344,7 +388,7 @@ class LiveSession:
     def answer(self, participant: int, question: int, value: Any, rid: int) -> Ticket | None:
         """Submit a player's answer. Returns the ticket of its record (or, for a repeat of an
         answer already accepted, of that player's latest record), None if nothing to wait for."""
-        self._require_room_in_queue(1)  # its AnswerRecord (no event row for answers)
+        self._admit(1)  # its AnswerRecord (no event row for answers)
         events = self.game.apply(
             commands.SubmitAnswer(participant=participant, question=question, value=value,
                                   request_id=rid),
@@ -365,6 +409,7 @@ class LiveSession:
         """
         if self.game.phase != "lobby":
             raise Rejected(ErrorCode.WRONG_PHASE, "rounds can only be added before the start")
+        self._admit(1)
         state = self.game.to_snapshot()
         quiz = load_quiz_data({**state["quiz"], "rounds": [*state["quiz"]["rounds"], round_data]},
                               source="generate")
@@ -400,11 +445,6 @@ class LiveSession:
                                   seq=max(self.seq, 1), epoch=self.epoch)
                       for pid in game.participants])
 
-    def _require_room_in_queue(self, records: int) -> None:
-        stats = self._persister.stats()
-        if stats.depth + records > stats.max_queue:
-            raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
-
     def _touch(self) -> None:
         self._last_activity = self._clock()
 
@@ -426,7 +466,7 @@ class LiveSession:
                 if not event.duplicate:
                     # Every accepted answer has its own seq: the failover replay order.
                     self.seq = max(self.seq, first_seq)
-                    answer_ticket = self._persister.submit(self._answer_record(event))
+                    answer_ticket = self._persister.record([self._answer_record(event)])
                     changed = True
             elif not isinstance(event, ev.AnswerCountChanged):
                 urgent = changed = True
@@ -523,10 +563,8 @@ class LiveSession:
                 member.ws.send_frame(frame)
 
     def _submit(self, records: list[Any]) -> None:
-        try:
-            self._persister.submit_many(records)
-        except Exception:  # QueueFull after the room check is a bug; log, never crash a game
-            log.exception("session %s: could not queue %d records", self.code, len(records))
+        # Records of accepted work: never refused (rule 5), so nothing here can fail.
+        self._persister.record(records)
 
     def fenced(self) -> None:
         """The store refused our epoch: another node owns this session now."""

@@ -41,7 +41,7 @@ from pubquiz_engine.store.records import (
 # Row shapes (the column order of every INSERT in both backends):
 #   quizzes:      (quiz_id, title, data_json, first_seen_at)
 #   sessions:     (code, quiz_id, title, mode, status, created_at, epoch, host_token_hash)
-#   ended:        (code, ended_at)
+#   ended:        (code, ended_at, status)
 #   participants: (code, participant_id, name, team, joined_at, resume_token_hash)
 #   answers:      (code, participant_id, request_id, question, value_json, team, submitted_at,
 #                  seq, epoch)
@@ -121,7 +121,7 @@ def plan_batch(records: Sequence[Record]) -> BatchPlan:
     sessions: dict[str, Row] = {}
     ended: dict[str, Row] = {}
     participants: dict[tuple[str, int], Row] = {}
-    answers: dict[tuple[str, int, int], Row] = {}
+    answers: dict[tuple[str, int, int, int], Row] = {}
     scores: dict[tuple[str, int], Row] = {}
     events: dict[tuple[str, int], Row] = {}
     epochs: dict[str, tuple[int, int]] = {}
@@ -136,9 +136,9 @@ def plan_batch(records: Sequence[Record]) -> BatchPlan:
 
         # The most frequent records first: this loop runs for every answer.
         if isinstance(record, AnswerRecord):
-            key3 = (code, record.participant_id, record.request_id)
-            if key3 not in answers:
-                answers[key3] = (
+            key4 = (code, record.participant_id, record.request_id, record.seq)
+            if key4 not in answers:
+                answers[key4] = (
                     code,
                     record.participant_id,
                     record.request_id,
@@ -195,7 +195,7 @@ def plan_batch(records: Sequence[Record]) -> BatchPlan:
                     record.host_token_hash,
                 )
         elif isinstance(record, SessionEnded):
-            ended.setdefault(code, (code, record.ended_at))
+            ended.setdefault(code, (code, record.ended_at, record.status))
         else:  # pragma: no cover - the Record union is closed; mypy checks the branches
             raise StoreError(f"not a store record: {type(record).__name__}")
 

@@ -91,10 +91,11 @@ _RAISE_EPOCH = (
     "UPDATE quiz_sessions SET epoch = v.epoch FROM (SELECT %s::text AS code, %s::int8 AS epoch) v"
     " WHERE quiz_sessions.code = v.code AND quiz_sessions.epoch < v.epoch"
 )
+# The first end wins: a session already finished or interrupted keeps its status and time.
 _END_SESSION = (
-    "UPDATE quiz_sessions SET status = 'finished',"
-    " ended_at = COALESCE(quiz_sessions.ended_at, v.ended_at)"
-    " FROM (SELECT %s::text AS code, %s::float8 AS ended_at) v WHERE quiz_sessions.code = v.code"
+    "UPDATE quiz_sessions SET status = v.status, ended_at = v.ended_at"
+    " FROM (SELECT %s::text AS code, %s::float8 AS ended_at, %s::text AS status) v"
+    " WHERE quiz_sessions.code = v.code AND quiz_sessions.status = 'live'"
 )
 _INSERT_PARTICIPANT = (
     "INSERT INTO participants VALUES (%s::text, %s::int8, %s::text, %s::text, %s::float8,"

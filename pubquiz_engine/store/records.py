@@ -9,7 +9,8 @@ Rules this module keeps:
    for a session whose stored epoch is higher (``errors.StaleEpoch``), see ``Store.write``.
 3. Every record has a natural key, so writing it twice stores it once:
    sessions by code; participants by (code, participant_id); answers by (code, participant_id,
-   request_id); scores by (code, participant_id), newest ``seq`` wins; events by (code, seq).
+   request_id, seq) (a reused request id with a new answer is a new row, a retried write of
+   one record is not); scores by (code, participant_id), newest ``seq`` wins; events by (code, seq).
 4. Times are float unix seconds (``time.time()``), the same on both backends.
 
 This module imports no trio and no database library: the server and the tests can build
@@ -23,8 +24,12 @@ from typing import Any, Protocol
 
 import attrs
 
-#: Session status values, as stored in ``quiz_sessions.status``.
-STATUSES = ("live", "finished")
+#: Session status values, as stored in ``quiz_sessions.status``. ``interrupted``: the engine
+#: stopped while the session was live and no node carries it on (no Redis); ``ended_at`` is
+#: the time of that stop.
+STATUSES = ("live", "finished", "interrupted")
+#: The statuses a ``SessionEnded`` record may set.
+END_STATUSES = ("finished", "interrupted")
 
 
 def _non_empty(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -65,11 +70,15 @@ class SessionRecord:
 
 @attrs.frozen
 class SessionEnded:
-    """A session finished. Idempotent: the first ``ended_at`` stored stays."""
+    """A session ended: ``finished`` (played out, ended by the host, idle) or ``interrupted``
+    (the engine stopped and no node carries the session on). Idempotent: the first end stored
+    stays (status and ``ended_at``); a session that is no longer live is left as it is."""
 
     code: str = attrs.field(validator=_non_empty)
     ended_at: float
     epoch: int = attrs.field(validator=_epoch)
+    status: str = attrs.field(default="finished",
+                              validator=attrs.validators.in_(END_STATUSES))
 
 
 @attrs.frozen

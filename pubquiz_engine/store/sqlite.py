@@ -84,9 +84,9 @@ _SELECT_EPOCHS = (
     "SELECT code, epoch FROM quiz_sessions WHERE code IN (SELECT value FROM json_each(?))"
 )
 _RAISE_EPOCH = "UPDATE quiz_sessions SET epoch = ?2 WHERE code = ?1 AND epoch < ?2"
+# The first end wins: a session already finished or interrupted keeps its status and time.
 _END_SESSION = (
-    "UPDATE quiz_sessions SET status = 'finished', ended_at = COALESCE(ended_at, ?2)"
-    " WHERE code = ?1"
+    "UPDATE quiz_sessions SET status = ?3, ended_at = ?2 WHERE code = ?1 AND status = 'live'"
 )
 _INSERT_PARTICIPANT = "INSERT INTO participants VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _INSERT_ANSWER = "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"

@@ -10,9 +10,17 @@ commit runs, the next batch fills.
 
 Rules this module keeps:
 
-1. Bounded: ``depth`` (records submitted and not yet committed, the in-flight batch included)
-   never exceeds ``max_queue``; a submit that would exceed it raises ``errors.QueueFull`` and
-   changes nothing (``submit_many`` is all-or-nothing). The server answers a retryable ``busy``.
+1. Bounded, and the bound refuses new work, never the records of work already accepted.
+   ``depth`` counts records submitted and not yet committed (the in-flight batch included).
+   ``submit``/``submit_many`` are for new work: one that would take ``depth`` past
+   ``max_queue`` raises ``errors.QueueFull`` and changes nothing (all-or-nothing); the server
+   answers a retryable ``busy``. ``record`` is for what accepted work produces (a reveal's
+   score rows and events, a session's end): it is never refused, so it can take ``depth`` past
+   ``max_queue``. How far is bounded by construction: the server admits new work
+   (``has_room``) before it changes anything and admits none while the queue is at the bound,
+   so past it only what was already admitted adds records (one request's worth, such as one
+   reveal's score rows), plus the few a running session's timer writes (a question closing at
+   its deadline, a session ending).
 2. Never drops a batch while the database is down: ``StoreUnavailable`` is retried with capped
    exponential back-off (``min_backoff`` .. ``max_backoff``), the batch keeps its place at the
    head, submits keep being accepted up to the bound. Records are idempotent, so a commit that
@@ -89,7 +97,8 @@ class Ticket:
 
 @attrs.frozen
 class WriteBehindStats:
-    depth: int  # records submitted, not yet committed (in flight included)
+    depth: int  # records submitted, not yet committed (in flight included); may pass
+    #             max_queue by the records of accepted work (rule 1)
     in_flight: int  # records in the batch being committed now
     lag_seconds: float  # age of the oldest uncommitted record; 0.0 when idle
     last_flush_at: float | None  # unix time of the last successful commit
@@ -152,15 +161,25 @@ class WriteBehind:
         self._depth += 1
         return Ticket(batch, (record.code,))
 
+    def has_room(self, count: int = 1) -> bool:
+        """Whether new work that writes ``count`` records may be admitted now (the server
+        checks this before it changes anything, then queues with ``record``)."""
+        return self._depth + count <= self._max_queue
+
+    def record(self, records: Sequence[Record]) -> Ticket:
+        """Queue the records of work already accepted. Never refused (rule 1): dropping them
+        would lose what a client was told happened. They share one batch."""
+        batch = self._batch_for(len(records))
+        batch.records.extend(records)
+        self._depth += len(records)
+        return Ticket(batch, tuple(dict.fromkeys(r.code for r in records)))
+
     def submit_many(self, records: Sequence[Record]) -> Ticket:
         """Queue records together: all of them or (``QueueFull``) none. They share one batch,
         even if that makes the batch larger than ``max_batch``."""
         if self._depth + len(records) > self._max_queue:
             raise QueueFull(f"write-behind queue is full ({self._max_queue} records)")
-        batch = self._batch_for(len(records))
-        batch.records.extend(records)
-        self._depth += len(records)
-        return Ticket(batch, tuple(dict.fromkeys(r.code for r in records)))
+        return self.record(records)
 
     def _batch_for(self, count: int) -> _Batch:
         batch = self._open

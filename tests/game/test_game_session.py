@@ -144,13 +144,40 @@ def test_duplicate_request_returns_the_first_acceptance_even_after_close() -> No
     first = g.do(SubmitAnswer(alice, 0, 1, 77))
     g.now += 1
     before = g.session.to_snapshot()
-    again = g.do(SubmitAnswer(alice, 0, 2, 77))  # same request id, even with another value
+    again = g.do(SubmitAnswer(alice, 0, 1, 77))  # a resend: same rid, question and value
     assert again == [ev.AnswerAccepted(alice, None, 0, 1, 77, T0, 0.0, 1, duplicate=True)]
     assert first[0] == ev.AnswerAccepted(alice, None, 0, 1, 77, T0, 0.0, 1)
     assert g.session.to_snapshot() == before
     g.do(CloseQuestion())
     assert g.do(SubmitAnswer(alice, 0, 1, 77))[0].duplicate  # type: ignore[union-attr]
     g.refuse(SubmitAnswer(alice, 0, 1, 78), ErrorCode.QUESTION_CLOSED)
+    # The same rid with another value after the close is a new submission: refused, not acked.
+    g.refuse(SubmitAnswer(alice, 0, 2, 77), ErrorCode.QUESTION_CLOSED)
+
+
+def test_a_reused_rid_with_another_answer_is_applied_as_the_new_answer_it_is() -> None:
+    """Issue 16.1: a client that restarts its rid counter (a reconnect, a reload) reuses a rid.
+    The engine never acks what it did not apply: another value or another question under the
+    same (participant, rid) is a new submission, and a resend of it is its duplicate."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    to_question(g, 0)
+    g.do(SubmitAnswer(alice, 0, 1, 2))
+    changed = g.do(SubmitAnswer(alice, 0, 2, 2))  # same question, same rid, another value
+    assert changed[0] == ev.AnswerAccepted(alice, None, 0, 2, 2, T0, 0.0, 2)
+    assert g.session.answers(0)[alice].value == 2
+    to_question(g, 1)
+    q = 1
+    accepted = g.do(SubmitAnswer(alice, q, RIGHT[q], 2))  # the next question, the same rid
+    assert accepted[0] == ev.AnswerAccepted(alice, None, q, RIGHT[q], 2, g.now, 0.0, 1)
+    assert g.session.answers(q)[alice].value == RIGHT[q]
+    assert g.session.answers(0)[alice].value == 2  # the first question keeps its answer
+    before = g.session.to_snapshot()
+    again = g.do(SubmitAnswer(alice, q, RIGHT[q], 2))
+    assert again == [attrs.evolve(accepted[0], duplicate=True)]
+    assert g.session.to_snapshot() == before
+    restored = GameSession.from_snapshot(before)
+    assert restored.apply(SubmitAnswer(alice, q, RIGHT[q], 2), g.now)[0] == again[0]
 
 
 def test_changing_an_answer_keeps_one_answer_and_the_last_counts() -> None:

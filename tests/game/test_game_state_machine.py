@@ -135,9 +135,14 @@ class GameMachine(RuleBasedStateMachine):
     ) -> None:
         key = (event.participant, event.request_id)
         if event.duplicate:
+            # A resend repeats the latest acceptance of its rid (same question and value).
             assert event == attrs.evolve(self.first[key], duplicate=True)
             return
-        assert key not in self.first
+        earlier = self.first.get(key)
+        # A reused rid is applied only as the new answer it is (issue 16.1): never acked as a
+        # duplicate of a different one, never dropped.
+        assert earlier is None or (earlier.question, earlier.value) != (event.question,
+                                                                         event.value)
         # Accepted only while its question is open, and never after the deadline.
         assert event.question == question
         assert phase is Phase.QUESTION_OPEN or phase is Phase.PAUSED

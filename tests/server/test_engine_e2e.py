@@ -145,8 +145,20 @@ async def test_resume_replays_missed_events_exactly_once(tmp_path: Path) -> None
                     seqs = [e.seq for e in missed[:3]]  # type: ignore[attr-defined]
                     assert seqs == sorted(seqs) and seqs[0] > last_seq
                     assert isinstance(missed[3], m.You) and missed[3].score >= 2
-                    # The same identity answers the new question.
-                    await again.answer(missed[2].q, "Beatles")  # type: ignore[attr-defined]
+                    # The same identity answers the new question. This client restarted its
+                    # rid counter on the new connection: the answer's rid is the one of the
+                    # answer to q0 (issue 16.1). It must be applied, not acked as a duplicate.
+                    q1 = missed[2].q  # type: ignore[attr-defined]
+                    ack = await again.answer(q1, "Beatles")
+                    assert ack.q == q1
+                # In the store (durable: the ack came after the commit) and in `state`.
+                results = await engine.store.session_results(session.code)
+                assert sorted((a.question, a.request_id, a.value) for a in results.answers) == [
+                    (q0.q, 2, 0), (q1, 2, "Beatles")]
+                async with open_client(address.url) as view:
+                    assert (await view.resume(token, 2**53 - 1)).replay == "state"
+                    state = await view.next_event(m.State)
+                    assert state.state["you"]["answer"] == "Beatles"
 
 
 async def test_second_connection_with_same_token_replaces_first(tmp_path: Path) -> None:

@@ -43,6 +43,45 @@ async def test_open_applies_migrations_once(store_url: str) -> None:
         assert sorted(v for (v,) in versions) == shipped == list(range(1, len(shipped) + 1))
 
 
+async def test_migration_3_keeps_the_rows_of_a_version_2_database(tmp_path: Path) -> None:
+    """Migration 3 rebuilds ``answers`` (its key gains the seq) and ``quiz_sessions`` (status
+    ``interrupted``): the rows written under version 2 are all there afterwards."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "v2.sqlite3"
+    lite = sqlite3.connect(path)
+    with lite:
+        lite.execute(migrations.SCHEMA_VERSION_TABLE)
+        for migration in migrations.load("sqlite")[:2]:
+            for statement in migration.statements:
+                lite.execute(statement)
+            lite.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                         (migration.version, migration.name, time.time()))
+        lite.execute("INSERT INTO quiz_sessions VALUES ('OLD', 'q', 'Old night', 'solo',"
+                     " 'finished', 1.0, 2.0, 3, 'hash', 'node-a')")
+        lite.execute("INSERT INTO answers VALUES ('OLD', 1, 2, 0, '1', NULL, 1.5, 4, 3)")
+    lite.close()
+    with trio.fail_after(20):
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            row = await store.load_session("OLD")
+            before = await store.load_answers("OLD")
+            # The new key: the same (participant, rid) with a new answer is a second row.
+            await store.write([answer("OLD", 1, 2, seq=9, question=1, value=0, epoch=3)])
+            after = await store.load_answers("OLD")
+            await store.write([SessionEnded("OLD", 5.0, 3, status="interrupted")])
+            still = await store.load_session("OLD")
+        finally:
+            await store.aclose()
+    assert row is not None and (row.status, row.ended_at, row.epoch, row.owner_node) == (
+        "finished", 2.0, 3, "node-a")
+    assert [(a.participant_id, a.request_id, a.question, a.value, a.seq) for a in before] == [
+        (1, 2, 0, 1, 4)]
+    assert [(a.request_id, a.seq) for a in after] == [(2, 4), (2, 9)]
+    assert still is not None and (still.status, still.ended_at) == ("finished", 2.0)
+
+
 async def test_roundtrip_and_reads(store: Store, codes: Codes) -> None:
     code, other = codes(), codes()
     with trio.fail_after(20):
@@ -118,6 +157,40 @@ async def test_same_records_twice_store_once(store: Store, codes: Codes) -> None
     assert len(results.answers) == 50
     assert sorted(a.request_id for a in results.answers) == list(range(50))
     assert len(results.standings) == 1
+
+
+async def test_a_reused_rid_with_a_new_answer_is_a_new_row(store: Store, codes: Codes) -> None:
+    """Issue 16.1: a client that restarted its rid counter reuses a rid for a new answer (a new
+    seq); both rows are stored. The same record written again is still stored once."""
+    code = codes()
+    first = answer(code, 1, 2, seq=3, question=0, value=0)
+    second = answer(code, 1, 2, seq=9, question=1, value="Beatles")
+    with trio.fail_after(20):
+        await store.write([session(code), participant(code, 1), first])
+        await store.write([second, first])
+        await store.write([second])
+        stored = await store.load_answers(code)
+    assert [(a.seq, a.request_id, a.question, a.value) for a in stored] == [
+        (3, 2, 0, 0), (9, 2, 1, "Beatles")]
+
+
+async def test_the_first_end_of_a_session_stays(store: Store, codes: Codes) -> None:
+    """Issue 16.6: ``interrupted`` (the engine stopped, nobody carries the session on) is an end
+    like ``finished``: the first one stored keeps its status and time."""
+    stopped, done = codes(), codes()
+    with trio.fail_after(20):
+        await store.write([session(stopped), session(done)])
+        await store.write([SessionEnded(stopped, 5.0, 1, status="interrupted")])
+        await store.write([SessionEnded(stopped, 9.0, 1), SessionEnded(done, 7.0, 1),
+                           SessionEnded(done, 8.0, 1, status="interrupted")])
+        rows = {c: await store.load_session(c) for c in (stopped, done)}
+        live = {s.code for s in await store.list_sessions(status="live")}
+        interrupted = {s.code for s in await store.list_sessions(status="interrupted")}
+    assert [(r.status, r.ended_at) for r in rows.values() if r is not None] == [
+        ("interrupted", 5.0), ("finished", 7.0)]
+    assert stopped in interrupted and stopped not in live and done not in interrupted
+    with pytest.raises(ValueError):
+        SessionEnded(stopped, 1.0, 1, status="live")
 
 
 async def test_last_seq_is_the_highest_of_events_answers_and_scores(

@@ -34,7 +34,7 @@ def test_plan_groups_rows_and_notes_epoch_range() -> None:
     assert plan.quizzes[0][0] == plan.sessions[0][1] == quiz_id_of(session("A").quiz_data)
     assert [r[:3] for r in plan.answers] == [("A", 1, 10), ("B", 7, 1)]
     assert plan.answers[0][4] == '{"choice":2}'
-    assert plan.ended == [("A", 10.0)]
+    assert plan.ended == [("A", 10.0, "finished")]
     assert plan.events == [("A", 4, "answer", '{"q":0}', 9.0, 2)]
     assert plan.row_count() == 7
 

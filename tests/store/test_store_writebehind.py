@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
-from storekit import FlakyStore, answer, participant, session
+from storekit import FlakyStore, answer, participant, score, session
 
 from pubquiz_engine.errors import QueueFull, StaleEpoch, StoreError
 from pubquiz_engine.store import Store, Ticket, WriteBehind
@@ -106,6 +106,32 @@ async def test_queue_full_applies_backpressure_and_recovers(store: Store, codes:
             await late.wait()
             nursery.cancel_scope.cancel()
         assert len(await store.load_answers(code)) == 101
+
+
+async def test_records_of_accepted_work_are_never_refused(store: Store, codes: Codes) -> None:
+    """Issue 16.3: the bound refuses new work (``submit``, ``has_room``), never ``record``:
+    past the bound its records are queued and committed like any other."""
+    code = codes()
+    wb = WriteBehind(store, max_queue=10, max_batch=4)
+    with trio.fail_after(20):
+        wb.submit_many([session(code), participant(code, 1)])
+        assert wb.has_room(8) and not wb.has_room(9)
+        wb.submit_many([answer(code, 1, rid) for rid in range(8)])
+        assert not wb.has_room(1)
+        with pytest.raises(QueueFull):
+            wb.submit(answer(code, 1, 8))
+        scores = wb.record([score(code, 1, 5.0, seq) for seq in range(1, 6)])
+        assert wb.stats().depth == 15 and not wb.has_room(1)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wb.run)
+            await scores.wait()
+            assert await wb.drain(timeout=5)
+            assert wb.has_room(10)
+            nursery.cancel_scope.cancel()
+        results = await store.session_results(code)
+    assert len(results.answers) == 8
+    assert [(s.participant_id, s.score, s.updated_seq) for s in results.standings] == [
+        (1, 5.0, 5)]
 
 
 async def test_submit_many_is_all_or_nothing(store: Store, codes: Codes) -> None:

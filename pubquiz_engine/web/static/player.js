@@ -4,7 +4,8 @@
 // Rules this page keeps:
 // 1. The resume token, the join code and the next request id live in localStorage
 //    ("pubquiz.player"): a reload resumes without asking for the name again, and request ids
-//    stay unique for this participant (an `answer` is idempotent by its rid).
+//    stay unique for this participant across reconnects, reloads and tabs (an `answer` is
+//    idempotent by its rid; SPEC 5: a rid with another answer would be a new answer).
 // 2. A page that has no view yet (it was just loaded) resumes with a `last_seq` the server
 //    cannot have, which asks for a full `state` (SPEC 13.3); a page that kept its view resumes
 //    with its real `last_seq` and gets the missed events.
@@ -45,7 +46,12 @@ let countdown = null;
 
 function nextRid() {
   if (!session) return 1;
-  const rid = session.nextRid ?? 2;
+  // Rids are per participant for the whole session (SPEC 5), not per page: another tab of
+  // this participant may have used some since this page loaded, so continue after the
+  // highest one stored for the same token.
+  const stored = saved.get(STORE_KEY);
+  const theirs = stored && stored.token === session.token ? stored.nextRid ?? 2 : 2;
+  const rid = Math.max(session.nextRid ?? 2, theirs);
   session.nextRid = rid + 1;
   saved.set(STORE_KEY, session);
   return rid;
