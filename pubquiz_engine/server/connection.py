@@ -10,14 +10,14 @@ Rules this module keeps:
    connection stays open, unless the code says to close (oversize, text frames, a wrong
    operator key) or the client keeps flooding (rate-limited past ``flood_strikes``, which decay
    one per ``flood_strike_decay`` seconds: close 1008).
+3. **Every wait has a deadline.** A connection that does not identify itself within
+   ``join_timeout`` is closed (``handshake_timeout``); a wrong join code looks the same whether
+   or not the code exists, and guesses are rate limited per address.
 4. **A refused frame is never built.** The message rate is charged before a frame is decoded,
    and a frame over ``max_frame_bytes`` must carry the right operator key (read by a bounded
    skim, ``codec.peek``) before its body is decoded; wrong operator keys are limited per
    address. What an unauthenticated peer can make the engine build is one ``max_frame_bytes``
    frame per message the rate allows.
-3. **Every wait has a deadline.** A connection that does not identify itself within
-   ``join_timeout`` is closed (``handshake_timeout``); a wrong join code looks the same whether
-   or not the code exists, and guesses are rate limited per address.
 """
 
 from __future__ import annotations
