@@ -122,7 +122,7 @@ _CODE_INFO: dict[ErrorCode, _CodeInfo] = {
     ErrorCode.ALREADY_JOINED: _CodeInfo(False, None),
     ErrorCode.BAD_CODE: _CodeInfo(False, None),
     ErrorCode.BAD_TOKEN: _CodeInfo(False, None),
-    ErrorCode.BAD_KEY: _CodeInfo(False, None),
+    ErrorCode.BAD_KEY: _CodeInfo(False, CloseCode.POLICY_VIOLATION),
     ErrorCode.FORBIDDEN: _CodeInfo(False, None),
     ErrorCode.RATE_LIMITED: _CodeInfo(True, None),
     ErrorCode.TOO_MANY_CONNECTIONS: _CodeInfo(True, CloseCode.TRY_AGAIN_LATER),

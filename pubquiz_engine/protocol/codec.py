@@ -18,7 +18,10 @@ Rules this module keeps:
    msgpack itself refuses the frame (a limit, bad UTF-8, a truncated value, ...), the rid is
    recovered by a bounded walk of the top-level map's entries (``_recover_envelope``) that builds
    nothing but the keys and the ``rid``/``"t"`` values.
-5. msgpack's exceptions are translated here and nowhere else (one module per library).
+5. ``peek`` is that same walk offered before decoding: the server reads a frame's type, ``rid``
+   and operator ``key`` with it when it will refuse the frame without building it (throttled,
+   or bigger than ``max_frame_bytes`` and not shown the operator key).
+6. msgpack's exceptions are translated here and nowhere else (one module per library).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
+import attrs
 import msgpack
 
 from pubquiz_engine.errors import ErrorCode, ProtocolError
@@ -41,7 +45,7 @@ from pubquiz_engine.protocol.messages import (
     Message,
 )
 
-__all__ = ["DecodeError", "decode", "encode", "encode_many", "from_wire"]
+__all__ = ["DecodeError", "Envelope", "decode", "encode", "encode_many", "from_wire", "peek"]
 
 
 class DecodeError(ProtocolError):
@@ -178,7 +182,23 @@ _AMBIGUOUS = object()  # a key that appeared twice: its value is nobody's
 
 
 def _recover_envelope(data: bytes, limits: Limits) -> tuple[int | None, str | None]:
-    """The ``rid`` and ``"t"`` of a frame that msgpack refused, when they can be read safely.
+    """The ``rid`` and ``"t"`` of a frame that msgpack refused, when they can be read safely
+    (``_walk_envelope``)."""
+    found = _walk_envelope(data, limits)
+    message_type = found.get("t")
+    return (
+        _valid_rid(found.get("rid")),
+        message_type if type(message_type) is str else None,
+    )
+
+
+# The top-level entries the envelope walk builds, and the first bytes their values must have.
+_ENVELOPE_HEADS = {"rid": _INT_HEADS, "t": _STR_HEADS, "key": _STR_HEADS}
+
+
+def _walk_envelope(data: bytes, limits: Limits) -> dict[str, object]:
+    """The ``rid``, ``"t"`` and ``key`` entries of a frame's top-level map, read without
+    building anything else.
 
     Walks the top-level map entry by entry with msgpack's streaming ``Unpacker`` and stops at the
     first entry it cannot read. Bounded on hostile input:
@@ -186,16 +206,15 @@ def _recover_envelope(data: bytes, limits: Limits) -> tuple[int | None, str | No
     - at most ``max_map_len`` entries (a larger top-level map gives up at once);
     - a key is read only when its first byte is a str header, and then with the frame's limits
       (so at most ``max_str_bytes``); anything else ends the walk;
-    - the ``rid`` value is built only when its first byte is an int header, the ``"t"`` value only
-      when it is a str header (again within the limits); any other value is skipped with
-      ``Unpacker.skip()``, which in msgpack's C implementation builds no object and checks no
-      length limit (``construct`` is off in skip mode): a 10 KB string is stepped over by its
-      declared length, a declared length the bytes do not hold ends the walk (``OutOfData``),
-      and nesting beyond msgpack's fixed 1024-level stack ends it too (``StackError``). The work
-      is linear in the frame, whose size was checked before msgpack ran.
+    - the ``rid`` value is built only when its first byte is an int header, the ``"t"`` and
+      ``key`` values only when it is a str header (again within the limits); any other value is
+      skipped with ``Unpacker.skip()``, which in msgpack's C implementation builds no object and
+      checks no length limit (``construct`` is off in skip mode): a 10 KB string is stepped over
+      by its declared length, a declared length the bytes do not hold ends the walk
+      (``OutOfData``), and nesting beyond msgpack's fixed 1024-level stack ends it too
+      (``StackError``). The work is linear in the frame, whose size the transport capped.
 
-    A ``"rid"`` or ``"t"`` key seen twice yields nothing for that key; a rid must pass
-    ``_valid_rid`` like any other.
+    A key seen twice yields ``_AMBIGUOUS`` for that key.
     """
     unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_options(limits))
     unpacker.feed(data)
@@ -203,23 +222,49 @@ def _recover_envelope(data: bytes, limits: Limits) -> tuple[int | None, str | No
     try:
         count = unpacker.read_map_header()
         if count > limits.max_map_len:
-            return None, None
+            return found
         for _ in range(count):
             if data[unpacker.tell()] not in _STR_HEADS:
                 break  # a non-str key (or none left): the envelope ends here
             key = unpacker.unpack()
-            if key != "rid" and key != "t":
+            heads = _ENVELOPE_HEADS.get(key)
+            if heads is None:
                 unpacker.skip()
                 continue
-            heads = _INT_HEADS if key == "rid" else _STR_HEADS
             value = unpacker.unpack() if data[unpacker.tell()] in heads else unpacker.skip()
             found[key] = _AMBIGUOUS if key in found else value
     except (_ExtRefused, ValueError, msgpack.OutOfData, IndexError, TypeError):
         pass  # the walk ends at the first entry it cannot read; what was read before stands
-    message_type = found.get("t")
-    return (
-        _valid_rid(found.get("rid")),
-        message_type if type(message_type) is str else None,
+    return found
+
+
+@attrs.frozen
+class Envelope:
+    """What ``peek`` could read of a frame without decoding it: each field is None when the
+    entry is absent, of the wrong type, repeated, or beyond the first entry the walk could not
+    read."""
+
+    #: ``"t"``, the message type (not checked against the registry).
+    type: str | None
+    #: ``rid``, when an int 0..2^31-1.
+    rid: int | None
+    #: ``key``, the operator key of ``create_session`` and ``generate``.
+    key: str | None
+
+
+def peek(data: bytes, *, limits: Limits | None = None) -> Envelope:
+    """The type, ``rid`` and operator ``key`` of a client frame, read by a bounded walk of its
+    top-level map that builds nothing else (see ``_walk_envelope``): the cost of a frame that
+    will be refused anyway (throttled, or too big without the operator key) stays a skim.
+
+    Never raises; a frame that is not a readable map gives an all-None envelope.
+    """
+    found = _walk_envelope(data, limits or CLIENT_LIMITS)
+    message_type, key = found.get("t"), found.get("key")
+    return Envelope(
+        type=message_type if type(message_type) is str else None,
+        rid=_valid_rid(found.get("rid")),
+        key=key if type(key) is str else None,
     )
 
 
@@ -232,21 +277,6 @@ def _map_header(data: bytes) -> int | None:
         return int.from_bytes(data[1:3], "big")
     if first == 0xDF and len(data) >= 5:
         return int.from_bytes(data[1:5], "big")
-    return None
-
-
-def _peek_type(data: bytes, limits: Limits) -> object:
-    """Read only the ``"t"`` of a big frame, skipping (not building) every other value."""
-    unpacker = msgpack.Unpacker(max_buffer_size=len(data), **_options(limits))
-    unpacker.feed(data)
-    try:
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key == "t":
-                return unpacker.unpack()
-            unpacker.skip()
-    except (_ExtRefused, ValueError, msgpack.OutOfData, TypeError):
-        pass
     return None
 
 
@@ -288,7 +318,7 @@ def decode(
     if size > limits.max_frame_bytes and (
         not client_frame
         or size > limits.max_operator_frame_bytes
-        or _peek_type(data, limits) != CreateSession.TYPE
+        or _walk_envelope(data, limits).get("t") != CreateSession.TYPE
     ):
         raise DecodeError(ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes is over the limit")
     if not size:

@@ -45,6 +45,18 @@ def _port(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> 
         raise ConfigError(f"{attribute.name} must be a port number 0..65535, got {value!r}")
 
 
+#: The shortest operator key accepted: guesses are limited per address too, but a short key
+#: falls to a guesser with many addresses. ``openssl rand -hex 16`` gives 32 characters.
+MIN_OPERATOR_KEY_CHARS = 16
+
+
+def _operator_key(_inst: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and len(value) < MIN_OPERATOR_KEY_CHARS:
+        raise ConfigError(
+            f"{attribute.name} must be at least {MIN_OPERATOR_KEY_CHARS} characters, got "
+            f"{len(value)} (generate one with: openssl rand -hex 16)")
+
+
 @attrs.frozen(kw_only=True)
 class ServerConfig:
     """Everything ``pubquiz-engine serve`` can be told. Defaults suit one machine, no services."""
@@ -76,7 +88,14 @@ class ServerConfig:
         1.0, "seconds a durable ack may wait for the snapshot that covers its question",
         validator=_positive)
     operator_key: str | None = _setting(
-        None, "key operators present to create sessions; unset = no remote session creation")
+        None, f"key operators present to create sessions (at least {MIN_OPERATOR_KEY_CHARS} "
+        "characters); unset = no remote session creation", validator=_operator_key)
+    operator_attempt_rate: float = _setting(
+        1 / 60, "wrong operator keys forgiven per second per client address (refill)",
+        validator=_positive)
+    operator_attempt_burst: int = _setting(
+        5, "wrong operator keys one client address may send before it is refused (and closed) "
+        "until the rate forgives one", validator=_positive)
     quiz_dir: str | None = _setting(
         None, "directory of quiz files operators may name in create_session")
     ack_mode: str = _setting(
@@ -106,6 +125,9 @@ class ServerConfig:
                                   validator=_positive)
     flood_strikes: int = _setting(
         50, "rate-limited messages after which a connection is closed (1008)",
+        validator=_positive)
+    flood_strike_decay: float = _setting(
+        10.0, "seconds after which one rate-limited message (strike) is forgotten",
         validator=_positive)
     join_rate: float = _setting(2.0, "join/resume/host attempts per second per client address",
                                 validator=_positive)

@@ -7,11 +7,17 @@ Rules this module keeps:
    command is the one bound to the connection, never a field the client sends.
 2. **Bad input costs the sender, nobody else.** A frame that does not decode, a message the
    role may not send, a refused command: each gets an ``error`` with a stable code and the
-   connection stays open, unless the code says to close (oversize, text frames) or the client
-   keeps flooding (rate-limited past ``flood_strikes``: close 1008).
+   connection stays open, unless the code says to close (oversize, text frames, a wrong
+   operator key) or the client keeps flooding (rate-limited past ``flood_strikes``, which decay
+   one per ``flood_strike_decay`` seconds: close 1008).
 3. **Every wait has a deadline.** A connection that does not identify itself within
    ``join_timeout`` is closed (``handshake_timeout``); a wrong join code looks the same whether
    or not the code exists, and guesses are rate limited per address.
+4. **A refused frame is never built.** The message rate is charged before a frame is decoded,
+   and a frame over ``max_frame_bytes`` must carry the right operator key (read by a bounded
+   skim, ``codec.peek``) before its body is decoded; wrong operator keys are limited per
+   address. What an unauthenticated peer can make the engine build is one ``max_frame_bytes``
+   frame per message the rate allows.
 """
 
 from __future__ import annotations
@@ -93,6 +99,14 @@ def _player_command(msg: m.Message, participant: int) -> commands.Command | None
     return None
 
 
+class _OperatorLockout(Rejected):
+    """An address out of operator-key attempts: ``rate_limited``, and the connection closed."""
+
+    @property
+    def close_code(self) -> CloseCode | None:
+        return CloseCode.POLICY_VIOLATION
+
+
 class Connection:
     """The handler of one WebSocket (``Engine`` runs ``handle`` for each)."""
 
@@ -105,8 +119,12 @@ class Connection:
         self.session: LiveSession | None = None
         cfg = engine.config
         self._limits = engine.frame_limits
-        self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=trio.current_time())
-        self._strikes = 0
+        now = trio.current_time()
+        self._bucket = TokenBucket(cfg.message_rate, cfg.message_burst, stamp=now)
+        # Strikes as a bucket too: flood_strikes - 1 are forgiven (with a warning), the next one
+        # closes; one comes back every flood_strike_decay seconds, so an old burst is forgotten.
+        self._strikes = TokenBucket(1.0 / cfg.flood_strike_decay, cfg.flood_strikes - 1,
+                                    stamp=now)
         self._join_scope: trio.CancelScope | None = None
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -114,11 +132,14 @@ class Connection:
     def _send(self, message: m.Message) -> None:
         self.ws.send(codec.encode(message))
 
-    def _error(self, rid: int | None, code: ErrorCode, message: str) -> None:
+    def _error(self, rid: int | None, code: ErrorCode, message: str, *,
+               close: CloseCode | None = None) -> None:
+        """Answer ``error{rid, code}``; then close with ``close``, or the code's own close code
+        if it has one."""
         self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
                                 retryable=code.retryable))
         self.engine.metrics.frame_error(str(code))
-        close = code.close_code
+        close = close if close is not None else code.close_code
         if close is not None:
             self.ws.close(close, f"{code}: {message}"[:120])
 
@@ -129,31 +150,43 @@ class Connection:
     def _decode(self, data: bytes) -> m.Message | None:
         """The client message in ``data``, or None after answering an undecodable one (or a
         throttled one). Synchronous: the receive happens in ``handle`` itself, one coroutine
-        frame less per idle connection."""
+        frame less per idle connection.
+
+        Order (issue 16): the token bucket is charged *before* anything is built, and a frame
+        over ``max_frame_bytes`` (only an operator's ``create_session`` may be) must show the
+        operator key before its body is decoded. A refused frame costs a bounded skim of its
+        top-level map (``codec.peek``) for its ``rid``, never a decode; a frame that passes both
+        is at most ``max_frame_bytes`` unless its sender holds the operator key.
+        """
         self.engine.metrics.message_in()
-        # Decode before rate limiting so that a throttled request is refused with its rid (a
-        # client waiting on that rid learns it must retry); decoding is bounded by the limits.
-        rid: int | None = None
-        try:
-            message = codec.decode(data, limits=self._limits)
-            rid = getattr(message, "rid", None)
-        except ProtocolError as exc:
-            message = None
-            rid = getattr(exc, "rid", None)
-            error: ProtocolError | None = exc
-        else:
-            error = None
-        if not self._bucket.take(trio.current_time()):
-            self._strikes += 1
-            if self._strikes >= self.engine.config.flood_strikes:
-                self._error(rid, ErrorCode.RATE_LIMITED, "too many messages")
-                self.ws.close(CloseCode.POLICY_VIOLATION, "flooding")
-            else:
-                self._error(rid, ErrorCode.RATE_LIMITED, "too many messages; slow down")
+        now = trio.current_time()
+        if not self._bucket.take(now):
+            # The rid from the skim, so that a client waiting on it learns it must retry.
+            self._throttled(codec.peek(data, limits=self._limits).rid, now)
             return None
-        if error is not None:
-            self._error(rid, error.code, error.message)
-        return message
+        if len(data) > self._limits.max_frame_bytes:
+            envelope = codec.peek(data, limits=self._limits)
+            # Anything but a create_session is refused by decode on its size alone, unbuilt.
+            if envelope.type == m.CreateSession.TYPE:
+                try:
+                    self._check_operator(envelope.key)
+                except RemoteError as exc:
+                    self._error(envelope.rid, exc.code, exc.message, close=exc.close_code)
+                    return None
+        try:
+            return codec.decode(data, limits=self._limits)
+        except ProtocolError as exc:
+            self._error(getattr(exc, "rid", None), exc.code, exc.message)
+            return None
+
+    def _throttled(self, rid: int | None, now: float) -> None:
+        """Answer a rate-limited message: a strike, and the connection closed when the strikes
+        run out (they come back one per ``flood_strike_decay`` seconds)."""
+        if self._strikes.take(now):
+            self._error(rid, ErrorCode.RATE_LIMITED, "too many messages; slow down")
+        else:
+            self._error(rid, ErrorCode.RATE_LIMITED, "too many messages",
+                        close=CloseCode.POLICY_VIOLATION)
 
     # --- the life of a connection -------------------------------------------------------------
 
@@ -224,7 +257,7 @@ class Connection:
             self._send(m.Redirect(rid=rid, code=moved.session_code, url=moved.url))
             self.ws.close(CloseCode.MOVED, "the session lives on another node")
         except RemoteError as exc:
-            self._error(rid, exc.code, exc.message)
+            self._error(rid, exc.code, exc.message, close=exc.close_code)
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
@@ -261,11 +294,23 @@ class Connection:
             session.attach_watcher(member, msg.rid, msg.last_seq)
         self.session, self.member = session, member
 
-    def _check_operator(self, given: str) -> None:
+    def _check_operator(self, given: str | None) -> None:
         """The operator key, compared in constant time. A connection that showed it is an
-        operator's: it may stay without joining a session (no join deadline)."""
-        key = self.engine.config.operator_key
-        if not key or not credentials.same_secret(given, key):
+        operator's: it may stay without joining a session (no join deadline).
+
+        Wrong keys are limited per address (``operator_attempt_burst``, refilled at
+        ``operator_attempt_rate``): a wrong key is ``bad_key`` and closes the connection (1008);
+        an address out of attempts is refused ``rate_limited`` and closed before its key is
+        even compared, so a guesser cannot tell a right key from a wrong one meanwhile.
+        """
+        engine = self.engine
+        now = trio.current_time()
+        if not engine.operator_limiter.can_take(self.address, now):
+            raise _OperatorLockout(ErrorCode.RATE_LIMITED,
+                                   "too many wrong operator keys from your address; wait")
+        key = engine.config.operator_key
+        if not key or given is None or not credentials.same_secret(given, key):
+            engine.operator_limiter.take(self.address, now)
             raise Rejected(ErrorCode.BAD_KEY, "wrong operator key")
         if self._join_scope is not None:
             self._join_scope.deadline = math.inf
@@ -318,7 +363,7 @@ class Connection:
             if isinstance(command, commands.Leave):
                 self.ws.close(CloseCode.NORMAL, "left the session")
         except RemoteError as exc:
-            self._error(rid, exc.code, exc.message)
+            self._error(rid, exc.code, exc.message, close=exc.close_code)
 
     async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
         metrics = self.engine.metrics

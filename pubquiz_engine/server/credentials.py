@@ -8,7 +8,8 @@ Rules this module keeps:
    address, so guessing a live code is impractical. Input is normalised (case, spaces, dashes).
 2. Host and resume tokens are 128+ random bits (``secrets``). A resume token names its session
    and participant in clear (``CODE.ID.SECRET``) so any node can route it, and only the secret
-   part is compared, always with ``hmac.compare_digest`` (constant time).
+   part is compared, always with ``hmac.compare_digest`` on SHA-256 digests (constant time,
+   whatever the lengths).
 3. We store and log only a hash of a token, never the token.
 """
 
@@ -45,8 +46,14 @@ def token_hash(token: str) -> str:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison of two secrets."""
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of two secrets.
+
+    ``hmac.compare_digest`` takes the same time for any two inputs *of one length*, but returns
+    at once for different lengths; comparing SHA-256 digests (always 32 bytes) keeps the length
+    of the expected secret (the operator key's, say) from showing in the timing too.
+    """
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
 
 
 def resume_token(code: str, participant: int, secret: str) -> str:

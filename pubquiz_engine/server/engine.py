@@ -143,6 +143,9 @@ class Engine:
         self.notifier = notifier if notifier is not None else Notifier()
         self._admin_port: int | None = None
         self.join_limiter = AddressLimiter(config.join_rate, config.join_burst)
+        #: Wrong operator keys per address (a right key costs nothing).
+        self.operator_limiter = AddressLimiter(config.operator_attempt_rate,
+                                               config.operator_attempt_burst)
         self._per_address: Counter[str] = Counter()
         self._clock = clock
         self.clock = clock

@@ -14,10 +14,14 @@ Rules this module keeps:
 3. ``Router`` is an ``HttpHandler`` built from a table, not an if-chain: an unknown path is 404,
    a known path with the wrong method is 405 with an ``Allow`` header, and ``HEAD`` is answered
    wherever ``GET`` is (same headers, no body).
+4. A handler's bug is one request's problem: ``Router`` answers an exception escaping a handler
+   with 500 and logs its traceback, so it never reaches the server's nursery (which would stop
+   the engine). Cancellation and other ``BaseException``s pass through untouched.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
@@ -30,6 +34,9 @@ __all__ = [
     "not_found",
     "text_response",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def _lower_headers(
@@ -108,6 +115,14 @@ class Router:
     routes: Mapping[str, Mapping[str, HttpHandler]]
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return await self._route(request)
+        except Exception:
+            # The path only, never the query (it may carry a join code or a token).
+            log.exception("HTTP handler for %s %s failed", request.method, request.path[:200])
+            return text_response(500, "internal server error\n")
+
+    async def _route(self, request: HttpRequest) -> HttpResponse:
         methods = self.routes.get(request.path)
         if methods is None:
             return await not_found(request)

@@ -1,4 +1,4 @@
-"""Token buckets for message floods and join-code guessing.
+"""Token buckets for message floods, flood strikes, join-code and operator-key guessing.
 
 A bucket holds at most ``burst`` tokens and refills at ``rate`` per second; an action that finds
 a token takes it. Time is passed in (``now``), so the buckets are tested without a clock. The
@@ -32,6 +32,10 @@ class TokenBucket:
             return True
         return False
 
+    def can_take(self, now: float, cost: float = 1.0) -> bool:
+        """Whether ``take(now, cost)`` would succeed (nothing is taken)."""
+        return min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate) >= cost
+
     def full_at(self, now: float) -> bool:
         """Whether the bucket would be full at ``now`` (nothing to remember about it)."""
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
@@ -53,6 +57,11 @@ class AddressLimiter:
                 self._prune(now)
             bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, stamp=now)
         return bucket.take(now)
+
+    def can_take(self, address: str, now: float) -> bool:
+        """Whether ``take(address, now)`` would succeed (nothing is taken or remembered)."""
+        bucket = self._buckets.get(address)
+        return bucket is None or bucket.can_take(now)
 
     def _prune(self, now: float) -> None:
         for address in [a for a, b in self._buckets.items() if b.full_at(now)]:

@@ -12,7 +12,10 @@ Rules this module keeps:
    reschedules it through the trio token.
 2. A job that has started is never abandoned: cancelling the waiting task takes effect when the
    job returns (as with ``trio.to_thread.run_sync`` by default). Jobs therefore carry their own
-   timeouts (SQLite's busy timeout, PostgreSQL's connect and statement timeouts).
+   timeouts (SQLite's busy timeout, PostgreSQL's connect and statement timeouts), and a caller
+   whose job can be made to return early passes ``on_cancel`` (PostgreSQL shuts its socket
+   down): then a cancel is bounded even when the job's own timeouts cannot fire, such as a
+   statement sent into a network black hole.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ T = TypeVar("T")
 _Job = Callable[[], None]
 
 
+class _Skipped(Exception):
+    """The outcome of a job whose caller was cancelled before it started (never seen outside:
+    the caller raises ``Cancelled`` instead)."""
+
+
 class Worker:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -45,28 +53,58 @@ class Worker:
                 return
             job()
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` on this worker's thread and return its result (or raise its exception)."""
+    async def run(self, fn: Callable[[], T], *, on_cancel: Callable[[], None] | None = None) -> T:
+        """Run ``fn()`` on this worker's thread and return its result (or raise its exception).
+
+        ``on_cancel``: for a job that can be made to return early. When the waiting task is
+        cancelled, a job still queued is skipped, and a running one gets ``on_cancel()`` called
+        (on the event loop's thread, at once: it must not block), which must make it return
+        soon, for example by interrupting its I/O. Either way the task still waits for the job
+        to be done with, then raises ``Cancelled`` (not whatever the interrupted job raised).
+        Without ``on_cancel`` a cancel waits for the job to finish on its own.
+        """
         if self._closed:
             raise trio.ClosedResourceError("worker is closed")
         await trio.lowlevel.checkpoint_if_cancelled()
         token = trio.lowlevel.current_trio_token()
         task = trio.lowlevel.current_task()
+        # "queued" -> "running" (the worker thread) or "skipped" (a cancel first), under lock.
+        state = ["queued"]
+        lock = threading.Lock()
 
         def job() -> None:
-            result = outcome.capture(fn)
+            with lock:
+                skipped = state[0] == "skipped"
+                state[0] = "running"
+            result = outcome.Error(_Skipped()) if skipped else outcome.capture(fn)
             # If the run already ended there is nobody left to hand the result to.
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
         self._jobs.put(job)
 
+        interrupted = False
+
         def abort(_: object) -> trio.lowlevel.Abort:
             # The job is queued or running and will reschedule us: never leave it behind.
+            nonlocal interrupted
+            if on_cancel is not None and not interrupted:
+                interrupted = True
+                with lock:
+                    running = state[0] == "running"
+                    if not running:
+                        state[0] = "skipped"
+                if running:
+                    on_cancel()
             return trio.lowlevel.Abort.FAILED
 
         # reschedule() hands over the Outcome; this unwraps it (returns or raises).
-        value: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        try:
+            value: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        except BaseException:
+            if interrupted:  # the interruption's error is ours: report the cancel instead
+                await trio.lowlevel.checkpoint_if_cancelled()
+            raise
         return value
 
     def close(self) -> None:

@@ -13,13 +13,20 @@ Rules this module keeps:
    row.
 3. psycopg exceptions never escape: connection loss, server shutdown, timeouts, serialisation
    failures and deadlocks map to ``StoreUnavailable`` (retryable); the rest to ``StoreError``.
-4. Every call is bounded in time: ``connect_timeout``, a server-side ``statement_timeout`` and
-   TCP keepalives, because a started database call is never abandoned (see ``_worker``).
+4. Every call is bounded in time, because a started database call is never abandoned (see
+   ``_worker``): ``connect_timeout``; a server-side ``statement_timeout``; TCP keepalives (an
+   idle connection to a vanished server) and ``tcp_user_timeout`` (sent data unacknowledged:
+   a server or path that vanished mid-statement, which neither of the others notices); and a
+   cancelled call shuts its connection's socket down (``_Connection.interrupt``), so a stop
+   never waits on a database that went silent, even one a proxy keeps acknowledging.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -51,6 +58,7 @@ CONNECT_KWARGS: dict[str, Any] = {
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,  # ms; Linux. Sent data unacked this long: the connection fails
     "options": "-c statement_timeout=30000 -c lock_timeout=10000",
 }
 
@@ -155,27 +163,53 @@ def _answer_row(row: Sequence[Any]) -> AnswerRow:
 
 
 class _Connection:
-    """One lazily (re)opened psycopg connection, used only from its worker thread."""
+    """One lazily (re)opened psycopg connection, used only from its worker thread, except for
+    ``interrupt``, which any thread may call."""
 
     def __init__(self, url: str, role: str) -> None:
         self._url = url
         self._role = role
         self.conn: psycopg.Connection[Any] | None = None
+        # A duplicate of the connection's socket descriptor, ours alone: ``interrupt`` shuts the
+        # socket down through it, and since only ``drop`` closes it (under the lock), it can
+        # never name another file, whatever libpq does with its own descriptor meanwhile.
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        # Set by ``interrupt``, read and reset by the call it interrupted: never retried.
+        self._interrupted = False
 
     def get(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.drop()
-            self.conn = psycopg.connect(
+            conn = psycopg.connect(
                 self._url, application_name=f"pubquiz-engine:{self._role}", **CONNECT_KWARGS
             )
+            duplicate = socket.socket(fileno=os.dup(conn.fileno()))
+            with self._lock:
+                self.conn, self._socket = conn, duplicate
         return self.conn
 
     def drop(self) -> None:
-        if self.conn is not None:
+        with self._lock:
             conn, self.conn = self.conn, None
+            duplicate, self._socket = self._socket, None
+        if duplicate is not None:
+            duplicate.close()
+        if conn is not None:
             # The socket may be dead already; closing cannot fail in a way we could act on.
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+    def interrupt(self) -> None:
+        """Make a call blocked on this connection return now, with a connection error (the
+        connection is then dropped as broken). From any thread; never blocks. A transaction in
+        flight is rolled back by the server when it sees the connection go, or was committed
+        already: the caller cancelled, so it cannot tell, as with any lost connection."""
+        with self._lock:
+            self._interrupted = True
+            if self._socket is not None:
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
 
     def call(self, fn: Callable[[psycopg.Connection[Any]], T], *, retry_stale: bool = False) -> T:
         """Run ``fn`` with a live connection; translate errors; drop a connection that broke.
@@ -184,6 +218,12 @@ class _Connection:
         restarted, an admin killed it while idle), run ``fn`` once more on a fresh one. Only
         for reads: writes are retried, and counted, by the write-behind.
         """
+        try:
+            return self._call(fn, retry_stale)
+        finally:
+            self._interrupted = False  # (an interrupt only ever comes while a call runs)
+
+    def _call(self, fn: Callable[[psycopg.Connection[Any]], T], retry_stale: bool) -> T:
         reused = self.conn is not None and not self.conn.closed
         try:
             return fn(self.get())
@@ -193,7 +233,7 @@ class _Connection:
             )
             if broken:
                 self.drop()
-            if not (broken and reused and retry_stale):
+            if not (broken and reused and retry_stale) or self._interrupted:
                 raise _translate(exc) from exc
         try:
             return fn(self.get())
@@ -229,12 +269,14 @@ class PostgresStore:
     async def _write_call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         if self._closed:
             raise StoreError("store is closed")
-        return await self._writer.run(lambda: self._wconn.call(fn))
+        return await self._writer.run(lambda: self._wconn.call(fn),
+                                      on_cancel=self._wconn.interrupt)
 
     async def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         if self._closed:
             raise StoreError("store is closed")
-        return await self._reader.run(lambda: self._rconn.call(fn, retry_stale=True))
+        return await self._reader.run(lambda: self._rconn.call(fn, retry_stale=True),
+                                      on_cancel=self._rconn.interrupt)
 
     async def writer_backend_pid(self) -> int:
         """The server process id of the writer connection (tests kill it to simulate faults)."""

@@ -15,8 +15,9 @@ Rules this module keeps:
    ``ETag`` with ``no-cache`` so a phone revalidates instead of running yesterday's script.
 3. ``/results`` hands a session's answers and standings to its host only: the host token is
    compared in constant time (``LiveSession.check_host``) and read from the
-   ``Authorization: Bearer`` header or, for a plain link, the ``token`` query parameter. A
-   session must still be live (or lingering after it finished): the token lives with it.
+   ``Authorization: Bearer`` header only. A URL's query ends up in proxy and browser logs, so a
+   request with a ``token`` query parameter is refused (400) without the token being looked at.
+   A session must still be live (or lingering after it finished): the token lives with it.
 """
 
 from __future__ import annotations
@@ -163,14 +164,18 @@ def _bearer(request: HttpRequest) -> str | None:
 
 
 def results_handler(engine: Engine) -> HttpHandler:
-    """``GET /results?code=CODE&format=csv|json`` with the host token (see rule 3)."""
+    """``GET /results?code=CODE&format=csv|json`` with ``Authorization: Bearer HOSTTOKEN``
+    (see rule 3)."""
 
     async def results(request: HttpRequest) -> HttpResponse:
         query = parse_qs(request.query, keep_blank_values=True)
         code = _query_value(query, "code")
         fmt = _query_value(query, "format") or "csv"
-        token = _bearer(request) or _query_value(query, "token")
+        token = _bearer(request)
         headers = (("cache-control", "no-store"), *_COMMON_HEADERS)
+        if "token" in query:
+            return text_response(400, "send the host token in the Authorization header "
+                                 "(Bearer), never in the URL\n", headers=headers)
         if not code or fmt not in ("csv", "json"):
             return text_response(400, "give code=CODE and format=csv or format=json\n",
                                  headers=headers)

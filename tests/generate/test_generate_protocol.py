@@ -12,13 +12,13 @@ import trio
 from modelkit import FakeModel
 
 from pubquiz_engine.client import open_client
-from pubquiz_engine.errors import ErrorCode, RemoteError
+from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.game import Quiz, load_quiz_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress, running_engine
 
-KEY = "op-key"
+KEY = "operator-key-for-tests"
 
 
 def short_quiz() -> Quiz:
@@ -82,11 +82,14 @@ async def test_generate_refusals(tmp_path: Path, fake_model: FakeModel) -> None:
         async with engine_at(tmp_path, operator_key=KEY, generator_url=fake_model.base_url,
                              generator_model="test-model") as (engine, address):
             session, _ = engine.create_session(short_quiz(), mode="solo")
-            async with open_client(address.url) as operator:
+            async with open_client(address.url) as guesser:
                 with pytest.raises(RemoteError) as bad_key:
-                    await operator.request(m.Generate, key="nope", code=session.code,
-                                           topic="x", count=1, kind="choice")
+                    await guesser.request(m.Generate, key="nope", code=session.code,
+                                          topic="x", count=1, kind="choice")
                 assert bad_key.value.code is ErrorCode.BAD_KEY
+                # A wrong operator key closes the connection (issue 16: guesses are limited).
+                assert (await guesser.wait_closed()).code == CloseCode.POLICY_VIOLATION
+            async with open_client(address.url) as operator:
                 with pytest.raises(RemoteError) as down:
                     await operator.request(m.Generate, key=KEY, code=session.code,
                                            topic="rivers", count=2, kind="numeric")

@@ -28,10 +28,10 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     toml = tmp_path / "engine.toml"
     toml.write_text('port = 7000\nack_mode = "fast"\nmessage_rate = 5.5\n'
                     'allowed_origins = ["https://quiz.example"]\n')
-    env = {"PUBQUIZ_CONFIG": str(toml), "PUBQUIZ_PORT": "7100", "PUBQUIZ_OPERATOR_KEY": "k"}
+    env = {"PUBQUIZ_CONFIG": str(toml), "PUBQUIZ_PORT": "7100", "PUBQUIZ_OPERATOR_KEY": "k" * 16}
     config = load_config(_args("--port", "7200"), env=env)
     assert config.port == 7200  # flag wins
-    assert config.operator_key == "k"  # env
+    assert config.operator_key == "k" * 16  # env
     assert config.ack_mode == "fast"  # file
     assert config.message_rate == 5.5
     assert config.allowed_origins == ("https://quiz.example",)
@@ -52,6 +52,11 @@ def test_booleans_and_lists_from_env() -> None:
         ({"PUBQUIZ_PORT": "70000"}, "port"),
         ({"PUBQUIZ_ACK_MODE": "sometimes"}, "ack_mode"),
         ({"PUBQUIZ_MESSAGE_RATE": "-1"}, "message_rate"),
+        # A short operator key is refused at start-up (issue 16: it had no minimum length).
+        ({"PUBQUIZ_OPERATOR_KEY": "hunter2"}, "operator_key must be at least 16 characters"),
+        ({"PUBQUIZ_OPERATOR_KEY": "x" * 15}, "operator_key"),
+        ({"PUBQUIZ_FLOOD_STRIKE_DECAY": "0"}, "flood_strike_decay"),
+        ({"PUBQUIZ_OPERATOR_ATTEMPT_BURST": "0"}, "operator_attempt_burst"),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], fragment: str) -> None:

@@ -1,6 +1,7 @@
 """Hypothesis-generated frames against a live engine: valid client messages of every type,
 their byte-level mutations and random bytes. The engine answers each frame (the connection
-stays usable: a final ping is answered) and the session in play is unaffected."""
+stays usable: a final ping is answered, unless a frame's documented answer closes it, such as
+a wrong operator key) and the session in play is unaffected."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import tempfile
 from pathlib import Path
 
 import trio
+import trio_websocket
 from engine_fixtures import engine_at, short_quiz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import client_messages
 
 from pubquiz_engine.client import open_client
+from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
@@ -33,7 +36,7 @@ def frames(draw: st.DrawFn) -> bytes:
 async def _play_against(tmp_path: Path, batch: list[bytes]) -> None:
     with trio.fail_after(60):
         async with engine_at(tmp_path, message_rate=100_000.0, message_burst=100_000,
-                             operator_key="k") as (engine, address):
+                             operator_key="k" * 16) as (engine, address):
             session, host_token = engine.create_session(short_quiz(), mode="solo")
             async with open_client(address.url) as host, open_client(address.url) as fuzz, \
                     open_client(address.url) as good:
@@ -42,12 +45,19 @@ async def _play_against(tmp_path: Path, batch: list[bytes]) -> None:
                 await host.request(m.Start)
                 question = await good.next_event(m.Question)
                 for frame in batch:
-                    await fuzz.send_raw(frame)
-                if fuzz.closed is None:  # unless a frame legitimately ended it (leave, ...)
+                    if fuzz.closed is not None:
+                        break
                     try:
-                        assert isinstance(await fuzz.request(m.Ping), m.Pong)
-                    except Exception:
-                        assert fuzz.closed is not None
+                        await fuzz.send_raw(frame)
+                    except trio_websocket.ConnectionClosed:
+                        break  # a frame that closes (a wrong operator key, ...) ended it
+                try:
+                    assert isinstance(await fuzz.request(m.Ping), m.Pong)
+                except Exception:
+                    # Unless a frame's documented answer ended it: a wrong operator key (1008),
+                    # an oversized frame (1009).
+                    closed = await fuzz.wait_closed()
+                    assert closed.code in (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
                 # Whatever the fuzzer did, the session goes on for the others.
                 assert (await good.answer(question.q, 0)).q == question.q
                 assert isinstance(await host.request(m.Ping), m.Pong)

@@ -26,7 +26,7 @@ from pubquiz_engine.store import open_store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-KEY = "failover-key"
+KEY = "failover-operator-key"  # 16 characters at least
 PLAYERS = int(os.environ.get("FAILOVER_PLAYERS", "200"))
 LEASE_TTL_MS = 1500
 QUIZ = {

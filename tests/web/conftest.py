@@ -80,9 +80,11 @@ def artifacts() -> Path:
 
 @pytest.fixture
 def engine_thread(tmp_path: Path) -> Iterator[EngineThread]:
-    """A running engine with operator key ``op-key`` and a private SQLite file."""
+    """A running engine with operator key ``operator-key-for-tests`` and a private SQLite
+    file."""
     running = EngineThread(port=0, host="127.0.0.1", data_dir=str(tmp_path),
-                           operator_key="op-key", join_rate=1000.0, join_burst=1000).start()
+                           operator_key="operator-key-for-tests", join_rate=1000.0,
+                           join_burst=1000).start()
     try:
         yield running
     finally:

@@ -119,7 +119,7 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
     quiz = json.loads(json.dumps(QUIZ))
     quiz["rounds"][0]["items"][0]["media"] = pages.base + MEDIA_PATH
     quiz_file.write_text(json.dumps(quiz))
-    host.fill("#create-key", "op-key")
+    host.fill("#create-key", "operator-key-for-tests")
     host.check("input[name=quiz][value=upload]")
     host.set_input_files("#create-file", str(quiz_file))
     host.check("input[name=mode][value=solo]")

@@ -32,7 +32,7 @@ from modelkit import FakeModel  # noqa: E402  (after the path set-up above, on p
 
 pytestmark = pytest.mark.slow
 
-KEY = "op-key"
+KEY = "operator-key-for-tests"
 VIEWPORT = {"width": 1280, "height": 1000}
 
 
@@ -96,7 +96,7 @@ def model_thread() -> Iterator[ModelThread]:
 
 @pytest.fixture
 def generating_engine(tmp_path: Path, model_thread: ModelThread) -> Iterator[EngineThread]:
-    """An engine with operator key ``op-key`` whose model server is ``model_thread``'s."""
+    """An engine with operator key ``KEY`` whose model server is ``model_thread``'s."""
     running = EngineThread(port=0, host="127.0.0.1", data_dir=str(tmp_path), operator_key=KEY,
                            join_rate=1000.0, join_burst=1000,
                            generator_url=model_thread.model.base_url,

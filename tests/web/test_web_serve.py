@@ -88,16 +88,26 @@ async def test_results_download_needs_the_host_token(tmp_path: Path) -> None:
                 await ann.next_event(m.Question)
                 await ann.answer(0, "beatles")
 
+            def bearer(secret: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {secret}"}
+
             status, _, _ = await http_get(port, f"/results?code={code}")
             assert status == 401
-            status, _, _ = await http_get(port, f"/results?code={code}&token=wrong")
+            status, _, _ = await http_get(port, f"/results?code={code}", headers=bearer("wrong"))
             assert status == 403
-            status, _, _ = await http_get(port, f"/results?code=NOPE&token={token}")
+            status, _, _ = await http_get(port, "/results?code=NOPE", headers=bearer(token))
             assert status == 404
-            status, _, _ = await http_get(port, f"/results?code={code}&format=xml&token={token}")
+            status, _, _ = await http_get(port, f"/results?code={code}&format=xml",
+                                          headers=bearer(token))
             assert status == 400
+            # Issue 16: never in the URL (proxy logs keep it), right token or not, header or not.
+            for query in (f"code={code}&token={token}", f"token={token}&code={code}&format=json"):
+                for extra in ({}, bearer(token)):
+                    status, _, body = await http_get(port, f"/results?{query}", headers=extra)
+                    assert status == 400 and b"Authorization header" in body
 
-            status, headers, body = await http_get(port, f"/results?code={code}&token={token}")
+            status, headers, body = await http_get(port, f"/results?code={code}",
+                                                   headers=bearer(token))
             assert status == 200 and headers["content-type"] == "text/csv; charset=utf-8"
             assert f'filename="pubquiz-{code}.csv"' in headers["content-disposition"]
             assert headers["cache-control"] == "no-store"

@@ -87,7 +87,7 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
     host = pages.open("/host", DESK, "host")
     quiz_file = tmp_path / "wager.json"
     quiz_file.write_text(json.dumps(QUIZ))
-    host.fill("#create-key", "op-key")
+    host.fill("#create-key", "operator-key-for-tests")
     host.check("input[name=quiz][value=upload]")
     host.set_input_files("#create-file", str(quiz_file))
     host.check("input[name=mode][value=solo]")
