@@ -9,6 +9,7 @@ Tests that exercise the write path run with and without ``coalesce_writes``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -477,6 +478,48 @@ async def test_slow_consumer_is_closed_4101_and_others_get_everything(
         close = await slow.close_event()  # the queued frames were dropped, not delivered
         assert close.code == CloseCode.SLOW_CONSUMER
         assert info.statistics().closed_slow_consumer == 1
+
+
+@both_write_modes
+async def test_a_peer_that_pings_and_never_reads_is_a_slow_consumer(
+    nursery: trio.Nursery, raw_connect: RawConnect, coalesce: bool
+) -> None:
+    """Pongs count against the backlog bound (issue 16 point 7): a peer sending pings with
+    125-byte payloads and never reading is closed with 4101, its backlog within the bound."""
+    closed = trio.Event()
+    seen: list[WebSocket] = []
+    peak = 0
+
+    async def handler(ws: WebSocket) -> None:
+        nonlocal peak
+        seen.append(ws)
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.receive()
+        peak = max(peak, ws.backlog_bytes)
+        closed.set()
+
+    bound = 16 * 1024
+    config = TransportConfig(max_backlog_bytes=bound, send_buffer_bytes=4096,
+                             coalesce_writes=coalesce)
+    with trio.fail_after(20):
+        info = await start(nursery, handler, config)
+        raw = await raw_connect(info.port, rcvbuf=4096)
+        ping = raw.ws.send(Ping(payload=b"p" * 125))
+        sent = 0
+        # Bounded: 20,000 pongs (2.5 MB) are far more than the kernel buffers and the bound.
+        while not closed.is_set() and sent < 20_000:
+            await raw.stream.send_all(ping * 50)
+            sent += 50
+            await trio.lowlevel.checkpoint()
+        await closed.wait()
+        ws = seen[0]
+        assert ws.close_code == CloseCode.SLOW_CONSUMER
+        assert info.statistics().closed_slow_consumer == 1
+        # Whatever the pongs queued was cut at the bound (plus the close frame's few bytes).
+        assert peak <= bound + 256
+        # (The peer never reads, so its window holds pongs: our close frame reaches it only
+        # if it reads; the server-side outcome is what this test is about.)
 
 
 @both_write_modes

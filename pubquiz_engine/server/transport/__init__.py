@@ -16,7 +16,9 @@ Rules this module keeps:
 2. **A slow member only hurts itself.** The queue is bounded by ``max_backlog_bytes``; past it
    the connection is closed with 4101 (``CloseCode.SLOW_CONSUMER``) and its queued frames are
    dropped (except the rest of a frame already partly on the wire, which must be completed
-   before the close frame can follow it).
+   before the close frame can follow it)). Pongs and pings count against the bound like
+   any frame (a peer that pings and never reads is a slow consumer); only the close frame is
+   exempt.
 3. **Every wait has a deadline.** The handshake must complete within ``handshake_timeout``
    (slowloris); a closing connection is shut within ``close_timeout`` whether or not the peer
    answers; an idle connection is pinged and closed with 4102 (``CloseCode.IDLE_TIMEOUT``) if

@@ -204,7 +204,7 @@ class WebSocket:
         if self._state is not _State.OPEN:
             return
         self._begin_close(code, reason)
-        self._write_control(self._proto.send(CloseConnection(code=code, reason=reason)))
+        self._write_close(self._proto.send(CloseConnection(code=code, reason=reason)))
         self._start_writer()
 
     def _write(self, data: bytes) -> None:
@@ -232,8 +232,16 @@ class WebSocket:
         self._send_now(data, None)
 
     def _write_control(self, data: bytes) -> None:
-        """Like ``_write`` for a control frame (close, ping, pong): exempt from the bound (it
-        is tiny, and a close frame must get out) but never ahead of what is queued."""
+        """Like ``_write`` for a ping or a pong: never ahead of what is queued, and within the
+        backlog bound like any frame. A peer that pings and never reads grows our backlog by
+        a pong per ping: it is a slow consumer like any other (closed with 4101)."""
+        self._write_close(data)
+        if self.backlog_bytes > self._config.max_backlog_bytes:
+            self._overflow()
+
+    def _write_close(self, data: bytes) -> None:
+        """Queue a close frame behind what is queued, exempt from the bound: it is tiny, at
+        most one per connection, and it must get out."""
         if self._coalescer is not None:
             if not self._out:
                 self._coalescer.add(self)
@@ -550,7 +558,7 @@ class WebSocket:
             # The peer started the close: answer it, report its code.
             self._begin_close(event.code, event.reason or "")
             self._fragments.clear()
-            self._write_control(proto.send(event.response()))
+            self._write_close(proto.send(event.response()))
             self._start_writer()
         # Else this answers our close; the writer notices ``_peer_closed`` and shuts down.
 
