@@ -126,11 +126,16 @@ class Connection:
         """The code of the session this connection is in (for log lines)."""
         return self.session.code if self.session is not None else None
 
-    def _decode(self, data: bytes) -> m.Message | None:
+    def _decode(self, data: bytes | str) -> m.Message | None:
         """The client message in ``data``, or None after answering an undecodable one (or a
         throttled one). Synchronous: the receive happens in ``handle`` itself, one coroutine
         frame less per idle connection."""
         self.engine.metrics.message_in()
+        if isinstance(data, str):
+            # The transport takes text as RFC 6455 says; pubquiz.v1 is binary only (SPEC
+            # section 2): error{rid: nil, code: text_frame}, then close 1003.
+            self._error(None, ErrorCode.TEXT_FRAME, "pubquiz.v1 accepts binary messages only")
+            return None
         # Decode before rate limiting so that a throttled request is refused with its rid (a
         # client waiting on that rid learns it must retry); decoding is bounded by the limits.
         rid: int | None = None

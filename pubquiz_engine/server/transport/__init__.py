@@ -24,7 +24,9 @@ Rules this module keeps:
    answers; an idle connection is pinged and closed with 4102 (``CloseCode.IDLE_TIMEOUT``) if
    nothing arrives within ``ping_timeout`` (half-open TCP).
 4. **Limits are enforced before memory is spent**: header bytes and count (431), message size
-   on the running size of a fragmented message (1009), text frames (1003, pubquiz.v1 is binary).
+   from each frame's header, on the running size of a fragmented message (1009). Text is
+   handled as RFC 6455 says (UTF-8 checked, 1007); refusing it is pubquiz.v1's rule, kept by
+   ``server/connection.py`` (``text_frame``, 1003).
 5. **Third-party errors stop here.** h11/wsproto errors become HTTP rejections or close codes;
    the handler only ever sees ``ConnectionClosed`` (a ``PubquizError``).
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import trio
+from websockets.speedups import apply_mask
 from wsproto.connection import Connection as WsprotoConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -34,7 +35,7 @@ from pubquiz_engine.server.transport.config import (
     Counters,
     TransportConfig,
 )
-from pubquiz_engine.server.transport.framing import frame_binary
+from pubquiz_engine.server.transport.framing import frame_binary, frame_text
 
 if TYPE_CHECKING:
     from pubquiz_engine.server.transport.coalescer import Coalescer
@@ -77,7 +78,9 @@ class WebSocket:
         "_config",
         "_counters",
         "_fragments",
+        "_inbuf",
         "_last_seen",
+        "_lib_fragmented",
         "_messages",
         "_messages_head",
         "_nursery",
@@ -146,9 +149,13 @@ class WebSocket:
         # Incoming: complete messages not yet returned by receive() (a list read from
         # ``_messages_head``, not a deque: an empty list is 56 bytes, an empty deque ~740), and
         # the fragments of the message being reassembled.
-        self._messages: list[bytes] = []
+        self._messages: list[bytes | str] = []
         self._messages_head = 0
         self._fragments = bytearray()
+        # Bytes of a frame not complete yet, and whether wsproto holds an open fragmented
+        # message (then every data frame goes to wsproto until it ends).
+        self._inbuf: bytes | bytearray = b""
+        self._lib_fragmented = False
         # Keepalive bookkeeping, read by the server's sweeper. ``_seen`` is a flag, not a
         # timestamp, so that the receive path does not call the clock.
         self._seen = False
@@ -189,6 +196,11 @@ class WebSocket:
         """Send ``payload`` as one binary message. Never blocks; a no-op once closed."""
         if self._state is _State.OPEN:
             self._write(frame_binary(payload))
+
+    def send_text(self, text: str) -> None:
+        """Send ``text`` as one text message (pubquiz.v1 never does; test applications do)."""
+        if self._state is _State.OPEN:
+            self._write(frame_text(text))
 
     def send_frame(self, frame: bytes) -> None:
         """Send bytes already framed by ``frame_binary`` (a broadcast framed once for all)."""
@@ -418,13 +430,17 @@ class WebSocket:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    async def receive(self) -> bytes:
-        """The next complete binary message.
+    async def receive(self) -> bytes | str:
+        """The next complete message: ``bytes`` for a binary message, ``str`` for a text one.
+
+        Text is handled as RFC 6455 says (UTF-8 checked as it arrives, fragmented or not;
+        invalid UTF-8 closes with 1007); whether text is welcome is the application's rule
+        (pubquiz.v1 refuses it in ``server/connection.py``).
 
         Raises ``ConnectionClosed`` once the connection is closed: at once after the peer's
         close frame (with its code) or a lost TCP connection (1006); after our own ``close()``
-        (or a protocol violation we answered with a close: 1002, 1003 text frame, 1007, 1009
-        too big) when the peer answers it, or at ``close_timeout`` if it never does. Messages
+        (or a protocol violation we answered with a close: 1002, 1007 invalid UTF-8,
+        1009 too big) when the peer answers it, or at ``close_timeout`` if it never does. Messages
         that arrived before the close are returned first; data arriving after it is dropped.
         """
         while True:
@@ -480,7 +496,7 @@ class WebSocket:
             self._closer_wakeup.set()
 
     def _read_now(self) -> None:
-        """Read what the socket has (it was readable) and feed it to wsproto."""
+        """Read what the socket has (it was readable) and parse it."""
         try:
             data = self._sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -490,39 +506,112 @@ class WebSocket:
             return
         self._seen = True
         if not data:
-            # EOF: wsproto turns None into a CloseConnection(1006) event if it was open.
-            self._feed(None)
+            # EOF without a close frame (or after ours was answered): 1006 if still unknown.
+            self._lost()
             return
         self._counters.bytes_in += len(data)
         self._feed(data)
 
-    def _feed(self, data: bytes | None) -> None:
+    def _feed(self, data: bytes | bytearray) -> None:
+        """Split ``data`` (after what is buffered) into whole frames and handle each.
+
+        The fast path: a complete, final, masked binary or text frame with no reserved bits
+        while no fragmented message is open is unmasked here (C ``apply_mask``) and delivered;
+        text is checked as UTF-8 (1007). Every other frame (control frames, fragments,
+        reserved bits or opcodes, unmasked frames) goes to wsproto whole, so wsproto never
+        holds part of a frame and its checks (RFC 6455) apply unchanged. Limits come first,
+        from the header alone: a data frame that would take the message over
+        ``max_message_size`` is refused (1009) before its payload is buffered.
+        """
+        inbuf = self._inbuf
+        if inbuf:
+            inbuf += data
+            data = inbuf
+            self._inbuf = b""
+        n = len(data)
+        i = 0
+        max_size = self._config.max_message_size
+        while n - i >= 2:
+            b0 = data[i]
+            b1 = data[i + 1]
+            length = b1 & 0x7F
+            h = i + 2
+            if length == 126:
+                if n - h < 2:
+                    break
+                length = int.from_bytes(data[h : h + 2], "big")
+                h += 2
+            elif length == 127:
+                if n - h < 8:
+                    break
+                length = int.from_bytes(data[h : h + 8], "big")
+                h += 8
+            if b1 & 0x80:
+                h += 4  # the masking key
+            if b0 & 0x08:  # a control frame
+                if length > 125:
+                    self._fail(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                    return
+            elif len(self._fragments) + length > max_size:
+                self._fail(
+                    CloseCode.MESSAGE_TOO_BIG,
+                    f"{ErrorCode.FRAME_TOO_LARGE}: message over {max_size} bytes",
+                )
+                return
+            end = h + length
+            if end > n:
+                break  # incomplete: wait for the rest
+            if self._state is not _State.OPEN:
+                # We sent our close frame: only the peer's close matters now (RFC 6455 5.5.1);
+                # anything else it sent before seeing ours is dropped.
+                if b0 & 0x0F == 0x8:
+                    self._peer_closed = True
+                    return
+            elif (b0 == 0x82 or b0 == 0x81) and b1 & 0x80 and not self._lib_fragmented:
+                payload = apply_mask(data[h:end], data[h - 4 : h])
+                self._counters.frames_in += 1
+                if b0 == 0x82:
+                    self._messages.append(payload)
+                else:
+                    try:
+                        self._messages.append(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+                        return
+            else:
+                self._lib_feed(bytes(data[i:end]))
+                opcode = b0 & 0x0F
+                if opcode < 0x3:  # a data frame: a fragmented message opens or ends
+                    self._lib_fragmented = not b0 & 0x80
+            i = end
+        if i < n:
+            self._inbuf = data[i:] if i else (data if isinstance(data, bytearray)
+                                              else bytearray(data))
+
+    def _lib_feed(self, frame: bytes) -> None:
+        """Hand one whole frame to wsproto and handle its events."""
         proto = self._proto
-        if proto.state not in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
-            # The close handshake is over on wsproto's side; anything more is ignored.
-            if data is None:
-                self._peer_closed = True
+        if proto.state is not ConnectionState.OPEN:
             return
-        proto.receive_data(data)
+        proto.receive_data(frame)
         for event in proto.events():
             if isinstance(event, BytesMessage):
-                self._on_data(event)
+                self._on_message(event.data, event.message_finished, False)
             elif isinstance(event, CloseConnection):
                 self._on_close(event)
             elif isinstance(event, Ping):
                 if self._state is _State.OPEN:
                     self._write_control(proto.send(event.response()))
             elif isinstance(event, TextMessage):
-                self._fail(
-                    CloseCode.UNSUPPORTED_DATA,
-                    f"{ErrorCode.TEXT_FRAME}: pubquiz.v1 accepts binary messages only",
-                )
+                # wsproto checked the UTF-8 (closing 1007 otherwise); keep the bytes until the
+                # message is whole.
+                self._on_message(event.data.encode("utf-8"), event.message_finished, True)
             # Pong: any traffic already counted as liveness (``_seen``); nothing else to do.
 
-    def _on_data(self, event: BytesMessage) -> None:
+    def _on_message(self, data: bytes | bytearray, finished: bool, text: bool) -> None:
+        """A piece of a data message (binary or, ``text``, UTF-8 already checked)."""
         if self._state is not _State.OPEN:
             return
-        data = event.data
         fragments = self._fragments
         # The cap applies to the running size: wsproto hands us each piece as it arrives, so
         # a huge message is refused after at most max_message_size + one read of memory.
@@ -532,7 +621,7 @@ class WebSocket:
                 f"{ErrorCode.FRAME_TOO_LARGE}: message over {self._config.max_message_size} bytes",
             )
             return
-        if not event.message_finished:
+        if not finished:
             fragments += data
             return
         if fragments:
@@ -540,7 +629,10 @@ class WebSocket:
             data = bytes(fragments)
             fragments.clear()
         self._counters.frames_in += 1
-        self._messages.append(data if isinstance(data, bytes) else bytes(data))
+        if text:
+            self._messages.append(data.decode("utf-8"))
+        else:
+            self._messages.append(data if isinstance(data, bytes) else bytes(data))
 
     def _on_close(self, event: CloseConnection) -> None:
         proto = self._proto
