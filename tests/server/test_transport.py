@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import attrs
 import hypothesis
 import pytest
 import trio
@@ -46,10 +47,27 @@ from pubquiz_engine.server.transport import (
     frame_binary,
     serve,
 )
+from pubquiz_engine.server.transport import server as transport_server
+from pubquiz_engine.server.transport.reader import epoll_available
 
 SUB = "pubquiz.v1"
 HOST = "127.0.0.1"
 both_write_modes = pytest.mark.parametrize("coalesce", [True, False], ids=["coalesce", "eager"])
+
+
+@pytest.fixture(autouse=True, params=["epoll", "portable"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every transport test runs on both readers: the Linux one (one task reads every ready
+    socket per pass) and the portable one (a task per connection)."""
+    kind: str = request.param
+    if kind == "epoll" and not epoll_available():
+        pytest.skip("no select.epoll here")
+    original = transport_server.make_reader
+    monkeypatch.setattr(
+        transport_server, "make_reader",
+        lambda config, counters: original(attrs.evolve(config, reader=kind), counters),
+    )
+    return kind
 
 
 async def start(

@@ -5,7 +5,8 @@ broadcast (``await ws.send_message()`` per member) delivers ~4x fewer messages p
 writing eagerly, and that one member who stops reading stalls everyone. So this module drives
 stdlib non-blocking sockets with ``trio.lowlevel.wait_readable`` / ``wait_writable`` and keeps
 the protocol work in the sans-IO libraries: h11 parses the HTTP request, wsproto checks the
-upgrade handshake and parses frames.
+upgrade handshake and handles every frame but the common one (a complete, masked data frame:
+unmasked here with websockets' C ``apply_mask``, the fast path of issue 18).
 
 Rules this module keeps:
 
@@ -37,6 +38,8 @@ Modules, one job each:
 - ``backlog``: the send side's frame accounting (``SendBacklog``), pure.
 - ``websocket``: one connection (``WebSocket``): sends, the close handshake, receiving.
 - ``coalescer``: a connection's frames of one scheduler pass in one ``send()``.
+- ``reader``: the Linux reader: one task reads every ready socket per pass from a private
+  epoll (``TransportConfig.reader``; the portable path is a task per connection).
 - ``handshake``: the HTTP request, plain HTTP answers and the upgrade's decisions.
 - ``server``: the listener, the connection tasks and the keepalive sweep (``serve``).
 """

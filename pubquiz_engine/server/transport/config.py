@@ -73,6 +73,12 @@ class TransportConfig:
     #: member's reader produced) into one ``send()``, made by one task at the end of the pass.
     #: Measured (bench/transport/run.py, N=1000): 1.4x the delivered msgs/s of eager sends.
     coalesce_writes: bool = True
+    #: How sockets are read: ``epoll`` (Linux: one task reads every ready socket in one pass,
+    #: ``reader.py``), ``portable`` (a task per connection waits on its own socket), or
+    #: ``auto``: ``epoll`` where ``select.epoll`` exists, else ``portable``.
+    reader: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("auto", "epoll", "portable"))
+    )
 
 
 @attrs.frozen
@@ -97,6 +103,11 @@ class TransportStatistics:
     write_pass_seconds_total: float
     write_pass_seconds_max: float
     write_pass_frames_at_max: int
+    #: The Linux reader's passes (``reader="epoll"``; 0 on the portable path): how many, the
+    #: sockets read in total, and the most read in one pass.
+    read_passes: int = 0
+    read_sockets: int = 0
+    read_pass_sockets_max: int = 0
 
 
 class Counters:
@@ -113,6 +124,9 @@ class Counters:
         "frames_out",
         "handshake_failures",
         "http_requests",
+        "read_pass_sockets_max",
+        "read_passes",
+        "read_sockets",
         "write_pass_frames_at_max",
         "write_pass_seconds_max",
         "write_pass_seconds_total",
@@ -134,6 +148,9 @@ class Counters:
         self.write_pass_seconds_total = 0.0
         self.write_pass_seconds_max = 0.0
         self.write_pass_frames_at_max = 0
+        self.read_passes = 0
+        self.read_sockets = 0
+        self.read_pass_sockets_max = 0
 
     def snapshot(self) -> TransportStatistics:
         return TransportStatistics(**{name: getattr(self, name) for name in self.__slots__})

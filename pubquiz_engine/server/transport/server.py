@@ -23,6 +23,7 @@ from pubquiz_engine.server.transport.config import (
 )
 from pubquiz_engine.server.transport.framing import PING_FRAME
 from pubquiz_engine.server.transport.handshake import handshake
+from pubquiz_engine.server.transport.reader import EpollReader, epoll_available
 from pubquiz_engine.server.transport.websocket import WebSocket, WebSocketHandler, _State
 
 __all__ = ["ListenerInfo", "serve"]
@@ -97,10 +98,13 @@ async def serve(
         listener.setblocking(False)
         bound_host, bound_port = listener.getsockname()[:2]
         coalescer = Coalescer(counters) if config.coalesce_writes else None
+        reader = make_reader(config, counters)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_keepalive, connections, config, counters)
             if coalescer is not None:
                 nursery.start_soon(coalescer.run)
+            if reader is not None:
+                nursery.start_soon(reader.run)
             task_status.started(ListenerInfo(bound_host, bound_port, counters, connections))
             while True:
                 await trio.lowlevel.wait_readable(listener)
@@ -130,12 +134,20 @@ async def serve(
                         counters,
                         connections,
                         coalescer,
+                        reader,
                         nursery,
                         name=_CONNECTION_TASK,
                     )
     finally:
         trio.lowlevel.notify_closing(listener)
         listener.close()
+
+
+def make_reader(config: TransportConfig, counters: Counters) -> EpollReader | None:
+    """The reader ``config.reader`` asks for (``None``: the portable, per-connection path)."""
+    if config.reader == "epoll" or (config.reader == "auto" and epoll_available()):
+        return EpollReader(counters)
+    return None
 
 
 async def _keepalive(
@@ -175,6 +187,7 @@ async def _serve_connection(
     counters: Counters,
     connections: set[WebSocket],
     coalescer: Coalescer | None,
+    reader: EpollReader | None,
     writers: trio.Nursery,
 ) -> None:
     """One accepted socket, from handshake to close. Always closes the socket.
@@ -205,6 +218,7 @@ async def _serve_connection(
             counters=counters,
             nursery=writers,
             coalescer=coalescer,
+            reader=reader,
             remote_address=remote_address,
             request_path=path,
             request_headers=headers,
@@ -213,6 +227,8 @@ async def _serve_connection(
         connections.add(ws)
         counters.connections_open += 1
         counters.connections_total += 1
+        if reader is not None:
+            reader.register(ws)  # before anything can close it: _abort unregisters
         if trailing:
             ws._feed(trailing)
         try:

@@ -39,6 +39,7 @@ from pubquiz_engine.server.transport.framing import frame_binary, frame_text
 
 if TYPE_CHECKING:
     from pubquiz_engine.server.transport.coalescer import Coalescer
+    from pubquiz_engine.server.transport.reader import EpollReader
 
 __all__ = ["WebSocket", "WebSocketHandler"]
 
@@ -86,13 +87,16 @@ class WebSocket:
         "_nursery",
         "_out",
         "_out_ends",
+        "_paused",
         "_peer_closed",
         "_ping_sent_at",
         "_proto",
+        "_reader",
         "_reading",
         "_seen",
         "_sock",
         "_state",
+        "_waiter",
         "_writer_running",
         "_writer_scope",
         "close_code",
@@ -112,6 +116,7 @@ class WebSocket:
         counters: Counters,
         nursery: trio.Nursery,
         coalescer: Coalescer | None,
+        reader: EpollReader | None = None,
         remote_address: tuple[str, int],
         request_path: str,
         request_headers: tuple[tuple[str, str], ...],
@@ -144,6 +149,12 @@ class WebSocket:
         # Coalescing (``TransportConfig.coalesce_writes``): frames written during this
         # scheduler pass and their end offsets, sent by the server's coalescer in one call.
         self._coalescer = coalescer
+        # The Linux reader (``reader.py``) when it reads this socket: the handler's receive()
+        # then parks as ``_waiter`` and the reader wakes it; ``_paused`` while it is not read
+        # because the handler is behind. ``None``: the portable path, receive() reads itself.
+        self._reader = reader
+        self._waiter: trio.lowlevel.Task | None = None
+        self._paused = False
         self._out = bytearray()
         self._out_ends: list[int] = []
         # Incoming: complete messages not yet returned by receive() (a list read from
@@ -377,8 +388,15 @@ class WebSocket:
         Reading matters even when nobody wants the data: closing a socket with unread input
         makes the kernel send RST, which can destroy our close frame before the peer reads it.
         """
+        reader = self._reader
         while not self._peer_closed and self._state is not _State.CLOSED:
-            if self._reading:
+            if reader is not None:
+                # The reader task reads the socket; wait for what it finds.
+                if self._paused:
+                    reader.resume(self)
+                self._closer_wakeup = trio.Event()
+                await self._closer_wakeup.wait()
+            elif self._reading:
                 self._closer_wakeup = trio.Event()
                 await self._closer_wakeup.wait()
             else:
@@ -418,6 +436,12 @@ class WebSocket:
         self._out = bytearray()
         self._out_ends = []
         self._backlog = None
+        if self._reader is not None:
+            self._reader.unregister(self)
+            task = self._waiter
+            if task is not None:
+                self._waiter = None
+                trio.lowlevel.reschedule(task)
         # Wakes a receive() or _drain() blocked on this socket with ClosedResourceError. The
         # connection task closes the socket itself once its handler has returned.
         trio.lowlevel.notify_closing(self._sock)
@@ -465,6 +489,9 @@ class WebSocket:
                     # The writer task reads for the close handshake; wait for its outcome.
                     await self.wait_closed()
                     continue
+            if self._reader is not None:
+                await self._park()
+                continue
             # ``_receive_some`` inline: an idle connection waits here, and every coroutine
             # level costs ~0.2 KiB per connection.
             self._reading = True
@@ -476,6 +503,40 @@ class WebSocket:
             finally:
                 self._after_wait()
             self._read_now()
+
+    async def _park(self) -> None:
+        """Wait for the reader task to deliver (or for the connection to close)."""
+        reader = self._reader
+        assert reader is not None
+        if self._paused:
+            reader.resume(self)
+        self._waiter = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._unpark)
+
+    def _unpark(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _open(self) -> bool:
+        return self._state is _State.OPEN
+
+    def _wake_receiver(self) -> None:
+        """After the reader read this socket: wake whoever waits for what it produced."""
+        if self._messages or self._state is not _State.OPEN:
+            task = self._waiter
+            if task is not None:
+                self._waiter = None
+                trio.lowlevel.reschedule(task)
+            if self._closer_wakeup is not None:
+                self._closer_wakeup.set()
+
+    def _fail_internal(self) -> None:
+        """Handling this connection's input raised (a bug of ours): drop the connection."""
+        if self.close_code is None:
+            self.close_code = CloseCode.INTERNAL_ERROR
+            self.close_reason = "internal error"
+        self._peer_closed = True
+        self._abort()
 
     async def _receive_some(self) -> None:
         """One read from the socket, fed to wsproto; its events are processed."""
