@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint venv clean bench-codec
+.PHONY: demo test lint venv clean bench-codec autobahn
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# WebSocket conformance (bench/autobahn/run.py): exit 1 on any failed case, 2 without Python 2.7.
+AUTOBAHN_READERS ?= auto
+autobahn: $(STAMP)
+	$(PY) -m bench.autobahn.run --readers $(AUTOBAHN_READERS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

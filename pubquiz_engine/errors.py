@@ -32,6 +32,7 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003  # a text frame: pubquiz.v1 is binary only
+    INVALID_DATA = 1007  # a text message that is not UTF-8 (RFC 6455 8.1)
     POLICY_VIOLATION = 1008  # persistent flooding, bad handshake, forbidden origin
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011

@@ -145,11 +145,14 @@ class Player {
     }
   }
 
-  sendAnswer(q, value) {
+  // `at`: when the answer was due (the open loop's schedule). Its latency is counted from
+  // then, not from when this process got round to sending it: a lagging load generator must
+  // not hide its lag from the figure (coordinated omission).
+  sendAnswer(q, value, at) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) { inc(st.errors, 'not_connected'); return; }
     const rid = this.nextRid++;
-    this.pending.set(rid, [now(), q]);
+    this.pending.set(rid, [at === undefined ? now() : Math.min(at, now()), q]);
     st.outstanding++;
     ws.send(pack({ t: 'answer', rid, q, value }));
     st.sent++;
@@ -219,7 +222,7 @@ async function answerLoad(cmd) {
       if (delay > 0.001) await sleep(delay);
       const t = now();
       lag.push((t - target) * 1000);
-      live[i % live.length].sendAnswer(cmd.q, i % 4);
+      live[i % live.length].sendAnswer(cmd.q, i % 4, target);
     }
   }
   const sentDone = now();

@@ -286,7 +286,10 @@ class Worker:
         if self.outstanding == 0:
             self.all_answered.set()
 
-    async def send_answer(self, p: Player, q: int, value: Any) -> None:
+    async def send_answer(self, p: Player, q: int, value: Any, at: float | None = None) -> None:
+        """Send one answer; its latency counts from ``at`` (when the open loop's schedule
+        wanted it sent) when given, so the generator's own lag is not hidden (coordinated
+        omission)."""
         ws = p.ws
         if ws is None or ws.closed:
             self.errors["not_connected"] += 1
@@ -294,7 +297,7 @@ class Worker:
         rid = p.next_rid
         p.next_rid += 1
         frame = codec.encode(m.Answer(rid=rid, q=q, value=value))
-        p.pending[rid] = (now(), q)
+        p.pending[rid] = (now() if at is None else min(at, now()), q)
         self.outstanding += 1
         try:
             await ws.send_message(frame)
@@ -335,7 +338,7 @@ class Worker:
                     await trio.sleep(delay)
                 lag_ms.append((now() - target) * 1000)
                 p = live[i % len(live)]
-                await self.send_answer(p, q, i % 4)
+                await self.send_answer(p, q, i % 4, target)
         sent_done = now()
         # Wait (bounded) for the outstanding acks.
         with trio.move_on_after(cmd.get("ack_timeout", 10.0)):

@@ -112,6 +112,10 @@ class ServerConfig:
     socket_send_buffer: int | None = _setting(
         None, "kernel send buffer per connection in bytes (unset: kernel autotuning)",
         validator=attrs.validators.optional(_positive))
+    transport_reader: str = _setting(
+        "auto", "how client sockets are read: epoll (Linux: one task reads every ready socket "
+        "per pass), portable (a task per connection), auto (epoll where the OS has it)",
+        validator=attrs.validators.in_(("auto", "epoll", "portable")))
     handshake_timeout: float = _setting(10.0, "seconds to finish the HTTP/WebSocket handshake",
                                         validator=_positive)
     join_timeout: float = _setting(10.0, "seconds from connect to join/resume/host/watch",

@@ -147,7 +147,7 @@ class Connection:
         """The code of the session this connection is in (for log lines)."""
         return self.session.code if self.session is not None else None
 
-    def _decode(self, data: bytes) -> m.Message | None:
+    def _decode(self, data: bytes | str) -> m.Message | None:
         """The client message in ``data``, or None after answering an undecodable one (or a
         throttled one). Synchronous: the receive happens in ``handle`` itself, one coroutine
         frame less per idle connection.
@@ -159,6 +159,11 @@ class Connection:
         is at most ``max_frame_bytes`` unless its sender holds the operator key.
         """
         self.engine.metrics.message_in()
+        if isinstance(data, str):
+            # The transport takes text as RFC 6455 says; pubquiz.v1 is binary only (SPEC
+            # section 2): error{rid: nil, code: text_frame}, then close 1003.
+            self._error(None, ErrorCode.TEXT_FRAME, "pubquiz.v1 accepts binary messages only")
+            return None
         now = trio.current_time()
         if not self._bucket.take(now):
             # The rid from the skim, so that a client waiting on it learns it must retry.

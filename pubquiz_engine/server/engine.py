@@ -108,6 +108,7 @@ def transport_config(config: ServerConfig) -> TransportConfig:
         max_message_size=max(config.max_frame_bytes, config.max_operator_frame_bytes),
         max_backlog_bytes=config.max_backlog_bytes,
         send_buffer_bytes=config.socket_send_buffer,
+        reader=config.transport_reader,
         handshake_timeout=config.handshake_timeout,
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,

@@ -1,9 +1,10 @@
 """Plain HTTP on the WebSocket port: the request/response types and a small router.
 
-The transport (``transport.py``) parses every request on the listening port with h11. An upgrade
-request becomes a WebSocket; any other request is turned into an ``HttpRequest`` and handed to
-the server's ``HttpHandler``, whose ``HttpResponse`` the transport writes back before closing
-the connection (no keep-alive: health checks and scrapes open a connection per request).
+The transport (``transport/handshake.py``) parses every request on the listening port with
+h11. An upgrade request becomes a WebSocket; any other request is turned into an
+``HttpRequest`` and handed to the server's ``HttpHandler``, whose ``HttpResponse`` the
+transport writes back before closing the connection (no keep-alive: health checks and scrapes
+open a connection per request).
 
 Rules this module keeps:
 

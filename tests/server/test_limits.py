@@ -116,6 +116,10 @@ async def test_text_frame_is_refused_with_1003(tmp_path: Path) -> None:
         async with engine_at(tmp_path) as (_engine, address):
             async with open_client(address.url) as client:
                 await client.send_raw('{"t": "ping"}')
+                # SPEC section 12: the error first (rid nil: a text frame has none), then the
+                # code's close code.
+                error = await _error(client)
+                assert (error.code, error.rid, error.retryable) == ("text_frame", None, False)
                 closed = await client.wait_closed()
                 assert closed.code == CloseCode.UNSUPPORTED_DATA
 

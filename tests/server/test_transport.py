@@ -9,11 +9,13 @@ Tests that exercise the write path run with and without ``coalesce_writes``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import attrs
 import hypothesis
 import pytest
 import trio
@@ -45,10 +47,27 @@ from pubquiz_engine.server.transport import (
     frame_binary,
     serve,
 )
+from pubquiz_engine.server.transport import server as transport_server
+from pubquiz_engine.server.transport.reader import epoll_available
 
 SUB = "pubquiz.v1"
 HOST = "127.0.0.1"
 both_write_modes = pytest.mark.parametrize("coalesce", [True, False], ids=["coalesce", "eager"])
+
+
+@pytest.fixture(autouse=True, params=["epoll", "portable"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every transport test runs on both readers: the Linux one (one task reads every ready
+    socket per pass) and the portable one (a task per connection)."""
+    kind: str = request.param
+    if kind == "epoll" and not epoll_available():
+        pytest.skip("no select.epoll here")
+    original = transport_server.make_reader
+    monkeypatch.setattr(
+        transport_server, "make_reader",
+        lambda config, counters: original(attrs.evolve(config, reader=kind), counters),
+    )
+    return kind
 
 
 async def start(
@@ -67,7 +86,24 @@ async def start(
 
 async def echo(ws: WebSocket) -> None:
     while True:
-        ws.send(await ws.receive())
+        data = await ws.receive()
+        if isinstance(data, str):
+            ws.send_text(data)
+        else:
+            ws.send(data)
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = b"k3y!") -> bytes:
+    """A client frame built by hand (for payloads a client library refuses to send)."""
+    n = len(payload)
+    head = bytes((opcode | (0x80 if fin else 0),))
+    if n < 126:
+        head += bytes((0x80 | n,))
+    elif n < 65536:
+        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    else:
+        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 @asynccontextmanager
@@ -361,26 +397,87 @@ async def test_slowloris_is_closed_at_the_handshake_timeout(nursery: trio.Nurser
 # -- receiving -------------------------------------------------------------------------------
 
 
-async def test_text_frame_is_closed_with_1003(nursery: trio.Nursery) -> None:
-    errors: list[ConnectionClosed] = []
+async def test_text_messages_are_delivered_as_str(nursery: trio.Nursery) -> None:
+    """Text is an application's choice, not the transport's (pubquiz.v1 refuses it in the
+    connection layer): the transport delivers it as ``str`` and can send it."""
+    received: list[bytes | str] = []
 
     async def handler(ws: WebSocket) -> None:
-        try:
-            await ws.receive()
-        except ConnectionClosed as exc:
-            errors.append(exc)
-            raise
+        data = await ws.receive()
+        received.append(data)
+        assert isinstance(data, str)
+        ws.send_text(data.upper())
+        received.append(await ws.receive())
 
     with trio.fail_after(5):
         info = await start(nursery, handler)
         async with client(info.port) as ws:
-            await ws.send_message("text is not pubquiz.v1")
+            await ws.send_message("grüße, 🎉")
+            assert await ws.get_message() == "GRÜSSE, 🎉"
+            await ws.send_message(b"binary stays bytes")
+            with pytest.raises(trio_websocket.ConnectionClosed):
+                await ws.get_message()
+        assert received == ["grüße, 🎉", b"binary stays bytes"]
+
+
+async def test_fragmented_text_is_reassembled_across_a_split_character(
+    nursery: trio.Nursery, raw_connect: RawConnect
+) -> None:
+    with trio.fail_after(5):
+        info = await start(nursery, echo)
+        raw = await raw_connect(info.port)
+        data = "κόσμε".encode()
+        # The split falls inside a two-byte character.
+        await raw.stream.send_all(masked_frame(0x1, data[:3], fin=False)
+                                  + masked_frame(0x0, data[3:7], fin=False)
+                                  + masked_frame(0x0, data[7:]))
+        message = await raw.next_event()
+        assert isinstance(message, Message)
+        assert message.data == "κόσμε"
+
+
+@pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "fragmented"])
+async def test_invalid_utf8_in_text_closes_1007(
+    nursery: trio.Nursery, raw_connect: RawConnect, fragmented: bool
+) -> None:
+    errors: list[ConnectionClosed] = []
+    done = trio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        try:
+            while True:
+                await ws.receive()
+        except ConnectionClosed as exc:
+            errors.append(exc)
+            done.set()
+            raise
+
+    with trio.fail_after(5):
+        info = await start(nursery, handler)
+        raw = await raw_connect(info.port)
+        bad = b"ok " + b"\xce\xba\xe1\xbd\xb9\xce\xbc\xce\xb5\xed\xa0\x80"
+        if fragmented:
+            # Invalid in the second fragment, and no final one: refused as soon as seen.
+            await raw.stream.send_all(masked_frame(0x1, bad[:5], fin=False)
+                                      + masked_frame(0x0, bad[5:], fin=False))
+        else:
+            await raw.stream.send_all(masked_frame(0x1, bad))
+        close = await raw.close_event()
+        assert close.code == 1007
+        await raw.send(CloseConnection(code=close.code))
+        await done.wait()
+        assert errors[0].code == 1007
+
+
+async def test_text_over_the_message_cap_closes_1009(nursery: trio.Nursery) -> None:
+    with trio.fail_after(5):
+        info = await start(nursery, echo, TransportConfig(max_message_size=1024))
+        async with client(info.port) as ws:
+            await ws.send_message("é" * 513)  # 1,026 bytes of UTF-8
             with pytest.raises(trio_websocket.ConnectionClosed) as caught:
                 await ws.get_message()
             assert caught.value.reason is not None
-            assert caught.value.reason.code == CloseCode.UNSUPPORTED_DATA
-            assert "binary" in (caught.value.reason.reason or "")
-        assert errors[0].code == CloseCode.UNSUPPORTED_DATA
+            assert caught.value.reason.code == CloseCode.MESSAGE_TOO_BIG
 
 
 async def test_oversized_message_closes_1009_and_others_keep_working(
@@ -477,6 +574,48 @@ async def test_slow_consumer_is_closed_4101_and_others_get_everything(
         close = await slow.close_event()  # the queued frames were dropped, not delivered
         assert close.code == CloseCode.SLOW_CONSUMER
         assert info.statistics().closed_slow_consumer == 1
+
+
+@both_write_modes
+async def test_a_peer_that_pings_and_never_reads_is_a_slow_consumer(
+    nursery: trio.Nursery, raw_connect: RawConnect, coalesce: bool
+) -> None:
+    """Pongs count against the backlog bound (issue 16 point 7): a peer sending pings with
+    125-byte payloads and never reading is closed with 4101, its backlog within the bound."""
+    closed = trio.Event()
+    seen: list[WebSocket] = []
+    peak = 0
+
+    async def handler(ws: WebSocket) -> None:
+        nonlocal peak
+        seen.append(ws)
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.receive()
+        peak = max(peak, ws.backlog_bytes)
+        closed.set()
+
+    bound = 16 * 1024
+    config = TransportConfig(max_backlog_bytes=bound, send_buffer_bytes=4096,
+                             coalesce_writes=coalesce)
+    with trio.fail_after(20):
+        info = await start(nursery, handler, config)
+        raw = await raw_connect(info.port, rcvbuf=4096)
+        ping = raw.ws.send(Ping(payload=b"p" * 125))
+        sent = 0
+        # Bounded: 20,000 pongs (2.5 MB) are far more than the kernel buffers and the bound.
+        while not closed.is_set() and sent < 20_000:
+            await raw.stream.send_all(ping * 50)
+            sent += 50
+            await trio.lowlevel.checkpoint()
+        await closed.wait()
+        ws = seen[0]
+        assert ws.close_code == CloseCode.SLOW_CONSUMER
+        assert info.statistics().closed_slow_consumer == 1
+        # Whatever the pongs queued was cut at the bound (plus the close frame's few bytes).
+        assert peak <= bound + 256
+        # (The peer never reads, so its window holds pongs: our close frame reaches it only
+        # if it reads; the server-side outcome is what this test is about.)
 
 
 @both_write_modes
