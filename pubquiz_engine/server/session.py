@@ -513,6 +513,17 @@ class LiveSession:
                     if frame is None:
                         frame = frames[outcome] = frame_binary(codec.encode(outcome))
                     member.ws.send_frame(frame)
+        elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
+            # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
+            # rather than find out at the next leaderboard. Host actions are rare: O(players).
+            scorer = self.game.scorer_of(event.participant)
+            for pid, member in self._players.items():
+                if self.game.scorer_of(pid) != scorer:
+                    continue
+                told = (views.result(self.game, pid, event.question)
+                        if isinstance(event, ev.AnswerMarked) else views.you(self.game, pid))
+                if told is not None:
+                    member.send(told)
         elif views.wants_personal_line(event):
             round_index = event.round if isinstance(event, ev.RoundSummary) else None
             for pid, member in self._players.items():
