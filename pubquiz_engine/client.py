@@ -56,6 +56,16 @@ class Redirected(RemoteError):
         self.url = url
 
 
+class ConnectFailed(PubquizError):
+    """No pubquiz.v1 WebSocket could be opened at ``url`` (nothing listening, refused, timed
+    out, not a WebSocket endpoint); ``reason`` says which, in a few words."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class ClientClosed(PubquizError):
     """The connection ended; ``code`` and ``reason`` are the server's close code and reason."""
 
@@ -122,14 +132,17 @@ class Client:
         """Send arbitrary bytes or text (tests of hostile input)."""
         await self.ws.send_message(data)
 
-    async def request(self, cls: type[m.Message], **fields: Any) -> m.Message:
+    async def request(self, cls: type[m.Message], *, rid: int | None = None, **fields: Any
+                      ) -> m.Message:
         """Send ``cls(rid=<new>, **fields)`` and return the reply with that rid.
 
         Raises ``RemoteError`` for an ``error`` reply and ``ClientClosed`` if the connection
         ends first. With ``retry`` set, a retryable error is retried (same rid) after a
-        back-off, ``retry.attempts`` tries in all (rule 5).
+        back-off, ``retry.attempts`` tries in all (rule 5). ``rid``: resend a request that
+        may have been applied before a reconnect with its own rid (SPEC section 13).
         """
-        rid = self._new_rid()
+        if rid is None:
+            rid = self._new_rid()
         attempt = 0
         while True:
             reply = await self._exchange(cls(rid=rid, **fields))
@@ -196,8 +209,8 @@ class Client:
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def answer(self, q: int, value: Any) -> m.AnswerAck:
-        reply = await self.request(m.Answer, q=q, value=value)
+    async def answer(self, q: int, value: Any, *, rid: int | None = None) -> m.AnswerAck:
+        reply = await self.request(m.Answer, rid=rid, q=q, value=value)
         assert isinstance(reply, m.AnswerAck)
         return reply
 
@@ -333,10 +346,24 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
     ws: trio_websocket.WebSocketConnection | None = None
     try:
         async with trio.open_nursery() as nursery:
-            with trio.fail_after(connect_timeout):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery, url, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-                    message_queue_size=1024, max_message_size=4 * 1024 * 1024)
+            try:
+                with trio.fail_after(connect_timeout):
+                    ws = await trio_websocket.connect_websocket_url(
+                        nursery, url, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+                        message_queue_size=1024, max_message_size=4 * 1024 * 1024)
+            except trio.TooSlowError:
+                raise ConnectFailed(url, f"no answer within {connect_timeout:g} s") from None
+            except trio_websocket.ConnectionRejected as exc:
+                raise ConnectFailed(url, f"refused with HTTP {exc.status_code}") from None
+            except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
+                raise ConnectFailed(url, "the connection closed before the WebSocket "
+                                    "handshake finished") from None
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if isinstance(exc, ConnectionRefusedError) or "refused" in reason.lower() \
+                        or "all attempts to connect" in str(exc):
+                    reason = "connection refused (nothing is listening there)"
+                raise ConnectFailed(url, reason) from None
             client = Client(ws, keep_events=keep_events, first_rid=first_rid, retry=retry)
             nursery.start_soon(client._reader)
             try:
