@@ -439,9 +439,14 @@ class LiveSession:
             if not isinstance(event, _UNLOGGED):
                 if self.seq < first_seq:  # the event went to nobody: give it its own number
                     self.seq = first_seq
+                payload = _plain(ev.event_to_data(event))
+                if isinstance(event, ev.Revealed | ev.AnswerMarked):
+                    # What each answer earned, as the players were told (``result``): the
+                    # export reads it back rather than re-scoring (store/export_results.py).
+                    payload["outcomes"] = self._outcomes(event.question)
                 records.append(EventRecord(
                     code=self.code, seq=self.seq, type=ev.event_type(event),
-                    payload=_plain(ev.event_to_data(event)), at=at, epoch=self.epoch,
+                    payload=payload, at=at, epoch=self.epoch,
                 ))
             self._personal(event)
         if records:
@@ -500,6 +505,16 @@ class LiveSession:
             for member in self._watchers:
                 if member.audience & audience:
                     member.ws.send_frame(frame)
+
+    def _outcomes(self, question: int) -> list[list[Any]]:
+        """``[participant, fully_right, points]`` of everyone whose (team's) answer to the
+        revealed ``question`` counts; empty before the reveal."""
+        out: list[list[Any]] = []
+        for pid in self.game.participants:
+            outcome = self.game.outcome_of(pid, question)
+            if outcome is not None:
+                out.append([pid, outcome[0], int(outcome[1])])
+        return out
 
     def _personal(self, event: ev.Event) -> None:
         # Players with equal lines get equal bytes: encode and frame each distinct line once
