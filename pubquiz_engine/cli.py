@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -23,6 +24,10 @@ from pubquiz_engine.generate.cli import add_generate_command
 from pubquiz_engine.interchange.cli import add_import_command
 from pubquiz_engine.logs import add_secret, setup_logging
 from pubquiz_engine.server.config import ConfigError, add_arguments, load_config
+from pubquiz_engine.terminal import EXIT_CODES_HELP, TerminalExit
+
+#: Where ``play`` and ``host`` look for the engine by default (``serve``'s default port).
+DEFAULT_URL = "ws://127.0.0.1:8765/"
 
 # --- serve -------------------------------------------------------------------------------------
 
@@ -98,6 +103,10 @@ async def _export(args: argparse.Namespace) -> int:
     from pubquiz_engine.store.export import results_to_csv, results_to_json
 
     config = load_config(args, os.environ)
+    output = trio.Path(args.output) if args.output and args.output != "-" else None
+    if output is not None and await output.exists() and not args.force:
+        print(f"{output}: already exists: use --force to overwrite it", file=sys.stderr)
+        return 1
     store = await open_store(config.resolved_database_url())
     try:
         if await store.load_session(args.code.upper()) is None:
@@ -107,8 +116,15 @@ async def _export(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     text = results_to_csv(results) if args.format == "csv" else results_to_json(results)
-    if args.output and args.output != "-":
-        await trio.Path(args.output).write_text(text, encoding="utf-8")
+    if output is not None:
+        # "x" refuses a file that appeared meanwhile: --force is the only way to overwrite.
+        try:
+            async with await trio.open_file(output, "w" if args.force else "x",
+                                            encoding="utf-8", newline="") as out:
+                await out.write(text)
+        except FileExistsError:
+            print(f"{output}: already exists: use --force to overwrite it", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     return 0
@@ -116,19 +132,81 @@ async def _export(args: argparse.Namespace) -> int:
 
 # --- play and host (a person at a terminal) ---------------------------------------
 
+def _terminal_options(args: argparse.Namespace) -> Any:
+    from pubquiz_engine.terminal import Options, state_dir
+
+    return Options(url=args.url, code=args.code, name=getattr(args, "name", None),
+                   team=getattr(args, "team", None), new=getattr(args, "new", False),
+                   key=getattr(args, "key", None) or os.environ.get("PUBQUIZ_OPERATOR_KEY"),
+                   quiz=getattr(args, "quiz", "sample"),
+                   mode=getattr(args, "mode", "team"), token=getattr(args, "token", None),
+                   reconnect_for=args.reconnect_for,
+                   state_dir=Path(args.state_dir) if args.state_dir else state_dir(),
+                   command=_command_name())
+
+
+def _command_name() -> str:
+    """How the person started us, for the hints we print (``.venv/bin/pubquiz-engine``)."""
+    from pubquiz_engine.demo import command_hint
+
+    return command_hint()
+
+
 async def _play(args: argparse.Namespace) -> int:
     from pubquiz_engine.terminal import play
 
-    await play(args.url, args.code, args.name, args.team)
-    return 0
+    return int(await play(_terminal_options(args)))
 
 
 async def _host(args: argparse.Namespace) -> int:
     from pubquiz_engine.terminal import host
 
-    await host(args.url, key=args.key, quiz=args.quiz, mode=args.mode, code=args.code,
-               token=args.token)
-    return 0
+    return int(await host(_terminal_options(args)))
+
+
+def _ws_url(text: str) -> str:
+    """``--url``: the engine's WebSocket address; anything else is a usage error (exit 2)."""
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in ("ws", "wss"):
+        hint = ""
+        if scheme in ("http", "https"):
+            hint = f" (for {text} use {'ws' if scheme == 'http' else 'wss'}" \
+                   f"://{text.split('://', 1)[1]})"
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a WebSocket address: it must start with ws:// or wss://{hint}")
+    return text
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("give 0 to 86400 seconds")
+    return value
+
+
+def _terminal_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", type=_ws_url, default=DEFAULT_URL,
+                        help="the engine's WebSocket address (ws:// or wss://)")
+    parser.add_argument("--reconnect-for", type=_positive_seconds, default=120.0,
+                        metavar="SECONDS", help="after a dropped connection, keep trying to "
+                        "come back for this long")
+    parser.add_argument("--state-dir", help="where places in quizzes are kept (resume "
+                        "tokens; default: $PUBQUIZ_STATE_DIR, else "
+                        "$XDG_STATE_HOME/pubquiz-engine, else ~/.local/state/pubquiz-engine)")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, when it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text \
+                or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,11 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(serve)
     serve.set_defaults(run=_serve)
 
-    demo = sub.add_parser("demo", help="play the sample quiz with simulated players")
-    demo.add_argument("--players", type=int, default=24)
-    demo.add_argument("--teams", type=int, default=6)
-    demo.add_argument("--data-dir", default="data")
-    demo.add_argument("--seed", type=int, default=7)
+    demo = sub.add_parser("demo", help="play the sample quiz with simulated players",
+                          formatter_class=DefaultsFormatter,
+                          description="Run an engine on this machine and play the sample quiz "
+                          "with simulated players, a host and a big screen, over real sockets.")
+    demo.add_argument("--players", type=int, default=24, help="simulated players")
+    demo.add_argument("--teams", type=int, default=6, help="teams they form")
+    demo.add_argument("--data-dir", default="data", help="where the SQLite database goes")
+    demo.add_argument("--seed", type=int, default=7,
+                      help="random seed (who knows which answer, and when they answer)")
     demo.set_defaults(run=_demo)
 
     quiz = sub.add_parser("quiz", help="quiz files")
@@ -158,28 +240,54 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_command(quiz_sub)
     add_generate_command(quiz_sub)
 
-    export = sub.add_parser("export", help="a session's results (answers and standings)")
+    export = sub.add_parser("export", help="a session's results (answers and standings)",
+                            formatter_class=DefaultsFormatter,
+                            description="Write a session's standings and answers, read from "
+                            "the engine's database, as CSV or JSON.")
     export.add_argument("code", help="the session's join code")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
-    export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    export.add_argument("--database-url", dest="database_url")
-    export.add_argument("--data-dir", dest="data_dir")
+    export.add_argument("--format", choices=("csv", "json"), default="csv",
+                        help="csv: standings, then answers (two sections); json: one document")
+    export.add_argument("-o", "--output", default="-",
+                        help="file to write (- for standard output); an existing file is kept "
+                        "unless --force")
+    export.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    export.add_argument("--database-url", dest="database_url",
+                        help="the engine's database (env PUBQUIZ_DATABASE_URL; default: the "
+                        "SQLite file in --data-dir)")
+    export.add_argument("--data-dir", dest="data_dir",
+                        help="the engine's data directory (env PUBQUIZ_DATA_DIR; default: data)")
     export.set_defaults(run=_export)
 
-    play = sub.add_parser("play", help="join a quiz as a player from this terminal")
-    play.add_argument("code")
-    play.add_argument("--name", required=True)
-    play.add_argument("--team")
-    play.add_argument("--url", default="ws://127.0.0.1:8765/")
+    play = sub.add_parser(
+        "play", help="join a quiz as a player from this terminal",
+        formatter_class=DefaultsFormatter, epilog=EXIT_CODES_HELP,
+        description="Join quiz CODE (or come back to it: your place is kept on this computer) "
+        "and answer from this terminal. Type an answer and Enter while a question is open; "
+        "/joker, /wager POINTS, /leave, /quit and /help are commands.")
+    play.add_argument("code", help="the join code on the big screen")
+    play.add_argument("--name", help="your name (needed the first time; later the saved place "
+                      "is used)")
+    play.add_argument("--team", help="the team to join or create (team mode)")
+    play.add_argument("--new", action="store_true",
+                      help="join anew (as --name) instead of coming back to the saved place")
+    _terminal_arguments(play)
     play.set_defaults(run=_play)
 
-    host = sub.add_parser("host", help="create and run a quiz from this terminal")
-    host.add_argument("--url", default="ws://127.0.0.1:8765/")
-    host.add_argument("--key", help="operator key (to create a session)")
-    host.add_argument("--quiz", default="sample", help="quiz file name on the server")
-    host.add_argument("--mode", choices=("solo", "team"), default="team")
-    host.add_argument("--code", help="host an existing session (with --token)")
+    host = sub.add_parser(
+        "host", help="create and run a quiz from this terminal",
+        formatter_class=DefaultsFormatter, epilog=EXIT_CODES_HELP,
+        description="Create a session (with the operator key) or come back to one (--code), "
+        "then run it with commands: start, next, reveal, board, ... (type help).")
+    host.add_argument("--key", help="operator key, to create a session (env "
+                      "PUBQUIZ_OPERATOR_KEY)")
+    host.add_argument("--quiz", default="sample", help="quiz file name on the engine (in its "
+                      "--quiz-dir, or sample)")
+    host.add_argument("--mode", choices=("solo", "team"), default="team",
+                      help="solo: everyone scores alone; team: one answer per team")
+    host.add_argument("--code", help="host an existing session (its token is taken from the "
+                      "saved place, or --token)")
     host.add_argument("--token", help="the session's host token")
+    _terminal_arguments(host)
     host.set_defaults(run=_host)
     return parser
 
@@ -194,11 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pubquiz-engine: configuration: {exc}", file=sys.stderr)
         return 2
+    except TerminalExit as exc:
+        if exc.message:
+            print(exc.message, file=sys.stderr)
+        return int(exc.code)
     except PubquizError as exc:
         print(f"pubquiz-engine: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:
+        # Ctrl-C inside a nursery arrives wrapped: still an interrupt, not a crash.
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is None:
+            return 130
+        raise
 
 
 if __name__ == "__main__":

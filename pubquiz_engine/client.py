@@ -12,16 +12,30 @@ Rules this module keeps:
    channel). ``last_seq`` tracks the highest session seq seen, for resume.
 3. **Resume is one call.** After a ``join`` the client keeps the resume token;
    ``Client.resume(url, token, last_seq)`` opens a new connection with the same identity.
+4. **Request ids stay unique per participant across connections.** ``rid`` is also the
+   idempotency key of ``answer`` (per participant, across reconnects): a new connection that
+   counted from 1 again would have its first answers taken for the previous connection's and
+   silently ignored. Each connection counts from a random base in 1..2^30 unless the caller
+   passes ``first_rid`` (what it saved as ``next_rid``, with the token).
+5. **Retryable errors are retried when asked** (``retry=Backoff()``): the same request, with the
+   same rid, after a randomised, doubling delay (or the server's ``retry_after_ms``), a bounded
+   number of times; then the error is raised as before.
+6. **Session connections carry the join code in the URL** (``?code=CODE``: nginx routes a
+   session's clients to one node on it) and follow ``redirect`` replies to the owning node
+   (``open_session_client``), a bounded number of hops.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
-from collections.abc import AsyncIterator
+import random
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import attrs
 import trio
 import trio_websocket
 
@@ -42,6 +56,16 @@ class Redirected(RemoteError):
         self.url = url
 
 
+class ConnectFailed(PubquizError):
+    """No pubquiz.v1 WebSocket could be opened at ``url`` (nothing listening, refused, timed
+    out, not a WebSocket endpoint); ``reason`` says which, in a few words."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
 class ClientClosed(PubquizError):
     """The connection ended; ``code`` and ``reason`` are the server's close code and reason."""
 
@@ -51,13 +75,42 @@ class ClientClosed(PubquizError):
         self.reason = reason
 
 
+#: Request ids are ints 0..2^31-1 (SPEC section 5); a random base leaves 2^30 ids above it.
+RID_BASE_LIMIT = 2**30
+RID_MAX = 2**31 - 1
+
+
+def random_rid_base() -> int:
+    """Where a connection's request ids start when the caller saved none (rule 4)."""
+    return 1 + secrets.randbelow(RID_BASE_LIMIT)
+
+
+@attrs.frozen
+class Backoff:
+    """Delays between attempts: ``first`` seconds, times ``factor`` each attempt, at most
+    ``limit``, each drawn between half and all of that (jitter, so that a whole pub does not
+    come back in step); at most ``attempts`` tries in all."""
+
+    first: float = 0.25
+    factor: float = 2.0
+    limit: float = 10.0
+    attempts: int = 6
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The pause before try number ``attempt + 1`` (``attempt`` counts from 0)."""
+        ceiling = min(self.limit, self.first * self.factor ** min(attempt, 64))
+        return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
 class Client:
     """One connection to an engine. Create with ``open_client``."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, *, keep_events: bool = True
-                 ) -> None:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, *, keep_events: bool = True,
+                 first_rid: int | None = None, retry: Backoff | None = None) -> None:
         self.ws = ws
-        self._rids = itertools.count(1)
+        #: The rid the next request gets; save it with the token (rule 4).
+        self.next_rid = first_rid if first_rid is not None else random_rid_base()
+        self.retry = retry
         self._waiting: dict[int, tuple[trio.Event, list[m.Message]]] = {}
         send, receive = trio.open_memory_channel[m.Message](math.inf)
         self._event_send = send
@@ -79,34 +132,58 @@ class Client:
         """Send arbitrary bytes or text (tests of hostile input)."""
         await self.ws.send_message(data)
 
-    async def request(self, cls: type[m.Message], **fields: Any) -> m.Message:
+    async def request(self, cls: type[m.Message], *, rid: int | None = None, **fields: Any
+                      ) -> m.Message:
         """Send ``cls(rid=<new>, **fields)`` and return the reply with that rid.
 
         Raises ``RemoteError`` for an ``error`` reply and ``ClientClosed`` if the connection
-        ends first.
+        ends first. With ``retry`` set, a retryable error is retried (same rid) after a
+        back-off, ``retry.attempts`` tries in all (rule 5). ``rid``: resend a request that
+        may have been applied before a reconnect with its own rid (SPEC section 13).
         """
-        rid = next(self._rids)
+        if rid is None:
+            rid = self._new_rid()
+        attempt = 0
+        while True:
+            reply = await self._exchange(cls(rid=rid, **fields))
+            if isinstance(reply, m.Redirect):
+                raise Redirected(reply.url)
+            if not isinstance(reply, m.ErrorReply):
+                return reply
+            try:
+                code = ErrorCode(reply.code)
+            except ValueError:
+                code = ErrorCode.INTERNAL
+            attempt += 1
+            if not (reply.retryable and self.retry is not None
+                    and attempt < self.retry.attempts):
+                raise RemoteError(code, reply.message)
+            # A server may say how long to wait (``retry_after_ms``); otherwise our back-off.
+            after_ms = getattr(reply, "retry_after_ms", None)
+            delay = (min(after_ms / 1000, self.retry.limit) if isinstance(after_ms, int)
+                     else self.retry.delay(attempt - 1))
+            await trio.sleep(delay)
+
+    def _new_rid(self) -> int:
+        rid = self.next_rid
+        self.next_rid = rid + 1 if rid < RID_MAX else 1
+        return rid
+
+    async def _exchange(self, message: m.Message) -> m.Message:
+        """Send a request and wait for the reply with its rid (``ClientClosed`` if none)."""
+        rid: int = message.rid  # type: ignore[attr-defined]  # every request has one
         done = trio.Event()
         slot: list[m.Message] = []
         self._waiting[rid] = (done, slot)
         try:
-            await self.send(cls(rid=rid, **fields))
+            await self.send(message)
             await done.wait()
         finally:
             self._waiting.pop(rid, None)
         if not slot:
             assert self.closed is not None
             raise self.closed
-        reply = slot[0]
-        if isinstance(reply, m.Redirect):
-            raise Redirected(reply.url)
-        if isinstance(reply, m.ErrorReply):
-            try:
-                code = ErrorCode(reply.code)
-            except ValueError:
-                code = ErrorCode.INTERNAL
-            raise RemoteError(code, reply.message)
-        return reply
+        return slot[0]
 
     # --- conveniences -------------------------------------------------------------------------
 
@@ -132,8 +209,8 @@ class Client:
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def answer(self, q: int, value: Any) -> m.AnswerAck:
-        reply = await self.request(m.Answer, q=q, value=value)
+    async def answer(self, q: int, value: Any, *, rid: int | None = None) -> m.AnswerAck:
+        reply = await self.request(m.Answer, rid=rid, q=q, value=value)
         assert isinstance(reply, m.AnswerAck)
         return reply
 
@@ -216,19 +293,78 @@ class Client:
             self._event_send.send_nowait(message)
 
 
+def session_url(url: str, code: str) -> str:
+    """``url`` with the join code as its ``code`` query parameter (rule 6), replacing one
+    already there: ``session_url("ws://q.example/ws", "K7QX")`` is
+    ``"ws://q.example/ws?code=K7QX"``."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "code"]
+    query.append(("code", code))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class TooManyRedirects(PubquizError):
+    """Redirects went round more than ``max_redirects`` times (nodes disagree on the owner)."""
+
+
+@contextlib.asynccontextmanager
+async def open_session_client(url: str, code: str,
+                              identify: Callable[[Client], Awaitable[m.Welcome]], *,
+                              max_redirects: int = 3, first_rid: int | None = None,
+                              retry: Backoff | None = None, connect_timeout: float = 10.0,
+                              ) -> AsyncIterator[Client]:
+    """A connection to the node serving session ``code``, identified by ``identify(client)``
+    (a ``join``, ``resume``, ``host`` or ``watch``).
+
+    Connects with ``?code=CODE`` in the URL; on a ``redirect`` reply it connects to the given
+    URL and identifies again, at most ``max_redirects`` times (``TooManyRedirects``). Request
+    ids continue across hops (rule 4)."""
+    target = session_url(url, code)
+    for _hop in range(max_redirects + 1):
+        async with open_client(target, first_rid=first_rid, retry=retry,
+                               connect_timeout=connect_timeout) as client:
+            try:
+                await identify(client)
+            except Redirected as moved:
+                target, first_rid = session_url(moved.url, code), client.next_rid
+                continue
+            yield client
+            return
+    raise TooManyRedirects(f"session {code}: more than {max_redirects} redirects, last to "
+                           f"{target}")
+
+
 @contextlib.asynccontextmanager
 async def open_client(url: str, *, keep_events: bool = True, connect_timeout: float = 10.0,
-                      origin: str | None = None) -> AsyncIterator[Client]:
-    """Connect to ``url`` (``ws://host:port/``) speaking pubquiz.v1; close on exit."""
+                      origin: str | None = None, first_rid: int | None = None,
+                      retry: Backoff | None = None) -> AsyncIterator[Client]:
+    """Connect to ``url`` (``ws://host:port/``) speaking pubquiz.v1; close on exit.
+
+    ``first_rid``: where request ids start (default: a random base, rule 4); ``retry``: retry
+    retryable errors with this back-off (rule 5)."""
     headers = [(b"Origin", origin.encode())] if origin else None
     ws: trio_websocket.WebSocketConnection | None = None
     try:
         async with trio.open_nursery() as nursery:
-            with trio.fail_after(connect_timeout):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery, url, subprotocols=[SUBPROTOCOL], extra_headers=headers,
-                    message_queue_size=1024, max_message_size=4 * 1024 * 1024)
-            client = Client(ws, keep_events=keep_events)
+            try:
+                with trio.fail_after(connect_timeout):
+                    ws = await trio_websocket.connect_websocket_url(
+                        nursery, url, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+                        message_queue_size=1024, max_message_size=4 * 1024 * 1024)
+            except trio.TooSlowError:
+                raise ConnectFailed(url, f"no answer within {connect_timeout:g} s") from None
+            except trio_websocket.ConnectionRejected as exc:
+                raise ConnectFailed(url, f"refused with HTTP {exc.status_code}") from None
+            except (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
+                raise ConnectFailed(url, "the connection closed before the WebSocket "
+                                    "handshake finished") from None
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if isinstance(exc, ConnectionRefusedError) or "refused" in reason.lower() \
+                        or "all attempts to connect" in str(exc):
+                    reason = "connection refused (nothing is listening there)"
+                raise ConnectFailed(url, reason) from None
+            client = Client(ws, keep_events=keep_events, first_rid=first_rid, retry=retry)
             nursery.start_soon(client._reader)
             try:
                 yield client

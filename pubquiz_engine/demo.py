@@ -9,9 +9,12 @@ shows live progress and the final leaderboard, then the results are read back fr
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -120,6 +123,21 @@ async def _host(client: Client, say: Callable[[str], None], total_questions: int
             return
 
 
+def command_hint() -> str:
+    """How to run ``pubquiz-engine`` from here: ``make demo`` installs it in ``.venv/bin``,
+    which is not on PATH, so a bare name would not be found."""
+    script = Path(sys.executable).with_name("pubquiz-engine")
+    if not script.exists():
+        return f"{sys.executable} -m pubquiz_engine.cli"
+    on_path = os.environ.get("PATH", "").split(os.pathsep)
+    if str(script.parent) in on_path:
+        return "pubquiz-engine"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 async def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Play the sample quiz end to end; returns a summary (used by the demo's test)."""
     rng = random.Random(opts.seed)
@@ -163,7 +181,7 @@ async def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> dic
         say(f"  {line.rank:>2}. {line.name:<26} {line.score:>4}")
     say(f"  {stats['acked']} answers acked, {stats['refused']} refused, "
         f"{stored} stored in {config.resolved_database_url()}")
-    say(f"  export them with: pubquiz-engine export {code} --database-url "
+    say(f"  export them with: {command_hint()} export {code} --database-url "
         f"{config.resolved_database_url()} --format csv")
     return {"code": code, "standings": standings, "acked": stats["acked"],
             "refused": stats["refused"], "stored": stored,

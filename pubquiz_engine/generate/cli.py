@@ -95,7 +95,9 @@ def add_generate_command(
     model = parser.add_argument_group("model server")
     model.add_argument("--generator-url", help=f"base URL of the OpenAI-compatible API, e.g. "
                        f"http://127.0.0.1:8080/v1 (env {ENV_URL}; key: env {ENV_API_KEY})")
-    model.add_argument("--model", help=f"the model's name (env {ENV_MODEL})")
+    model.add_argument("--model", "--generator-model", dest="model",
+                       help=f"the model's name (env {ENV_MODEL}; `serve` calls it "
+                       "--generator-model, which is accepted here too)")
     model.add_argument("--timeout", type=float, help=f"seconds to wait for one answer (env "
                        f"{ENV_TIMEOUT}; default {DEFAULT_TIMEOUT:g})")
     model.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,

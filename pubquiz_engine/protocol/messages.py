@@ -922,6 +922,8 @@ class Question(Message):
     points: int = attrs.field(**wire(_SCORE))
     time_limit_ms: int = attrs.field(**wire(_DURATION_MS))
     deadline_ms: int = attrs.field(**wire(_MS))
+    #: The most extra points a right answer earns for speed (before multipliers); nil: none.
+    speed_bonus: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
 
 
 @_event("slide")
@@ -1003,6 +1005,8 @@ class Revealed(Message):
     distribution: tuple[int, ...] | None = attrs.field(
         default=None, **wire(Nullable(IntListSpec(MAX_CHOICES, 0, U31_MAX)))
     )
+    #: Why that is the answer (the quiz's explanation), or nil.
+    explanation: str | None = attrs.field(default=None, **wire(Nullable(_TEXT)))
 
 
 @_event("leaderboard")

@@ -73,7 +73,7 @@ from pubquiz_engine.server.connection import Connection, client_address
 from pubquiz_engine.server.failover import Coordination
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, Router
 from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
-from pubquiz_engine.server.ratelimit import AddressLimiter
+from pubquiz_engine.server.ratelimit import AddressLimiter, address_key
 from pubquiz_engine.server.sdnotify import Notifier
 from pubquiz_engine.server.session import LiveSession, SessionSettings
 from pubquiz_engine.server.transport import (
@@ -352,7 +352,9 @@ class Engine:
         return conn.handle()
 
     def admit(self, address: str) -> bool:
-        """Count a connection from ``address`` in (False: over the per-address cap)."""
+        """Count a connection from ``address`` in (False: over the per-address cap; IPv6
+        clients are counted by their /64, see ``address_key``)."""
+        address = address_key(address)
         if self._per_address[address] >= self.config.max_connections_per_address:
             return False
         self._per_address[address] += 1
@@ -360,6 +362,7 @@ class Engine:
 
     def release(self, address: str) -> None:
         """The connection counted in by ``admit`` ended."""
+        address = address_key(address)
         self._per_address[address] -= 1
         if not self._per_address[address]:
             del self._per_address[address]

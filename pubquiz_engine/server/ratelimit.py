@@ -3,11 +3,35 @@
 A bucket holds at most ``burst`` tokens and refills at ``rate`` per second; an action that finds
 a token takes it. Time is passed in (``now``), so the buckets are tested without a clock. The
 per-address table forgets idle addresses so a scan from many addresses cannot grow it forever.
+
+Per-address limits count an IPv6 client by its /64 (``address_key``): one subscriber line or
+cloud instance usually holds a whole /64, so keying on the full address would give it 2^64
+separate allowances.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
+
+#: The IPv6 prefix length that stands for one client in per-address limits.
+IPV6_CLIENT_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """The key a client address is limited under: an IPv6 address's /64 network (an
+    IPv4-mapped IPv6 address counts as its IPv4 address), anything else unchanged."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone ("%eth0") is not the host
+    except ValueError:
+        return address  # not an IP address (a Unix socket path, a test's label): as given
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        network = ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False)
+        return str(network)
+    return str(ip)
 
 
 @attrs.define
@@ -43,7 +67,8 @@ class TokenBucket:
 
 @attrs.define
 class AddressLimiter:
-    """One bucket per client address, pruned of full (idle) buckets as it grows."""
+    """One bucket per client (``address_key``: IPv6 by /64), pruned of full (idle) buckets as
+    it grows."""
 
     rate: float
     burst: float
@@ -51,6 +76,7 @@ class AddressLimiter:
     _buckets: dict[str, TokenBucket] = attrs.field(factory=dict)
 
     def take(self, address: str, now: float) -> bool:
+        address = address_key(address)
         bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) >= self.max_entries:

@@ -479,9 +479,14 @@ class LiveSession:
             if not isinstance(event, _UNLOGGED):
                 if self.seq < first_seq:  # the event went to nobody: give it its own number
                     self.seq = first_seq
+                payload = _plain(ev.event_to_data(event))
+                if isinstance(event, ev.Revealed | ev.AnswerMarked):
+                    # What each answer earned, as the players were told (``result``): the
+                    # export reads it back rather than re-scoring (store/export_results.py).
+                    payload["outcomes"] = self._outcomes(event.question)
                 records.append(EventRecord(
                     code=self.code, seq=self.seq, type=ev.event_type(event),
-                    payload=_plain(ev.event_to_data(event)), at=at, epoch=self.epoch,
+                    payload=payload, at=at, epoch=self.epoch,
                 ))
             self._personal(event)
         if records:
@@ -541,6 +546,16 @@ class LiveSession:
                 if member.audience & audience:
                     member.ws.send_frame(frame)
 
+    def _outcomes(self, question: int) -> list[list[Any]]:
+        """``[participant, fully_right, points]`` of everyone whose (team's) answer to the
+        revealed ``question`` counts; empty before the reveal."""
+        out: list[list[Any]] = []
+        for pid in self.game.participants:
+            outcome = self.game.outcome_of(pid, question)
+            if outcome is not None:
+                out.append([pid, outcome[0], int(outcome[1])])
+        return out
+
     def _personal(self, event: ev.Event) -> None:
         # Players with equal lines get equal bytes: encode and frame each distinct line once
         # (measured: the per-player encode was the top cost of a reveal to 1,000 players).
@@ -553,6 +568,17 @@ class LiveSession:
                     if frame is None:
                         frame = frames[outcome] = frame_binary(codec.encode(outcome))
                     member.ws.send_frame(frame)
+        elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
+            # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
+            # rather than find out at the next leaderboard. Host actions are rare: O(players).
+            scorer = self.game.scorer_of(event.participant)
+            for pid, member in self._players.items():
+                if self.game.scorer_of(pid) != scorer:
+                    continue
+                told = (views.result(self.game, pid, event.question)
+                        if isinstance(event, ev.AnswerMarked) else views.you(self.game, pid))
+                if told is not None:
+                    member.send(told)
         elif views.wants_personal_line(event):
             round_index = event.round if isinstance(event, ev.RoundSummary) else None
             for pid, member in self._players.items():

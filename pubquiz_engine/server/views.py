@@ -57,6 +57,7 @@ def _question(seq: int, game: GameSession, index: int, deadline: float) -> m.Que
         points=int(view.points),
         time_limit_ms=ms(view.time_limit),
         deadline_ms=ms(deadline),
+        speed_bonus=view.speed_bonus or None,
     )
 
 
@@ -111,6 +112,7 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
             q=event.question,
             correct=event.answer,
             distribution=tuple(event.distribution) if event.distribution is not None else None,
+            explanation=event.explanation or None,
         )
     elif isinstance(event, ev.LeaderboardShown):
         teams, top = _top(game, event.round)
@@ -207,8 +209,10 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
     }
     if index is not None and phase == "revealed":
         distribution = game.answer_distribution(index)
-        data["reveal"] = {"q": index, "correct": game.correct_view(index).answer,
-                          "distribution": distribution}
+        correct = game.correct_view(index)
+        data["reveal"] = {"q": index, "correct": correct.answer,
+                          "distribution": distribution,
+                          "explanation": correct.explanation or None}
     if phase in ("leaderboard", "round_summary", "finished"):
         _, top = _top(game, None)
         data["leaderboard"] = {"round": board_round, "teams": teams,

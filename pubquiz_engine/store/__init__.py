@@ -32,6 +32,7 @@ from pubquiz_engine.store.records import (
     SessionRow,
     StandingRow,
     Store,
+    TeamStandingRow,
     WriteOutcome,
 )
 from pubquiz_engine.store.writebehind import Ticket, WriteBehind, WriteBehindStats
@@ -51,6 +52,7 @@ __all__ = [
     "SessionRow",
     "StandingRow",
     "Store",
+    "TeamStandingRow",
     "Ticket",
     "WriteBehind",
     "WriteBehindStats",

@@ -1,25 +1,41 @@
 """Results export: CSV and JSON text from a ``Results``. Pure formatting, no I/O.
 
-CSV layout (``results_to_csv``): ONE text with two sections, standings first, separated by one
-empty line; each section starts with a title line (``standings`` / ``answers``) and then its own
-header row::
+CSV layout (``results_to_csv``): ONE text with titled sections separated by one empty line:
+the players' standings, in team mode the teams' standings, then every answer. Each section
+starts with a title line (``standings`` / ``teams`` / ``answers``) and its own header row::
 
     standings
     rank,participant_id,name,team,score
-    1,3,Ada,Owls,12.0
+    1,3,Ada,Owls,12
+    ...
+
+    teams
+    rank,team_id,team,score,members
+    1,1,Owls,12,Ada; Ben
     ...
 
     answers
-    seq,participant_id,team,question,value,request_id,submitted_at,epoch
+    seq,participant_id,name,team,question,question_text,value,answer_text,counted,result,...
     ...
 
-A spreadsheet opens it as one sheet; a program can split on the empty line, or call
-``standings_to_csv`` / ``answers_to_csv`` to write two files instead. Answer values are JSON text.
-Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab/CR) are
-prefixed with ``'``: player names are untrusted input (CSV injection).
+A spreadsheet opens it as one sheet; a program can split on the empty lines, or call
+``standings_to_csv`` / ``teams_to_csv`` / ``answers_to_csv`` to write separate files. Scores
+and points are integers, as the game awards them (in team mode a player's score is the team's).
 
-JSON layout (``results_to_json``): ``{"session": {...}, "standings": [...], "answers": [...]}``
-with the same field names as ``SessionRow`` / ``StandingRow`` / ``AnswerRow``.
+An answer's ``value`` is the value as given: a text as is (not JSON-quoted), a number, ``true``
+/ ``false``, a list of choice indices as JSON (``[0,2]``); ``answer_text`` says it in words
+(the choices' texts). ``question`` is the 0-based question index (as in the protocol),
+``question_text`` its prompt. ``counted``: whether this is the answer that scores (the last
+one of its player, or team, to the question); ``result`` (right / partly right / wrong) and
+``points`` are what the player was told at the reveal (and after a host's mark), empty for
+answers that do not count or questions not revealed.
+
+Text cells that a spreadsheet would run as a formula (starting with ``= + - @`` or a tab/CR) are
+prefixed with ``'``: player names and answers are untrusted input (CSV injection).
+
+JSON layout (``results_to_json``): ``{"session": {...}, "standings": [...], "teams": [...],
+"answers": [...]}`` with the field names of ``SessionRow`` / ``StandingRow`` /
+``TeamStandingRow`` / ``AnswerRow`` (values as stored: an answer's ``value`` keeps its type).
 """
 
 from __future__ import annotations
@@ -34,12 +50,19 @@ import attrs
 from pubquiz_engine.store.records import Results
 
 STANDINGS_HEADER = ("rank", "participant_id", "name", "team", "score")
+TEAMS_HEADER = ("rank", "team_id", "team", "score", "members")
 ANSWERS_HEADER = (
     "seq",
     "participant_id",
+    "name",
     "team",
     "question",
+    "question_text",
     "value",
+    "answer_text",
+    "counted",
+    "result",
+    "points",
     "request_id",
     "submitted_at",
     "epoch",
@@ -50,8 +73,17 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
+    return value
+
+
+def _value_cell(value: Any) -> Any:
+    """An answer value for one CSV cell: texts and numbers as they are, lists as JSON."""
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
 
 
@@ -70,14 +102,26 @@ def standings_to_csv(results: Results, *, title: bool = False) -> str:
     return _csv("standings" if title else "", STANDINGS_HEADER, rows)
 
 
+def teams_to_csv(results: Results, *, title: bool = False) -> str:
+    rows = [(t.rank, t.team_id, t.team, t.score, "; ".join(t.members))
+            for t in results.team_standings]
+    return _csv("teams" if title else "", TEAMS_HEADER, rows)
+
+
 def answers_to_csv(results: Results, *, title: bool = False) -> str:
     rows = [
         (
             a.seq,
             a.participant_id,
+            a.name,
             a.team,
             a.question,
-            json.dumps(a.value, ensure_ascii=False, separators=(",", ":")),
+            a.question_text,
+            _value_cell(a.value),
+            a.answer_text,
+            a.counted,
+            a.result,
+            a.points,
             a.request_id,
             a.submitted_at,
             a.epoch,
@@ -88,8 +132,12 @@ def answers_to_csv(results: Results, *, title: bool = False) -> str:
 
 
 def results_to_csv(results: Results) -> str:
-    """Both sections in one text (see the module docstring)."""
-    return standings_to_csv(results, title=True) + "\n" + answers_to_csv(results, title=True)
+    """Every section in one text (see the module docstring)."""
+    sections = [standings_to_csv(results, title=True)]
+    if results.session.mode == "team":
+        sections.append(teams_to_csv(results, title=True))
+    sections.append(answers_to_csv(results, title=True))
+    return "\n".join(sections)
 
 
 def results_to_json(results: Results) -> str:
@@ -99,6 +147,7 @@ def results_to_json(results: Results) -> str:
     document = {
         "session": session,
         "standings": [attrs.asdict(s) for s in results.standings],
+        "teams": [attrs.asdict(t) for t in results.team_standings],
         "answers": [attrs.asdict(a) for a in results.answers],
     }
     return json.dumps(document, ensure_ascii=False, indent=2)

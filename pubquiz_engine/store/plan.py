@@ -250,5 +250,5 @@ def rank_standings(
     for position, (pid, name, team, score, seq) in enumerate(ordered, start=1):
         if score != previous:
             rank, previous = position, score
-        out.append(StandingRow(rank, pid, name, team, score, seq))
+        out.append(StandingRow(rank, pid, name, team, int(score), seq))
     return tuple(out)

@@ -171,6 +171,13 @@ class SessionRow:
 
 @attrs.frozen
 class AnswerRow:
+    """One stored answer. The fields after ``epoch`` are filled in for results exports only
+    (``session_results``): who, the question's text, the answer in words, and how it scored
+    as the players were told (``counted``: the last answer of its player or team to the
+    question, the one that scores; ``result`` "right" / "partly right" / "wrong" and
+    ``points`` once the question is revealed, None before and for answers that do not count).
+    """
+
     code: str
     participant_id: int
     team: str | None
@@ -180,6 +187,12 @@ class AnswerRow:
     submitted_at: float
     seq: int
     epoch: int
+    name: str | None = None
+    question_text: str | None = None
+    answer_text: str | None = None
+    counted: bool | None = None
+    result: str | None = None
+    points: int | None = None
 
 
 @attrs.frozen
@@ -209,17 +222,30 @@ class StandingRow:
     participant_id: int
     name: str | None
     team: str | None
-    score: float
+    score: int  # awards are integers; in team mode, the team's total (as the game shows it)
     updated_seq: int | None
 
 
 @attrs.frozen
+class TeamStandingRow:
+    """One team's line of the final standings (team mode)."""
+
+    rank: int
+    team_id: int
+    team: str
+    score: int
+    members: tuple[str, ...]
+
+
+@attrs.frozen
 class Results:
-    """Everything a results export needs: the session, the final standings, every answer."""
+    """Everything a results export needs: the session, the final standings (of players, and
+    of teams in team mode), every answer."""
 
     session: SessionRow
     standings: tuple[StandingRow, ...]
     answers: tuple[AnswerRow, ...]
+    team_standings: tuple[TeamStandingRow, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------

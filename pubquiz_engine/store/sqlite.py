@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 from pubquiz_engine.errors import StoreError, StoreUnavailable
 from pubquiz_engine.store import migrations
 from pubquiz_engine.store._worker import Worker
-from pubquiz_engine.store.plan import decide_fence, plan_batch, rank_standings
+from pubquiz_engine.store.export_results import EVENT_TYPES, assemble
+from pubquiz_engine.store.plan import decide_fence, plan_batch
 from pubquiz_engine.store.records import (
     AnswerRow,
     EventRow,
@@ -347,16 +348,28 @@ class SqliteStore:
                 ).fetchone()
                 if row is None:
                     raise KeyError(code)
-                standings = conn.execute(_STANDINGS, {"code": code}).fetchall()
+                people = conn.execute(
+                    "SELECT participant_id, name, team FROM participants"
+                    " WHERE session_code = ?", (code,)).fetchall()
+                scores = conn.execute(
+                    "SELECT participant_id, score, updated_seq FROM participant_scores"
+                    " WHERE session_code = ?", (code,)).fetchall()
+                events = conn.execute(
+                    "SELECT type, payload FROM events WHERE session_code = ?"
+                    " AND type IN (SELECT value FROM json_each(?))"
+                    " ORDER BY seq", (code, json.dumps(list(EVENT_TYPES)))).fetchall()
+                quiz = conn.execute("SELECT data FROM quizzes WHERE quiz_id = ?",
+                                    (row[1],)).fetchone()
                 answers = conn.execute(
                     f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = ?"
                     " ORDER BY seq, participant_id, request_id",
                     (code,),
                 ).fetchall()
-            return Results(
-                _session_row(row),
-                rank_standings(standings),
-                tuple(_answer_row(r) for r in answers),
+            return assemble(
+                _session_row(row), [tuple(p) for p in people], [tuple(s) for s in scores],
+                [_answer_row(r) for r in answers],
+                [(kind, json.loads(payload)) for kind, payload in events],
+                json.loads(quiz[0]) if quiz is not None else None,
             )
 
         return await self._read(fn)
@@ -395,19 +408,6 @@ class SqliteStore:
 
 # Standings: every score row (with its participant's name and team when there is one: in team
 # mode the server may key scores by team), plus every participant without a score row at 0.
-_STANDINGS = """
-SELECT s.participant_id, p.name, p.team, s.score, s.updated_seq
-  FROM participant_scores s
-  LEFT JOIN participants p
-    ON p.session_code = s.session_code AND p.participant_id = s.participant_id
- WHERE s.session_code = :code
-UNION ALL
-SELECT p.participant_id, p.name, p.team, 0.0, NULL
-  FROM participants p
- WHERE p.session_code = :code
-   AND NOT EXISTS (SELECT 1 FROM participant_scores s
-                    WHERE s.session_code = p.session_code AND s.participant_id = p.participant_id)
-"""
 
 
 @contextmanager

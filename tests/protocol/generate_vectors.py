@@ -239,6 +239,7 @@ VALID: list[tuple[str, Direction, Message]] = [
             points=10,
             time_limit_ms=20000,
             deadline_ms=1767225620000,
+            speed_bonus=5,
         ),
     ),
     (
@@ -265,7 +266,8 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("paused", S2C, m.Paused(seq=16, remaining_ms=8500)),
     ("unpaused", S2C, m.Unpaused(seq=17, deadline_ms=1767225640000)),
     ("extended", S2C, m.Extended(seq=18, q=0, deadline_ms=1767225655000)),
-    ("reveal_single", S2C, m.Revealed(seq=19, q=0, correct=1, distribution=(2, 9, 1))),
+    ("reveal_single", S2C, m.Revealed(seq=19, q=0, correct=1, distribution=(2, 9, 1),
+                                      explanation="Iron oxide dust makes it red.")),
     (
         "reveal_text",
         S2C,

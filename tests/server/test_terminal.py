@@ -1,51 +1,298 @@
-"""`pubquiz-engine play` and `host`: a person at a terminal, driven through stdin/stdout."""
+"""`pubquiz-engine play` and `host` as a person uses them: through a pseudo-terminal
+(``termkit``), against a real engine on 127.0.0.1 (issue 20)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
+import re
+import socket
 from pathlib import Path
 
 import trio
 from engine_fixtures import engine_at, short_quiz
+from proxykit import FaultProxy
+from termkit import Term, terminal
 
 from pubquiz_engine.client import open_client
 from pubquiz_engine.protocol import messages as m
 
-
-async def _read_until(stream: trio.abc.ReceiveStream, needle: bytes, seen: bytearray) -> None:
-    while needle not in seen:
-        chunk = await stream.receive_some(4096)
-        assert chunk, f"process ended before {needle!r}: {seen.decode(errors='replace')}"
-        seen += chunk
+KEY = "terminal-test-key"
 
 
-async def test_play_from_a_terminal(tmp_path: Path) -> None:
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def no_traceback(term: Term) -> None:
+    assert "Traceback" not in term.output and "Error:" not in term.output, term.output
+
+
+async def test_no_engine_is_one_line_with_what_to_do_and_exit_3(tmp_path: Path) -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
     with trio.fail_after(30):
+        async with terminal(["play", "ABCD", "--name", "Ann", "--url", url],
+                            state_dir=tmp_path) as term:
+            assert await term.exit_code() == 3
+    no_traceback(term)
+    lines = [line for line in term.output.splitlines() if line.strip()]
+    assert len(lines) == 1, term.output
+    assert f"No quiz engine answers at {url}" in lines[0] and "--url" in lines[0]
+
+
+async def test_a_bad_url_scheme_is_a_usage_error(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with terminal(["host", "--key", "k", "--url", "http://127.0.0.1:8765/"],
+                            state_dir=tmp_path) as term:
+            assert await term.exit_code() == 2
+    no_traceback(term)
+    assert "must start with ws:// or wss://" in term.output
+    assert "use ws://127.0.0.1:8765/" in term.output
+
+
+async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Path) -> None:
+    with trio.fail_after(60):
         async with engine_at(tmp_path) as (engine, address):
             session, host_token = engine.create_session(short_quiz(), mode="solo")
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "pubquiz_engine.cli", "play", session.code,
-                 "--name", "Terminal Tess", "--url", address.url],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            assert process.stdin is not None and process.stdout is not None
-            seen = bytearray()
-            try:
-                await _read_until(process.stdout, b"Joined", seen)
+            code = session.code
+            async with terminal(["play", code, "--name", "Ann", "--url", address.url],
+                                state_dir=tmp_path) as term:
+                await term.expect(f"Joined {code} as Ann")
+                await term.expect("Waiting for the quiz master to start")
+                await term.interrupt()
+                assert await term.exit_code() == 130
+            no_traceback(term)
+            assert re.search(rf"Interrupted\. Your place is kept: `.*play {code}` brings you "
+                             "back", term.output), term.output
+            saved = json.loads((tmp_path / f"player-{code}.json").read_text())
+            assert saved["name"] == "Ann" and saved["token"]
+            assert (tmp_path / f"player-{code}.json").stat().st_mode & 0o077 == 0
+
+            # The next start (no --name needed) resumes Ann; nobody new joins.
+            async with terminal(["play", code, "--url", address.url],
+                                state_dir=tmp_path) as term:
+                await term.expect(f"Back in {code} as Ann")
                 async with open_client(address.url) as host:
-                    await host.host(session.code, host_token)
+                    await host.host(code, host_token)
                     await host.request(m.Start)
-                    await _read_until(process.stdout, b"Capital of France?", seen)
-                    await process.stdin.send_all(b"0\n")
-                    await _read_until(process.stdout, b"Answer received.", seen)
-                    answered = await host.next_event(m.Answered)
-                    assert answered.q == 0
-                    await host.request(m.Close)
-                    await host.request(m.Reveal)
-                    await _read_until(process.stdout, b"You were right", seen)
-            finally:
-                process.kill()
-                await process.wait()
+                    await term.expect("Capital of France")
+                    await term.type("/quit")
+                    assert await term.exit_code() == 0
+            no_traceback(term)
+            assert "Bye." in term.output
+            assert [p.name for p in session.game.participants.values()] == ["Ann"]
+
+            # --new joins as someone else.
+            async with terminal(["play", code, "--name", "Bob", "--new", "--url", address.url],
+                                state_dir=tmp_path) as term:
+                await term.expect(f"Joined {code} as Bob")
+                await term.end_input()  # Ctrl-D
+                assert await term.exit_code() == 0
+            assert sorted(p.name for p in session.game.participants.values()) == ["Ann", "Bob"]
+
+
+async def test_the_engine_stopping_is_one_line_and_exit_3_when_it_stays_away(
+        tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with terminal(["play", session.code, "--name", "Ann", "--url", address.url,
+                                 "--reconnect-for", "1"], state_dir=tmp_path) as term:
+                await term.expect(f"Joined {session.code}")
+                await term.expect("Waiting for the quiz master")
+                await engine.shutdown()
+                await term.expect(r"Connection lost \(the engine is stopping or restarting\); "
+                                  r"reconnecting in \d\.\d s")
+                assert await term.exit_code() == 3
+    no_traceback(term)
+    assert re.search(r"Lost the connection to .* and could not get back within 1 s\. Your "
+                     r"place is kept", term.output), term.output
+
+
+def test_nothing_is_printed_as_a_repr() -> None:
+    """Every event type the terminal may receive becomes sentences, never ``Type(field=...)``."""
+    from pubquiz_engine.terminal import View
+
+    question = m.Question(seq=3, q=0, round=0, number=1, kind="single", prompt="Capital?",
+                          choices=("Paris", "Lyon"), points=2, time_limit_ms=30_000,
+                          deadline_ms=1_000_030_000)
+    samples: list[m.Message] = [
+        m.State(seq=0, state={"phase": "lobby", "mode": "solo", "title": "T",
+                              "participant_count": 1, "rounds": [], "next_round": 0}),
+        m.Slide(seq=1, title="Hi", body="Play your joker"),
+        question,
+        m.Answered(seq=4, q=0, participant=1),
+        m.AnswerCount(seq=5, q=0, answered=1, total=2),
+        m.Paused(seq=6, remaining_ms=12_000),
+        m.Unpaused(seq=7, deadline_ms=1_000_012_000),
+        m.Extended(seq=8, q=0, deadline_ms=1_000_040_000),
+        m.Closed(seq=9, q=0),
+        m.Revealed(seq=10, q=0, correct=0, distribution=(1, 1)),
+        m.Result(q=0, correct=True, points=3, score=3),
+        m.Leaderboard(seq=11, round=None, teams=False, top=((1, 1, "Ann", 3),)),
+        m.You(rank=1, score=3),
+        m.RoundSummary(seq=12, round=0, title="R1"),
+        m.ScoreAdjusted(seq=13, participant=1, delta=2, reason="good sport"),
+        m.PlayerJoined(seq=14, participant=2, name="Bob"),
+        m.PlayerLeft(seq=15, participant=2),
+        m.PlayerKicked(seq=16, participant=2),
+        m.Ended(seq=17, reason="ended_by_host"),
+    ]
+    for role in ("player", "host"):
+        view = View(role=role, now=lambda: 1_000_000.0)
+        text = "\n".join(line for message in samples for line in view.lines(message))
+        assert not re.search(r"\w+\(\w+=", text), text
+        assert "1000030000" not in text and "1_000" not in text
+    player = View(role="player", now=lambda: 1_000_000.0)
+    said: dict[str, list[str]] = {}
+    for message in samples:
+        said[message.TYPE] = player.lines(message)
+    assert said["question"][0].endswith("· 30 s") and "    A) Paris" in said["question"]
+    assert said["unpaused"] == ["Running again: 12 s left."]
+    assert said["extended"] == ["More time for Q1: 40 s left."]
+    assert said["reveal"] == ["The answer to Q1: A) Paris"]
+    assert said["result"] == ["Right! +3 points. Your score: 3."]
+
+
+NIGHT = {
+    "format": 1,
+    "title": "Terminal night",
+    "rounds": [
+        {"title": "Warm-up", "items": [
+            {"kind": "single", "prompt": "Capital of France?", "choices": ["Paris", "Lyon",
+                                                                            "Nice"],
+             "answer": "Paris", "time_limit": 120, "points": 2, "speed_bonus": 2,
+             "explanation": "Paris has been the capital for a thousand years."},
+            {"kind": "text", "prompt": "Band of Abbey Road?",
+             "answer": ["The Beatles", "Beatles"], "time_limit": 120},
+        ]},
+        {"title": "Finale", "items": [
+            {"kind": "truefalse", "prompt": "Crows: a murder?", "answer": True,
+             "time_limit": 120},
+        ]},
+    ],
+}
+
+
+async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Path) -> None:
+    """Host and player at their terminals; the player's network drops mid-question and comes
+    back; every line reads as a sentence; the export says what the screens said."""
+    quizzes = tmp_path / "quizzes"
+    quizzes.mkdir()
+    (quizzes / "night.json").write_text(json.dumps(NIGHT))
+    with trio.fail_after(120):
+        async with engine_at(tmp_path, operator_key=KEY, quiz_dir=str(quizzes)) as (
+                _engine, address), trio.open_nursery() as nursery:
+            proxy = FaultProxy("127.0.0.1", address.port)
+            await nursery.start(proxy.run)
+            player_url = f"ws://127.0.0.1:{proxy.port}/"
+            async with terminal(["host", "--key", KEY, "--quiz", "night.json", "--mode",
+                                 "solo", "--url", address.url],
+                                state_dir=tmp_path / "host-home") as host:
+                code = (await host.expect(r"Session ([A-Z0-9]+) created"))[1]
+                await host.expect(f"Hosting {code}")
+                async with terminal(["play", code, "--name", "Ann", "--url", player_url],
+                                    state_dir=tmp_path / "ann-home") as ann:
+                    await ann.expect(f"Joined {code} as Ann")
+                    await ann.expect(r"You may play your joker on round 1 \(Warm-up\): /joker")
+                    await host.expect(r"\+ Ann joined \(#1\)")
+                    await ann.type("/joker")
+                    await ann.expect("Joker played on round 1 \\(Warm-up\\): its points count "
+                                     "double")
+
+                    await host.type("start")
+                    await ann.expect(r"Q1 \(round 1 \(Warm-up\), question 1\) · 2 points \+ up "
+                                     r"to 2 for speed · 120 s\n  Capital of France\?\n"
+                                     r"    A\) Paris\n    B\) Lyon\n    C\) Nice\n"
+                                     r"  Answer with one letter\.")
+
+                    # The network drops in the middle of the question, then comes back.
+                    proxy.cut()
+                    await ann.expect(r"Connection lost \(the network dropped\); reconnecting "
+                                     r"in \d+\.\d s\.\.\.")
+                    await ann.type("a")
+                    await ann.expect(r"Not connected right now \(reconnecting\)")
+                    proxy.restore()
+                    await ann.expect(f"Back in {code} as Ann.")
+                    await ann.type("a")
+                    await ann.expect(r"Answer received: A\) Paris\. You may change it until "
+                                     "the question closes.")
+                    await host.expect(r"Ann \(#1\) answered Q1")
+
+                    await host.type("reveal")
+                    await ann.expect(r"The answer to Q1: A\) Paris\n  Paris has been the capital "
+                                     "for a thousand years.")
+                    first = await ann.expect(r"Right! \+(\d+) points \(4 with your joker, \+ "
+                                             r"(\d+) for speed\)\. Your score: (\d+)\.")
+                    assert int(first[1]) == 4 + int(first[2]) == int(first[3])
+                    score = int(first[3])
+                    await host.expect(r"picked: A 1 · B 0 · C 0")
+
+                    # Host command mistakes get their usage, not a dict or a shrug.
+                    await host.type("extend")
+                    await host.expect(r"Usage: extend SECONDS")
+                    await host.type("extend soon")
+                    await host.expect(r"SECONDS must be a whole number, not 'soon'")
+                    await host.type("foo")
+                    await host.expect(r"Unknown command 'foo'\. Type help for the list\.")
+                    await host.type("close")
+                    await host.expect(r"Refused: .* \(wrong_phase\)\.")
+
+                    await host.type("next")
+                    await ann.expect(r"Band of Abbey Road\?\n  Type your answer\.")
+                    await ann.type("The Fab Four")
+                    await ann.expect("Answer received: The Fab Four.")
+                    await host.type("reveal")
+                    await ann.expect(r"The answer to Q2: The Beatles \(also accepted: Beatles\)")
+                    await ann.expect(rf"Not right this time: 0 points\. Your score: {score}\.")
+                    # The quiz master overrules, then adds points: Ann is told each time.
+                    await host.type("mark 2 1 right")
+                    await ann.expect(rf"The quiz master marked your answer to Q2 right: now 2 "
+                                     rf"points for it \(\+2\)\. Your score: {score + 2}\.")
+                    await host.type("adjust 1 3 good sport")
+                    await host.expect(r"Score of Ann \(#1\) adjusted by \+3: good sport")
+                    await ann.expect(rf"The quiz master adjusted your score by \+3: now "
+                                     rf"{score + 5}\.")
+                    score += 5
+
+                    await host.type("next")
+                    await ann.expect(r"End of round 1 \(Warm-up\)\.")
+                    await host.type("next")
+                    await ann.expect(r"Crows: a murder\?\n  Answer true or false\.")
+                    await ann.type("yes")
+                    await ann.expect("Answer received: true.")
+                    await host.type("reveal")
+                    await ann.expect(rf"Right! \+1 point\. Your score: {score + 1}\.")
+                    score += 1
+                    await host.type("end")
+                    await ann.expect(r"Standings:\n    1\. Ann +" + str(score) + " points")
+                    await ann.expect(r"The quiz has ended \(ended by the quiz master\)\.")
+                    await ann.expect(rf"You: rank 1 with {score} points\.")
+                    assert await ann.exit_code() == 0
+                await host.expect(r"The quiz has ended")
+                assert await host.exit_code() == 0
+            nursery.cancel_scope.cancel()
+        for term in (host, ann):
+            no_traceback(term)
+            assert not re.search(r"\b[A-Z]\w+\(\w+=", term.output), term.output
+        assert not (tmp_path / "ann-home" / f"player-{code}.json").exists()  # quiz over
+
+        # The export agrees with what Ann's screen said.
+        out = tmp_path / "results.json"
+        async with terminal(["export", code, "--data-dir", str(tmp_path), "--format", "json",
+                             "-o", str(out)], state_dir=tmp_path) as export:
+            assert await export.exit_code() == 0, export.output
+        results = json.loads(out.read_text())
+        assert [(s["name"], s["score"], s["rank"]) for s in results["standings"]] == \
+            [("Ann", score, 1)]
+        # `export -o` keeps an existing file unless --force.
+        async with terminal(["export", code, "--data-dir", str(tmp_path), "-o", str(out)],
+                            state_dir=tmp_path) as export:
+            assert await export.exit_code() == 1
+        assert "already exists: use --force" in export.output
+        assert json.loads(out.read_text()) == results
+        async with terminal(["export", code, "--data-dir", str(tmp_path), "-o", str(out),
+                             "--force"], state_dir=tmp_path) as export:
+            assert await export.exit_code() == 0
+        assert out.read_text().startswith("standings\n")

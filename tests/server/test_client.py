@@ -1,0 +1,101 @@
+"""The thin Python client against a real engine: request ids across reconnects, retries of
+retryable errors, and the join code in the URL (issue 16 point 1, issue 24 point 3, issue 17
+point 2, client side)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from engine_fixtures import engine_at, short_quiz
+
+from pubquiz_engine.client import (
+    Backoff,
+    Client,
+    open_client,
+    open_session_client,
+    session_url,
+)
+from pubquiz_engine.errors import ErrorCode, RemoteError
+from pubquiz_engine.protocol import messages as m
+
+
+def test_session_url_adds_or_replaces_the_code() -> None:
+    assert session_url("ws://127.0.0.1:8765/", "K7QX") == "ws://127.0.0.1:8765/?code=K7QX"
+    assert session_url("wss://q.example/ws?x=1&code=OLD", "K7QX") == \
+        "wss://q.example/ws?x=1&code=K7QX"
+
+
+def test_backoff_doubles_up_to_its_limit_with_jitter() -> None:
+    backoff = Backoff(first=1.0, factor=2.0, limit=5.0)
+    for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (50, 5.0)]:
+        for _ in range(20):
+            assert ceiling / 2 <= backoff.delay(attempt) <= ceiling
+
+
+async def test_an_answer_after_a_resume_is_not_taken_for_an_earlier_one(tmp_path: Path) -> None:
+    """rid is the answer's idempotency key per participant across connections: the resumed
+    connection's requests must not reuse the ids of the first connection's."""
+    with trio.fail_after(30):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host:
+                await host.host(session.code, host_token)
+                async with open_client(address.url) as first:
+                    await first.join(session.code, "Ann")
+                    token, last_seq = first.token, first.last_seq
+                    await host.request(m.Start)
+                    question = await first.next_event(m.Question)
+                    await first.answer(question.q, 1)  # Lyon: wrong
+                assert token is not None
+                async with open_client(address.url) as second:
+                    await second.resume(token, last_seq)
+                    await second.answer(question.q, 0)  # Paris: the answer that counts
+                    await host.request(m.Close)
+                    await host.request(m.Reveal)
+                    result = await second.next_event(m.Result)
+                    assert result.correct and result.points == 2
+
+
+async def test_request_ids_continue_from_a_saved_first_rid(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url, first_rid=41) as player:
+                welcome = await player.join(session.code, "Ann")
+                assert welcome.rid == 41 and player.next_rid == 42
+            async with open_client(address.url) as a, open_client(address.url) as b:
+                assert a.next_rid != b.next_rid  # random bases (a 1 in 2^30 chance to fail)
+                assert 1 <= a.next_rid <= 2**30
+
+
+async def test_a_retryable_refusal_is_retried_after_a_back_off(tmp_path: Path) -> None:
+    """Joins are rate-limited per address (retryable): with retry the second join waits for
+    the bucket to refill and gets in; without it the refusal is raised."""
+    with trio.fail_after(30):
+        async with engine_at(tmp_path, join_rate=5.0, join_burst=1) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as ann:
+                await ann.join(session.code, "Ann")
+            async with open_client(address.url) as eager:
+                with pytest.raises(RemoteError) as refused:
+                    await eager.join(session.code, "Ben")
+                assert refused.value.code is ErrorCode.RATE_LIMITED
+            retry = Backoff(first=0.1, factor=2.0, limit=1.0, attempts=40)
+            async with open_client(address.url, retry=retry) as patient:
+                welcome = await patient.join(session.code, "Ben")
+                assert welcome.name == "Ben"
+
+
+async def test_a_session_client_puts_the_join_code_in_the_url(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+
+            async def attach(client: Client) -> m.Welcome:
+                return await client.host(session.code, host_token)
+
+            async with open_session_client(address.url, session.code, attach) as host:
+                assert host.ws.path == f"/?code={session.code}"
+                assert host.welcome is not None and host.welcome.role == "host"
