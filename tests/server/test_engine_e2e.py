@@ -129,7 +129,7 @@ async def test_resume_replays_missed_events_exactly_once(tmp_path: Path) -> None
                     await ann.join(session.code, "Ann", None)
                     await host.request(m.Start)
                     q0 = await ann.next_event(m.Question)
-                    await ann.answer(q0.q, 0)
+                    rid0 = (await ann.answer(q0.q, 0)).rid
                     token, last_seq = ann.token, ann.last_seq
                 assert token is not None
                 # While Ann is away: close, reveal, next question.
@@ -145,16 +145,17 @@ async def test_resume_replays_missed_events_exactly_once(tmp_path: Path) -> None
                     seqs = [e.seq for e in missed[:3]]  # type: ignore[attr-defined]
                     assert seqs == sorted(seqs) and seqs[0] > last_seq
                     assert isinstance(missed[3], m.You) and missed[3].score >= 2
-                    # The same identity answers the new question. This client restarted its
-                    # rid counter on the new connection: the answer's rid is the one of the
-                    # answer to q0 (issue 16.1). It must be applied, not acked as a duplicate.
+                    # The same identity answers the new question with the rid of its answer
+                    # to q0, as a client that restarted its rid counter on the new connection
+                    # would (ours no longer does). It must be applied, not acked as a
+                    # duplicate (issue 16.1).
                     q1 = missed[2].q  # type: ignore[attr-defined]
-                    ack = await again.answer(q1, "Beatles")
+                    ack = await again.answer(q1, "Beatles", rid=rid0)
                     assert ack.q == q1
                 # In the store (durable: the ack came after the commit) and in `state`.
                 results = await engine.store.session_results(session.code)
                 assert sorted((a.question, a.request_id, a.value) for a in results.answers) == [
-                    (q0.q, 2, 0), (q1, 2, "Beatles")]
+                    (q0.q, rid0, 0), (q1, rid0, "Beatles")]
                 async with open_client(address.url) as view:
                     assert (await view.resume(token, 2**53 - 1)).replay == "state"
                     state = await view.next_event(m.State)

@@ -335,6 +335,9 @@ async def test_the_periodic_orphan_scan_adopts_on_its_own(
             async with open_client(addr_a.url) as ann:
                 await ann.join(session.code, "Ann")
                 await session.wait_snapshot()
+            # The scan adopts what the database lists as live: the session's row must be
+            # committed before A dies, or there is nothing to find.
+            assert await a.persister.drain(timeout=10)
             await kill_a(session.code)
             await b.coord.wait_adopted()  # no client came back: the scan did it
             assert session.code in b.sessions
@@ -406,7 +409,7 @@ async def _fenced_scenario(tmp_path: Path, postgres_url: str, redis_url: str, re
             await ann.join(code, "Ann")
             await host.request(m.Start)
             question = await ann.next_event(m.Question)
-            await ann.answer(question.q, 0)
+            acked = await ann.answer(question.q, 0)
             assert ann.token is not None
             await a.coord.snapshotter.flush()  # type: ignore[union-attr]
             # A stops renewing (as if SIGSTOPped past its lease); B takes the session.
@@ -428,9 +431,9 @@ async def _fenced_scenario(tmp_path: Path, postgres_url: str, redis_url: str, re
                 assert outcome.refused == frozenset({code})
                 row = await b.store.load_session(code)
                 assert row is not None and row.epoch == b.sessions[code].epoch
-                # The player goes on at B: resending the acked answer (same rid, 2) is
+                # The player goes on at B: resending the acked answer with its rid is
                 # recognised as the same answer, not a second one.
-                assert (await ann_b.request(m.Answer, q=question.q, value=0)).q == 0
+                assert (await ann_b.answer(question.q, 0, rid=acked.rid)).q == 0
         assert await b.persister.drain(timeout=10)
         results = await b.store.session_results(code)
         assert [(r.participant_id, r.question) for r in results.answers] == [(1, 0)]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from pubquiz_engine.client import Client, ClientClosed, open_client
+from pubquiz_engine.client import Client, ClientClosed, ConnectFailed, open_client
 from pubquiz_engine.errors import RemoteError
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.store import open_store
@@ -104,7 +104,7 @@ async def resume_somewhere(urls: list[str], token: str, last_seq: int,
                 client = await stack.enter_async_context(open_client(url, connect_timeout=2))
                 await client.resume(token, last_seq)
                 return client
-            except (RemoteError, ClientClosed, OSError) as exc:
+            except (RemoteError, ClientClosed, ConnectFailed) as exc:
                 if isinstance(exc, RemoteError):
                     assert exc.retryable, exc
         await trio.sleep(min(0.5, 0.05 * (attempt + 1)))
