@@ -252,14 +252,39 @@ class Envelope:
     key: str | None
 
 
+#: Frames up to this size are unpacked whole by ``peek`` (see there).
+_PEEK_UNPACK_BYTES = 512
+
+
 def peek(data: bytes, *, limits: Limits | None = None) -> Envelope:
     """The type, ``rid`` and operator ``key`` of a client frame, read by a bounded walk of its
     top-level map that builds nothing else (see ``_walk_envelope``): the cost of a frame that
     will be refused anyway (throttled, or too big without the operator key) stays a skim.
 
     Never raises; a frame that is not a readable map gives an all-None envelope.
+
+    A frame of at most ``_PEEK_UNPACK_BYTES`` is unpacked whole instead: for a ``ping`` or an
+    ``answer`` that is faster than the walk (a flood of them is exactly what gets throttled),
+    and it builds at most a few KiB. The result is the same (a repeated key still yields None:
+    then the walk decides).
     """
-    found = _walk_envelope(data, limits or CLIENT_LIMITS)
+    limits = limits or CLIENT_LIMITS
+    if len(data) <= _PEEK_UNPACK_BYTES:
+        try:
+            frame = msgpack.unpackb(data, **_options(limits))
+        except (msgpack.ExtraData, _ExtRefused, ValueError, TypeError, OverflowError):
+            pass  # the walk reads what can be read of it
+        else:
+            if type(frame) is not dict:
+                return Envelope(type=None, rid=None, key=None)
+            # The walk's answer exactly, when it would have read every entry: no repeated key
+            # (the declared count is the built one) and no key but str ones.
+            if _map_header(data) == len(frame) and all(type(k) is str for k in frame):
+                return _envelope(frame)
+    return _envelope(_walk_envelope(data, limits))
+
+
+def _envelope(found: dict[str, object]) -> Envelope:
     message_type, key = found.get("t"), found.get("key")
     return Envelope(
         type=message_type if type(message_type) is str else None,
