@@ -44,6 +44,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
@@ -55,7 +56,7 @@ import trio
 import trio.lowlevel
 
 import pubquiz_engine
-from pubquiz_engine.errors import CloseCode, ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.errors import CloseCode, ErrorCode, QuizFileError, Rejected, StoreError
 from pubquiz_engine.game import (
     GameSession,
     Mode,
@@ -164,6 +165,8 @@ class Engine:
         self._listener: ListenerInfo | None = None
         self.stopping = False
         self.ready = False
+        #: This node's name (``node_id``, or host:port once listening), the sessions' owner.
+        self.node: str | None = None
         #: The codec's limits for client frames, shared by every connection.
         self.frame_limits = Limits(
             max_frame_bytes=config.max_frame_bytes,
@@ -187,11 +190,14 @@ class Engine:
             async with trio.open_nursery() as root:
                 root.start_soon(self._watch_loop)
                 await root.start(self.persister.run)
+                if not self.config.redis_url:
+                    await self._interrupt_leftovers()  # before any session of this run exists
                 self._sessions_nursery = await root.start(_hold_nursery)
                 scope = trio.CancelScope()
                 self._serve_scopes.append(scope)
                 self._listener = await root.start(self._serve, scope, self.config.host,
                                                   self.config.port, True)
+                self.node = self.config.node_id or _node_name(self._listener.port)
                 admin_port = None
                 if self.config.admin_port is not None:
                     admin_scope = trio.CancelScope()
@@ -219,6 +225,25 @@ class Engine:
             # ``self.coord`` (a killed process would have them closed by the kernel).
             if coord is not None:
                 coord.redis.close()
+
+    async def _interrupt_leftovers(self) -> None:
+        """Without Redis, the live sessions a previous run of this node left in the database
+        (it was killed: a graceful stop records them itself) died with it: nobody can carry
+        them on. Record them ``interrupted``. The node is known before listening only by its
+        ``node_id`` or a fixed port; with neither there is nothing of ours to find."""
+        node = self.config.node_id or (_node_name(self.config.port) if self.config.port
+                                       else None)
+        if node is None:
+            return
+        now = self._clock()
+        try:
+            codes = await self.store.interrupt_sessions(node, created_before=now, ended_at=now)
+        except StoreError as exc:  # the database may be away at start: the next start retries
+            log.warning("sessions left live by a previous run not checked: %s", exc)
+            return
+        if codes:
+            log.warning("%d sessions left live by a previous run of node %s recorded "
+                        "interrupted: %s", len(codes), node, ", ".join(codes[:20]))
 
     async def _serve(self, scope: trio.CancelScope, host: str, port: int, websockets: bool,
                      *, task_status: trio.TaskStatus[ListenerInfo] = trio.TASK_STATUS_IGNORED
@@ -392,7 +417,8 @@ class Engine:
         session = self._new_session(code=code, game=GameSession(quiz, session_options),
                                     host_token_hash=credentials.token_hash(host_token),
                                     epoch=epoch)
-        self.persister.record([session.created_record(quiz)])  # admitted above
+        # Admitted above. Its owner is this node: without Redis, our next start finds it.
+        self.persister.record([attrs.evolve(session.created_record(quiz), owner=self.node)])
         self._start_session(session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
         if self.coord is not None:
@@ -562,6 +588,11 @@ class Engine:
         from pubquiz_engine.web import web_routes
         routes.update(web_routes(self))
         return Router(routes)
+
+
+def _node_name(port: int) -> str:
+    """A node's default name: the same one the failover coordination uses."""
+    return f"{socket.gethostname()}:{port}"
 
 
 async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED

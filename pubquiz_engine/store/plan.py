@@ -40,7 +40,8 @@ from pubquiz_engine.store.records import (
 
 # Row shapes (the column order of every INSERT in both backends):
 #   quizzes:      (quiz_id, title, data_json, first_seen_at)
-#   sessions:     (code, quiz_id, title, mode, status, created_at, epoch, host_token_hash)
+#   sessions:     (code, quiz_id, title, mode, status, created_at, epoch, host_token_hash,
+#                  owner_node)
 #   ended:        (code, ended_at, status)
 #   participants: (code, participant_id, name, team, joined_at, resume_token_hash)
 #   answers:      (code, participant_id, request_id, question, value_json, team, submitted_at,
@@ -193,6 +194,7 @@ def plan_batch(records: Sequence[Record]) -> BatchPlan:
                     record.created_at,
                     epoch,
                     record.host_token_hash,
+                    record.owner,
                 )
         elif isinstance(record, SessionEnded):
             ended.setdefault(code, (code, record.ended_at, record.status))

@@ -90,8 +90,8 @@ _INSERT_QUIZ = (
 )
 _INSERT_SESSION = (
     "INSERT INTO quiz_sessions (code, quiz_id, title, mode, status, created_at, epoch,"
-    " host_token_hash) VALUES (%s::text, %s::text, %s::text, %s::text, %s::text, %s::float8,"
-    " %s::int8, %s::text) ON CONFLICT DO NOTHING"
+    " host_token_hash, owner_node) VALUES (%s::text, %s::text, %s::text, %s::text, %s::text,"
+    " %s::float8, %s::int8, %s::text, %s::text) ON CONFLICT DO NOTHING"
 )
 _LOCK_EPOCHS = (
     "SELECT code, epoch FROM quiz_sessions WHERE code = ANY(%s::text[]) ORDER BY code FOR UPDATE"
@@ -314,6 +314,19 @@ class PostgresStore:
                 raise KeyError(code)
 
         await self._write_call(job)
+
+    async def interrupt_sessions(self, owner: str, *, created_before: float,
+                                 ended_at: float) -> list[str]:
+        def job(conn: psycopg.Connection[Any]) -> list[str]:
+            rows = conn.execute(
+                "UPDATE quiz_sessions SET status = 'interrupted', ended_at = %s::float8"
+                " WHERE owner_node = %s::text AND status = 'live' AND created_at < %s::float8"
+                " RETURNING code",
+                (ended_at, owner, created_before),
+            ).fetchall()
+            return sorted(code for (code,) in rows)
+
+        return await self._write_call(job)
 
     async def load_session(self, code: str) -> SessionRow | None:
         def fn(conn: psycopg.Connection[Any]) -> SessionRow | None:

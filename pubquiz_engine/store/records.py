@@ -66,6 +66,9 @@ class SessionRecord:
     epoch: int = attrs.field(validator=_epoch)
     host_token_hash: str
     status: str = attrs.field(default="live", validator=_status)
+    #: The node that created it (``quiz_sessions.owner_node``): without Redis, that node's next
+    #: start records the sessions it held as ``interrupted`` (``Store.interrupt_sessions``).
+    owner: str | None = None
 
 
 @attrs.frozen
@@ -298,6 +301,14 @@ class Store(Protocol):
         """The highest seq stored for the session (events, answers, scores; 0 if none): a node
         taking the session over numbers its events above it, so that its rows never collide
         with, or lose to, rows the old owner wrote after its last snapshot."""
+        ...
+
+    async def interrupt_sessions(self, owner: str, *, created_before: float,
+                                 ended_at: float) -> list[str]:
+        """Record as ``interrupted`` (ending at ``ended_at``) every ``live`` session whose
+        owner node is ``owner`` and that was created before ``created_before``; returns their
+        codes. A node without Redis calls it when it starts: the sessions its previous run
+        held (stopped by ``kill -9``) died with it and nobody can carry them on."""
         ...
 
     async def load_session(self, code: str) -> SessionRow | None: ...

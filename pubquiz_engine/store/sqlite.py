@@ -79,7 +79,7 @@ def _mapped() -> Iterator[None]:
 _INSERT_QUIZ = "INSERT INTO quizzes VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _INSERT_SESSION = (
     "INSERT INTO quiz_sessions (code, quiz_id, title, mode, status, created_at, epoch,"
-    " host_token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    " host_token_hash, owner_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _SELECT_EPOCHS = (
     "SELECT code, epoch FROM quiz_sessions WHERE code IN (SELECT value FROM json_each(?))"
@@ -266,6 +266,21 @@ class SqliteStore:
                     raise KeyError(code)
 
         await self._on(self._writer, job)
+
+    async def interrupt_sessions(self, owner: str, *, created_before: float,
+                                 ended_at: float) -> list[str]:
+        def job() -> list[str]:
+            conn = self._w()
+            with _mapped(), _transaction(conn):
+                rows = conn.execute(
+                    "UPDATE quiz_sessions SET status = 'interrupted', ended_at = ?3"
+                    " WHERE owner_node = ?1 AND status = 'live' AND created_at < ?2"
+                    " RETURNING code",
+                    (owner, created_before, ended_at),
+                ).fetchall()
+            return sorted(code for (code,) in rows)
+
+        return await self._on(self._writer, job)
 
     async def load_session(self, code: str) -> SessionRow | None:
         def fn(conn: sqlite3.Connection) -> SessionRow | None:

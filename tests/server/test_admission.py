@@ -6,7 +6,8 @@
 - ``create_session`` checks for room first: no 1011, no session half made, and with Redis no
   lease left held (and renewed for ever) for a session that does not exist.
 - A graceful stop without Redis marks the sessions nobody will carry on: ``interrupted`` (or
-  ``finished`` for a game played out) with their end time.
+  ``finished`` for a game played out) with their end time; a node killed without Redis has
+  its sessions recorded ``interrupted`` by its next start.
 
 The database is made slow on purpose with a gate (``GatedStore``): writes wait until the test
 opens it, so the queue fills deterministically; nothing waits on a timer.
@@ -15,10 +16,12 @@ opens it, so the queue fills deterministically; nothing waits on a timer.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -82,6 +85,11 @@ class GatedStore:
 
     async def last_seq(self, code: str) -> int:
         return await self.inner.last_seq(code)
+
+    async def interrupt_sessions(self, owner: str, *, created_before: float,
+                                 ended_at: float) -> list[str]:
+        return await self.inner.interrupt_sessions(owner, created_before=created_before,
+                                                   ended_at=ended_at)
 
     async def load_session(self, code: str) -> SessionRow | None:
         return await self.inner.load_session(code)
@@ -292,3 +300,50 @@ async def test_a_graceful_stop_without_redis_marks_what_nobody_carries_on(
     status = {code: (row.status, row.ended_at is not None and row.ended_at >= before)
               for code, row in rows.items() if row is not None}
     assert status == {playing.code: ("interrupted", True), played.code: ("finished", True)}
+
+
+async def test_a_node_without_redis_interrupts_what_its_killed_run_left_live(
+        tmp_path: Path) -> None:
+    """Issue 16.6 after a kill: a run of node "n1" dies without a graceful stop (its sessions
+    stay ``live`` in the database, nobody can carry them on); the next start of "n1" records
+    them ``interrupted``. Another node's session and this run's own stay ``live``."""
+    url = f"sqlite:///{tmp_path / 'pubquiz.sqlite3'}"
+    config = ServerConfig(port=0, data_dir=str(tmp_path), database_url=url, node_id="n1")
+    with trio.fail_after(60):
+        store = await open_store(url)
+        try:
+            for node in ("n1", "n2"):
+                killed = Engine(attrs.evolve(config, node_id=node), store)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(killed.run)
+                    session, _ = killed.create_session(short_quiz(), mode="solo")
+                    if node == "n1":
+                        left = session.code
+                    else:
+                        other = session.code
+                    assert await killed.persister.drain(timeout=10)
+                    nursery.cancel_scope.cancel()  # no graceful stop: as kill -9 leaves it
+        finally:
+            await store.aclose()
+        assert (await _row(url, left)).status == "live"  # what the kill left
+        started = time.time()
+        async with running_engine(config) as (engine, _address):
+            mine, _ = engine.create_session(short_quiz(), mode="solo")
+            assert await engine.persister.drain(timeout=10)
+            rows = {code: await engine.store.load_session(code)
+                    for code in (left, other, mine.code)}
+    status = {code: (row.status, row.owner_node, row.ended_at is not None
+                     and row.ended_at >= started)
+              for code, row in rows.items() if row is not None}
+    assert status == {left: ("interrupted", "n1", True), other: ("live", "n2", False),
+                      mine.code: ("live", "n1", False)}
+
+
+async def _row(url: str, code: str) -> SessionRow:
+    store = await open_store(url)
+    try:
+        row = await store.load_session(code)
+    finally:
+        await store.aclose()
+    assert row is not None
+    return row

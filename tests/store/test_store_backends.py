@@ -200,6 +200,26 @@ async def test_the_first_end_of_a_session_stays(store: Store, codes: Codes) -> N
         SessionEnded(stopped, 1.0, 1, status="live")
 
 
+async def test_interrupt_sessions_takes_only_the_owners_older_live_ones(
+        store: Store, codes: Codes) -> None:
+    old, newer, ended, foreign = codes(), codes(), codes(), codes()
+    mine = "node-" + old
+    with trio.fail_after(20):
+        await store.write([
+            attrs.evolve(session(old, created_at=10.0), owner=mine),
+            attrs.evolve(session(newer, created_at=30.0), owner=mine),
+            attrs.evolve(session(ended, created_at=10.0), owner=mine),
+            attrs.evolve(session(foreign, created_at=10.0), owner="node-else-" + old),
+            SessionEnded(ended, 15.0, 1),
+        ])
+        assert await store.interrupt_sessions(mine, created_before=20.0, ended_at=25.0) == [old]
+        assert await store.interrupt_sessions(mine, created_before=20.0, ended_at=26.0) == []
+        rows = [await store.load_session(c) for c in (old, newer, ended, foreign)]
+    assert [(r.status, r.ended_at, r.owner_node) for r in rows if r is not None] == [
+        ("interrupted", 25.0, mine), ("live", None, mine), ("finished", 15.0, mine),
+        ("live", None, "node-else-" + old)]
+
+
 async def test_last_seq_is_the_highest_of_events_answers_and_scores(
     store: Store, codes: Codes
 ) -> None:
