@@ -1,0 +1,46 @@
+"""The short run of the fault checker (part of the suite): a few seeds against two real engine
+processes on PostgreSQL and Redis.
+
+Each run checks the properties today's ``main`` keeps under the fault families it injects
+(``properties.ON_MAIN``): the run fails on any anomaly among those, and prints the seed, the
+history that shows it and the command that repeats it. The long run, with every property, is
+``python -m bench.checker --seeds 50`` (docs/reliability.md, "The fault checker").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from checker.properties import enabled_for
+from checker.runner import RunConfig, run
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+#: Small on purpose: a run is two engine processes, a quiz of three 2.5 s questions and five
+#: players; about 10-15 s each on a loaded 2-core machine.
+SHORT: dict[str, RunConfig] = {
+    "reconnects": RunConfig(seed=11, players=5, questions=3, time_limit=2.5,
+                            props=enabled_for(())),
+    "kill9-db": RunConfig(seed=12, families=("kill9", "db_cut", "db_stall"), faults=2,
+                          players=5, questions=3, time_limit=2.5,
+                          props=enabled_for(("kill9", "db_cut", "db_stall"))),
+}
+
+
+@pytest.mark.parametrize("name", list(SHORT))
+async def test_short_checker_run_finds_no_anomaly(name: str, postgres_url: str, redis_url: str,
+                                                  redis_prefix: str, tmp_path: Path) -> None:
+    config = SHORT[name]
+    with trio.fail_after(config.budget + 60):
+        report = await run(config, postgres_url=postgres_url, redis_url=redis_url,
+                           prefix=redis_prefix, tmp=tmp_path)
+    print(report.render())
+    outcomes = report.answers()
+    # The run did what it is for: answers acked and refused, reconnects, every fault injected.
+    assert outcomes["ack"] >= 10, report.summary()
+    assert sum(h.entries[-1].conn for h in report.histories if h.entries) > config.players
+    assert len(report.faults) == config.faults, report.summary()
+    assert not report.anomalies, report.render(per_prop=3)
