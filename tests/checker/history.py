@@ -35,6 +35,8 @@ class Entry:
         frame = self.frame
         if frame.get("t") == "state":  # the whole map is long: what the properties read
             frame = {"t": "state", "seq": frame.get("seq"), **_state_gist(frame.get("state"))}
+        elif frame.get("t") == "question":
+            frame = {k: frame.get(k) for k in ("t", "seq", "q", "deadline_ms")}
         elif frame.get("t") == "welcome":
             frame = {k: v for k, v in frame.items() if k not in ("code", "name", "team",
                                                                  "token")}

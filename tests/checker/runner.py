@@ -169,6 +169,7 @@ async def run(config: RunConfig, *, postgres_url: str, redis_url: str, prefix: s
     rng = random.Random(config.seed)
     quiz, correct, points = make_quiz(rng, config.questions, config.time_limit)
     gap = config.lease_ttl_ms / 1000 * 2 + 1.0
+    settle = config.lease_ttl_ms / 1000 + 1.0
     faults = schedule(random.Random(f"{config.seed}:nemesis"), config.families, config.faults,
                       start=0.5, gap=gap)
     started = trio.current_time()
@@ -208,10 +209,16 @@ async def run(config: RunConfig, *, postgres_url: str, redis_url: str, prefix: s
                         await host.quiz_started.wait()
                         quiz_at = trio.current_time()
                         nemesis_rng = random.Random(f"{config.seed}:targets")
+                        healed = quiz_at
                         for fault in faults:
-                            await trio.sleep_until(quiz_at + fault.at)  # the schedule
+                            # The schedule; and one fault at a time: the next one starts a
+                            # lease and a second after the last was healed (so that, say, a
+                            # database cut never lands on a takeover still under way: that
+                            # combination is its own family of anomaly, not this one's).
+                            await trio.sleep_until(max(quiz_at + fault.at, healed + settle))
                             at = trio.current_time() - started
                             injected.append(await cluster.inject(fault, code, nemesis_rng, at))
+                            healed = trio.current_time()
                     finally:
                         may_finish.set()
 

@@ -475,10 +475,12 @@ class Host(Client):
                 self.quiz_started.set()
             if reply.get("t") == "error":
                 if reply.get("code") in ("wrong_phase",):
-                    # Our view is behind: wait for the event, else re-attach for a state.
+                    # Our view is behind: wait for the event, else re-attach for a whole state
+                    # (last_seq nil: after a takeover an `events` replay may bring nothing).
                     with trio.move_on_after(1) as waited:
                         await before.wait()
                     if waited.cancelled_caught:
+                        self.attached = False
                         return
                     continue
                 if reply.get("retryable"):
