@@ -247,21 +247,37 @@ def check_acked_stored_once(histories: Sequence[History], facts: Facts) -> list[
     stored = {(a.participant, a.rid): a for a in facts.answers}
     out: list[Anomaly] = []
     for history in histories:
-        for t in answer_tries(history):
+        tries = answer_tries(history)
+        for t in tries:
             if t.outcome != "ack":
                 continue
             row = stored.get((t.participant, t.rid))
             if row is None:
                 out.append(Anomaly("acked_stored_once",
                                    f"answer acked but not stored: participant {t.participant} "
-                                   f"rid {t.rid} q {t.q}", t.client, t.evidence))
+                                   f"rid {t.rid} q {t.q}", t.client,
+                                   _story(history, [x for x in tries if x.rid == t.rid])))
             elif row.q != t.q or row.value != t.value:
                 out.append(Anomaly(
                     "acked_stored_once",
                     f"answer acked but not applied: participant {t.participant} rid {t.rid} "
                     f"acked for q {t.q} value {t.value!r}; the store has q {row.q} value "
-                    f"{row.value!r} under that rid", t.client, t.evidence))
+                    f"{row.value!r} under that rid", t.client,
+                    _story(history, [x for x in tries if x.rid == t.rid and (
+                        x is t or (x.q, x.value) == (row.q, row.value))])))
     return out
+
+
+def _story(history: History, tries: Sequence[Try]) -> tuple[Entry, ...]:
+    """The tries' requests and replies, with the reloads and closes between the first and the
+    last of them: what a reader needs to see why one rid meant two answers."""
+    lines = {e.index: e for t in tries for e in t.evidence}
+    if lines:
+        first, last = min(lines), max(lines)
+        for e in history.entries[first:last]:
+            if e.kind in (NOTE, CLOSED, LOST) or (e.kind == OUT and e.frame.get("t") == "resume"):
+                lines[e.index] = e
+    return tuple(lines[i] for i in sorted(lines))
 
 
 def check_refused_not_stored(histories: Sequence[History], facts: Facts) -> list[Anomaly]:
@@ -482,16 +498,6 @@ def check_result_stable(histories: Sequence[History], facts: Facts) -> list[Anom
             out.append(Anomaly("result_stable", f"q {q} was revealed {len(seen_reveals)} ways",
                                detail="\n".join(e.line(c) for c, e in seen_reveals.values())))
     return out
-
-
-def _differs(kind: str, frame: Mapping[str, Any], row: LogRow) -> bool:
-    """Whether an event's question (and a question's deadline) differs from its log row."""
-    if kind not in ("question", "closed", "reveal"):
-        return False
-    if row.payload.get("question") != frame.get("q"):
-        return True
-    return kind == "question" and ms(float(row.payload.get("deadline", 0.0))) != frame.get(
-        "deadline_ms")
 
 
 def _differs(kind: str, frame: Mapping[str, Any], row: LogRow) -> bool:
