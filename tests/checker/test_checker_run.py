@@ -4,13 +4,16 @@ processes on PostgreSQL and Redis.
 Each run checks the properties today's ``main`` keeps under the fault families it injects
 (``properties.ON_MAIN``): the run fails on any anomaly among those, and prints the seed, the
 history that shows it and the command that repeats it. The long run, with every property, is
-``python -m bench.checker --seeds 50`` (docs/reliability.md, "The fault checker").
+``python -m bench.checker --seeds 50`` (docs/reliability.md, "The fault checker"); more seeds of
+these runs: ``PUBQUIZ_CHECKER_SEEDS=10``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -32,10 +35,18 @@ SHORT: dict[str, RunConfig] = {
 }
 
 
-@pytest.mark.parametrize("name", list(SHORT))
-async def test_short_checker_run_finds_no_anomaly(name: str, postgres_url: str, redis_url: str,
-                                                  redis_prefix: str, tmp_path: Path) -> None:
-    config = SHORT[name]
+#: ``PUBQUIZ_CHECKER_SEEDS=N`` runs each short configuration with N seeds instead of one (the
+#: same checks, for a longer look from pytest; ``bench.checker`` checks every property).
+EXTRA = int(os.environ.get("PUBQUIZ_CHECKER_SEEDS", "1"))
+RUNS = [(name, attrs.evolve(config, seed=config.seed + 100 * i))
+        for name, config in SHORT.items() for i in range(max(1, EXTRA))]
+
+
+@pytest.mark.parametrize("config", [c for _, c in RUNS],
+                         ids=[f"{name}-seed{c.seed}" for name, c in RUNS])
+async def test_short_checker_run_finds_no_anomaly(config: RunConfig, postgres_url: str,
+                                                  redis_url: str, redis_prefix: str,
+                                                  tmp_path: Path) -> None:
     with trio.fail_after(config.budget + 60):
         report = await run(config, postgres_url=postgres_url, redis_url=redis_url,
                            prefix=redis_prefix, tmp=tmp_path)
