@@ -2,10 +2,12 @@
 
 Issue 16 (acknowledged answers):
 
-- ``acked_stored_once``: every acked answer is in the database, once, as it was acked (its
-  question and value under its ``(participant, rid)``);
+- ``acked_stored_once``: every acked answer is in the database, once, as it was acked (one
+  row with its question and value under its ``(participant, rid)``; since schema 3 a reused rid
+  may hold several answers, each its own row);
 - ``refused_not_stored``: the database holds no answer that was refused (a non-retryable code,
-  or ``busy`` / ``rate_limited``, which say "not applied"), nor one that was never sent;
+  or ``busy`` / ``shutting_down`` / ``rate_limited``, which say "not applied"), nor one that
+  was never sent;
 - ``last_acked_scored``: the answer that counts for a revealed question is the scorer's last
   acked one (or a later one whose reply never came): in the database (the latest row by seq)
   and in the ``result`` the player was sent;
@@ -69,11 +71,11 @@ PROPERTIES: dict[str, str] = {
     "completes": "the quiz ends and every player resumes at the end",
 }
 
-#: Error codes that promise the request was not applied (SPEC 12): every non-retryable code,
-#: plus ``busy`` ("the request was not applied") and ``rate_limited``.
-NOT_APPLIED_RETRYABLE = frozenset({"busy", "rate_limited"})
+#: Error codes that promise the request was not applied (SPEC 8 and 12): every non-retryable
+#: code, plus ``busy`` and ``shutting_down`` ("nothing was applied") and ``rate_limited``.
+NOT_APPLIED_RETRYABLE = frozenset({"busy", "shutting_down", "rate_limited"})
 #: Retryable codes after which an answer may or may not have been applied.
-MAYBE_APPLIED = frozenset({"internal", "fenced", "shutting_down", "moved"})
+MAYBE_APPLIED = frozenset({"internal", "fenced", "moved"})
 
 #: Wire event type -> the event-log types it may be stored as (``game.events.event_type``).
 WIRE_TO_LOG: dict[str, tuple[str, ...]] = {
@@ -244,27 +246,43 @@ def _events(history: History) -> Iterator[tuple[Entry, int | None]]:
 
 
 def check_acked_stored_once(histories: Sequence[History], facts: Facts) -> list[Anomaly]:
-    stored = {(a.participant, a.rid): a for a in facts.answers}
+    stored: dict[tuple[int, int], list[StoredAnswer]] = defaultdict(list)
+    for row in facts.answers:
+        stored[(row.participant, row.rid)].append(row)
     out: list[Anomaly] = []
+    twice: set[tuple[int, int, int, str]] = set()
     for history in histories:
         tries = answer_tries(history)
         for t in tries:
             if t.outcome != "ack":
                 continue
-            row = stored.get((t.participant, t.rid))
-            if row is None:
+            under_rid = stored.get((t.participant, t.rid), [])
+            rows = [r for r in under_rid if (r.q, r.value) == (t.q, t.value)]
+            same_rid = [x for x in tries if x.rid == t.rid]
+            if len(rows) == 1:
+                continue
+            if len(rows) > 1:
+                key = (t.participant, t.rid, t.q, repr(t.value))
+                if key not in twice:
+                    twice.add(key)
+                    out.append(Anomaly(
+                        "acked_stored_once",
+                        f"answer stored {len(rows)} times: participant {t.participant} rid "
+                        f"{t.rid} q {t.q} (seqs {sorted(r.seq for r in rows)})", t.client,
+                        _story(history, same_rid)))
+            elif not under_rid:
                 out.append(Anomaly("acked_stored_once",
                                    f"answer acked but not stored: participant {t.participant} "
-                                   f"rid {t.rid} q {t.q}", t.client,
-                                   _story(history, [x for x in tries if x.rid == t.rid])))
-            elif row.q != t.q or row.value != t.value:
+                                   f"rid {t.rid} q {t.q}", t.client, _story(history, same_rid)))
+            else:
+                other = under_rid[-1]
                 out.append(Anomaly(
                     "acked_stored_once",
                     f"answer acked but not applied: participant {t.participant} rid {t.rid} "
-                    f"acked for q {t.q} value {t.value!r}; the store has q {row.q} value "
-                    f"{row.value!r} under that rid", t.client,
-                    _story(history, [x for x in tries if x.rid == t.rid and (
-                        x is t or (x.q, x.value) == (row.q, row.value))])))
+                    f"acked for q {t.q} value {t.value!r}; the store has q {other.q} value "
+                    f"{other.value!r} under that rid", t.client,
+                    _story(history, [x for x in same_rid if x is t or any(
+                        (x.q, x.value) == (r.q, r.value) for r in under_rid)])))
     return out
 
 

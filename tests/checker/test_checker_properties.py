@@ -141,6 +141,23 @@ def test_an_ack_without_apply_is_found_rid_collision() -> None:
     assert "q: 0, value: 1" in story and "reload" in story and "q: 1, value: 0" in story
 
 
+def test_an_answer_stored_twice_is_found_once() -> None:
+    s = Script().connect().question(2, 0).answer(2, 0, 1).answer(2, 0, 1)  # resent, same rid
+    data = facts([stored(2, 0, 1, seq=3), stored(2, 0, 1, seq=7)], events={})
+    broken = check_all([s.history], data, ["acked_stored_once"])
+    assert [a.summary for a in broken] == [
+        "answer stored 2 times: participant 1 rid 2 q 0 (seqs [3, 7])"]
+
+
+def test_a_reused_rid_may_hold_two_answers() -> None:
+    """Schema 3: a rid reused for another answer is applied as a new answer, its own row."""
+    s = Script().connect().question(2, 0).answer(2, 0, 1)
+    s._add(NOTE, {"reload": True})
+    s.connect(seq=2).answer(2, 0, 3)
+    data = facts([stored(2, 0, 1, seq=3), stored(2, 0, 3, seq=5)], events={})
+    assert check_all([s.history], data, ["acked_stored_once", "refused_not_stored"]) == []
+
+
 def test_a_stored_answer_that_was_refused_or_never_sent_is_found() -> None:
     s = Script().connect().question(2, 0).answer(2, 0, 0, reply="question_closed")
     broken = check_all([s.history], facts([stored(2, 0, 0), stored(9, 0, 1)]),
