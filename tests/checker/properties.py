@@ -350,7 +350,11 @@ def check_last_acked_scored(histories: Sequence[History], facts: Facts) -> list[
             candidates = [tries[start].value] if acked else [None]
             candidates += [t.value for t in tries[start + 1 if acked else 0:]
                            if t.outcome == "unknown"]
-            shown = tuple(t for x in tries[-3:] for t in x.evidence)
+            # The last tries, and any earlier one under the same rid (a resend by rid may
+            # have been taken for one of them), with the reloads between.
+            tail = tries[-3:]
+            shown = _story(history, [x for x in tries if x in tail or any(
+                x.rid == y.rid for y in tail)])
             if q in revealed:
                 row = last.get((history.participant, q))
                 stored = row.value if row is not None else None
