@@ -143,7 +143,7 @@ async def _create(cluster: Cluster, quiz: dict[str, Any], started: float) -> tup
 
 
 def _read_facts(postgres_url: str, code: str) -> tuple[list[StoredAnswer], dict[int, LogRow],
-                                                        dict[int, float]]:
+                                                        dict[int, float], str]:
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as conn:
@@ -159,7 +159,11 @@ def _read_facts(postgres_url: str, code: str) -> tuple[list[StoredAnswer], dict[
             " LEFT JOIN participant_scores s ON s.session_code = p.session_code"
             " AND s.participant_id = p.participant_id WHERE p.session_code = %s",
             (code,)).fetchall()}
-    return answers, events, standings
+        row = conn.execute("SELECT status, epoch, owner_node FROM quiz_sessions WHERE code = %s",
+                           (code,)).fetchone()
+    session = "no session row" if row is None else (
+        f"session row: status {row[0]}, epoch {row[1]}, owner {row[2]}")
+    return answers, events, standings, session
 
 
 async def run(config: RunConfig, *, postgres_url: str, redis_url: str, prefix: str,
@@ -241,7 +245,8 @@ async def run(config: RunConfig, *, postgres_url: str, redis_url: str, prefix: s
             nursery.cancel_scope.cancel()
     seconds = trio.current_time() - started
     histories = [p.history for p in players] + ([host.history] if host is not None else [])
-    answers, events, standings = await trio.to_thread.run_sync(_read_facts, postgres_url, code)
+    answers, events, standings, session = await trio.to_thread.run_sync(
+        _read_facts, postgres_url, code)
     facts = Facts(tuple(answers), events, standings, correct, points)
     anomalies = check_all(histories, facts, config.props)
     if "completes" in config.props:
@@ -251,12 +256,17 @@ async def run(config: RunConfig, *, postgres_url: str, redis_url: str, prefix: s
             tail = host.history.entries[-8:] if host is not None else []
             anomalies.append(Anomaly("completes", "the host never saw the quiz finish", "host",
                                      tuple(tail)))
+        warnings = "\n".join(f"{node.name}: {line[:300]}" for node in cluster.nodes
+                             for line in [x for x in node.output
+                                          if '"level": "warning"' in x
+                                          or '"level": "error"' in x][-4:])
+        session = session + ("\nlast engine warnings:\n" + warnings if warnings else "")
         for player in players:
             if not player.resumed_at_end:
                 anomalies.append(Anomaly(
                     "completes", f"{player.history.client} did not resume at the end "
                     f"({player.gave_up or 'no reason'})", player.history.client,
-                    tuple(player.history.entries[-6:])))
+                    tuple(player.history.entries[-6:]), detail=session))
         for name, exit_code in exits.items():
             if exit_code != 0:
                 anomalies.append(Anomaly("completes", f"engine {name} ended with {exit_code} "
