@@ -685,7 +685,8 @@ _PLUMBING = frozenset({"seq_order", "one_history", "no_1011", "no_internal", "co
 #: enable a property here when the engine fix that makes it hold has landed.
 ON_MAIN: dict[str, frozenset[str]] = {
     "none": frozenset(PROPERTIES) - {"state_deadline_real"},
-    "kill9": _ANSWERS | _PLUMBING | {"no_ack_after_close"},
+    # totals_recount: standings 6 against a recount of 1 after two kill -9 (seed 406 on 45f35cb).
+    "kill9": (_ANSWERS - {"totals_recount"}) | _PLUMBING | {"no_ack_after_close"},
     "sigterm": frozenset({"refused_not_stored", "seq_order", "one_history", "no_1011"}),
     "pause": frozenset({"refused_not_stored", "seq_order", "no_1011"}),
     "db_cut": frozenset(PROPERTIES) - {"state_deadline_real"},
