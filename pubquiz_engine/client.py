@@ -159,8 +159,8 @@ class Client:
                     and attempt < self.retry.attempts):
                 raise RemoteError(code, reply.message)
             # A server may say how long to wait (``retry_after_ms``); otherwise our back-off.
-            after_ms = getattr(reply, "retry_after_ms", None)
-            delay = (min(after_ms / 1000, self.retry.limit) if isinstance(after_ms, int)
+            after_ms = reply.retry_after_ms
+            delay = (min(after_ms / 1000, self.retry.limit) if after_ms is not None
                      else self.retry.delay(attempt - 1))
             await trio.sleep(delay)
 

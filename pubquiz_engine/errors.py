@@ -81,6 +81,7 @@ class ErrorCode(enum.StrEnum):
     MOVED = "moved"
     FENCED = "fenced"
     BUSY = "busy"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
     GENERATOR_UNAVAILABLE = "generator_unavailable"
     # Game rules (game layer).
@@ -133,6 +134,7 @@ _CODE_INFO: dict[ErrorCode, _CodeInfo] = {
     ErrorCode.MOVED: _CodeInfo(True, CloseCode.MOVED),
     ErrorCode.FENCED: _CodeInfo(True, CloseCode.FENCED),
     ErrorCode.BUSY: _CodeInfo(True, None),
+    ErrorCode.UNAVAILABLE: _CodeInfo(True, None),
     ErrorCode.INTERNAL: _CodeInfo(True, None),
     ErrorCode.GENERATOR_UNAVAILABLE: _CodeInfo(True, None),
     ErrorCode.WRONG_PHASE: _CodeInfo(False, None),
@@ -161,10 +163,14 @@ class PubquizError(Exception):
 class RemoteError(PubquizError):
     """The peer did something we refuse. Carries what to answer it with."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *,
+                 retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        #: For a retryable refusal: how long the client should wait before retrying, when the
+        #: server knows (a lease that lapses, a store that is being retried); else None.
+        self.retry_after_ms = retry_after_ms
 
     @property
     def retryable(self) -> bool:

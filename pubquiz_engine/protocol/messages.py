@@ -829,6 +829,8 @@ class ErrorReply(Message):
     code: str = attrs.field(**wire(TextSpec(MAX_ERROR_CODE_CHARS)))
     message: str = attrs.field(**wire(TextSpec(MAX_MESSAGE_CHARS)))
     retryable: bool = attrs.field(**wire(_BOOL))
+    #: For a retryable error: wait at least this long before retrying (nil: use your back-off).
+    retry_after_ms: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
 
 
 @_s("redirect")

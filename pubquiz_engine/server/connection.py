@@ -133,11 +133,11 @@ class Connection:
         self.ws.send(codec.encode(message))
 
     def _error(self, rid: int | None, code: ErrorCode, message: str, *,
-               close: CloseCode | None = None) -> None:
+               close: CloseCode | None = None, retry_after_ms: int | None = None) -> None:
         """Answer ``error{rid, code}``; then close with ``close``, or the code's own close code
         if it has one."""
         self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
-                                retryable=code.retryable))
+                                retryable=code.retryable, retry_after_ms=retry_after_ms))
         self.engine.metrics.frame_error(str(code))
         close = close if close is not None else code.close_code
         if close is not None:
@@ -262,7 +262,8 @@ class Connection:
             self._send(m.Redirect(rid=rid, code=moved.session_code, url=moved.url))
             self.ws.close(CloseCode.MOVED, "the session lives on another node")
         except RemoteError as exc:
-            self._error(rid, exc.code, exc.message, close=exc.close_code)
+            self._error(rid, exc.code, exc.message, close=exc.close_code,
+                        retry_after_ms=exc.retry_after_ms)
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
@@ -368,7 +369,8 @@ class Connection:
             if isinstance(command, commands.Leave):
                 self.ws.close(CloseCode.NORMAL, "left the session")
         except RemoteError as exc:
-            self._error(rid, exc.code, exc.message, close=exc.close_code)
+            self._error(rid, exc.code, exc.message, close=exc.close_code,
+                        retry_after_ms=exc.retry_after_ms)
 
     async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
         metrics = self.engine.metrics

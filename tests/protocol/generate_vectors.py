@@ -212,6 +212,12 @@ VALID: list[tuple[str, Direction, Message]] = [
         S2C,
         m.ErrorReply(rid=None, code="shutting_down", message="server restarting", retryable=True),
     ),
+    (
+        "error_retry_after",
+        S2C,
+        m.ErrorReply(rid=12, code="unavailable", message="the database is not answering",
+                     retryable=True, retry_after_ms=1500),
+    ),
     ("redirect", S2C, m.Redirect(rid=1, code="K7QX", url="wss://node2.quiz.example/ws")),
     ("you", S2C, m.You(rank=2, score=40, round_score=10)),
     ("you_unranked", S2C, m.You(rank=None, score=0, round_score=None)),
