@@ -30,8 +30,9 @@ Rules this module keeps (they are what the property tests hammer):
    whenever the layout changes; ``from_snapshot`` refuses versions it does not know.
 
 Leaving: a player who leaves once play has started keeps their line (marked left); one who
-leaves the lobby with nothing naming them (no joker, wager or adjustment) is forgotten, and so
-is a team left empty in the lobby, so that lobby churn holds no memory. Ids are never reused.
+leaves the lobby with nothing naming them (no joker, wager or adjustment; in team mode no score
+of their team, which is reported to every member by name) is forgotten, and so is a team left
+empty in the lobby, so that lobby churn holds no memory. Ids are never reused.
 
 Scorers: in solo mode each participant scores for themself (id = participant id); in team mode
 the team scores (id = team id, 1, 2, ... in order of creation, stable for the session). Teams
@@ -57,8 +58,9 @@ from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
 from pubquiz_engine.game.scoring import Entry, Standing, award, rank
 
-SNAPSHOT_FORMAT = 2
-_READABLE_FORMATS = (1, 2)  # 1: before ``next_team`` (derived when restoring)
+SNAPSHOT_FORMAT = 3
+# 1: before ``next_team``; 2: before ``question_deadline`` (both derived when restoring).
+_READABLE_FORMATS = (1, 2, 3)
 MAX_EXTEND = 600.0  # seconds one Extend may add
 MAX_ADJUST = 100_000  # points one AdjustScore may add or remove
 MAX_REASON = 200
@@ -282,6 +284,9 @@ class GameSession:
         self._resume_phase: Phase | None = None  # the phase a pause returns to
         self._step = -1  # index into _steps; -1 in the lobby
         self._deadline: float | None = None  # the open, running question's deadline
+        # The current question's deadline as last announced (question, extended, unpaused
+        # events): it stays after the question closes, so a late view shows the real one.
+        self._question_deadline: float | None = None
         self._remaining: float | None = None  # seconds left while paused on an open question
         self._elapsed_base = 0.0  # running seconds of the open question before _running_since
         self._running_since: float | None = None
@@ -361,6 +366,13 @@ class GameSession:
     def next_deadline(self) -> float | None:
         """When the server's timer should call ``tick`` (None: no timer needed)."""
         return self._deadline if self._phase is Phase.QUESTION_OPEN else None
+
+    @property
+    def question_deadline(self) -> float | None:
+        """The current question's deadline as last announced (in its ``QuestionOpened``, or a
+        later ``TimeExtended`` or ``Resumed``), kept after it closed or was revealed; None
+        when no question is current (a slide, the lobby, a skipped question)."""
+        return self._question_deadline
 
     @property
     def remaining(self) -> float | None:
@@ -682,10 +694,15 @@ class GameSession:
     def _has_trace(self, p: Participant) -> bool:
         """Whether anything but the membership names ``p``: an adjustment of theirs, or (solo
         mode, where they are their own scorer) a joker, wager or score. In team mode those
-        belong to the team and stay with it."""
+        belong to the team and stay with it, but a team's score is reported to every member
+        by name (``ScoresChanged.scores``: the server persists a score row and sends ``you``
+        per member), so a member of a team that has a score is named too: forgetting them
+        would leave a score row, and a ``score_of`` that was answered, for nobody."""
         if any(a.participant == p.id for a in self._adjustments):
             return True
-        return self.options.mode is Mode.SOLO and self._scorer_named(p.id)
+        if self.options.mode is Mode.TEAM:
+            return p.team_id in self._totals
+        return self._scorer_named(p.id)
 
     def _scorer_named(self, scorer: int) -> bool:
         """Whether a joker, a wager, a score or an adjustment belongs to ``scorer``."""
@@ -875,6 +892,7 @@ class GameSession:
         """Move to step ``index`` of the program and announce it."""
         self._step = index
         self._answered = 0
+        self._question_deadline = None
         if index >= len(self._steps):
             return self._finish("completed")
         step = self._steps[index]
@@ -892,7 +910,7 @@ class GameSession:
             q = self.quiz.questions[step.ref]
             self._qstate[step.ref] = QState.OPEN
             self._phase = Phase.QUESTION_OPEN
-            self._deadline = now + q.time_limit
+            self._deadline = self._question_deadline = now + q.time_limit
             self._elapsed_base = 0.0
             self._running_since = now
             self._answered = 0
@@ -948,6 +966,7 @@ class GameSession:
             return [e.TimeExtended(q, None, remaining)]
         assert self._deadline is not None
         self._deadline += s
+        self._question_deadline = self._deadline
         return [e.TimeExtended(q, self._deadline, self._deadline - now)]
 
     def _on_pause(self, cmd: c.Pause, now: float) -> list[e.Event]:
@@ -970,7 +989,7 @@ class GameSession:
         if self._phase is not Phase.QUESTION_OPEN:
             return [e.Resumed(None)]
         assert self._remaining is not None
-        self._deadline = now + self._remaining
+        self._deadline = self._question_deadline = now + self._remaining
         self._running_since = now
         self._remaining = None
         return [e.Resumed(self._deadline), *self._close_if_all_answered(now)]
@@ -979,7 +998,7 @@ class GameSession:
         q = self.current_question
         assert q is not None
         self._qstate[q] = QState.SKIPPED
-        self._deadline = self._remaining = self._running_since = None
+        self._deadline = self._remaining = self._running_since = self._question_deadline = None
         events: list[e.Event] = [e.QuestionSkipped(q)]
         changed = self._settle_wagers(self.quiz.question_round[q])
         events += self._scores_event(changed, "wager", None)
@@ -1191,6 +1210,7 @@ class GameSession:
             "resume_phase": None if self._resume_phase is None else self._resume_phase.value,
             "step": self._step,
             "deadline": self._deadline,
+            "question_deadline": self._question_deadline,
             "remaining": self._remaining,
             "elapsed_base": self._elapsed_base,
             "running_since": self._running_since,
@@ -1230,6 +1250,8 @@ class GameSession:
         self._resume_phase = None if rp is None else Phase(rp)
         self._step = data["step"]
         self._deadline = data["deadline"]
+        # Formats 1 and 2 kept only the running deadline: a closed question's is lost there.
+        self._question_deadline = data.get("question_deadline", self._deadline)
         self._remaining = data["remaining"]
         self._elapsed_base = data["elapsed_base"]
         self._running_since = data["running_since"]

@@ -165,8 +165,11 @@ def result(game: GameSession, participant: int, question: int) -> m.Result | Non
 
 
 def _question_map(game: GameSession, index: int) -> dict[str, Any]:
-    """The current question as in the ``question`` event, plus ``remaining_ms`` while paused."""
-    deadline = game.next_deadline
+    """The current question as in the ``question`` event, plus ``remaining_ms`` while paused.
+
+    ``deadline_ms`` is the deadline last announced for it (``question``, ``extended`` or
+    ``unpaused``), also once it closed or was revealed: never a placeholder (issue 24.4)."""
+    deadline = game.question_deadline
     data = _question(1, game, index, deadline if deadline is not None else 0.0).to_wire()
     for key in ("t", "seq"):
         data.pop(key, None)

@@ -99,10 +99,11 @@ def test_first_question_whole_state() -> None:
     snapshot = g.session.to_snapshot()
     del snapshot["quiz"]
     assert snapshot == {
-        "format": 2,
+        "format": 3,
         "options": {"mode": "solo", "close_when_all_answered": False, "max_participants": 1000,
                     "max_team_size": 10, "speed_bonus": True},
         "phase": "revealed", "resume_phase": None, "step": 1, "deadline": None,
+        "question_deadline": T0 + 30,
         "remaining": None, "elapsed_base": 10.0, "running_since": None, "finish_reason": None,
         "next_id": 3, "next_team": 1,
         "participants": [[1, "Alice", None, None, T0, False, False],
@@ -558,6 +559,25 @@ def test_lobby_leaver_with_a_trace_keeps_the_line() -> None:
     assert team.do(Join("C", "reds"))[0].team_id == 1
 
 
+def test_a_team_member_told_a_score_is_not_forgotten() -> None:
+    """The hypothesis machine's KeyError on main: an adjustment of B's team is reported to A
+    too (``ScoresChanged`` names every member); A then left the lobby and was forgotten, so
+    ``score_of(A)``, answered a moment before, raised KeyError (and the score row the server
+    wrote for A named nobody)."""
+    g = Game(SessionOptions(mode=Mode.TEAM))
+    a, b = joined(g, "A", "B", team="Reds")
+    (_, scores) = g.do(AdjustScore(b, 3, "early bird"))
+    assert isinstance(scores, ev.ScoresChanged) and scores.scores == [(a, 3), (b, 3)]
+    g.do(Leave(a))
+    assert g.session.participants[a].left
+    assert g.session.score_of(a) == 3
+    assert round_trip(g.session) == g.session
+    # A team without a score still forgets its lobby leavers.
+    c, _ = joined(g, "C", "D", team="Blues")
+    g.do(Leave(c))
+    assert c not in g.session.participants
+
+
 def test_limits_session_full_team_full_team_required() -> None:
     g = Game(SessionOptions(mode=Mode.TEAM, max_participants=3, max_team_size=2))
     joined(g, "A", "B", team="Reds")
@@ -677,7 +697,7 @@ def test_a_format_1_snapshot_still_restores() -> None:
     old["format"] = 1
     del old["next_team"]  # format 1 had no counter: it is the highest team id + 1
     assert GameSession.from_snapshot(old) == g.session
-    old["format"] = 3
+    old["format"] = 4
     with pytest.raises(ValueError, match="unknown snapshot format"):
         GameSession.from_snapshot(old)
 
@@ -702,3 +722,41 @@ def test_next_round_names_the_round_the_next_step_starts() -> None:
     assert g.session.phase is Phase.FINISHED
     assert seen == list(range(1, len(g.session.quiz.rounds)))  # every later round, once
     assert g.session.next_round is None
+
+
+def test_the_question_deadline_outlives_the_open_phase() -> None:
+    """Issue 24.4: a view built after the question closed shows the deadline its players were
+    given (as announced, extensions and unpauses included), not a placeholder."""
+    g = Game()
+    joined(g, "A")
+    to_question(g, 1)
+    opened = g.session.question_deadline
+    assert opened is not None and opened == g.session.next_deadline
+    g.do(Extend(5))
+    assert g.session.question_deadline == opened + 5
+    g.now += 3
+    g.do(Pause())
+    assert g.session.question_deadline == opened + 5  # paused: remaining says the rest
+    g.now += 100
+    (resumed, *_) = g.do(Resume())
+    assert isinstance(resumed, ev.Resumed) and resumed.deadline is not None
+    assert g.session.question_deadline == resumed.deadline
+    g.do(CloseQuestion())
+    assert g.session.next_deadline is None
+    assert g.session.question_deadline == resumed.deadline
+    g.do(Reveal())
+    assert g.session.question_deadline == resumed.deadline
+    assert round_trip(g.session).question_deadline == resumed.deadline
+    g.do(Next())
+    assert g.session.phase is not Phase.QUESTION_OPEN or (
+        g.session.question_deadline == g.session.next_deadline)
+
+
+def test_a_format_2_snapshot_restores_the_running_deadline() -> None:
+    g = Game()
+    joined(g, "A")
+    to_question(g, 1)
+    old = g.session.to_snapshot()
+    old["format"] = 2
+    del old["question_deadline"]  # format 2 kept only the running deadline
+    assert GameSession.from_snapshot(old) == g.session

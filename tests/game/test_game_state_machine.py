@@ -444,6 +444,9 @@ class GameMachine(RuleBasedStateMachine):
             named = {row[1] for row in data["adjustments"]}
             if s.options.mode is Mode.SOLO:
                 named |= {row[0] for row in data["jokers"]} | {row[1] for row in data["wagers"]}
+            else:  # a team's score names every member (ScoresChanged lists them)
+                scored = {row[0] for row in data["totals"]}
+                named |= {p.id for p in s.participants.values() if p.team_id in scored}
             assert {p.id for p in s.participants.values() if p.left} <= named
 
     @invariant()

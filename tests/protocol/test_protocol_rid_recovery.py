@@ -124,8 +124,9 @@ BAD_FIELDS: list[tuple[str, bytes, ErrorCode, bool]] = [
     ("reserved_byte", b"\xc1", ErrorCode.MALFORMED_FRAME, False),
     # A declared length the frame does not hold swallows the rest of the frame.
     ("huge_string_short_body", HUGE_STR_SHORT, ErrorCode.MALFORMED_FRAME, False),
-    ("huge_map_short_body", HUGE_MAP_SHORT, ErrorCode.LIMIT_EXCEEDED, False),
-    ("huge_array_short_body", HUGE_ARRAY_SHORT, ErrorCode.LIMIT_EXCEEDED, False),
+    # ... whatever the type: not held is malformed_frame before any limit (SPEC section 12).
+    ("huge_map_short_body", HUGE_MAP_SHORT, ErrorCode.MALFORMED_FRAME, False),
+    ("huge_array_short_body", HUGE_ARRAY_SHORT, ErrorCode.MALFORMED_FRAME, False),
 ]
 
 
