@@ -6,8 +6,9 @@
 //    on one side without the other fails the suite.
 // 2. `decodeFrame` refuses exactly what the server's codec refuses, with the same stable error
 //    code and the same `rid` (checked against every vector in protocol/vectors/vectors.json):
-//    frame size, msgpack errors (msgpack.js), envelope (`t`, unknown type, repeated keys,
-//    unknown/missing fields), the depth limit on free-form maps, then each field in order.
+//    frame size, then the frame's first decoding fault in byte order (msgpack.js `firstFault`:
+//    msgpack errors, the depth limit, repeated keys), then the envelope (`t`, unknown type,
+//    unknown/missing fields), then each field in order.
 // 3. `encodeMessage` checks a message like the server's constructors do, then writes it in the
 //    canonical form: "t" first, every field in schema order, nil fields written out.
 // 4. Numbers: a JavaScript integer is a msgpack integer and any other number a float64; wrap a
@@ -20,6 +21,7 @@ import {
   CodecError,
   Float64,
   SERVER_LIMITS,
+  firstFault,
   pack,
   readEnvelope,
   unpack,
@@ -106,7 +108,8 @@ const SERVER = {
   generated: [["rid", RID], ["round", U31], ["added", U31], ["dropped", U31],
     ["notes", strs(MAX_CHOICES, 1024)]],
   answer_ack: [["rid", RID], ["q", U31]],
-  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL]],
+  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL],
+    ["retry_after_ms", opt(DURATION)]],
   redirect: [["rid", opt(RID)], ["code", CODE], ["url", str(2048)]],
   you: [["rank", opt(int(1, U31_MAX))], ["score", SCORE], ["round_score", opt(SCORE)]],
   result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE]],
@@ -402,11 +405,18 @@ function unpackFrame(bytes, limits) {
   try {
     return unpack(bytes, limits);
   } catch (error) {
-    if (!(error instanceof CodecError) || error.valueComplete) throw error;
-    const { rid, t } = readEnvelope(bytes, limits);
-    throw new CodecError(error.code, error.message, validRid(rid),
-      typeof t === "string" ? t : null);
+    if (!(error instanceof CodecError)) throw error;
+    // The code is the frame's first fault in byte order (SPEC 12), wherever msgpack stopped.
+    const fault = firstFault(bytes, limits) ?? error;
+    if (error.valueComplete && fault.code === "malformed_frame") throw error;
+    refuseFrame(bytes, limits, fault.code, fault.message);
   }
+}
+
+/** Throw a decoding fault with the rid and "t" the envelope walk can read. */
+function refuseFrame(bytes, limits, code, message) {
+  const { rid, t } = readEnvelope(bytes, limits);
+  throw new CodecError(code, message, validRid(rid), typeof t === "string" ? t : null);
 }
 
 /**
@@ -425,6 +435,12 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (!size) fail("malformed_frame", "empty frame");
   const { value: frame, topDeclared, topDistinct } = unpackFrame(bytes, limits);
   if (!(frame instanceof Map)) fail("invalid_message", "a frame must be a map");
+  // Decoding faults msgpack.js does not check (a repeated key, the depth limit) come before
+  // anything about the message; the first in byte order wins (SPEC 12).
+  if (topDeclared !== topDistinct || [...frame.values()].some((v) => tooDeep(v, limits.maxDepth - 1))) {
+    const fault = firstFault(bytes, limits) ?? { code: "invalid_message", message: "bad frame" };
+    refuseFrame(bytes, limits, fault.code, fault.message);
+  }
   const type = frame.get("t");
   const rid = validRid(frame.get("rid"));
   const refuse = (code, message) => {
@@ -433,7 +449,6 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (typeof type !== "string") refuse("invalid_message", 'missing "t" (message type)');
   const fields = Object.hasOwn(REGISTRY[direction], type) ? REGISTRY[direction][type] : null;
   if (fields === null) refuse("unknown_message", `unknown message type ${type.slice(0, 64)}`);
-  if (topDeclared !== topDistinct) refuse("invalid_message", "duplicate keys");
   const specs = new Map(fields);
   const unknown = [...frame.keys()].filter((key) => key !== "t" && !specs.has(key));
   if (unknown.some((key) => key instanceof Uint8Array)) {
@@ -442,11 +457,6 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (unknown.length) refuse("invalid_message", `${type}: unexpected field(s) ${unknown.join(", ")}`);
   for (const [name, spec] of fields) {
     if (!spec.nullable && !frame.has(name)) refuse("invalid_message", `${type}: missing ${name}`);
-  }
-  for (const [name, spec] of fields) {
-    if (spec.kind === "map" && tooDeep(frame.get(name), limits.maxDepth - 1)) {
-      refuse("limit_exceeded", `${type}: nested more than ${limits.maxDepth} levels`);
-    }
   }
   const message = { t: type };
   for (const [name, spec] of fields) {
