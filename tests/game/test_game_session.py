@@ -133,8 +133,16 @@ def test_play_through_to_the_end() -> None:
     assert g.session.phase is Phase.FINISHED
     assert g.session.recompute_scores() == dict(g.session.totals)
     assert g.session.standings() == [Standing(1, alice, "Alice", g.session.score_of(alice))]
-    g.refuse(Next(), ErrorCode.SESSION_ENDED)
+    # One phase rule (SPEC 7): wrong_phase, the connection stays; only a join is told the
+    # session is over.
+    g.refuse(Next(), ErrorCode.WRONG_PHASE)
+    g.refuse(PlayJoker(alice, 0), ErrorCode.WRONG_PHASE)
     g.refuse(Join("Late", None), ErrorCode.SESSION_ENDED)
+    g.refuse(SubmitAnswer(alice, 7, RIGHT[7], 999), ErrorCode.QUESTION_CLOSED)
+    # The final standings can be shown again, and the quiz stays finished (issue 19).
+    assert g.do(ShowLeaderboard()) == [ev.LeaderboardShown(None)]
+    assert g.do(ShowLeaderboard(1)) == [ev.LeaderboardShown(1)]
+    assert g.session.phase is Phase.FINISHED
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -211,16 +219,52 @@ def test_deadline_is_inclusive_and_tick_closes() -> None:
 def test_answer_rules_are_checked() -> None:
     g = Game()
     (alice,) = joined(g, "Alice")
-    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)  # not open yet
+    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.WRONG_PHASE)  # the lobby: none is open
+    g.refuse(SubmitAnswer(alice, 50, 1, 1), ErrorCode.WRONG_PHASE)
+    g.do(Start())
+    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.WRONG_PHASE)  # a slide: none is open
     to_question(g, 0)
     g.refuse(SubmitAnswer(99, 0, 1, 1), ErrorCode.UNKNOWN_PARTICIPANT)
     g.refuse(SubmitAnswer(alice, 1, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)
     g.refuse(SubmitAnswer(alice, 50, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)
     g.refuse(SubmitAnswer(alice, 0, 7, 1), ErrorCode.INVALID_ANSWER)
     g.refuse(SubmitAnswer(alice, 0, 1, "x"), ErrorCode.INVALID_COMMAND)  # type: ignore[arg-type]
-    finish_question(g)
+    g.do(CloseQuestion())
+    g.refuse(SubmitAnswer(alice, 0, 1, 5), ErrorCode.QUESTION_CLOSED)  # too late, any phase
+    g.refuse(SubmitAnswer(alice, 1, 1, 5), ErrorCode.WRONG_PHASE)  # never opened: none is open
+    g.do(Reveal())
     g.do(Next())
     g.refuse(SubmitAnswer(alice, 0, 1, 5), ErrorCode.QUESTION_CLOSED)
+    g.refuse(SubmitAnswer(alice, 2, True, 5), ErrorCode.NOT_CURRENT_QUESTION)  # 1 is open
+
+
+def test_multiple_choice_needs_at_least_one_choice() -> None:
+    """Issue 19.7, settled: an empty choice list is no answer (SPEC section 10)."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    to_question(g, 3)
+    g.refuse(SubmitAnswer(alice, 3, [], 1), ErrorCode.INVALID_ANSWER)
+    assert isinstance(answer(g, alice, [2]), list)
+
+
+def test_close_reveal_and_skip_act_on_the_paused_question() -> None:
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    to_question(g, 0)
+    answer(g, alice, RIGHT[0])
+    g.do(Pause())
+    assert g.do(Reveal())[:2] == [ev.QuestionClosed(0, "host"), ev.Revealed(0, 1, "", [0, 1, 0])]
+    assert g.session.phase is Phase.REVEALED and g.session.remaining is None
+    g.do(Next())
+    g.do(Pause())
+    assert g.do(CloseQuestion()) == [ev.QuestionClosed(1, "host")]
+    g.do(Pause())  # paused on a closed question: close is wrong, reveal and skip act
+    g.refuse(CloseQuestion(), ErrorCode.WRONG_PHASE)
+    assert g.do(Skip())[0] == ev.QuestionSkipped(1)
+    assert g.session.phase is Phase.QUESTION_OPEN and g.session.current_question == 2
+    g.do(Pause())  # paused on an open question: skip drops it
+    assert g.do(Skip())[0] == ev.QuestionSkipped(2)
+    assert g.session.phase is Phase.ROUND_SUMMARY and g.session.remaining is None
 
 
 def test_team_mode_one_answer_per_team_last_member_counts() -> None:
@@ -275,10 +319,13 @@ def test_pause_freezes_the_clock_and_the_speed_bonus() -> None:
     assert g.session.next_deadline is None
     assert g.session.tick(g.now + 1000) == []
     g.now += 500
-    answer(g, alice, 1)  # answers still count while paused; elapsed stays 10
-    assert g.session.answers(0)[alice].elapsed == 10.0
+    # A pause stops the answers with the clock (SPEC 7; else an answer thought over during a
+    # pause would earn the speed bonus of the moment it began).
+    g.refuse(SubmitAnswer(alice, 0, 1, g.next_rid()), ErrorCode.WRONG_PHASE)
     assert g.do(Extend(5)) == [ev.TimeExtended(0, None, 25.0)]
     assert g.do(Resume()) == [ev.Resumed(g.now + 25.0)]
+    answer(g, alice, 1)  # at once: 10 s of running time, the pause not counted
+    assert g.session.answers(0)[alice].elapsed == 10.0
     g.now += 3
     assert g.do(Extend(10)) == [ev.TimeExtended(0, g.now + 32.0, 32.0)]
     finish_question(g)
@@ -307,6 +354,8 @@ def test_pause_between_questions_resumes_to_the_same_phase() -> None:
     assert g.do(Pause()) == [ev.Paused(None)]
     g.refuse(Next(), ErrorCode.WRONG_PHASE)
     g.refuse(Pause(), ErrorCode.WRONG_PHASE)
+    for command in (CloseQuestion(), Reveal(), Skip()):  # the pause is on a slide
+        g.refuse(command, ErrorCode.WRONG_PHASE)
     assert g.do(Resume()) == [ev.Resumed(None)]
     assert g.session.phase is Phase.SLIDE
 

@@ -145,7 +145,7 @@ class GameMachine(RuleBasedStateMachine):
                                                                          event.value)
         # Accepted only while its question is open, and never after the deadline.
         assert event.question == question
-        assert phase is Phase.QUESTION_OPEN or phase is Phase.PAUSED
+        assert phase is Phase.QUESTION_OPEN  # a pause refuses answers
         assert deadline is None or event.at <= deadline
         self.first[key] = event
         scorer = event.team if self.session.options.mode is Mode.TEAM else event.participant
