@@ -48,6 +48,7 @@ const answer = (acceptedTexts) => ({ kind: "answer", acceptedTexts });
 const BOOL = { kind: "bool" };
 const MAP = { kind: "map" };
 const LEADERBOARD = { kind: "leaderboard" };
+const SCORES = { kind: "scores" };
 const opt = (spec) => ({ ...spec, nullable: true });
 
 const RID = int(0, U31_MAX);
@@ -112,7 +113,8 @@ const SERVER = {
     ["retry_after_ms", opt(DURATION)]],
   redirect: [["rid", opt(RID)], ["code", CODE], ["url", str(2048)]],
   you: [["rank", opt(int(1, U31_MAX))], ["score", SCORE], ["round_score", opt(SCORE)]],
-  result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE]],
+  result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE],
+    ["answered", BOOL]],
   state: [["seq", SEQ0], ["state", MAP]],
   player_joined: [["seq", SEQ], ["participant", U31], ["name", NAME], ["team", opt(NAME)]],
   player_left: [["seq", SEQ], ["participant", U31]],
@@ -133,6 +135,12 @@ const SERVER = {
   leaderboard: [["seq", SEQ], ["round", opt(U31)], ["teams", BOOL], ["top", LEADERBOARD]],
   round_summary: [["seq", SEQ], ["round", U31], ["title", TITLE]],
   score_adjusted: [["seq", SEQ], ["participant", U31], ["delta", DELTA], ["reason", REASON]],
+  started: [["seq", SEQ]],
+  round_started: [["seq", SEQ], ["round", U31], ["title", TITLE]],
+  joker_played: [["seq", SEQ], ["participant", U31], ["round", U31]],
+  wager_placed: [["seq", SEQ], ["participant", U31], ["round", U31], ["amount", U31]],
+  marked: [["seq", SEQ], ["q", U31], ["participant", U31], ["correct", BOOL]],
+  scores: [["seq", SEQ], ["reason", str(64)], ["q", opt(U31)], ["scores", SCORES]],
   ended: [["seq", SEQ], ["reason", REASON]],
 };
 
@@ -164,6 +172,7 @@ export function describeSchema() {
 
 const MAX_ANSWER_CHARS = 1024;
 const MAX_LEADERBOARD = 1000;
+const MAX_SCORE_ROWS = 100000;
 const MAX_PLAIN_DEPTH = 64;
 
 const isMap = (v) =>
@@ -292,6 +301,21 @@ function checkLeaderboard(name, value) {
   return value;
 }
 
+function checkScores(name, value) {
+  if (!Array.isArray(value)) wrongType(name, value, "array");
+  if (value.length > MAX_SCORE_ROWS) {
+    fail("limit_exceeded", `${name}: more than ${MAX_SCORE_ROWS} rows`);
+  }
+  for (const row of value) {
+    if (!Array.isArray(row) || row.length !== 2) {
+      fail("invalid_message", `${name}[]: expected [participant, score]`);
+    }
+    checkInt(`${name}[].participant`, row[0], 0, U31_MAX);
+    checkInt(`${name}[].score`, row[1], -SAFE_MAX, SAFE_MAX);
+  }
+  return value;
+}
+
 function checkPlain(name, value, depth) {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (isInt(value) || isFloat(value)) return checkNumber(name, value);
@@ -328,6 +352,7 @@ function checkField(name, spec, value) {
     case "strs": return checkStrList(name, value, spec.maxLen, spec.max);
     case "answer": return checkAnswer(name, value, spec.acceptedTexts);
     case "leaderboard": return checkLeaderboard(name, value);
+    case "scores": return checkScores(name, value);
     case "map":
       if (!isMap(value)) wrongType(name, value, "map");
       return checkPlain(name, value, MAX_PLAIN_DEPTH);
