@@ -809,3 +809,13 @@ def test_a_format_2_snapshot_restores_the_running_deadline() -> None:
     old["format"] = 2
     del old["question_deadline"]  # format 2 kept only the running deadline
     assert GameSession.from_snapshot(old) == g.session
+
+
+def test_a_joker_on_a_round_without_jokers_is_invalid_command() -> None:
+    """Issue 19.8, settled: the code SPEC section 8 (`joker`) lists for a round whose `joker`
+    flag is false."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    assert not g.session.quiz.rounds[2].joker
+    g.refuse(PlayJoker(alice, 2), ErrorCode.INVALID_COMMAND)
+    g.refuse(PlayJoker(alice, 9), ErrorCode.UNKNOWN_ROUND)

@@ -253,3 +253,22 @@ async def _crowd_joins(url: str, code: str, n: int) -> list[int]:
         for i in range(n):
             nursery.start_soon(one, i)
     return joined
+
+
+def test_the_leaderboard_shows_ten_lines_in_competition_ranking() -> None:
+    """Issue 19.6 (pure: the view of a game): ``top`` holds the first 10 lines; equal scores
+    share a rank and the next rank skips (1, 2, 2, 4)."""
+    from pubquiz_engine.game import AdjustScore, GameSession, Join, Start
+    from pubquiz_engine.game.events import LeaderboardShown
+    from pubquiz_engine.server import views
+
+    game = GameSession(short_quiz())
+    ids = [game.apply(Join(f"P{i:02}", None), 0.0)[0].participant  # type: ignore[attr-defined]
+           for i in range(12)]
+    for pid, points in zip(ids, [9, 7, 7, 5, 5, 5, 3, 2, 2, 2, 2, 1], strict=True):
+        game.apply(AdjustScore(pid, points, "seeded"), 0.0)
+    game.apply(Start(), 0.0)
+    ((audience, board),) = list(views.broadcasts(5, game, LeaderboardShown(None)))
+    assert audience == views.EVERYONE and isinstance(board, m.Leaderboard)
+    assert [(rank, score) for rank, _id, _name, score in board.top] == [
+        (1, 9), (2, 7), (2, 7), (4, 5), (4, 5), (4, 5), (7, 3), (8, 2), (8, 2), (8, 2)]
