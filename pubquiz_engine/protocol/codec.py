@@ -472,6 +472,16 @@ def _map_header(data: bytes) -> int | None:
     return None
 
 
+def _nested_too_deep(frame: dict[str, Any], depth_left: int) -> bool:
+    """Whether a value of the frame's map nests more than ``depth_left`` levels. On the hot
+    path: a loop with no call for the scalars that most fields are."""
+    for value in frame.values():
+        kind = type(value)
+        if (kind is list or kind is dict) and _too_deep(value, depth_left):
+            return True
+    return False
+
+
 def _too_deep(value: Any, depth_left: int) -> bool:
     """Whether ``value`` nests maps/arrays more than ``depth_left`` levels deep."""
     if type(value) is dict:
@@ -523,9 +533,7 @@ def decode(
     # another decoder might keep the first: the declared count is in the first bytes) and the
     # depth limit. They are decoding faults like msgpack's own, so the first in byte order
     # wins among all of them, before anything is checked about the message (SPEC section 12).
-    if _map_header(data) != len(frame) or any(
-        _too_deep(value, limits.max_depth - 1) for value in frame.values()
-    ):
+    if _map_header(data) != len(frame) or _nested_too_deep(frame, limits.max_depth - 1):
         code, message = _first_fault(data, limits) or (ErrorCode.INVALID_MESSAGE, "bad frame")
         _refuse(data, limits, code, message)
     message_type = frame.get("t")
