@@ -13,15 +13,19 @@ Rules this module keeps:
    walk of the (already size-bounded) result.
 3. pubquiz.v1 has no binary and no extension values, so ``max_bin_len`` and ``max_ext_len`` are
    0 and an empty ext is refused by ``ext_hook``: all of those are ``unsupported_type``.
-4. Once the frame is a map, a valid integer ``rid`` is carried on every error
+4. **One first-fault rule** (SPEC section 12): a frame with several decoding faults gets the
+   code of the first in byte order (``_first_fault``, run only on frames already refused), and
+   decoding faults (msgpack's, the depth limit, a repeated top-level key) come before anything
+   is checked about the message (``t``, fields, values).
+5. Once the frame is a map, a valid integer ``rid`` is carried on every error
    (``DecodeError.rid``) so the server can answer ``error{rid}`` and keep the connection. When
    msgpack itself refuses the frame (a limit, bad UTF-8, a truncated value, ...), the rid is
    recovered by a bounded walk of the top-level map's entries (``_recover_envelope``) that builds
    nothing but the keys and the ``rid``/``"t"`` values.
-5. ``peek`` is that same walk offered before decoding: the server reads a frame's type, ``rid``
+6. ``peek`` is that same walk offered before decoding: the server reads a frame's type, ``rid``
    and operator ``key`` with it when it will refuse the frame without building it (throttled,
    or bigger than ``max_frame_bytes`` and not shown the operator key).
-6. msgpack's exceptions are translated here and nowhere else (one module per library).
+7. msgpack's exceptions are translated here and nowhere else (one module per library).
 """
 
 from __future__ import annotations

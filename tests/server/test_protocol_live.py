@@ -272,3 +272,18 @@ def test_the_leaderboard_shows_ten_lines_in_competition_ranking() -> None:
     assert audience == views.EVERYONE and isinstance(board, m.Leaderboard)
     assert [(rank, score) for rank, _id, _name, score in board.top] == [
         (1, 9), (2, 7), (2, 7), (4, 5), (4, 5), (4, 5), (7, 3), (8, 2), (8, 2), (8, 2)]
+
+
+def test_the_join_limiter_says_when_the_next_join_fits() -> None:
+    """What a throttled join's ``retry_after_ms`` is made of: the time until the address's
+    bucket holds a token again (0 while it holds one)."""
+    from pubquiz_engine.server.ratelimit import AddressLimiter
+
+    limiter = AddressLimiter(rate=2.0, burst=2)
+    assert limiter.wait_time("10.0.0.1", 0.0) == 0.0  # never seen: a full bucket
+    assert limiter.take("10.0.0.1", 0.0) and limiter.take("10.0.0.1", 0.0)
+    assert not limiter.take("10.0.0.1", 0.0)
+    assert limiter.wait_time("10.0.0.1", 0.0) == pytest.approx(0.5)
+    assert limiter.wait_time("10.0.0.1", 0.2) == pytest.approx(0.3)
+    assert limiter.wait_time("10.0.0.1", 0.5) == 0.0 and limiter.take("10.0.0.1", 0.5)
+    assert limiter.wait_time("10.0.0.2", 0.5) == 0.0  # another address: its own bucket

@@ -4,8 +4,9 @@
 // 1. Pure: no DOM, no WebSocket, no globals beyond TextEncoder/TextDecoder, so node's test
 //    runner and the browser load the same file.
 // 2. `unpack` trusts nothing. Every way bytes can be wrong throws a `CodecError` whose `code`
-//    is the protocol's stable error code; the checks follow msgpack-python's order, so that a
-//    frame fails here with the same code as on the server (protocol/vectors/ `invalid`):
+//    is the protocol's stable error code. Which code a frame with several faults gets is
+//    `firstFault`'s answer (SPEC section 12: the first fault in byte order), as on the server;
+//    `unpack` itself stops at the first fault it meets, in msgpack-python's order:
 //    - a str/bin/ext body must be present before its declared length is held to a limit;
 //    - an array or map length is held to its limit at the header, before anything is allocated;
 //    - nesting deeper than HARD_DEPTH is `limit_exceeded` (the protocol's own depth limit is
