@@ -46,7 +46,8 @@ def main() -> None:
             assert outcome is not None
             line = game.rank_of(pid, teams=False)
             result = m.Result(q=0, correct=outcome[0], points=int(outcome[1]),
-                              score=int(line.score) if line is not None else 0)
+                              score=int(line.score) if line is not None else 0,
+                              answered=True)
             out.append(frame_binary(codec.encode(result)))
         return out
 

@@ -158,10 +158,11 @@ class Client:
             if not (reply.retryable and self.retry is not None
                     and attempt < self.retry.attempts):
                 raise RemoteError(code, reply.message)
-            # A server may say how long to wait (``retry_after_ms``); otherwise our back-off.
+            # A server may say how long to wait (``retry_after_ms``: at least that, plus up to
+            # as much again of jitter, SPEC section 12); otherwise our back-off.
             after_ms = reply.retry_after_ms
-            delay = (min(after_ms / 1000, self.retry.limit) if after_ms is not None
-                     else self.retry.delay(attempt - 1))
+            delay = (min(after_ms / 1000 * (1 + random.random()), self.retry.limit)
+                     if after_ms is not None else self.retry.delay(attempt - 1))
             await trio.sleep(delay)
 
     def _new_rid(self) -> int:

@@ -371,6 +371,8 @@ class View:
                     f"{points} for it ({change:+d}). Your score: {result.score}."]
         if earlier is not None:
             return []  # the same result again (a replay): said already
+        if not result.answered:
+            return [f"No answer to Q{result.q + 1}: 0 points. Your score: {result.score}."]
         extra = ""
         q = self.question if self.question is not None and self.question.q == result.q else None
         if result.correct and q is not None:
@@ -481,6 +483,23 @@ class View:
         if isinstance(message, m.ScoreAdjusted):
             return [f"Score of {self.who(message.participant)} adjusted by {message.delta:+d}: "
                     f"{message.reason}"]
+        # Host-only events (SPEC section 5: hosts see every seq).
+        if isinstance(message, m.Started):
+            return ["The quiz started."]
+        if isinstance(message, m.RoundStarted):
+            return [f"Round {message.round + 1}: {message.title}"]
+        if isinstance(message, m.JokerPlayed):
+            return [f"  {self.who(message.participant)} played a joker on round "
+                    f"{message.round + 1}"]
+        if isinstance(message, m.WagerPlaced):
+            return [f"  {self.who(message.participant)} staked {message.amount} on round "
+                    f"{message.round + 1}"]
+        if isinstance(message, m.Marked):
+            verdict = "right" if message.correct else "wrong"
+            return [f"  answer of {self.who(message.participant)} to Q{message.q + 1} marked "
+                    f"{verdict}"]
+        if isinstance(message, m.Scores):
+            return []  # the totals show in the standings
         if isinstance(message, m.State):
             return self.state_lines(message.state, now)
         if isinstance(message, m.ErrorReply):

@@ -87,6 +87,9 @@ def spec_strategy(spec: m.Spec) -> st.SearchStrategy[Any]:
             st.integers(m.SAFE_MIN, m.SAFE_MAX),
         )
         return st.lists(row, max_size=6).map(tuple)
+    if isinstance(spec, m.ScoreListSpec):
+        pair = st.tuples(st.integers(0, m.U31_MAX), st.integers(m.SAFE_MIN, m.SAFE_MAX))
+        return st.lists(pair, max_size=6).map(tuple)
     if isinstance(spec, m.MapSpec):
         return plain_maps()
     raise TypeError(f"no strategy for {spec!r}")  # a new Spec class needs a branch here

@@ -11,7 +11,7 @@ Rules this module keeps (they are what the property tests hammer):
    limits, value) and only then mutates. A refused command raises ``Rejected(code, message)``
    and leaves the state exactly as it was (tests compare whole snapshots around refusals).
 4. **Every accepted answer counts exactly once.** An answer is accepted only while its
-   question is open (phase ``question_open``, or ``paused`` from it) and ``now <= deadline``;
+   question is open (phase ``question_open``; a pause refuses answers) and ``now <= deadline``;
    a retry with the same ``(participant, request_id)``, question and value returns the original
    acceptance marked ``duplicate`` and changes nothing; the same request id with another
    question or value is a new submission (a client that restarted its counter), accepted or
@@ -30,8 +30,9 @@ Rules this module keeps (they are what the property tests hammer):
    whenever the layout changes; ``from_snapshot`` refuses versions it does not know.
 
 Leaving: a player who leaves once play has started keeps their line (marked left); one who
-leaves the lobby with nothing naming them (no joker, wager or adjustment) is forgotten, and so
-is a team left empty in the lobby, so that lobby churn holds no memory. Ids are never reused.
+leaves the lobby with nothing naming them (no joker, wager or adjustment; in team mode no score
+of their team, which is reported to every member by name) is forgotten, and so is a team left
+empty in the lobby, so that lobby churn holds no memory. Ids are never reused.
 
 Scorers: in solo mode each participant scores for themself (id = participant id); in team mode
 the team scores (id = team id, 1, 2, ... in order of creation, stable for the session). Teams
@@ -57,8 +58,9 @@ from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
 from pubquiz_engine.game.scoring import Entry, Standing, award, rank
 
-SNAPSHOT_FORMAT = 2
-_READABLE_FORMATS = (1, 2)  # 1: before ``next_team`` (derived when restoring)
+SNAPSHOT_FORMAT = 3
+# 1: before ``next_team``; 2: before ``question_deadline`` (both derived when restoring).
+_READABLE_FORMATS = (1, 2, 3)
 MAX_EXTEND = 600.0  # seconds one Extend may add
 MAX_ADJUST = 100_000  # points one AdjustScore may add or remove
 MAX_REASON = 200
@@ -236,6 +238,7 @@ def _is_int(value: Any) -> bool:
 _ALL = frozenset(Phase)
 _LIVE = _ALL - {Phase.FINISHED}
 _BETWEEN = frozenset({Phase.SLIDE, Phase.REVEALED, Phase.LEADERBOARD, Phase.ROUND_SUMMARY})
+_QUESTION = frozenset({Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED, Phase.PAUSED})
 
 Handler = Callable[["GameSession", Any, float], list[e.Event]]
 
@@ -252,16 +255,17 @@ class GameSession:
         c.SubmitAnswer: (_ALL, "_on_submit"),
         c.PlayJoker: (_LIVE, "_on_joker"),
         c.PlaceWager: (_LIVE, "_on_wager"),
-        c.Leave: (_LIVE, "_on_leave"),
+        c.Leave: (_ALL, "_on_leave"),
         c.Start: (frozenset({Phase.LOBBY}), "_on_start"),
         c.Next: (_BETWEEN, "_on_next"),
-        c.CloseQuestion: (frozenset({Phase.QUESTION_OPEN}), "_on_close"),
+        # In ``paused`` these three act on the phase the pause came from (see _unpause_into).
+        c.CloseQuestion: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_close"),
         c.Extend: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_extend"),
         c.Pause: (_LIVE - {Phase.PAUSED}, "_on_pause"),
         c.Resume: (frozenset({Phase.PAUSED}), "_on_resume"),
-        c.Reveal: (frozenset({Phase.QUESTION_CLOSED}), "_on_reveal"),
-        c.Skip: (frozenset({Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED}), "_on_skip"),
-        c.ShowLeaderboard: (_BETWEEN, "_on_leaderboard"),
+        c.Reveal: (_QUESTION, "_on_reveal"),
+        c.Skip: (_QUESTION, "_on_skip"),
+        c.ShowLeaderboard: (_BETWEEN | {Phase.FINISHED}, "_on_leaderboard"),
         c.Mark: (_ALL, "_on_mark"),
         c.AdjustScore: (_ALL, "_on_adjust"),
         c.Kick: (_LIVE, "_on_kick"),
@@ -282,6 +286,9 @@ class GameSession:
         self._resume_phase: Phase | None = None  # the phase a pause returns to
         self._step = -1  # index into _steps; -1 in the lobby
         self._deadline: float | None = None  # the open, running question's deadline
+        # The current question's deadline as last announced (question, extended, unpaused
+        # events): it stays after the question closes, so a late view shows the real one.
+        self._question_deadline: float | None = None
         self._remaining: float | None = None  # seconds left while paused on an open question
         self._elapsed_base = 0.0  # running seconds of the open question before _running_since
         self._running_since: float | None = None
@@ -361,6 +368,13 @@ class GameSession:
     def next_deadline(self) -> float | None:
         """When the server's timer should call ``tick`` (None: no timer needed)."""
         return self._deadline if self._phase is Phase.QUESTION_OPEN else None
+
+    @property
+    def question_deadline(self) -> float | None:
+        """The current question's deadline as last announced (in its ``QuestionOpened``, or a
+        later ``TimeExtended`` or ``Resumed``), kept after it closed or was revealed; None
+        when no question is current (a slide, the lobby, a skipped question)."""
+        return self._question_deadline
 
     @property
     def remaining(self) -> float | None:
@@ -587,7 +601,9 @@ class GameSession:
             raise _reject(ErrorCode.INVALID_COMMAND, f"unknown command {type(command).__name__}")
         phases, handler_name = entry
         if self._phase not in phases:
-            if self._phase is Phase.FINISHED:
+            # One rule (SPEC section 7): outside its phases a command is ``wrong_phase``; the
+            # one more precise code is a join after the end (the session is over for newcomers).
+            if self._phase is Phase.FINISHED and type(command) is c.Join:
                 raise _reject(ErrorCode.SESSION_ENDED, "the quiz has finished")
             raise _reject(ErrorCode.WRONG_PHASE, f"{type(command).__name__} is not possible "
                           f"during {self._phase.value}")
@@ -682,10 +698,15 @@ class GameSession:
     def _has_trace(self, p: Participant) -> bool:
         """Whether anything but the membership names ``p``: an adjustment of theirs, or (solo
         mode, where they are their own scorer) a joker, wager or score. In team mode those
-        belong to the team and stay with it."""
+        belong to the team and stay with it, but a team's score is reported to every member
+        by name (``ScoresChanged.scores``: the server persists a score row and sends ``you``
+        per member), so a member of a team that has a score is named too: forgetting them
+        would leave a score row, and a ``score_of`` that was answered, for nobody."""
         if any(a.participant == p.id for a in self._adjustments):
             return True
-        return self.options.mode is Mode.SOLO and self._scorer_named(p.id)
+        if self.options.mode is Mode.TEAM:
+            return p.team_id in self._totals
+        return self._scorer_named(p.id)
 
     def _scorer_named(self, scorer: int) -> bool:
         """Whether a joker, a wager, a score or an adjustment belongs to ``scorer``."""
@@ -769,18 +790,24 @@ class GameSession:
         # Otherwise a colliding rid (a client that restarted its counter) is a new submission,
         # accepted or refused by the rules below: never acknowledged without being applied.
         p = self._active_participant(cmd.participant)
-        if self._phase is Phase.FINISHED:
-            raise _reject(ErrorCode.SESSION_ENDED, "the quiz has finished")
+        # The phase rule of SPEC section 8 (`answer`): a question that was open and is no
+        # longer is `question_closed` in any phase (the answer came too late); otherwise, when
+        # no question takes answers, `wrong_phase`; while one does, another question is
+        # `not_current_question`.
+        # A pause stops the clock and the answers with it (the speed bonus is frozen too).
         qi = cmd.question
         current = self.current_question
-        if not _is_int(qi) or not 0 <= qi < len(self.quiz.questions):
-            raise _reject(ErrorCode.NOT_CURRENT_QUESTION, f"no question {qi!r}")
+        state = self._qstate[qi] if _is_int(qi) and 0 <= qi < len(self.quiz.questions) else None
+        opened = state is not None and state is not QState.PENDING
+        if self._phase is not Phase.QUESTION_OPEN:
+            if opened and state is not QState.OPEN:
+                raise _reject(ErrorCode.QUESTION_CLOSED, "that question is closed")
+            raise _reject(ErrorCode.WRONG_PHASE, "the question is paused" if state is QState.OPEN
+                          else "no question is open")
         if qi != current:
-            if self._qstate[qi] is QState.PENDING:
-                raise _reject(ErrorCode.NOT_CURRENT_QUESTION, "that question is not open yet")
-            raise _reject(ErrorCode.QUESTION_CLOSED, "that question is closed")
-        if not self._question_running():
-            raise _reject(ErrorCode.QUESTION_CLOSED, "that question is closed")
+            if opened:
+                raise _reject(ErrorCode.QUESTION_CLOSED, "that question is closed")
+            raise _reject(ErrorCode.NOT_CURRENT_QUESTION, f"question {qi!r} is not the open one")
         if self._deadline is not None and now > self._deadline:
             raise _reject(ErrorCode.QUESTION_CLOSED, "time is up")
         question = self.quiz.questions[qi]
@@ -875,6 +902,7 @@ class GameSession:
         """Move to step ``index`` of the program and announce it."""
         self._step = index
         self._answered = 0
+        self._question_deadline = None
         if index >= len(self._steps):
             return self._finish("completed")
         step = self._steps[index]
@@ -892,7 +920,7 @@ class GameSession:
             q = self.quiz.questions[step.ref]
             self._qstate[step.ref] = QState.OPEN
             self._phase = Phase.QUESTION_OPEN
-            self._deadline = now + q.time_limit
+            self._deadline = self._question_deadline = now + q.time_limit
             self._elapsed_base = 0.0
             self._running_since = now
             self._answered = 0
@@ -910,10 +938,21 @@ class GameSession:
         self._finish_reason = reason
         return [e.Finished(reason)]
 
+    def _unpause_into(self, allowed: frozenset[Phase], what: str) -> None:
+        """In ``paused``, a close, reveal or skip acts on the phase the pause came from: check
+        that phase (``wrong_phase`` otherwise) and leave the pause. Elsewhere a no-op."""
+        if self._phase is not Phase.PAUSED:
+            return
+        if self._resume_phase not in allowed:
+            raise _reject(ErrorCode.WRONG_PHASE, f"{what} is not possible: the pause is on "
+                          f"{self._resume_phase.value if self._resume_phase else 'nothing'}")
+        self._phase, self._resume_phase = self._resume_phase, None
+
     def _close(self, reason: str, now: float) -> list[e.Event]:
         q = self.current_question
         assert q is not None
         self._qstate[q] = QState.CLOSED
+        self._resume_phase = None
         self._phase = Phase.QUESTION_CLOSED
         self._answered = 0  # only a running question keeps a count
         if self._running_since is not None:
@@ -922,7 +961,9 @@ class GameSession:
         return [e.QuestionClosed(q, reason)]
 
     def _on_close(self, cmd: c.CloseQuestion, now: float) -> list[e.Event]:
-        return self._close("host", now)
+        if self._phase is Phase.PAUSED and self._resume_phase is not Phase.QUESTION_OPEN:
+            raise _reject(ErrorCode.WRONG_PHASE, "no question is open")
+        return self._close("host", now)  # from a pause too: its remaining time is dropped
 
     def _on_extend(self, cmd: c.Extend, now: float) -> list[e.Event]:
         s = cmd.seconds
@@ -948,6 +989,7 @@ class GameSession:
             return [e.TimeExtended(q, None, remaining)]
         assert self._deadline is not None
         self._deadline += s
+        self._question_deadline = self._deadline
         return [e.TimeExtended(q, self._deadline, self._deadline - now)]
 
     def _on_pause(self, cmd: c.Pause, now: float) -> list[e.Event]:
@@ -970,16 +1012,17 @@ class GameSession:
         if self._phase is not Phase.QUESTION_OPEN:
             return [e.Resumed(None)]
         assert self._remaining is not None
-        self._deadline = now + self._remaining
+        self._deadline = self._question_deadline = now + self._remaining
         self._running_since = now
         self._remaining = None
         return [e.Resumed(self._deadline), *self._close_if_all_answered(now)]
 
     def _on_skip(self, cmd: c.Skip, now: float) -> list[e.Event]:
+        self._unpause_into(frozenset({Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED}), "skip")
         q = self.current_question
         assert q is not None
         self._qstate[q] = QState.SKIPPED
-        self._deadline = self._remaining = self._running_since = None
+        self._deadline = self._remaining = self._running_since = self._question_deadline = None
         events: list[e.Event] = [e.QuestionSkipped(q)]
         changed = self._settle_wagers(self.quiz.question_round[q])
         events += self._scores_event(changed, "wager", None)
@@ -987,7 +1030,8 @@ class GameSession:
 
     def _on_leaderboard(self, cmd: c.ShowLeaderboard, now: float) -> list[e.Event]:
         r = None if cmd.round is None else self._check_round(cmd.round)
-        self._phase = Phase.LEADERBOARD
+        if self._phase is not Phase.FINISHED:  # after the end: shown again, still finished
+            self._phase = Phase.LEADERBOARD
         return [e.LeaderboardShown(r)]
 
     def _on_end(self, cmd: c.End, now: float) -> list[e.Event]:
@@ -1000,6 +1044,11 @@ class GameSession:
 
     # ------------------------------------------------------------------ scoring
     def _on_reveal(self, cmd: c.Reveal, now: float) -> list[e.Event]:
+        closing: list[e.Event] = []
+        if self._question_running():  # open, or paused on it: close it first (one click)
+            closing = self._close("host", now)
+        else:
+            self._unpause_into(frozenset({Phase.QUESTION_CLOSED}), "reveal")
         q = self.current_question
         assert q is not None
         self._qstate[q] = QState.REVEALED
@@ -1014,7 +1063,7 @@ class GameSession:
         # One ScoresChanged for the question and any wager it settles: no interim totals.
         changed = self._set_awards(q, self._score_question(q))
         changed |= self._settle_wagers(self.quiz.question_round[q])
-        return events + self._scores_event(changed, "reveal", q)
+        return closing + events + self._scores_event(changed, "reveal", q)
 
     def _score_question(self, q: int) -> dict[int, tuple[float, int]]:
         """Fraction and points for every answer to question ``q``, from scratch."""
@@ -1191,6 +1240,7 @@ class GameSession:
             "resume_phase": None if self._resume_phase is None else self._resume_phase.value,
             "step": self._step,
             "deadline": self._deadline,
+            "question_deadline": self._question_deadline,
             "remaining": self._remaining,
             "elapsed_base": self._elapsed_base,
             "running_since": self._running_since,
@@ -1230,6 +1280,8 @@ class GameSession:
         self._resume_phase = None if rp is None else Phase(rp)
         self._step = data["step"]
         self._deadline = data["deadline"]
+        # Formats 1 and 2 kept only the running deadline: a closed question's is lost there.
+        self._question_deadline = data.get("question_deadline", self._deadline)
         self._remaining = data["remaining"]
         self._elapsed_base = data["elapsed_base"]
         self._running_since = data["running_since"]

@@ -13,15 +13,19 @@ Rules this module keeps:
    walk of the (already size-bounded) result.
 3. pubquiz.v1 has no binary and no extension values, so ``max_bin_len`` and ``max_ext_len`` are
    0 and an empty ext is refused by ``ext_hook``: all of those are ``unsupported_type``.
-4. Once the frame is a map, a valid integer ``rid`` is carried on every error
+4. **One first-fault rule** (SPEC section 12): a frame with several decoding faults gets the
+   code of the first in byte order (``_first_fault``, run only on frames already refused), and
+   decoding faults (msgpack's, the depth limit, a repeated top-level key) come before anything
+   is checked about the message (``t``, fields, values).
+5. Once the frame is a map, a valid integer ``rid`` is carried on every error
    (``DecodeError.rid``) so the server can answer ``error{rid}`` and keep the connection. When
    msgpack itself refuses the frame (a limit, bad UTF-8, a truncated value, ...), the rid is
    recovered by a bounded walk of the top-level map's entries (``_recover_envelope``) that builds
    nothing but the keys and the ``rid``/``"t"`` values.
-5. ``peek`` is that same walk offered before decoding: the server reads a frame's type, ``rid``
+6. ``peek`` is that same walk offered before decoding: the server reads a frame's type, ``rid``
    and operator ``key`` with it when it will refuse the frame without building it (throttled,
    or bigger than ``max_frame_bytes`` and not shown the operator key).
-6. msgpack's exceptions are translated here and nowhere else (one module per library).
+7. msgpack's exceptions are translated here and nowhere else (one module per library).
 """
 
 from __future__ import annotations
@@ -137,17 +141,27 @@ def _options(limits: Limits) -> dict[str, Any]:
 def _unpack(data: bytes, limits: Limits) -> Any:
     """msgpack.unpackb with every msgpack failure mapped to a DecodeError.
 
-    A frame msgpack refuses gets its rid (and ``"t"``) back when a bounded walk of its top-level
-    map can read them (``_recover_envelope``), except for trailing bytes: then the frame's one
-    value was complete and the framing itself is wrong.
+    msgpack stops at *a* fault; the code reported is the frame's *first* fault in byte order
+    (``_first_fault``), so that every decoder agrees on it (SPEC section 12). The frame's rid
+    (and ``"t"``) come back when a bounded walk of its top-level map can read them
+    (``_recover_envelope``), except for trailing bytes: then the frame's one value was complete
+    and the framing itself is wrong.
     """
     try:
         return msgpack.unpackb(data, **_options(limits))
     except msgpack.ExtraData:
-        raise DecodeError(ErrorCode.MALFORMED_FRAME, "bytes after the frame's value") from None
+        fault = _first_fault(data, limits)
+        if fault is None or fault[0] is ErrorCode.MALFORMED_FRAME:
+            raise DecodeError(ErrorCode.MALFORMED_FRAME, "bytes after the frame's value") from None
+        code, message = fault  # an earlier fault msgpack does not check (depth, duplicates)
     except (_ExtRefused, ValueError, TypeError, OverflowError) as exc:
         # (StackError, FormatError, UnicodeDecodeError and truncation are ValueErrors too.)
-        code, message = _unpack_failure(exc)
+        code, message = _first_fault(data, limits) or _unpack_failure(exc)
+    _refuse(data, limits, code, message)
+
+
+def _refuse(data: bytes, limits: Limits, code: ErrorCode, message: str) -> NoReturn:
+    """Raise a decoding fault with the rid and type the envelope walk can read."""
     rid, message_type = _recover_envelope(data, limits)
     raise DecodeError(code, message, rid=rid, message_type=message_type)
 
@@ -181,6 +195,136 @@ _STR_HEADS = frozenset([*range(0xA0, 0xC0), 0xD9, 0xDA, 0xDB])
 _AMBIGUOUS = object()  # a key that appeared twice: its value is nobody's
 
 
+# msgpack first bytes -> how many bytes follow them, for the values of a fixed size.
+_FIXED_SIZE = {
+    0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8,
+    0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8,
+}
+# fixext 1..16: a type byte and that many data bytes (all refused: pubquiz.v1 has no ext).
+_FIXEXT_SIZE = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
+# first bytes whose length (of that many bytes, big-endian) follows them, and their kind.
+_SIZED = {
+    0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"),
+    0xC7: (1, "ext"), 0xC8: (2, "ext"), 0xC9: (4, "ext"),
+    0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
+    0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map"),
+}
+
+
+def _header(data: bytes, pos: int) -> tuple[str, int, int] | None:
+    """``(kind, length, header size)`` of the value starting at ``pos`` (kind ``"fixed"``:
+    ``length`` bytes of payload), or None when the header itself is cut short."""
+    head = data[pos]
+    if head <= 0x7F or head >= 0xE0:
+        return "fixed", 0, 1
+    if head <= 0x8F:
+        return "map", head & 0x0F, 1
+    if head <= 0x9F:
+        return "array", head & 0x0F, 1
+    if head <= 0xBF:
+        return "str", head & 0x1F, 1
+    if head in _FIXED_SIZE:
+        return "fixed", _FIXED_SIZE[head], 1
+    if head in _FIXEXT_SIZE:
+        return "ext", _FIXEXT_SIZE[head], 2  # the type byte, then the data
+    width, kind = _SIZED[head]  # every byte but 0xc1 is a header; 0xc1 is caught before
+    if pos + 1 + width > len(data):
+        return None
+    length = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+    if kind == "ext":
+        return kind, length, 2 + width  # the type byte follows the length
+    return kind, length, 1 + width
+
+
+def _first_fault(data: bytes, limits: Limits) -> tuple[ErrorCode, str] | None:
+    """The frame's first decoding fault in byte order, or None when it decodes.
+
+    This is the one rule every decoder can follow (SPEC section 12): read the frame value by
+    value; the first fault met decides the code. At one value, a length the frame does not
+    hold (``malformed_frame``) comes before its limits, whatever the type. Faults checked:
+
+    - ``malformed_frame``: no bytes, the reserved byte 0xc1, a value or a header cut short, a
+      declared length (or count: an element is at least one byte, an entry two) the rest of
+      the frame does not hold, a str that is not UTF-8, bytes after the frame's value;
+    - ``unsupported_type``: a bin or ext value (key or value);
+    - ``limit_exceeded``: a str, array or map over its limit, a map or array nested deeper
+      than ``max_depth`` (the frame's own map is depth 1): depth is a decoder limit;
+    - ``invalid_message``: a frame that is not a map (known from its first byte), a map key
+      that is not a str, a key repeated in the frame's top-level map.
+
+    Run only on frames already refused (by msgpack, or for depth or a repeated key, which
+    msgpack does not check): plain Python, linear in the frame, bounded by ``max_depth``.
+    """
+    size = len(data)
+    if not size:
+        return ErrorCode.MALFORMED_FRAME, "empty frame"
+    if data[0] == 0xC1:
+        return ErrorCode.MALFORMED_FRAME, "reserved byte 0xc1"
+    if not (0x80 <= data[0] <= 0x8F or data[0] in (0xDE, 0xDF)):
+        return ErrorCode.INVALID_MESSAGE, "a frame must be a map"
+    pos = 0
+    # One entry per open map or array: [slots left, is a map]; a map has two slots per
+    # entry, and its next slot is a key when an even number are left.
+    stack: list[list[int]] = []
+    top_keys: set[str] = set()
+    while True:
+        if pos >= size:
+            return ErrorCode.MALFORMED_FRAME, "the frame ends inside a value"
+        parent = stack[-1] if stack else None
+        is_key = parent is not None and parent[1] == 1 and parent[0] % 2 == 0
+        depth = len(stack) + 1
+        if data[pos] == 0xC1:
+            return ErrorCode.MALFORMED_FRAME, "reserved byte 0xc1"
+        header = _header(data, pos)
+        if header is None:
+            return ErrorCode.MALFORMED_FRAME, "the frame ends inside a header"
+        kind, length, head_size = header
+        if is_key and kind not in ("str", "bin", "ext"):
+            return ErrorCode.INVALID_MESSAGE, "map keys must be strings"
+        body = pos + head_size
+        if kind in ("array", "map"):
+            need = length if kind == "array" else 2 * length
+            if body + need > size:
+                return ErrorCode.MALFORMED_FRAME, f"a {kind} declares more than the frame holds"
+            if depth > limits.max_depth:
+                return ErrorCode.LIMIT_EXCEEDED, f"nested more than {limits.max_depth} levels"
+            limit = limits.max_array_len if kind == "array" else limits.max_map_len
+            if length > limit:
+                return ErrorCode.LIMIT_EXCEEDED, f"a msgpack {kind} is over its length limit"
+            pos = body
+        else:
+            if body + length > size:
+                what = "value" if kind == "fixed" else kind
+                return ErrorCode.MALFORMED_FRAME, f"a {what} declares more than the frame holds"
+            if kind in ("bin", "ext"):
+                return ErrorCode.UNSUPPORTED_TYPE, f"{kind} values are not allowed"
+            if kind == "str":
+                if length > limits.max_str_bytes:
+                    return ErrorCode.LIMIT_EXCEEDED, "a msgpack str is over its length limit"
+                try:
+                    text = data[body : body + length].decode("utf-8")
+                except UnicodeDecodeError:
+                    return ErrorCode.MALFORMED_FRAME, "a string is not valid UTF-8"
+                if is_key and depth == 2:  # a key of the frame's own map
+                    if text in top_keys:
+                        return ErrorCode.INVALID_MESSAGE, f"duplicate key {text[:64]!r}"
+                    top_keys.add(text)
+            pos = body + length
+        if parent is not None:
+            parent[0] -= 1
+        if kind in ("array", "map") and length:
+            stack.append([length if kind == "array" else 2 * length, int(kind == "map")])
+        elif not stack and kind == "map":
+            break  # an empty top-level map
+        while stack and stack[-1][0] == 0:
+            stack.pop()
+        if not stack:
+            break
+    if pos != size:
+        return ErrorCode.MALFORMED_FRAME, "bytes after the frame's value"
+    return None
+
+
 def _recover_envelope(data: bytes, limits: Limits) -> tuple[int | None, str | None]:
     """The ``rid`` and ``"t"`` of a frame that msgpack refused, when they can be read safely
     (``_walk_envelope``)."""
@@ -204,10 +348,14 @@ def _walk_envelope(data: bytes, limits: Limits) -> dict[str, object]:
     first entry it cannot read. Bounded on hostile input:
 
     - at most ``max_map_len`` entries (a larger top-level map gives up at once);
-    - a key is read only when its first byte is a str header, and then with the frame's limits
-      (so at most ``max_str_bytes``); anything else ends the walk;
-    - the ``rid`` value is built only when its first byte is an int header, the ``"t"`` and
-      ``key`` values only when it is a str header (again within the limits); any other value is
+    - a key is read only when its first byte is a str header; anything else ends the walk. It
+      is stepped over like a value and its bytes compared only when they are at most
+      ``max_str_bytes`` long and valid UTF-8: any other key is no envelope key, and the walk
+      goes on past its value;
+    - the ``rid`` value is built only when its first byte is an int header; the ``"t"`` and
+      ``key`` values are read like keys (a str within the string limit and valid UTF-8, else
+      unusable, and the walk goes on: invalid UTF-8 in ``t`` loses ``t``, not the ``rid``);
+      any other value is
       skipped with ``Unpacker.skip()``, which in msgpack's C implementation builds no object and
       checks no length limit (``construct`` is off in skip mode): a 10 KB string is stepped over
       by its declared length, a declared length the bytes do not hold ends the walk
@@ -226,16 +374,39 @@ def _walk_envelope(data: bytes, limits: Limits) -> dict[str, object]:
         for _ in range(count):
             if data[unpacker.tell()] not in _STR_HEADS:
                 break  # a non-str key (or none left): the envelope ends here
-            key = unpacker.unpack()
-            heads = _ENVELOPE_HEADS.get(key)
-            if heads is None:
+            key = _step_over_str(unpacker, data, limits)
+            heads = _ENVELOPE_HEADS.get(key) if key is not None else None
+            if key is None or heads is None:
                 unpacker.skip()
                 continue
-            value = unpacker.unpack() if data[unpacker.tell()] in heads else unpacker.skip()
+            value: object = None
+            if data[unpacker.tell()] not in heads:
+                unpacker.skip()
+            elif heads is _INT_HEADS:
+                value = unpacker.unpack()
+            else:
+                value = _step_over_str(unpacker, data, limits)
             found[key] = _AMBIGUOUS if key in found else value
     except (_ExtRefused, ValueError, msgpack.OutOfData, IndexError, TypeError):
         pass  # the walk ends at the first entry it cannot read; what was read before stands
     return found
+
+
+def _step_over_str(unpacker: msgpack.Unpacker, data: bytes, limits: Limits) -> str | None:
+    """Step over the str at the unpacker's position (its first byte is a str header) and
+    return it, or None when it is over ``max_str_bytes`` or not valid UTF-8. Raises
+    ``OutOfData`` when the frame does not hold its declared length."""
+    start = unpacker.tell()
+    unpacker.skip()  # builds nothing: no UTF-8 check, no length limit
+    end = unpacker.tell()
+    head = data[start]
+    body = start + (1 if head <= 0xBF else {0xD9: 2, 0xDA: 3, 0xDB: 5}[head])
+    if end - body > limits.max_str_bytes:
+        return None
+    try:
+        return data[body:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 @attrs.frozen
@@ -305,6 +476,16 @@ def _map_header(data: bytes) -> int | None:
     return None
 
 
+def _nested_too_deep(frame: dict[str, Any], depth_left: int) -> bool:
+    """Whether a value of the frame's map nests more than ``depth_left`` levels. On the hot
+    path: a loop with no call for the scalars that most fields are."""
+    for value in frame.values():
+        kind = type(value)
+        if (kind is list or kind is dict) and _too_deep(value, depth_left):
+            return True
+    return False
+
+
 def _too_deep(value: Any, depth_left: int) -> bool:
     """Whether ``value`` nests maps/arrays more than ``depth_left`` levels deep."""
     if type(value) is dict:
@@ -352,6 +533,13 @@ def decode(
     frame = _unpack(data, limits)
     if type(frame) is not dict:
         raise DecodeError(ErrorCode.INVALID_MESSAGE, "a frame must be a map")
+    # The decoding faults msgpack does not check: a repeated key (msgpack keeps the last;
+    # another decoder might keep the first: the declared count is in the first bytes) and the
+    # depth limit. They are decoding faults like msgpack's own, so the first in byte order
+    # wins among all of them, before anything is checked about the message (SPEC section 12).
+    if _map_header(data) != len(frame) or _nested_too_deep(frame, limits.max_depth - 1):
+        code, message = _first_fault(data, limits) or (ErrorCode.INVALID_MESSAGE, "bad frame")
+        _refuse(data, limits, code, message)
     message_type = frame.get("t")
     rid = _valid_rid(frame.get("rid"))
     if type(message_type) is not str:
@@ -364,26 +552,11 @@ def decode(
             rid=rid,
             message_type=message_type,
         )
-    # msgpack keeps the last of duplicate keys; another decoder might keep the first. Refuse
-    # the ambiguity for the envelope (the declared count is in the first bytes).
-    if _map_header(data) != len(frame):
-        raise DecodeError(
-            ErrorCode.INVALID_MESSAGE, "duplicate keys", rid=rid, message_type=message_type
-        )
     keys = frame.keys()
     # Fast path: every field present (what canonical encoders send) needs one comparison.
     if keys != cls.ALLOWED_KEYS:
         _check_keys(keys, cls, rid, message_type)
     del frame["t"]
-    # The frame's map is depth 1, so each field value may nest max_depth - 1 levels.
-    for name in cls.MAP_FIELDS:
-        if _too_deep(frame.get(name), limits.max_depth - 1):
-            raise DecodeError(
-                ErrorCode.LIMIT_EXCEEDED,
-                f"{message_type}: nested more than {limits.max_depth} levels",
-                rid=rid,
-                message_type=message_type,
-            )
     try:
         return cls(**frame)
     except FieldError as exc:

@@ -55,6 +55,9 @@ MAX_PATH_CHARS = 1024
 MAX_ERROR_CODE_CHARS = 64
 MAX_MESSAGE_CHARS = 1024
 MAX_LEADERBOARD = 1000
+#: Rows of a host's ``scores`` event: every participant whose score changed (all who answered,
+#: at a reveal), so bounded like a client's array limit rather than like a leaderboard.
+MAX_SCORE_ROWS = 100_000
 #: Hard recursion bound for free-form maps built locally (decoded ones are first held to
 #: ``Limits.max_depth`` by the codec). Keeps a cyclic structure from recursing forever.
 MAX_PLAIN_DEPTH = 64
@@ -311,6 +314,25 @@ class LeaderboardSpec(Spec):
                     _SCORE.check(score, f"{name}[].score"),
                 )
             )
+        return tuple(rows)
+
+
+@attrs.frozen
+class ScoreListSpec(Spec):
+    """An array of ``[participant, score]`` pairs; stored as a tuple of 2-tuples."""
+
+    def check(self, value: Any, name: str) -> tuple[tuple[int, int], ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise _wrong_type(name, value, "array")
+        if len(value) > MAX_SCORE_ROWS:
+            raise FieldError(ErrorCode.LIMIT_EXCEEDED, f"{name}: more than {MAX_SCORE_ROWS} rows")
+        rows = []
+        for row in value:
+            if (type(row) is not list and type(row) is not tuple) or len(row) != 2:
+                raise FieldError(ErrorCode.INVALID_MESSAGE,
+                                 f"{name}[]: expected [participant, score]")
+            rows.append((_U31.check(row[0], f"{name}[].participant"),
+                         _SCORE.check(row[1], f"{name}[].score")))
         return tuple(rows)
 
 
@@ -856,12 +878,15 @@ class You(Message):
 @_s("result")
 @attrs.frozen(kw_only=True)
 class Result(Message):
-    """Personal result after a reveal: was your answer right, and your new total."""
+    """Personal result after a reveal: was your answer right, and your new total. Every
+    scoring participant gets one; ``answered`` is false (and ``correct`` false, ``points``
+    0) when the participant (their team) gave no answer."""
 
     q: int = attrs.field(**wire(_U31))
     correct: bool = attrs.field(**wire(_BOOL))
     points: int = attrs.field(**wire(_SCORE))
     score: int = attrs.field(**wire(_SCORE))
+    answered: bool = attrs.field(**wire(_BOOL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1041,6 +1066,72 @@ class ScoreAdjusted(Message):
     participant: int = attrs.field(**wire(_U31))
     delta: int = attrs.field(**wire(IntSpec(-1_000_000, 1_000_000)))
     reason: str = attrs.field(**wire(_REASON))
+
+
+# Hosts only: the events that change nothing on a player's or display's screen, so that a host
+# receives every seq and can tell a lost event from one meant for others (SPEC section 5).
+
+
+@_event("started")
+@attrs.frozen(kw_only=True)
+class Started(Message):
+    """Hosts only: the quiz started (the first slide or question follows)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+
+
+@_event("round_started")
+@attrs.frozen(kw_only=True)
+class RoundStarted(Message):
+    """Hosts only: round ``round`` began (its first slide or question follows)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    round: int = attrs.field(**wire(_U31))
+    title: str = attrs.field(**wire(_TITLE))
+
+
+@_event("joker_played")
+@attrs.frozen(kw_only=True)
+class JokerPlayed(Message):
+    """Hosts only: ``participant`` played their (team's) joker on ``round``."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+    round: int = attrs.field(**wire(_U31))
+
+
+@_event("wager_placed")
+@attrs.frozen(kw_only=True)
+class WagerPlaced(Message):
+    """Hosts only: ``participant`` staked ``amount`` on ``round`` (0: the stake withdrawn)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    participant: int = attrs.field(**wire(_U31))
+    round: int = attrs.field(**wire(_U31))
+    amount: int = attrs.field(**wire(_U31))
+
+
+@_event("marked")
+@attrs.frozen(kw_only=True)
+class Marked(Message):
+    """Hosts only: the host marked ``participant``'s (team's) answer to ``q``."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    q: int = attrs.field(**wire(_U31))
+    participant: int = attrs.field(**wire(_U31))
+    correct: bool = attrs.field(**wire(_BOOL))
+
+
+@_event("scores")
+@attrs.frozen(kw_only=True)
+class Scores(Message):
+    """Hosts only: totals that changed (at a reveal, a mark, an adjustment, a settled wager),
+    per participant (in team mode each member with the team's total)."""
+
+    seq: int = attrs.field(**wire(_SEQ))
+    reason: str = attrs.field(**wire(TextSpec(64)))
+    q: int | None = attrs.field(default=None, **wire(Nullable(_U31)))
+    scores: tuple[tuple[int, int], ...] = attrs.field(**wire(ScoreListSpec()))
 
 
 @_event("ended")

@@ -250,11 +250,10 @@ class Connection:
                     if exc.retryable or self.engine.join_limiter.take(self.address,
                                                                       trio.current_time()):
                         raise
-                    raise Rejected(ErrorCode.RATE_LIMITED,
-                                   "too many join attempts; wait") from None
+                    raise self._join_throttled() from None
             elif isinstance(msg, m.Join | m.Host | m.Watch):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
-                    raise Rejected(ErrorCode.RATE_LIMITED, "too many join attempts; wait")
+                    raise self._join_throttled()
                 await self._enter(msg)
             else:
                 raise Rejected(ErrorCode.NOT_JOINED, "join, resume, host or watch first")
@@ -264,6 +263,17 @@ class Connection:
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
+            scope = self._join_scope
+            if exc.retryable and scope is not None and scope.deadline != math.inf:
+                # A client that retries as told is not idle: its join window starts again
+                # (issue 19.14: a pub behind one address joins at the limiter's pace).
+                scope.deadline = trio.current_time() + self.engine.config.join_timeout
+
+    def _join_throttled(self) -> Rejected:
+        """``rate_limited`` for a join over the address's allowance, with when to retry."""
+        wait = self.engine.join_limiter.wait_time(self.address, trio.current_time())
+        return Rejected(ErrorCode.RATE_LIMITED, "too many join attempts from your address; wait",
+                        retry_after_ms=max(1, math.ceil(wait * 1000)))
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)

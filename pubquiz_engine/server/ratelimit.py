@@ -89,6 +89,14 @@ class AddressLimiter:
         bucket = self._buckets.get(address)
         return bucket is None or bucket.can_take(now)
 
+    def wait_time(self, address: str, now: float) -> float:
+        """Seconds until ``take(address, ...)`` can succeed (0 when it can now)."""
+        bucket = self._buckets.get(address_key(address))
+        if bucket is None or bucket.can_take(now):
+            return 0.0
+        held = bucket.tokens + max(0.0, now - bucket.stamp) * bucket.rate
+        return (1.0 - held) / bucket.rate
+
     def _prune(self, now: float) -> None:
         for address in [a for a, b in self._buckets.items() if b.full_at(now)]:
             del self._buckets[address]

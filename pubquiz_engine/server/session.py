@@ -279,6 +279,11 @@ class LiveSession:
     def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
         """A host or display arrives: welcome, then the missed events or the full state."""
         self._check_room()
+        if member.role == "host":
+            # One host connection per host token, like a player's resume token (SPEC 13.5).
+            for previous in [w for w in self._watchers if w.role == "host"]:
+                self._watchers.discard(previous)
+                previous.ws.close(CloseCode.REPLACED, "replaced by a newer host connection")
         member.audience = views.ROLE_AUDIENCE[member.role]
         self._welcome_and_catch_up(member, rid, last_seq, name=None, team=None, token=None)
         self._watchers.add(member)

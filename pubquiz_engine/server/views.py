@@ -12,6 +12,10 @@ Rules this module keeps:
    frames per question.
 3. Players never receive another player's answer or a token; hosts get the participant list.
 4. Personal frames (``result``, ``you``) are small and built only where a player is connected.
+5. **Hosts see every seq.** Every game event that takes a seq becomes at least one message
+   for hosts (``started``, ``round_started``, ``joker_played``, ``wager_placed``, ``marked``
+   and ``scores`` exist for them alone), so a host that sees a gap lost an event; players and
+   displays see gaps by design (SPEC section 5).
 """
 
 from __future__ import annotations
@@ -92,7 +96,9 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
             seq=seq, q=event.question, answered=event.answered, total=event.total
         )
     elif isinstance(event, ev.AnswerAccepted):
-        if not event.duplicate and event.revision == 1:
+        # Every accepted answer takes a seq (the failover replay order): a change of answer
+        # too. A resend takes none and is no event.
+        if not event.duplicate:
             yield HOSTS, m.Answered(seq=seq, q=event.question, participant=event.participant)
     elif isinstance(event, ev.QuestionClosed | ev.QuestionSkipped):
         yield EVERYONE, m.Closed(seq=seq, q=event.question)
@@ -124,6 +130,23 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
         yield WATCHERS, m.ScoreAdjusted(
             seq=seq, participant=event.participant, delta=event.delta, reason=event.reason
         )
+    elif isinstance(event, ev.Started):
+        yield HOSTS, m.Started(seq=seq)
+    elif isinstance(event, ev.RoundStarted):
+        yield HOSTS, m.RoundStarted(seq=seq, round=event.round, title=event.title)
+    elif isinstance(event, ev.JokerPlayed):
+        yield HOSTS, m.JokerPlayed(seq=seq, participant=event.participant, round=event.round)
+    elif isinstance(event, ev.WagerPlaced):
+        yield HOSTS, m.WagerPlaced(seq=seq, participant=event.participant, round=event.round,
+                                   amount=event.amount)
+    elif isinstance(event, ev.AnswerMarked):
+        yield HOSTS, m.Marked(seq=seq, q=event.question, participant=event.participant,
+                              correct=event.correct)
+    elif isinstance(event, ev.ScoresChanged):
+        # The hosts' scores at each reveal, mark, adjustment and settled wager, in the
+        # protocol (a host need not download the results to keep its table right).
+        yield HOSTS, m.Scores(seq=seq, reason=event.reason, q=event.question,
+                              scores=tuple((pid, int(total)) for pid, total in event.scores))
     elif isinstance(event, ev.Finished):
         teams, top = _top(game, None)
         yield EVERYONE, m.Leaderboard(seq=seq, round=None, teams=teams, top=top)
@@ -149,11 +172,14 @@ def you(game: GameSession, participant: int, round_index: int | None = None) -> 
 
 
 def result(game: GameSession, participant: int, question: int) -> m.Result | None:
-    """A player's own outcome of a revealed question, or None if they did not answer it."""
-    outcome = game.outcome_of(participant, question)
-    if outcome is None:
+    """A player's own outcome of a revealed question: ``answered: false`` (0 points) when
+    they (their team) gave no answer, so every player can show "no answer". None before the
+    reveal (a mark of a closed question tells nobody yet) and for a participant the game does
+    not know."""
+    if participant not in game.participants or game.question_state(question) != "revealed":
         return None
-    correct, points = outcome
+    outcome = game.outcome_of(participant, question)
+    correct, points = outcome if outcome is not None else (False, 0)
     # The scorer's total (the team's in team mode), as the standings line would show it,
     # without ranking every participant (measured: a full ranking per reveal).
     return m.Result(
@@ -161,12 +187,16 @@ def result(game: GameSession, participant: int, question: int) -> m.Result | Non
         correct=correct,
         points=int(points),
         score=int(game.score_of(participant)),
+        answered=outcome is not None,
     )
 
 
 def _question_map(game: GameSession, index: int) -> dict[str, Any]:
-    """The current question as in the ``question`` event, plus ``remaining_ms`` while paused."""
-    deadline = game.next_deadline
+    """The current question as in the ``question`` event, plus ``remaining_ms`` while paused.
+
+    ``deadline_ms`` is the deadline last announced for it (``question``, ``extended`` or
+    ``unpaused``), also once it closed or was revealed: never a placeholder (issue 24.4)."""
+    deadline = game.question_deadline
     data = _question(1, game, index, deadline if deadline is not None else 0.0).to_wire()
     for key in ("t", "seq"):
         data.pop(key, None)

@@ -99,10 +99,11 @@ def test_first_question_whole_state() -> None:
     snapshot = g.session.to_snapshot()
     del snapshot["quiz"]
     assert snapshot == {
-        "format": 2,
+        "format": 3,
         "options": {"mode": "solo", "close_when_all_answered": False, "max_participants": 1000,
                     "max_team_size": 10, "speed_bonus": True},
         "phase": "revealed", "resume_phase": None, "step": 1, "deadline": None,
+        "question_deadline": T0 + 30,
         "remaining": None, "elapsed_base": 10.0, "running_since": None, "finish_reason": None,
         "next_id": 3, "next_team": 1,
         "participants": [[1, "Alice", None, None, T0, False, False],
@@ -132,8 +133,16 @@ def test_play_through_to_the_end() -> None:
     assert g.session.phase is Phase.FINISHED
     assert g.session.recompute_scores() == dict(g.session.totals)
     assert g.session.standings() == [Standing(1, alice, "Alice", g.session.score_of(alice))]
-    g.refuse(Next(), ErrorCode.SESSION_ENDED)
+    # One phase rule (SPEC 7): wrong_phase, the connection stays; only a join is told the
+    # session is over.
+    g.refuse(Next(), ErrorCode.WRONG_PHASE)
+    g.refuse(PlayJoker(alice, 0), ErrorCode.WRONG_PHASE)
     g.refuse(Join("Late", None), ErrorCode.SESSION_ENDED)
+    g.refuse(SubmitAnswer(alice, 7, RIGHT[7], 999), ErrorCode.QUESTION_CLOSED)
+    # The final standings can be shown again, and the quiz stays finished (issue 19).
+    assert g.do(ShowLeaderboard()) == [ev.LeaderboardShown(None)]
+    assert g.do(ShowLeaderboard(1)) == [ev.LeaderboardShown(1)]
+    assert g.session.phase is Phase.FINISHED
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -210,16 +219,52 @@ def test_deadline_is_inclusive_and_tick_closes() -> None:
 def test_answer_rules_are_checked() -> None:
     g = Game()
     (alice,) = joined(g, "Alice")
-    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)  # not open yet
+    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.WRONG_PHASE)  # the lobby: none is open
+    g.refuse(SubmitAnswer(alice, 50, 1, 1), ErrorCode.WRONG_PHASE)
+    g.do(Start())
+    g.refuse(SubmitAnswer(alice, 0, 1, 1), ErrorCode.WRONG_PHASE)  # a slide: none is open
     to_question(g, 0)
     g.refuse(SubmitAnswer(99, 0, 1, 1), ErrorCode.UNKNOWN_PARTICIPANT)
     g.refuse(SubmitAnswer(alice, 1, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)
     g.refuse(SubmitAnswer(alice, 50, 1, 1), ErrorCode.NOT_CURRENT_QUESTION)
     g.refuse(SubmitAnswer(alice, 0, 7, 1), ErrorCode.INVALID_ANSWER)
     g.refuse(SubmitAnswer(alice, 0, 1, "x"), ErrorCode.INVALID_COMMAND)  # type: ignore[arg-type]
-    finish_question(g)
+    g.do(CloseQuestion())
+    g.refuse(SubmitAnswer(alice, 0, 1, 5), ErrorCode.QUESTION_CLOSED)  # too late, any phase
+    g.refuse(SubmitAnswer(alice, 1, 1, 5), ErrorCode.WRONG_PHASE)  # never opened: none is open
+    g.do(Reveal())
     g.do(Next())
     g.refuse(SubmitAnswer(alice, 0, 1, 5), ErrorCode.QUESTION_CLOSED)
+    g.refuse(SubmitAnswer(alice, 2, True, 5), ErrorCode.NOT_CURRENT_QUESTION)  # 1 is open
+
+
+def test_multiple_choice_needs_at_least_one_choice() -> None:
+    """Issue 19.7, settled: an empty choice list is no answer (SPEC section 10)."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    to_question(g, 3)
+    g.refuse(SubmitAnswer(alice, 3, [], 1), ErrorCode.INVALID_ANSWER)
+    assert isinstance(answer(g, alice, [2]), list)
+
+
+def test_close_reveal_and_skip_act_on_the_paused_question() -> None:
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    to_question(g, 0)
+    answer(g, alice, RIGHT[0])
+    g.do(Pause())
+    assert g.do(Reveal())[:2] == [ev.QuestionClosed(0, "host"), ev.Revealed(0, 1, "", [0, 1, 0])]
+    assert g.session.phase is Phase.REVEALED and g.session.remaining is None
+    g.do(Next())
+    g.do(Pause())
+    assert g.do(CloseQuestion()) == [ev.QuestionClosed(1, "host")]
+    g.do(Pause())  # paused on a closed question: close is wrong, reveal and skip act
+    g.refuse(CloseQuestion(), ErrorCode.WRONG_PHASE)
+    assert g.do(Skip())[0] == ev.QuestionSkipped(1)
+    assert g.session.phase is Phase.QUESTION_OPEN and g.session.current_question == 2
+    g.do(Pause())  # paused on an open question: skip drops it
+    assert g.do(Skip())[0] == ev.QuestionSkipped(2)
+    assert g.session.phase is Phase.ROUND_SUMMARY and g.session.remaining is None
 
 
 def test_team_mode_one_answer_per_team_last_member_counts() -> None:
@@ -274,10 +319,13 @@ def test_pause_freezes_the_clock_and_the_speed_bonus() -> None:
     assert g.session.next_deadline is None
     assert g.session.tick(g.now + 1000) == []
     g.now += 500
-    answer(g, alice, 1)  # answers still count while paused; elapsed stays 10
-    assert g.session.answers(0)[alice].elapsed == 10.0
+    # A pause stops the answers with the clock (SPEC 7; else an answer thought over during a
+    # pause would earn the speed bonus of the moment it began).
+    g.refuse(SubmitAnswer(alice, 0, 1, g.next_rid()), ErrorCode.WRONG_PHASE)
     assert g.do(Extend(5)) == [ev.TimeExtended(0, None, 25.0)]
     assert g.do(Resume()) == [ev.Resumed(g.now + 25.0)]
+    answer(g, alice, 1)  # at once: 10 s of running time, the pause not counted
+    assert g.session.answers(0)[alice].elapsed == 10.0
     g.now += 3
     assert g.do(Extend(10)) == [ev.TimeExtended(0, g.now + 32.0, 32.0)]
     finish_question(g)
@@ -306,6 +354,8 @@ def test_pause_between_questions_resumes_to_the_same_phase() -> None:
     assert g.do(Pause()) == [ev.Paused(None)]
     g.refuse(Next(), ErrorCode.WRONG_PHASE)
     g.refuse(Pause(), ErrorCode.WRONG_PHASE)
+    for command in (CloseQuestion(), Reveal(), Skip()):  # the pause is on a slide
+        g.refuse(command, ErrorCode.WRONG_PHASE)
     assert g.do(Resume()) == [ev.Resumed(None)]
     assert g.session.phase is Phase.SLIDE
 
@@ -558,6 +608,25 @@ def test_lobby_leaver_with_a_trace_keeps_the_line() -> None:
     assert team.do(Join("C", "reds"))[0].team_id == 1
 
 
+def test_a_team_member_told_a_score_is_not_forgotten() -> None:
+    """The hypothesis machine's KeyError on main: an adjustment of B's team is reported to A
+    too (``ScoresChanged`` names every member); A then left the lobby and was forgotten, so
+    ``score_of(A)``, answered a moment before, raised KeyError (and the score row the server
+    wrote for A named nobody)."""
+    g = Game(SessionOptions(mode=Mode.TEAM))
+    a, b = joined(g, "A", "B", team="Reds")
+    (_, scores) = g.do(AdjustScore(b, 3, "early bird"))
+    assert isinstance(scores, ev.ScoresChanged) and scores.scores == [(a, 3), (b, 3)]
+    g.do(Leave(a))
+    assert g.session.participants[a].left
+    assert g.session.score_of(a) == 3
+    assert round_trip(g.session) == g.session
+    # A team without a score still forgets its lobby leavers.
+    c, _ = joined(g, "C", "D", team="Blues")
+    g.do(Leave(c))
+    assert c not in g.session.participants
+
+
 def test_limits_session_full_team_full_team_required() -> None:
     g = Game(SessionOptions(mode=Mode.TEAM, max_participants=3, max_team_size=2))
     joined(g, "A", "B", team="Reds")
@@ -677,7 +746,7 @@ def test_a_format_1_snapshot_still_restores() -> None:
     old["format"] = 1
     del old["next_team"]  # format 1 had no counter: it is the highest team id + 1
     assert GameSession.from_snapshot(old) == g.session
-    old["format"] = 3
+    old["format"] = 4
     with pytest.raises(ValueError, match="unknown snapshot format"):
         GameSession.from_snapshot(old)
 
@@ -702,3 +771,51 @@ def test_next_round_names_the_round_the_next_step_starts() -> None:
     assert g.session.phase is Phase.FINISHED
     assert seen == list(range(1, len(g.session.quiz.rounds)))  # every later round, once
     assert g.session.next_round is None
+
+
+def test_the_question_deadline_outlives_the_open_phase() -> None:
+    """Issue 24.4: a view built after the question closed shows the deadline its players were
+    given (as announced, extensions and unpauses included), not a placeholder."""
+    g = Game()
+    joined(g, "A")
+    to_question(g, 1)
+    opened = g.session.question_deadline
+    assert opened is not None and opened == g.session.next_deadline
+    g.do(Extend(5))
+    assert g.session.question_deadline == opened + 5
+    g.now += 3
+    g.do(Pause())
+    assert g.session.question_deadline == opened + 5  # paused: remaining says the rest
+    g.now += 100
+    (resumed, *_) = g.do(Resume())
+    assert isinstance(resumed, ev.Resumed) and resumed.deadline is not None
+    assert g.session.question_deadline == resumed.deadline
+    g.do(CloseQuestion())
+    assert g.session.next_deadline is None
+    assert g.session.question_deadline == resumed.deadline
+    g.do(Reveal())
+    assert g.session.question_deadline == resumed.deadline
+    assert round_trip(g.session).question_deadline == resumed.deadline
+    g.do(Next())
+    assert g.session.phase is not Phase.QUESTION_OPEN or (
+        g.session.question_deadline == g.session.next_deadline)
+
+
+def test_a_format_2_snapshot_restores_the_running_deadline() -> None:
+    g = Game()
+    joined(g, "A")
+    to_question(g, 1)
+    old = g.session.to_snapshot()
+    old["format"] = 2
+    del old["question_deadline"]  # format 2 kept only the running deadline
+    assert GameSession.from_snapshot(old) == g.session
+
+
+def test_a_joker_on_a_round_without_jokers_is_invalid_command() -> None:
+    """Issue 19.8, settled: the code SPEC section 8 (`joker`) lists for a round whose `joker`
+    flag is false."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+    assert not g.session.quiz.rounds[2].joker
+    g.refuse(PlayJoker(alice, 2), ErrorCode.INVALID_COMMAND)
+    g.refuse(PlayJoker(alice, 9), ErrorCode.UNKNOWN_ROUND)

@@ -145,7 +145,7 @@ class GameMachine(RuleBasedStateMachine):
                                                                          event.value)
         # Accepted only while its question is open, and never after the deadline.
         assert event.question == question
-        assert phase is Phase.QUESTION_OPEN or phase is Phase.PAUSED
+        assert phase is Phase.QUESTION_OPEN  # a pause refuses answers
         assert deadline is None or event.at <= deadline
         self.first[key] = event
         scorer = event.team if self.session.options.mode is Mode.TEAM else event.participant
@@ -444,6 +444,9 @@ class GameMachine(RuleBasedStateMachine):
             named = {row[1] for row in data["adjustments"]}
             if s.options.mode is Mode.SOLO:
                 named |= {row[0] for row in data["jokers"]} | {row[1] for row in data["wagers"]}
+            else:  # a team's score names every member (ScoresChanged lists them)
+                scored = {row[0] for row in data["totals"]}
+                named |= {p.id for p in s.participants.values() if p.team_id in scored}
             assert {p.id for p in s.participants.values() if p.left} <= named
 
     @invariant()

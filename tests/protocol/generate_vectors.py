@@ -59,40 +59,61 @@ QUIZ = {
     ],
 }
 
-STATE = {
-    "phase": "question_open",
-    "mode": "team",
-    "title": "Friday Night Quiz",
-    "round": 0,
-    "question": {
-        "q": 0,
-        "round": 0,
-        "number": 1,
-        "kind": "single",
-        "prompt": "Which planet is known as the Red Planet?",
-        "choices": ["Venus", "Mars", "Jupiter"],
-        "media": None,
-        "points": 10,
-        "time_limit_ms": 20000,
-        "deadline_ms": 1767225620000,
-        "remaining_ms": None,
-    },
-    "slide": None,
-    "answered": 3,
-    "total": 12,
-    "reveal": None,
-    "leaderboard": None,
-    "participant_count": 12,
-    "participants": None,
-    "you": {
-        "participant": 7,
-        "name": "Ada",
-        "team": "The Quizzly Bears",
-        "score": 40,
-        "rank": 2,
-        "answer": 1,
-    },
-}
+def _game_states() -> dict[str, m.State]:
+    """``state`` messages as the engine builds them (``server.views.state``) at three points of
+    a small team quiz: every key of SPEC section 11, for a player and for a host, with a joker,
+    a stake and the rounds list; and after the question closed, its real deadline (issue 24.4:
+    ``deadline_ms`` as in the ``question`` event, never 0)."""
+    from pubquiz_engine.game import (
+        AdjustScore,
+        CloseQuestion,
+        GameSession,
+        Join,
+        Mode,
+        PlaceWager,
+        PlayJoker,
+        Reveal,
+        SessionOptions,
+        Start,
+        SubmitAnswer,
+        load_quiz_data,
+    )
+    from pubquiz_engine.server import views
+
+    quiz = load_quiz_data({"title": "Friday Night Quiz", "rounds": [
+        {"title": "General knowledge", "items": [
+            {"kind": "single", "prompt": "Which planet is known as the Red Planet?",
+             "choices": ["Venus", "Mars", "Jupiter"], "answer": "Mars", "points": 10,
+             "time_limit": 20}]},
+        {"title": "Music", "wager": True, "joker": False, "items": [
+            {"kind": "text", "prompt": "Who recorded Abbey Road?", "answer": "The Beatles"}]},
+        {"title": "Finale", "multiplier": 2, "items": [
+            {"kind": "truefalse", "prompt": "Crows: a murder?", "answer": True}]},
+    ]}, source="vectors")
+    game = GameSession(quiz, SessionOptions(mode=Mode.TEAM))
+    t0 = 1767225600.0
+    ada = game.apply(Join("Ada", "The Quizzly Bears"), t0)[0].participant  # type: ignore[attr-defined]
+    bob = game.apply(Join("Bob", "Quiz Team Aguilera"), t0)[0].participant  # type: ignore[attr-defined]
+    game.apply(AdjustScore(ada, 40, "warm-up round"), t0)
+    game.apply(PlaceWager(ada, 1, 20), t0)
+    game.apply(PlayJoker(ada, 2), t0)
+    game.apply(Start(), t0)
+    game.apply(SubmitAnswer(ada, 0, 1, 3), t0 + 4)
+
+    def render(role: str, participant: int | None) -> dict[str, Any]:
+        return views.state(game, role=role, participant=participant, code="K7QX",
+                           connected=(ada,))
+
+    out = {"state": m.State(seq=57, state=render("player", ada))}
+    game.apply(CloseQuestion(), t0 + 6)
+    out["state_after_close"] = m.State(seq=60, state=render("player", bob))
+    game.apply(Reveal(), t0 + 8)
+    out["state_host"] = m.State(seq=62, state=render("host", None))
+    return out
+
+
+STATES = _game_states()
+
 
 # (name, direction, message): every message type at least once.
 VALID: list[tuple[str, Direction, Message]] = [
@@ -221,8 +242,11 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("redirect", S2C, m.Redirect(rid=1, code="K7QX", url="wss://node2.quiz.example/ws")),
     ("you", S2C, m.You(rank=2, score=40, round_score=10)),
     ("you_unranked", S2C, m.You(rank=None, score=0, round_score=None)),
-    ("result", S2C, m.Result(q=0, correct=True, points=10, score=40)),
-    ("state", S2C, m.State(seq=57, state=STATE)),
+    ("result", S2C, m.Result(q=0, correct=True, points=10, score=40, answered=True)),
+    ("result_no_answer", S2C, m.Result(q=0, correct=False, points=0, score=40, answered=False)),
+    ("state", S2C, STATES["state"]),
+    ("state_after_close", S2C, STATES["state_after_close"]),
+    ("state_host", S2C, STATES["state_host"]),
     (
         "player_joined",
         S2C,
@@ -290,8 +314,24 @@ VALID: list[tuple[str, Direction, Message]] = [
             top=((1, 3, "The Quizzly Bears", 50), (2, 1, "Quiz Team Aguilera", 40)),
         ),
     ),
+    (
+        "leaderboard_ties",
+        S2C,
+        m.Leaderboard(
+            seq=23,
+            round=None,
+            teams=False,
+            top=((1, 7, "Ada", 50), (2, 3, "Bob", 40), (2, 9, "Cy", 40), (4, 2, "Di", 30)),
+        ),
+    ),
     ("round_summary", S2C, m.RoundSummary(seq=21, round=0, title="General knowledge")),
     ("score_adjusted", S2C, m.ScoreAdjusted(seq=22, participant=7, delta=-5, reason="phone use")),
+    ("started", S2C, m.Started(seq=1)),
+    ("round_started", S2C, m.RoundStarted(seq=2, round=0, title="General knowledge")),
+    ("joker_played", S2C, m.JokerPlayed(seq=8, participant=7, round=2)),
+    ("wager_placed", S2C, m.WagerPlaced(seq=9, participant=7, round=1, amount=20)),
+    ("marked", S2C, m.Marked(seq=33, q=4, participant=7, correct=True)),
+    ("scores", S2C, m.Scores(seq=20, reason="reveal", q=0, scores=((3, 10), (7, 50), (9, 0)))),
     ("ended", S2C, m.Ended(seq=99, reason="finished")),
 ]
 
@@ -380,17 +420,77 @@ INVALID: list[tuple[str, Direction, Frame, str, int | None, str]] = [
         "declared_huge_array",
         C2S,
         "84a174a6616e73776572a372696401a17100a576616c7565ddffffffff",
-        "limit_exceeded",
+        "malformed_frame",
         1,
-        "array header over max_array_len: refused before allocating",
+        "a count the frame does not hold is malformed_frame before the array limit: refused "
+        "before allocating",
     ),
     (
         "declared_huge_map",
         C2S,
         "dfffffffffa174a470696e67",
-        "limit_exceeded",
+        "malformed_frame",
         None,
-        "map header over max_map_len",
+        "a count the frame does not hold (an entry is at least 2 bytes), whatever the limit",
+    ),
+    (
+        "array_over_limit",
+        C2S,
+        _p({"t": "answer", "rid": 3, "q": 0, "value": [0] * 1001}),
+        "limit_exceeded",
+        3,
+        "1,001 elements, all there: over max_array_len",
+    ),
+    (
+        "declared_huge_ext32",
+        C2S,
+        "83a174a470696e67a372696402a178c9ffffffff05",
+        "malformed_frame",
+        2,
+        "a 4 GiB ext32 header in a short frame: not held, so malformed_frame like str32 and "
+        "bin32 (not unsupported_type)",
+    ),
+    (
+        "declared_huge_bin32",
+        C2S,
+        "83a174a470696e67a372696402a178c6ffffffff",
+        "malformed_frame",
+        2,
+        "a 4 GiB bin32 header in a short frame: malformed_frame",
+    ),
+    (
+        "first_fault_non_string_key_then_truncation",
+        C2S,
+        "83a174a470696e67a37269640501a3",
+        "invalid_message",
+        5,
+        "the non-string key (byte 13) comes before the cut (byte 14): the first fault wins",
+    ),
+    (
+        "first_fault_bin_then_non_string_key",
+        C2S,
+        "84a174a470696e67a372696406a178c4010001c0",
+        "unsupported_type",
+        6,
+        "a bin value (byte 15) before a non-string key (byte 18): the bin wins",
+    ),
+    (
+        "first_fault_depth_under_unknown_field",
+        C2S,
+        [("83a174a470696e67a372696403a56578747261", 1), ("91", 16), ("c0", 1)],
+        "limit_exceeded",
+        3,
+        "depth is a decoder limit: an unknown field nested 17 deep is limit_exceeded, not "
+        "invalid_message (decoding faults come before message faults)",
+    ),
+    (
+        "first_fault_long_string_then_bin",
+        C2S,
+        "84" + _p("t") + _p("answer") + _p("rid") + _p(4) + _p("value") + "da1001"
+        + "78" * 4097 + _p("b") + "c40100",
+        "limit_exceeded",
+        4,
+        "a str over the limit, then a bin: the str comes first in byte order",
     ),
     (
         "string_over_limit",
@@ -488,8 +588,40 @@ INVALID: list[tuple[str, Direction, Frame, str, int | None, str]] = [
         C2S,
         "83a174a470696e67a372696401a372696402",
         "invalid_message",
-        2,
-        "a key may appear once",
+        None,
+        "a key may appear once; a repeated rid is nobody's: the error has rid nil",
+    ),
+    (
+        "duplicate_other_key",
+        C2S,
+        "84a174a470696e67a372696401a17801a17802",
+        "invalid_message",
+        1,
+        "a key other than rid repeated: the rid stands",
+    ),
+    (
+        "duplicate_key_before_unknown_type",
+        C2S,
+        "83a174a46e6f7065a372696401a174a46e6f7065",
+        "invalid_message",
+        1,
+        "a repeated key is a decoding fault: it comes before the check of the type",
+    ),
+    (
+        "invalid_utf8_in_type",
+        C2S,
+        "82a174a2fffea372696404",
+        "malformed_frame",
+        4,
+        "invalid UTF-8 in the t value: the rid after it is still read (t is stepped over)",
+    ),
+    (
+        "not_a_map_first_byte",
+        C2S,
+        "92",
+        "invalid_message",
+        None,
+        "the first byte says array: not a map, before the cut",
     ),
     (
         "extra_field",

@@ -19,10 +19,12 @@ from pubquiz_engine.protocol import (
     DecodeError,
     Direction,
     Message,
+    codec,
     decode,
     encode,
     encode_many,
 )
+from pubquiz_engine.protocol.limits import CLIENT_LIMITS, SERVER_LIMITS, Limits
 
 ALL_CLASSES = [
     *((Direction.CLIENT_TO_SERVER, cls) for cls in CLIENT_MESSAGES.values()),
@@ -112,6 +114,32 @@ def test_fuzz_mutated_valid_frames(case: tuple[bytes, Direction]) -> None:
     _decode_or_protocol_error(*case)
 
 
+def _msgpack_fault(data: bytes, limits: Limits) -> bool:
+    """Whether msgpack (with the codec's options) or the codec's own depth and repeated-key
+    checks refuse ``data`` as a frame (a map)."""
+    try:
+        frame = msgpack.unpackb(data, **codec._options(limits))
+    except (msgpack.ExtraData, codec._ExtRefused, ValueError, TypeError, OverflowError):
+        return True
+    return type(frame) is not dict or codec._map_header(data) != len(frame) or any(
+        codec._too_deep(v, limits.max_depth - 1) for v in frame.values())
+
+
+@settings(max_examples=600, deadline=None)
+@given(case=_mutated_frames())
+@example(case=(bytes.fromhex("83a174a470696e67a372696401c9ffffffff05"), Direction.CLIENT_TO_SERVER))
+@example(case=(b"\x81\xa1t" + b"\x91" * 20 + b"\xc0", Direction.CLIENT_TO_SERVER))
+def test_the_first_fault_walk_agrees_with_msgpack_on_which_frames_fail(
+    case: tuple[bytes, Direction]
+) -> None:
+    """``_first_fault`` (the byte-order rule of SPEC section 12) finds a fault exactly when
+    msgpack or the codec's depth and repeated-key checks do; only the code may differ
+    (msgpack stops where it stops; the walk names the first fault in byte order)."""
+    data, direction = case
+    limits = CLIENT_LIMITS if direction is Direction.CLIENT_TO_SERVER else SERVER_LIMITS
+    assert (codec._first_fault(data, limits) is not None) == _msgpack_fault(data, limits)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     value=strategies.plain_values(3) | st.binary(max_size=4),
@@ -163,6 +191,8 @@ def test_deterministic_100k_random_and_mutated_frames() -> None:
         noise = i % 4 == 0
         data = rng.randbytes(rng.randint(0, 64)) if noise else _mutate(rng, rng.choice(seeds))
         direction = Direction.CLIENT_TO_SERVER if i % 2 else Direction.SERVER_TO_CLIENT
+        limits = CLIENT_LIMITS if i % 2 else SERVER_LIMITS
+        assert (codec._first_fault(data, limits) is not None) == _msgpack_fault(data, limits), data
         try:
             decode(data, direction=direction)
         except ProtocolError:

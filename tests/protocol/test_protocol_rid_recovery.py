@@ -124,8 +124,9 @@ BAD_FIELDS: list[tuple[str, bytes, ErrorCode, bool]] = [
     ("reserved_byte", b"\xc1", ErrorCode.MALFORMED_FRAME, False),
     # A declared length the frame does not hold swallows the rest of the frame.
     ("huge_string_short_body", HUGE_STR_SHORT, ErrorCode.MALFORMED_FRAME, False),
-    ("huge_map_short_body", HUGE_MAP_SHORT, ErrorCode.LIMIT_EXCEEDED, False),
-    ("huge_array_short_body", HUGE_ARRAY_SHORT, ErrorCode.LIMIT_EXCEEDED, False),
+    # ... whatever the type: not held is malformed_frame before any limit (SPEC section 12).
+    ("huge_map_short_body", HUGE_MAP_SHORT, ErrorCode.MALFORMED_FRAME, False),
+    ("huge_array_short_body", HUGE_ARRAY_SHORT, ErrorCode.MALFORMED_FRAME, False),
 ]
 
 
@@ -162,9 +163,26 @@ def test_frame_truncated_before_the_rid_gives_none() -> None:
 def test_t_is_recovered_after_the_bad_field_and_not_when_it_is_too_long() -> None:
     error = _refused(_map([("rid", _p(5)), ("name", LONG_STR), ("t", _p("join"))]))
     assert (error.rid, error.message_type) == (5, "join")
-    # A "t" over the string limit is not built; the walk ends there, the rid before it stands.
+    # A "t" over the string limit is stepped over unread: no type, and the rid stands.
     error = _refused(_map([("rid", _p(5)), ("t", LONG_STR)]))
     assert (error.code, error.rid, error.message_type) == (ErrorCode.LIMIT_EXCEEDED, 5, None)
+    # ... and the walk goes on past it, as past a key over the limit (SPEC section 12).
+    error = _refused(_map([("t", LONG_STR), ("rid", _p(6))]))
+    assert (error.code, error.rid, error.message_type) == (ErrorCode.LIMIT_EXCEEDED, 6, None)
+    error = _refused(_map([("k" * 4097, _p(1)), ("rid", _p(7))]))
+    assert (error.code, error.rid) == (ErrorCode.LIMIT_EXCEEDED, 7)
+
+
+def test_invalid_utf8_in_t_loses_t_not_the_rid() -> None:
+    """Issue 19.10: the rid after a `t` that is not UTF-8 is read, as after any other value."""
+    for entries in ([("t", b"\xa2\xff\xfe"), ("rid", _p(4))],
+                    [("rid", _p(4)), ("t", b"\xa2\xff\xfe")],
+                    [("t", _p("ping")), ("x", b"\xa2\xff\xfe"), ("rid", _p(4))]):
+        error = _refused(_map(entries))
+        assert (error.code, error.rid) == (ErrorCode.MALFORMED_FRAME, 4)
+    bad_key = b"\x83" + _p("t") + _p("ping") + b"\xa2\xff\xfe" + _p(1) + _p("rid") + _p(4)
+    error = _refused(bad_key)
+    assert (error.code, error.rid, error.message_type) == (ErrorCode.MALFORMED_FRAME, 4, "ping")
 
 
 # --- what the recovered rid must be -------------------------------------------------------

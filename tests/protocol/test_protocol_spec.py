@@ -52,6 +52,8 @@ def describe(spec: m.Spec) -> str:
         return "answer value" + (" or accepted texts" if spec.accepted_texts else "")
     if isinstance(spec, m.LeaderboardSpec):
         return f"array ≤ {m.MAX_LEADERBOARD} of [rank, id, name, score]"
+    if isinstance(spec, m.ScoreListSpec):
+        return f"array ≤ {m.MAX_SCORE_ROWS} of [participant, score]"
     if isinstance(spec, m.MapSpec):
         return "map (plain data)"
     raise AssertionError(f"describe() needs a branch for {spec!r}")

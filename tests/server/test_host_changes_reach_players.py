@@ -25,6 +25,9 @@ async def test_bonus_explanation_marks_and_adjustments_reach_the_player(tmp_path
                 await cat.join(session.code, "Cat", "Larks")
                 await host.request(m.Start)
                 await host.request(m.Reveal)  # Q1 unanswered
+                for player in (ann, ben, cat):  # everyone hears "no answer" (issue 19.5)
+                    nothing = await player.next_event(m.Result)
+                    assert (nothing.q, nothing.answered, nothing.points) == (0, False, 0)
                 await host.request(m.Next)  # to the text question
                 question = await ann.next_event(m.Question)
                 while question.kind != "text":
@@ -52,7 +55,9 @@ async def test_bonus_explanation_marks_and_adjustments_reach_the_player(tmp_path
                 you = await ann.next_event(m.You)
                 assert you.score == marked.score + 4
                 assert (await ben.next_event(m.You)).score == you.score
-                # Cat (another team) heard of neither.
+                # Cat (another team) heard of neither (only its own "no answer" to Q2).
+                no_answer = await cat.next_event(m.Result)
+                assert (no_answer.q, no_answer.answered) == (question.q, False)
                 await host.request(m.ShowLeaderboard, round=None)
                 after = await cat.next_event()
                 while not isinstance(after, m.Leaderboard):

@@ -28,7 +28,10 @@ def _hostile_frames() -> list[bytes]:
         b"\xdb\xff\xff\xff\xff" + b"x" * 10,  # str32 declaring 4 GiB, short body
         b"\xdd\xff\xff\xff\xff",  # array32 declaring 4 billion items
         b"\xdf\xff\xff\xff\xff",  # map32 declaring 4 billion entries
-        b"\x91" * 10_000 + b"\xc0",  # 10,000-deep nesting
+        b"\x91" * 10_000 + b"\xc0",  # not a map (its first byte says so: invalid_message)
+        # 10,000-deep nesting in a frame (limit_exceeded, SPEC 12's first fault)
+        b"\x83" + msgpack.packb("t") + msgpack.packb("ping") + msgpack.packb("rid")
+        + msgpack.packb(9) + msgpack.packb("x") + b"\x91" * 10_000 + b"\xc0",
         msgpack.packb({"t": "answer", "rid": 1, "q": 0,
                        "value": msgpack.ExtType(5, b"abc")}),  # ext type
         msgpack.packb({1: "x", "t": "ping", "rid": 2}),  # non-string key

@@ -129,7 +129,7 @@ def test_nothing_is_printed_as_a_repr() -> None:
         m.Extended(seq=8, q=0, deadline_ms=1_000_040_000),
         m.Closed(seq=9, q=0),
         m.Revealed(seq=10, q=0, correct=0, distribution=(1, 1)),
-        m.Result(q=0, correct=True, points=3, score=3),
+        m.Result(q=0, correct=True, points=3, score=3, answered=True),
         m.Leaderboard(seq=11, round=None, teams=False, top=((1, 1, "Ann", 3),)),
         m.You(rank=1, score=3),
         m.RoundSummary(seq=12, round=0, title="R1"),
@@ -137,6 +137,12 @@ def test_nothing_is_printed_as_a_repr() -> None:
         m.PlayerJoined(seq=14, participant=2, name="Bob"),
         m.PlayerLeft(seq=15, participant=2),
         m.PlayerKicked(seq=16, participant=2),
+        m.Started(seq=18),
+        m.RoundStarted(seq=19, round=0, title="R1"),
+        m.JokerPlayed(seq=20, participant=1, round=1),
+        m.WagerPlaced(seq=21, participant=1, round=1, amount=3),
+        m.Marked(seq=22, q=0, participant=1, correct=True),
+        m.Scores(seq=23, reason="mark", q=0, scores=((1, 5),)),
         m.Ended(seq=17, reason="ended_by_host"),
     ]
     for role in ("player", "host"):
@@ -153,6 +159,9 @@ def test_nothing_is_printed_as_a_repr() -> None:
     assert said["extended"] == ["More time for Q1: 40 s left."]
     assert said["reveal"] == ["The answer to Q1: A) Paris"]
     assert said["result"] == ["Right! +3 points. Your score: 3."]
+    assert View(role="player", now=lambda: 1_000_000.0).lines(
+        m.Result(q=1, correct=False, points=0, score=3, answered=False)) == [
+        "No answer to Q2: 0 points. Your score: 3."]
 
 
 NIGHT = {

@@ -280,7 +280,7 @@ def _play(pages: Pages, engine: EngineThread, tmp_path: Path) -> None:
     screen.wait_for_selector("#board-title:has-text('Final standings')")
     for page in (ann, cat):
         page.wait_for_selector("#prompt:has-text('quiz')")
-    # The host's table follows the scores (read from the results after each reveal).
+    # The host's table follows the scores (the host-only `scores` event at each reveal).
     expect(host.locator("#people tr:has-text('Ann') td.num").first).to_have_text(str(_score(ann)))
     pages.shot(screen, "screen-final")
     pages.shot(ann, "player-final")

@@ -51,6 +51,7 @@ def _spec(spec: m.Spec) -> dict[str, Any]:
         m.BoolSpec: ("bool", {}),
         m.MapSpec: ("map", {}),
         m.LeaderboardSpec: ("leaderboard", {}),
+        m.ScoreListSpec: ("scores", {}),
     }
     kind, fields = kinds[type(inner)]
     return {"nullable": nullable, "kind": kind, **fields}

@@ -30,10 +30,12 @@ export function engineUrl(location = globalThis.location) {
 
 /** A protocol failure as the pages show it. */
 export class RequestFailed extends Error {
-  constructor(code, message, retryable) {
+  constructor(code, message, retryable, retryAfterMs = null) {
     super(message);
     this.code = code;
     this.retryable = retryable;
+    /** The server's "not before" for a retry (SPEC 9 `error.retry_after_ms`), or null. */
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -109,6 +111,7 @@ export class QuizConnection {
     } catch (error) {
       if (ws !== this.ws || error.code === "disconnected") return;
       if (error.retryable) {
+        this.retryAfter = error.retryAfterMs ?? 0; // a join over the limit says when
         ws.close(3000);
         return;
       }
@@ -180,7 +183,8 @@ export class QuizConnection {
       const waiter = this.pending.get(message.rid);
       this.pending.delete(message.rid);
       if (message.t === "error") {
-        waiter.reject(new RequestFailed(message.code, message.message, message.retryable));
+        waiter.reject(new RequestFailed(message.code, message.message, message.retryable,
+          message.retry_after_ms));
       } else {
         waiter.resolve(message);
       }
@@ -214,7 +218,11 @@ export class QuizConnection {
       this.onStatus("ended", code);
     } else {
       this.onStatus("offline", code);
-      const delay = this.backoff * (0.5 + Math.random() / 2);
+      // The server's retry_after_ms when it gave one (plus jitter, so that a pub behind one
+      // address does not come back in step), else our own back-off.
+      const jitter = 0.5 + Math.random() / 2;
+      const delay = Math.max(this.backoff * jitter, (this.retryAfter ?? 0) * (1 + jitter));
+      this.retryAfter = 0;
       this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
       this.timer = setTimeout(() => this.open(), delay);
     }

@@ -12,7 +12,9 @@
 // 2. Buttons follow SPEC section 8: each command is enabled only in the phases that accept it,
 //    and the server stays the judge (a refusal is shown, never hidden).
 // 3. Marking needs the answers' texts, which pubquiz.v1 does not broadcast: the page reads them
-//    from the host-only results download (`/results`, token in the Authorization header).
+//    from the host-only results download (`/results`, token in the Authorization header), on
+//    the quiz master's click only. Scores come in the protocol: the host-only `scores` event
+//    at each reveal, mark, adjustment and settled wager (SPEC section 9), never by polling.
 // 4. `generate` is sent once, on a bare WebSocket of its own, never through QuizConnection: that
 //    one reconnects and re-identifies after a retryable refusal or a lost connection, which
 //    would ask the model again and could add the round twice. A lost connection or "Stop
@@ -228,7 +230,14 @@ function receive(message) {
       setPhase("revealed");
       renderReveal(message);
       log(t("log.revealed"));
-      refreshScores();
+      break;
+    case "scores":
+      // The totals that changed (at a reveal, a mark, an adjustment, a settled wager).
+      for (const [id, score] of message.scores) {
+        const person = view.people.get(id);
+        if (person) person.score = score;
+      }
+      renderPeople();
       break;
     case "leaderboard":
       setPhase("leaderboard");
@@ -258,15 +267,13 @@ function receive(message) {
         person.score += message.delta;
         log(t("log.adjusted", { name: person.name, delta: message.delta, reason: message.reason }));
       }
-      renderPeople();
-      refreshScores();
+      renderPeople(); // the exact totals follow in a `scores` event
       break;
     }
     case "ended":
       countdown.stop();
       setPhase("finished");
       log(t("log.ended", { reason: message.reason }));
-      refreshScores();
       break;
     case "error":
       $("#command-error").textContent = errorText(message);
@@ -433,35 +440,6 @@ async function loadAnswers(q) {
         h("button", { type: "button", class: "small danger", onclick: () => mark(false),
           "aria-label": t("host.mark.label_wrong", { name }) }, t("host.mark.wrong")));
     })));
-}
-
-/**
- * Scores change at every reveal, but pubquiz.v1 tells hosts only at a leaderboard: read them from
- * the results' standings instead (one small request per reveal; overlapping calls coalesce).
- */
-let refreshing = null;
-let refreshAgain = false;
-async function refreshScores() {
-  if (refreshing) {
-    refreshAgain = true;
-    return;
-  }
-  refreshing = (async () => {
-    do {
-      refreshAgain = false;
-      try {
-        const data = JSON.parse(await fetchResults("json"));
-        for (const row of data.standings ?? []) {
-          const person = view.people.get(row.participant_id);
-          if (person) person.score = Math.trunc(row.score);
-        }
-        renderPeople();
-      } catch {
-        // The scores stay as they were; the next reveal tries again.
-      }
-    } while (refreshAgain);
-    refreshing = null;
-  })();
 }
 
 function log(text) {

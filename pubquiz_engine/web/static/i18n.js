@@ -51,6 +51,7 @@ export const STRINGS = {
     "player.paused": "Paused",
     "player.correct": "Right! +{points} points",
     "player.wrong": "Not this time.",
+    "player.no_answer": "No answer this time: 0 points.",
     "player.points": "{points} points",
     "player.total": "Your score: {score}",
     "player.rank_line": "You are number {rank} with {score} points",

@@ -4,8 +4,9 @@
 // 1. Pure: no DOM, no WebSocket, no globals beyond TextEncoder/TextDecoder, so node's test
 //    runner and the browser load the same file.
 // 2. `unpack` trusts nothing. Every way bytes can be wrong throws a `CodecError` whose `code`
-//    is the protocol's stable error code; the checks follow msgpack-python's order, so that a
-//    frame fails here with the same code as on the server (protocol/vectors/ `invalid`):
+//    is the protocol's stable error code. Which code a frame with several faults gets is
+//    `firstFault`'s answer (SPEC section 12: the first fault in byte order), as on the server;
+//    `unpack` itself stops at the first fault it meets, in msgpack-python's order:
 //    - a str/bin/ext body must be present before its declared length is held to a limit;
 //    - an array or map length is held to its limit at the header, before anything is allocated;
 //    - nesting deeper than HARD_DEPTH is `limit_exceeded` (the protocol's own depth limit is
@@ -326,6 +327,104 @@ export function unpack(bytes, limits = SERVER_LIMITS) {
   return { value, topDeclared: reader.topDeclared, topDistinct: reader.topDistinct };
 }
 
+// --- the first fault ------------------------------------------------------------------------
+
+const FIXED_SIZE = new Map([
+  [0xc0, 0], [0xc2, 0], [0xc3, 0], [0xca, 4], [0xcb, 8],
+  [0xcc, 1], [0xcd, 2], [0xce, 4], [0xcf, 8], [0xd0, 1], [0xd1, 2], [0xd2, 4], [0xd3, 8],
+]);
+const FIXEXT_SIZE = new Map([[0xd4, 1], [0xd5, 2], [0xd6, 4], [0xd7, 8], [0xd8, 16]]);
+const SIZED = new Map([
+  [0xc4, [1, "bin"]], [0xc5, [2, "bin"]], [0xc6, [4, "bin"]],
+  [0xc7, [1, "ext"]], [0xc8, [2, "ext"]], [0xc9, [4, "ext"]],
+  [0xd9, [1, "str"]], [0xda, [2, "str"]], [0xdb, [4, "str"]],
+  [0xdc, [2, "array"]], [0xdd, [4, "array"]], [0xde, [2, "map"]], [0xdf, [4, "map"]],
+]);
+
+/** `[kind, length, headerSize]` of the value at `pos`, or null when its header is cut short. */
+function header(bytes, pos) {
+  const b = bytes[pos];
+  if (b <= 0x7f || b >= 0xe0) return ["fixed", 0, 1];
+  if (b <= 0x8f) return ["map", b & 0x0f, 1];
+  if (b <= 0x9f) return ["array", b & 0x0f, 1];
+  if (b <= 0xbf) return ["str", b & 0x1f, 1];
+  if (FIXED_SIZE.has(b)) return ["fixed", FIXED_SIZE.get(b), 1];
+  if (FIXEXT_SIZE.has(b)) return ["ext", FIXEXT_SIZE.get(b), 2];
+  const [width, kind] = SIZED.get(b);
+  if (pos + 1 + width > bytes.length) return null;
+  let length = 0;
+  for (let i = 1; i <= width; i++) length = length * 256 + bytes[pos + i];
+  return [kind, length, kind === "ext" ? 2 + width : 1 + width];
+}
+
+/**
+ * The frame's first decoding fault in byte order, as `{code, message}`, or null when it decodes
+ * (the server codec's `_first_fault`; SPEC section 12): a length the frame does not hold is
+ * `malformed_frame` whatever the type, before that value's limits; depth over `maxDepth` and a
+ * key repeated in the top-level map are decoding faults too. Run only on refused frames.
+ */
+export function firstFault(bytes, limits = SERVER_LIMITS) {
+  const size = bytes.length;
+  const fault = (code, message) => ({ code, message });
+  if (!size) return fault("malformed_frame", "empty frame");
+  if (bytes[0] === 0xc1) return fault("malformed_frame", "reserved byte 0xc1");
+  if (!((bytes[0] >= 0x80 && bytes[0] <= 0x8f) || bytes[0] === 0xde || bytes[0] === 0xdf)) {
+    return fault("invalid_message", "a frame must be a map");
+  }
+  let pos = 0;
+  const stack = []; // [slots left, is a map] per open container
+  const topKeys = new Set();
+  for (;;) {
+    if (pos >= size) return fault("malformed_frame", "the frame ends inside a value");
+    const parent = stack.length ? stack[stack.length - 1] : null;
+    const isKey = parent !== null && parent[1] && parent[0] % 2 === 0;
+    const depth = stack.length + 1;
+    if (bytes[pos] === 0xc1) return fault("malformed_frame", "reserved byte 0xc1");
+    const head = header(bytes, pos);
+    if (head === null) return fault("malformed_frame", "the frame ends inside a header");
+    const [kind, length, headSize] = head;
+    if (isKey && kind !== "str" && kind !== "bin" && kind !== "ext") {
+      return fault("invalid_message", "map keys must be strings");
+    }
+    const body = pos + headSize;
+    if (kind === "array" || kind === "map") {
+      const need = kind === "array" ? length : 2 * length;
+      if (body + need > size) return fault("malformed_frame", `a ${kind} declares more than the frame holds`);
+      if (depth > limits.maxDepth) return fault("limit_exceeded", `nested more than ${limits.maxDepth} levels`);
+      const limit = kind === "array" ? limits.maxArrayLen : limits.maxMapLen;
+      if (length > limit) return fault("limit_exceeded", `a msgpack ${kind} is over its length limit`);
+      pos = body;
+    } else {
+      if (body + length > size) return fault("malformed_frame", `a ${kind} declares more than the frame holds`);
+      if (kind === "bin" || kind === "ext") return fault("unsupported_type", `${kind} values are not allowed`);
+      if (kind === "str") {
+        if (length > limits.maxStrBytes) return fault("limit_exceeded", "a msgpack str is over its length limit");
+        let text;
+        try {
+          text = utf8.decode(bytes.subarray(body, body + length));
+        } catch {
+          return fault("malformed_frame", "a string is not valid UTF-8");
+        }
+        if (isKey && depth === 2) {
+          if (topKeys.has(text)) return fault("invalid_message", `duplicate key ${text.slice(0, 64)}`);
+          topKeys.add(text);
+        }
+      }
+      pos = body + length;
+    }
+    if (parent !== null) parent[0] -= 1;
+    if ((kind === "array" || kind === "map") && length) {
+      stack.push([kind === "array" ? length : 2 * length, kind === "map"]);
+    } else if (!stack.length && kind === "map") {
+      break; // an empty top-level map
+    }
+    while (stack.length && stack[stack.length - 1][0] === 0) stack.pop();
+    if (!stack.length) break;
+  }
+  if (pos !== size) return fault("malformed_frame", "bytes after the frame's value");
+  return null;
+}
+
 // First bytes of an int (fixints, uint8..uint64, int8..int64) and of a str (fixstr, str8..32).
 const isIntHead = (b) => b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3);
 const isStrHead = (b) => (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
@@ -337,12 +436,27 @@ const isStrHead = (b) => (b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb);
  *
  * - nothing unless the frame is a map of at most `maxMapLen` entries;
  * - entries are read in order and the walk ends at the first one it cannot read: a key must be
- *   a str (within `maxStrBytes`, valid UTF-8); the `"rid"` value is built only if it is an int,
- *   the `"t"` value only if it is a str (within the limits); every other value is stepped over
+ *   a str; keys and the `"t"` value are stepped over and then read only when within
+ *   `maxStrBytes` and valid UTF-8 (otherwise they are no usable key or `t`, and the walk goes
+ *   on); the `"rid"` value is built only if it is an int; every other value is stepped over
  *   by `skip` without being built;
  * - a `"rid"` or `"t"` key seen twice gives nothing for that key.
  * Linear in the frame: every entry consumes bytes, and `skip` is iterative.
  */
+/** Step over the str at the reader's position; its text, or null (over the limit, not UTF-8). */
+function stepOverStr(reader, limits) {
+  const start = reader.pos;
+  reader.skip();
+  const head = reader.bytes[start];
+  const body = start + (head <= 0xbf ? 1 : { 0xd9: 2, 0xda: 3, 0xdb: 5 }[head]);
+  if (reader.pos - body > limits.maxStrBytes) return null;
+  try {
+    return utf8.decode(reader.bytes.subarray(body, reader.pos));
+  } catch {
+    return null;
+  }
+}
+
 export function readEnvelope(bytes, limits = SERVER_LIMITS) {
   const reader = new Reader(bytes, limits);
   const found = new Map();
@@ -352,15 +466,16 @@ export function readEnvelope(bytes, limits = SERVER_LIMITS) {
     if (count > limits.maxMapLen) return {};
     for (let i = 0; i < count; i++) {
       if (!isStrHead(bytes[reader.pos])) break; // a non-str key (or none left): the walk ends
-      const key = reader.value(0);
+      const key = stepOverStr(reader, limits);
       if (key !== "rid" && key !== "t") {
         reader.skip();
         continue;
       }
       const wanted = key === "rid" ? isIntHead : isStrHead;
       let value = null;
-      if (wanted(bytes[reader.pos])) value = reader.value(0);
-      else reader.skip();
+      if (!wanted(bytes[reader.pos])) reader.skip();
+      else if (key === "rid") value = reader.value(0);
+      else value = stepOverStr(reader, limits);
       if (found.has(key)) repeated.add(key);
       found.set(key, value);
     }

@@ -175,8 +175,12 @@ function receive(message) {
       view.score = message.score;
       renderMe();
       renderWager();
-      feedback(message.correct ? t("player.correct", { points: message.points })
-        : t("player.wrong"), message.correct ? "good" : "bad");
+      // Every player gets a result at a reveal; `answered: false` says it (its team) gave none.
+      if (message.answered === false) feedback(t("player.no_answer"), "bad");
+      else {
+        feedback(message.correct ? t("player.correct", { points: message.points })
+          : t("player.wrong"), message.correct ? "good" : "bad");
+      }
       announce($("#feedback").textContent);
       break;
     case "leaderboard":

@@ -6,8 +6,9 @@
 //    on one side without the other fails the suite.
 // 2. `decodeFrame` refuses exactly what the server's codec refuses, with the same stable error
 //    code and the same `rid` (checked against every vector in protocol/vectors/vectors.json):
-//    frame size, msgpack errors (msgpack.js), envelope (`t`, unknown type, repeated keys,
-//    unknown/missing fields), the depth limit on free-form maps, then each field in order.
+//    frame size, then the frame's first decoding fault in byte order (msgpack.js `firstFault`:
+//    msgpack errors, the depth limit, repeated keys), then the envelope (`t`, unknown type,
+//    unknown/missing fields), then each field in order.
 // 3. `encodeMessage` checks a message like the server's constructors do, then writes it in the
 //    canonical form: "t" first, every field in schema order, nil fields written out.
 // 4. Numbers: a JavaScript integer is a msgpack integer and any other number a float64; wrap a
@@ -20,6 +21,7 @@ import {
   CodecError,
   Float64,
   SERVER_LIMITS,
+  firstFault,
   pack,
   readEnvelope,
   unpack,
@@ -46,6 +48,7 @@ const answer = (acceptedTexts) => ({ kind: "answer", acceptedTexts });
 const BOOL = { kind: "bool" };
 const MAP = { kind: "map" };
 const LEADERBOARD = { kind: "leaderboard" };
+const SCORES = { kind: "scores" };
 const opt = (spec) => ({ ...spec, nullable: true });
 
 const RID = int(0, U31_MAX);
@@ -106,10 +109,12 @@ const SERVER = {
   generated: [["rid", RID], ["round", U31], ["added", U31], ["dropped", U31],
     ["notes", strs(MAX_CHOICES, 1024)]],
   answer_ack: [["rid", RID], ["q", U31]],
-  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL]],
+  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL],
+    ["retry_after_ms", opt(DURATION)]],
   redirect: [["rid", opt(RID)], ["code", CODE], ["url", str(2048)]],
   you: [["rank", opt(int(1, U31_MAX))], ["score", SCORE], ["round_score", opt(SCORE)]],
-  result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE]],
+  result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE],
+    ["answered", BOOL]],
   state: [["seq", SEQ0], ["state", MAP]],
   player_joined: [["seq", SEQ], ["participant", U31], ["name", NAME], ["team", opt(NAME)]],
   player_left: [["seq", SEQ], ["participant", U31]],
@@ -130,6 +135,12 @@ const SERVER = {
   leaderboard: [["seq", SEQ], ["round", opt(U31)], ["teams", BOOL], ["top", LEADERBOARD]],
   round_summary: [["seq", SEQ], ["round", U31], ["title", TITLE]],
   score_adjusted: [["seq", SEQ], ["participant", U31], ["delta", DELTA], ["reason", REASON]],
+  started: [["seq", SEQ]],
+  round_started: [["seq", SEQ], ["round", U31], ["title", TITLE]],
+  joker_played: [["seq", SEQ], ["participant", U31], ["round", U31]],
+  wager_placed: [["seq", SEQ], ["participant", U31], ["round", U31], ["amount", U31]],
+  marked: [["seq", SEQ], ["q", U31], ["participant", U31], ["correct", BOOL]],
+  scores: [["seq", SEQ], ["reason", str(64)], ["q", opt(U31)], ["scores", SCORES]],
   ended: [["seq", SEQ], ["reason", REASON]],
 };
 
@@ -161,6 +172,7 @@ export function describeSchema() {
 
 const MAX_ANSWER_CHARS = 1024;
 const MAX_LEADERBOARD = 1000;
+const MAX_SCORE_ROWS = 100000;
 const MAX_PLAIN_DEPTH = 64;
 
 const isMap = (v) =>
@@ -289,6 +301,21 @@ function checkLeaderboard(name, value) {
   return value;
 }
 
+function checkScores(name, value) {
+  if (!Array.isArray(value)) wrongType(name, value, "array");
+  if (value.length > MAX_SCORE_ROWS) {
+    fail("limit_exceeded", `${name}: more than ${MAX_SCORE_ROWS} rows`);
+  }
+  for (const row of value) {
+    if (!Array.isArray(row) || row.length !== 2) {
+      fail("invalid_message", `${name}[]: expected [participant, score]`);
+    }
+    checkInt(`${name}[].participant`, row[0], 0, U31_MAX);
+    checkInt(`${name}[].score`, row[1], -SAFE_MAX, SAFE_MAX);
+  }
+  return value;
+}
+
 function checkPlain(name, value, depth) {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (isInt(value) || isFloat(value)) return checkNumber(name, value);
@@ -325,6 +352,7 @@ function checkField(name, spec, value) {
     case "strs": return checkStrList(name, value, spec.maxLen, spec.max);
     case "answer": return checkAnswer(name, value, spec.acceptedTexts);
     case "leaderboard": return checkLeaderboard(name, value);
+    case "scores": return checkScores(name, value);
     case "map":
       if (!isMap(value)) wrongType(name, value, "map");
       return checkPlain(name, value, MAX_PLAIN_DEPTH);
@@ -402,11 +430,18 @@ function unpackFrame(bytes, limits) {
   try {
     return unpack(bytes, limits);
   } catch (error) {
-    if (!(error instanceof CodecError) || error.valueComplete) throw error;
-    const { rid, t } = readEnvelope(bytes, limits);
-    throw new CodecError(error.code, error.message, validRid(rid),
-      typeof t === "string" ? t : null);
+    if (!(error instanceof CodecError)) throw error;
+    // The code is the frame's first fault in byte order (SPEC 12), wherever msgpack stopped.
+    const fault = firstFault(bytes, limits) ?? error;
+    if (error.valueComplete && fault.code === "malformed_frame") throw error;
+    refuseFrame(bytes, limits, fault.code, fault.message);
   }
+}
+
+/** Throw a decoding fault with the rid and "t" the envelope walk can read. */
+function refuseFrame(bytes, limits, code, message) {
+  const { rid, t } = readEnvelope(bytes, limits);
+  throw new CodecError(code, message, validRid(rid), typeof t === "string" ? t : null);
 }
 
 /**
@@ -425,6 +460,12 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (!size) fail("malformed_frame", "empty frame");
   const { value: frame, topDeclared, topDistinct } = unpackFrame(bytes, limits);
   if (!(frame instanceof Map)) fail("invalid_message", "a frame must be a map");
+  // Decoding faults msgpack.js does not check (a repeated key, the depth limit) come before
+  // anything about the message; the first in byte order wins (SPEC 12).
+  if (topDeclared !== topDistinct || [...frame.values()].some((v) => tooDeep(v, limits.maxDepth - 1))) {
+    const fault = firstFault(bytes, limits) ?? { code: "invalid_message", message: "bad frame" };
+    refuseFrame(bytes, limits, fault.code, fault.message);
+  }
   const type = frame.get("t");
   const rid = validRid(frame.get("rid"));
   const refuse = (code, message) => {
@@ -433,7 +474,6 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (typeof type !== "string") refuse("invalid_message", 'missing "t" (message type)');
   const fields = Object.hasOwn(REGISTRY[direction], type) ? REGISTRY[direction][type] : null;
   if (fields === null) refuse("unknown_message", `unknown message type ${type.slice(0, 64)}`);
-  if (topDeclared !== topDistinct) refuse("invalid_message", "duplicate keys");
   const specs = new Map(fields);
   const unknown = [...frame.keys()].filter((key) => key !== "t" && !specs.has(key));
   if (unknown.some((key) => key instanceof Uint8Array)) {
@@ -442,11 +482,6 @@ export function decodeFrame(bytes, direction = SERVER_TO_CLIENT, options = {}) {
   if (unknown.length) refuse("invalid_message", `${type}: unexpected field(s) ${unknown.join(", ")}`);
   for (const [name, spec] of fields) {
     if (!spec.nullable && !frame.has(name)) refuse("invalid_message", `${type}: missing ${name}`);
-  }
-  for (const [name, spec] of fields) {
-    if (spec.kind === "map" && tooDeep(frame.get(name), limits.maxDepth - 1)) {
-      refuse("limit_exceeded", `${type}: nested more than ${limits.maxDepth} levels`);
-    }
   }
   const message = { t: type };
   for (const [name, spec] of fields) {
