@@ -101,6 +101,17 @@ class Backoff:
         ceiling = min(self.limit, self.first * self.factor ** min(attempt, 64))
         return ceiling * (0.5 + 0.5 * (rng or random).random())
 
+    def after(self, attempt: int, retry_after_ms: int | None,
+              rng: random.Random | None = None) -> float:
+        """The pause before retrying a refused request: at least the server's
+        ``retry_after_ms`` when it gave one (plus up to half of it again, so that the clients
+        it refused together do not all come back at once; the jitter stops at ``limit``), else
+        ``delay``."""
+        if retry_after_ms is None:
+            return self.delay(attempt, rng)
+        wait = retry_after_ms / 1000
+        return min(max(self.limit, wait), wait * (1 + 0.5 * (rng or random).random()))
+
 
 class Client:
     """One connection to an engine. Create with ``open_client``."""
@@ -157,12 +168,8 @@ class Client:
             attempt += 1
             if not (reply.retryable and self.retry is not None
                     and attempt < self.retry.attempts):
-                raise RemoteError(code, reply.message)
-            # A server may say how long to wait (``retry_after_ms``); otherwise our back-off.
-            after_ms = reply.retry_after_ms
-            delay = (min(after_ms / 1000, self.retry.limit) if after_ms is not None
-                     else self.retry.delay(attempt - 1))
-            await trio.sleep(delay)
+                raise RemoteError(code, reply.message, retry_after_ms=reply.retry_after_ms)
+            await trio.sleep(self.retry.after(attempt - 1, reply.retry_after_ms))
 
     def _new_rid(self) -> int:
         rid = self.next_rid

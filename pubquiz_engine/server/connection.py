@@ -18,6 +18,12 @@ Rules this module keeps:
    skim, ``codec.peek``) before its body is decoded; wrong operator keys are limited per
    address. What an unauthenticated peer can make the engine build is one ``max_frame_bytes``
    frame per message the rate allows.
+5. **An outage is an answer, never a crash.** A database or Redis call that a client's frame
+   needs (finding or taking over a session, creating one, a durable ack) and that fails is
+   answered ``unavailable`` with ``retry_after_ms``; the connection stays open. The errors are
+   mapped here, at the boundary, once: ``StoreError`` and ``CoordinationError`` (the store's and
+   the Redis module's translations of their drivers' exceptions), never a bare ``Exception``.
+   The callers below leave nothing half done when they raise (see ``failover``).
 """
 
 from __future__ import annotations
@@ -45,11 +51,12 @@ from pubquiz_engine.game import commands
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server import credentials
-from pubquiz_engine.server.failover import Moved
+from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS, Moved
 from pubquiz_engine.server.generation import generate_round
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
+from pubquiz_engine.snapshot.records import CoordinationError
 
 if TYPE_CHECKING:
     from pubquiz_engine.server.engine import Engine
@@ -264,6 +271,16 @@ class Connection:
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
+        except (StoreError, CoordinationError) as exc:
+            self._outage(rid, msg, exc)
+
+    def _outage(self, rid: int | None, msg: m.Message,
+                exc: StoreError | CoordinationError) -> None:
+        """A store or Redis call this request needed failed (rule 5): ``unavailable``."""
+        what = "the database" if isinstance(exc, StoreError) else "the session directory"
+        log.warning("%s refused: %s unavailable: %s", msg.TYPE, what, exc)
+        self._error(rid, ErrorCode.UNAVAILABLE, f"{what} is unavailable; retry",
+                    retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
@@ -371,6 +388,8 @@ class Connection:
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
+        except (StoreError, CoordinationError) as exc:
+            self._outage(rid, msg, exc)
 
     async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
         metrics = self.engine.metrics

@@ -18,6 +18,9 @@ Rules this module keeps:
    ``Authorization: Bearer`` header only. A URL's query ends up in proxy and browser logs, so a
    request with a ``token`` query parameter is refused (400) without the token being looked at.
    A session must still be live (or lingering after it finished): the token lives with it.
+4. ``/results`` is all or nothing: while the database is away (or the write-behind queue does
+   not empty within ``RESULTS_DRAIN_SECONDS``) it answers 503 with ``Retry-After``, never a
+   file that lacks answers already acknowledged.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ _COMMON_HEADERS = (
 
 #: How long a results download may wait for the write-behind queue to commit what it holds.
 RESULTS_DRAIN_SECONDS = 5.0
+#: ``Retry-After`` (seconds) of a results download refused while the database is away.
+RESULTS_RETRY_AFTER = "5"
 
 
 @attrs.frozen
@@ -189,16 +194,20 @@ def results_handler(engine: Engine) -> HttpHandler:
             session.check_host(token)
         except Rejected:
             return text_response(403, "wrong host token\n", headers=headers)
+        unavailable = text_response(503, "the results store is unavailable; try again\n",
+                                    headers=(("retry-after", RESULTS_RETRY_AFTER), *headers))
+        # Answers accepted in fast ack mode may still be queued: commit them first. A queue
+        # that does not empty in time (the database is away) is a 503, never a partial file.
+        if not await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS):
+            log.warning("results for %s: write-behind queue not drained", code)
+            return unavailable
         try:
-            # Answers accepted in fast ack mode may still be queued: commit them first.
-            await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS)
             data = await engine.store.session_results(code)
         except KeyError:
             return text_response(404, f"no results for session {code}\n", headers=headers)
         except StoreError as exc:
             log.warning("results for %s: store unavailable: %s", code, exc)
-            return text_response(503, "the results store is unavailable; try again\n",
-                                 headers=(("retry-after", "5"), *headers))
+            return unavailable
         if fmt == "csv":
             body, content_type = results_to_csv(data), "text/csv; charset=utf-8"
         else:
