@@ -11,7 +11,9 @@ Rules this module keeps:
 2. **Everything else is an event**, delivered in arrival order on ``client.events`` (a trio
    channel). ``last_seq`` tracks the highest session seq seen, for resume.
 3. **Resume is one call.** After a ``join`` the client keeps the resume token;
-   ``Client.resume(url, token, last_seq)`` opens a new connection with the same identity.
+   ``Client.resume(token, last_seq, epoch)`` on a new connection takes the same identity
+   (``epoch``: the previous connection's ``Client.epoch``, so that a takeover in between gives a
+   full ``state``, SPEC 13.4).
 4. **Request ids stay unique per participant across connections.** ``rid`` is also the
    idempotency key of ``answer`` (per participant, across reconnects): a new connection that
    counted from 1 again would have its first answers taken for the previous connection's and
@@ -201,18 +203,30 @@ class Client:
         self.last_seq = max(self.last_seq, reply.seq)
         return reply
 
-    async def host(self, code: str, token: str, last_seq: int | None = None) -> m.Welcome:
-        reply = await self.request(m.Host, code=code, token=token, last_seq=last_seq)
+    @property
+    def epoch(self) -> int | None:
+        """The epoch ``last_seq`` counts in (the last ``welcome``'s): pass it with ``last_seq``
+        when resuming on a new connection (SPEC 13.4)."""
+        return self.welcome.epoch if self.welcome is not None else None
+
+    async def host(self, code: str, token: str, last_seq: int | None = None,
+                   epoch: int | None = None) -> m.Welcome:
+        reply = await self.request(m.Host, code=code, token=token, last_seq=last_seq,
+                                   epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def watch(self, code: str, last_seq: int | None = None) -> m.Welcome:
-        reply = await self.request(m.Watch, code=code, last_seq=last_seq)
+    async def watch(self, code: str, last_seq: int | None = None,
+                    epoch: int | None = None) -> m.Welcome:
+        reply = await self.request(m.Watch, code=code, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def resume(self, token: str, last_seq: int) -> m.Welcome:
-        reply = await self.request(m.Resume, token=token, last_seq=last_seq)
+    async def resume(self, token: str, last_seq: int, epoch: int | None = None) -> m.Welcome:
+        """Resume as the token's participant. ``epoch``: the one ``last_seq`` counts in (the
+        previous connection's ``epoch``); without it the server sends a full ``state`` after
+        any takeover, which is always safe."""
+        reply = await self.request(m.Resume, token=token, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 

@@ -106,6 +106,18 @@ def _player_command(msg: m.Message, participant: int) -> commands.Command | None
     return None
 
 
+def _comparable_seq(last_seq: int | None, epoch: int | None, current: int) -> int | None:
+    """``last_seq`` if it counts in the session's ``current`` epoch, else None (a full
+    ``state``, SPEC 13.4). Seqs compare only within one epoch: after a takeover the new owner
+    may reuse a seq the old one broadcast and never stored, and an ``events`` replay from it
+    would leave the client on a view that never happened. A client that names no epoch
+    (nil) is trusted only while the session has had no takeover (epoch 1: every session
+    starts there, and each takeover raises it)."""
+    if epoch is None:
+        return last_seq if current == 1 else None
+    return last_seq if epoch == current else None
+
+
 class _OperatorLockout(Rejected):
     """An address out of operator-key attempts: ``rate_limited``, and the connection closed."""
 
@@ -301,7 +313,8 @@ class Connection:
             if session is None or session.end_reason is not None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
             member = Member(ws=self.ws, role="player", conn_id=self.id)
-            session.resume(member, msg.rid, participant, msg.token, msg.last_seq)
+            session.resume(member, msg.rid, participant, msg.token,
+                           _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         elif isinstance(msg, m.Join):
             session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="player", conn_id=self.id)
@@ -310,11 +323,13 @@ class Connection:
             session = await self._session_for(msg.code)
             session.check_host(msg.token)
             member = Member(ws=self.ws, role="host", conn_id=self.id)
-            session.attach_watcher(member, msg.rid, msg.last_seq)
+            session.attach_watcher(member, msg.rid,
+                                   _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         else:
             session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="display", conn_id=self.id)
-            session.attach_watcher(member, msg.rid, msg.last_seq)
+            session.attach_watcher(member, msg.rid,
+                                   _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         self.session, self.member = session, member
 
     def _check_operator(self, given: str | None) -> None:

@@ -286,3 +286,50 @@ async def test_results_while_the_database_is_away_is_503_with_retry_after(
                 assert status == 200
                 answers = json.loads(body)["answers"]
                 assert [(a["participant_id"], a["question"]) for a in answers] == [(1, 0)]
+
+
+async def test_a_changed_epoch_always_gives_state(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """SPEC 13.4 over a real takeover (issue 24, issue 16 point 5): a ``last_seq`` of the old
+    epoch is never compared with the new epoch's seqs. The client's ``last_seq`` is set to the
+    new owner's current seq, the one value an ``events`` replay would accept: what a client
+    holds when the old owner broadcast events it never stored and the new owner reused their
+    seqs."""
+    with trio.fail_after(60):
+        async with _played_then_dead(tmp_path, postgres_url, redis_url, redis_prefix,
+                                     postgres_url, redis_url) as (
+                b, addr_b, code, host_token, old_epoch, seen):
+            (first_pid, (first_token, first_seq)), *others = seen.items()
+            async with contextlib.AsyncExitStack() as stack:
+                taker = await stack.enter_async_context(open_client(addr_b.url))
+                await taker.resume(first_token, first_seq, old_epoch)  # takes it over
+                restored = b.sessions[code]
+                new_epoch = restored.epoch
+                assert new_epoch > old_epoch
+                host = await stack.enter_async_context(open_client(addr_b.url))
+                await host.host(code, host_token, epoch=new_epoch)
+                await host.request(m.Close)  # a few events of the new epoch
+                await host.request(m.Reveal)
+                seq = restored.seq
+                assert seq > 0
+
+                async def welcome(cls: type[m.Message], **fields: Any) -> m.Welcome:
+                    client = await stack.enter_async_context(open_client(addr_b.url))
+                    reply = await client.request(cls, **fields)
+                    assert isinstance(reply, m.Welcome) and reply.epoch == new_epoch
+                    return reply
+
+                token = others[0][1][0]
+                for epoch in (old_epoch, None):  # the old epoch, or none named: state
+                    for cls, fields in ((m.Resume, {"token": token}),
+                                        (m.Host, {"code": code, "token": host_token}),
+                                        (m.Watch, {"code": code})):
+                        reply = await welcome(cls, last_seq=seq, epoch=epoch, **fields)
+                        assert reply.replay == "state", (cls.TYPE, epoch)
+                # The current epoch: the seqs compare, the missed events follow.
+                reply = await welcome(m.Resume, token=token, last_seq=seq, epoch=new_epoch)
+                assert reply.replay == "events"
+                reply = await welcome(m.Watch, code=code, last_seq=seq - 1, epoch=new_epoch)
+                assert reply.replay == "events"
+            assert first_pid in restored.game.participants

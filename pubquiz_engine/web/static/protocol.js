@@ -67,9 +67,10 @@ const KINDS = oneOf("single", "multiple", "truefalse", "text", "numeric", "order
 /** Client -> server messages: wire name -> [[field, spec], ...] in canonical order. */
 const CLIENT = {
   join: [["rid", RID], ["code", CODE], ["name", NAME], ["team", opt(NAME)]],
-  resume: [["rid", RID], ["token", TOKEN], ["last_seq", SEQ0]],
-  host: [["rid", RID], ["code", CODE], ["token", TOKEN], ["last_seq", opt(SEQ0)]],
-  watch: [["rid", RID], ["code", CODE], ["last_seq", opt(SEQ0)]],
+  resume: [["rid", RID], ["token", TOKEN], ["last_seq", SEQ0], ["epoch", opt(SEQ0)]],
+  host: [["rid", RID], ["code", CODE], ["token", TOKEN], ["last_seq", opt(SEQ0)],
+    ["epoch", opt(SEQ0)]],
+  watch: [["rid", RID], ["code", CODE], ["last_seq", opt(SEQ0)], ["epoch", opt(SEQ0)]],
   create_session: [["rid", RID], ["key", str(256)], ["quiz_path", opt(str(1024))],
     ["quiz", opt(MAP)], ["mode", oneOf("solo", "team")], ["options", opt(MAP)]],
   answer: [["rid", RID], ["q", U31], ["value", answer(false)]],
@@ -106,7 +107,8 @@ const SERVER = {
   generated: [["rid", RID], ["round", U31], ["added", U31], ["dropped", U31],
     ["notes", strs(MAX_CHOICES, 1024)]],
   answer_ack: [["rid", RID], ["q", U31]],
-  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL]],
+  error: [["rid", opt(RID)], ["code", str(64)], ["message", str(1024)], ["retryable", BOOL],
+    ["retry_after_ms", opt(U31)]],
   redirect: [["rid", opt(RID)], ["code", CODE], ["url", str(2048)]],
   you: [["rank", opt(int(1, U31_MAX))], ["score", SCORE], ["round_score", opt(SCORE)]],
   result: [["q", U31], ["correct", BOOL], ["points", SCORE], ["score", SCORE]],
