@@ -9,7 +9,11 @@
 // 3. Close codes decide: 4000-4099 are terminal (kicked, ended, bad credentials), 4100 means
 //    another tab took over (reconnect only when the user asks), 1000 is a normal end; anything
 //    else, or a network error, reconnects after 0.5 s doubling to 10 s, with jitter. A refused
-//    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too.
+//    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too; a retryable one
+//    (`unavailable`, `busy`, ...) reconnects, never sooner than the error's `retry_after_ms`
+//    (plus up to half of it again, so that a whole room does not come back in step).
+// 5. Sequence numbers compare only within one epoch (SPEC 13.4): `epoch` is the last
+//    welcome's, and the pages send it with `last_seq` when they identify again.
 // 4. Browsers cannot see WebSocket pings, so the page pings (`ping`) every PING_INTERVAL and
 //    treats a missing `pong` as a dead network: it drops the socket and reconnects.
 
@@ -30,11 +34,22 @@ export function engineUrl(location = globalThis.location) {
 
 /** A protocol failure as the pages show it. */
 export class RequestFailed extends Error {
-  constructor(code, message, retryable) {
+  constructor(code, message, retryable, retryAfterMs = null) {
     super(message);
     this.code = code;
     this.retryable = retryable;
+    /** The server's `retry_after_ms`: wait at least this long before retrying (or null). */
+    this.retryAfterMs = retryAfterMs;
   }
+}
+
+/**
+ * How long to wait before retrying after `error` (rule 4): at least its `retryAfterMs` plus up
+ * to half of it again, or `fallbackMs` when the server named no time.
+ */
+export function retryDelay(error, fallbackMs, random = Math.random) {
+  const after = error?.retryAfterMs;
+  return after === null || after === undefined ? fallbackMs : after * (1 + random() / 2);
 }
 
 export class QuizConnection {
@@ -56,6 +71,7 @@ export class QuizConnection {
     this.epoch = null;
     this.stopped = false;
     this.backoff = BACKOFF_FIRST;
+    this.retryAfterMs = null; // the last refused identify's retry_after_ms (rule 3)
     this.timer = null;
     this.pingTimer = null;
     let counter = 1;
@@ -109,6 +125,7 @@ export class QuizConnection {
     } catch (error) {
       if (ws !== this.ws || error.code === "disconnected") return;
       if (error.retryable) {
+        this.retryAfterMs = error.retryAfterMs ?? null;
         ws.close(3000);
         return;
       }
@@ -180,7 +197,8 @@ export class QuizConnection {
       const waiter = this.pending.get(message.rid);
       this.pending.delete(message.rid);
       if (message.t === "error") {
-        waiter.reject(new RequestFailed(message.code, message.message, message.retryable));
+        waiter.reject(new RequestFailed(message.code, message.message, message.retryable,
+          message.retry_after_ms ?? null));
       } else {
         waiter.resolve(message);
       }
@@ -214,7 +232,9 @@ export class QuizConnection {
       this.onStatus("ended", code);
     } else {
       this.onStatus("offline", code);
-      const delay = this.backoff * (0.5 + Math.random() / 2);
+      const jittered = this.backoff * (0.5 + Math.random() / 2);
+      const delay = Math.max(jittered, retryDelay({ retryAfterMs: this.retryAfterMs }, 0));
+      this.retryAfterMs = null;
       this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
       this.timer = setTimeout(() => this.open(), delay);
     }
