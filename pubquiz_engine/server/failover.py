@@ -24,8 +24,10 @@ Rules this module keeps:
    abandoned session still ends (and is marked finished) after its idle timeout.
 6. **An outage on the takeover path is a retryable answer, never half a takeover.** Redis not
    answering is ``unavailable`` (``retry_after_ms``); a database failure propagates as
-   ``StoreError`` for the connection to answer ``unavailable``. A takeover that fails after
-   taking the lease releases it (``_take_over``), so the next attempt starts clean.
+   ``StoreError`` for the connection to answer ``unavailable``, and a takeover that takes more
+   than half the client's ``join_timeout`` (a database that does not answer at all) is
+   abandoned as ``unavailable`` too. A takeover that fails or is abandoned after taking the
+   lease releases it (``_take_over``), so the next attempt starts clean.
 """
 
 from __future__ import annotations
@@ -233,7 +235,14 @@ class Coordination:
                            retry_after_ms=OUTAGE_RETRY_AFTER_MS) from None
         if snapshot is None:
             return None
-        return await self._take_over(code, snapshot)
+        # Bounded, so that a database that does not answer (a black hole: no error, just
+        # silence) is ``unavailable`` well within the client's join timeout, not a handshake
+        # timeout. A cancelled takeover hands its lease back like a failed one.
+        with trio.move_on_after(self.engine.config.join_timeout / 2) as bound:
+            return await self._take_over(code, snapshot)
+        assert bound.cancelled_caught
+        raise Rejected(ErrorCode.UNAVAILABLE, "the database did not answer in time; retry",
+                       retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 
     async def _take_over(self, code: str, snapshot: Any) -> LiveSession | None:
         """Take ``code`` over (rule 2), or raise and leave nothing half done (rule 6).

@@ -55,13 +55,13 @@ PLAYERS = 6
 KEY = "operator-key-for-outage-tests"
 
 
-def _config(tmp_path: Path, name: str, database_url: str, redis_url: str, prefix: str
-            ) -> ServerConfig:
+def _config(tmp_path: Path, name: str, database_url: str, redis_url: str, prefix: str,
+            **settings: Any) -> ServerConfig:
     return ServerConfig(port=0, data_dir=str(tmp_path / name), database_url=database_url,
                         redis_url=redis_url, redis_prefix=prefix, node_id=name,
                         lease_ttl_ms=10_000, join_rate=1000.0, join_burst=1000,
                         message_rate=1000.0, message_burst=1000, orphan_scan_interval=0.0,
-                        operator_key=KEY)
+                        operator_key=KEY, **settings)
 
 
 @contextlib.asynccontextmanager
@@ -128,7 +128,7 @@ async def _refused_unavailable(client: Client, cls: type[m.Message], **fields: A
 
 @contextlib.asynccontextmanager
 async def _played_then_dead(tmp_path: Path, postgres_url: str, redis_url: str, prefix: str,
-                            b_database_url: str, b_redis_url: str
+                            b_database_url: str, b_redis_url: str, **b_settings: Any
                             ) -> AsyncIterator[tuple[Engine, EngineAddress, str, str, int,
                                                      dict[int, tuple[str, int]]]]:
     """Node a runs a session: PLAYERS players join and answer question 0 (player i answers
@@ -137,7 +137,8 @@ async def _played_then_dead(tmp_path: Path, postgres_url: str, redis_url: str, p
     and {participant: (resume token, last_seq)}."""
     async with _node(_config(tmp_path, "a", postgres_url, redis_url, prefix)) as (
             a, addr_a, crash_a), \
-            _node(_config(tmp_path, "b", b_database_url, b_redis_url, prefix)) as (
+            _node(_config(tmp_path, "b", b_database_url, b_redis_url, prefix,
+                          **b_settings)) as (
             b, addr_b, _):
         session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
         code, epoch = session.code, session.epoch
@@ -225,6 +226,32 @@ async def test_a_database_cut_during_a_takeover_is_unavailable_then_everyone_res
             assert b.coord is not None and b.coord.keeper.lease_of(code) is not None
             row = await b.store.load_session(code)
             assert row is not None and row.epoch == restored.epoch and row.owner_node == "b"
+
+
+async def test_a_database_black_hole_during_a_takeover_is_unavailable_not_a_timeout(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+    pg_proxy: FaultProxy
+) -> None:
+    """The path to the database goes silent (no error, no FIN): the takeover is abandoned
+    after half the join timeout and the client is told ``unavailable``; before, it waited
+    out its join timeout and was closed (``handshake_timeout``, 1008)."""
+    with trio.fail_after(60):
+        async with _played_then_dead(tmp_path, postgres_url, redis_url, redis_prefix,
+                                     pg_proxy.url_for(postgres_url), redis_url,
+                                     join_timeout=4.0) as (
+                b, addr_b, code, _host_token, first_epoch, seen):
+            token, last_seq = next(iter(seen.values()))
+            pg_proxy.stall()
+            async with open_client(addr_b.url) as client:
+                await _refused_unavailable(client, m.Resume, token=token, last_seq=last_seq)
+            assert code not in b.sessions
+            assert b.coord is not None and b.coord.keeper.lease_of(code) is None
+            assert _lease_owner(redis_url, redis_prefix, code) is None
+            pg_proxy.restore()
+            async with open_client(addr_b.url,
+                                   retry=Backoff(first=0.05, limit=2.0, attempts=20)) as client:
+                welcome = await client.resume(token, last_seq, first_epoch)
+                assert welcome.epoch > first_epoch and welcome.replay == "state"
 
 
 async def test_redis_cut_find_and_create_are_unavailable_and_take_no_lease(
