@@ -290,7 +290,7 @@ class Connection:
                 exc: StoreError | CoordinationError) -> None:
         """A store or Redis call this request needed failed (rule 5): ``unavailable``."""
         what = "the database" if isinstance(exc, StoreError) else "the session directory"
-        log.warning("%s refused: %s unavailable: %s", msg.TYPE, what, exc)
+        log.warning("%s refused: %s is unavailable: %s", msg.TYPE, what, exc)
         self._error(rid, ErrorCode.UNAVAILABLE, f"{what} is unavailable; retry",
                     retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 

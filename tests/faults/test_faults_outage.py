@@ -5,13 +5,18 @@ Every store or Redis call a client frame or an HTTP request reaches is in one of
 and each is cut here, through a ``FaultProxy`` on the engine's path (the shared servers stay up):
 
 - **takeover** (``resume``, ``join``, ``host``, ``watch`` of a session whose owner died): the
-  database cut before each of its steps (reading the session row, claiming it, replaying the
-  answers, reading the last seq). Each client gets ``unavailable`` with ``retry_after_ms`` and
-  keeps its connection; the lease taken for the failed attempt is released (no epoch has two
-  owners); once the path is back every player resumes, exactly once, with its answer.
+  database cut (or black-holed) before each of its steps (reading the session row, claiming it,
+  replaying the answers, reading the last seq). Each client gets ``unavailable`` with
+  ``retry_after_ms`` and keeps its connection; the lease taken for the failed attempt is
+  released (no epoch has two owners); once the path is back every player resumes, exactly once,
+  with its answer.
 - **find / create** with Redis cut (``resume`` asks Redis who owns the session;
   ``create_session`` takes a lease): ``unavailable``, no session, no lease.
 - **results** (``GET /results``) with the database cut: 503 with ``Retry-After``, then 200.
+
+And over a real takeover, the epoch rule (SPEC 13.4): ``resume``, ``host`` and ``watch`` with
+a ``last_seq`` of another epoch, or of no named epoch once the session was taken over, get a
+full ``state``, never an ``events`` replay against the new owner's seqs.
 
 Answers (durable acks wait for the commit) and joins on a live session make no store call on
 the client's path: the write-behind queue takes them, and its bound answers ``busy``
