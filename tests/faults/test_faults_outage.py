@@ -45,6 +45,7 @@ from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress, running_engine
 from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS
 from pubquiz_engine.store import open_store
+from pubquiz_engine.web import serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -289,9 +290,15 @@ async def test_redis_cut_find_and_create_are_unavailable_and_take_no_lease(
                 assert created.code in b.sessions
 
 
+@pytest.mark.parametrize("fault", ["cut", "stall"])
 async def test_results_while_the_database_is_away_is_503_with_retry_after(
-    tmp_path: Path, postgres_url: str, pg_proxy: FaultProxy
+    tmp_path: Path, postgres_url: str, pg_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
+    fault: str
 ) -> None:
+    """Cut (errors at once) or stalled (silence: before, the request hung until TCP gave up),
+    ``/results`` answers 503 with ``Retry-After``, then 200 once the path is back."""
+    monkeypatch.setattr(serve, "RESULTS_DRAIN_SECONDS", 0.5)
+    monkeypatch.setattr(serve, "RESULTS_READ_SECONDS", 1.0)
     config = ServerConfig(port=0, data_dir=str(tmp_path),
                           database_url=pg_proxy.url_for(postgres_url), ack_mode="fast",
                           join_rate=1000.0, join_burst=1000)
@@ -304,7 +311,10 @@ async def test_results_while_the_database_is_away_is_503_with_retry_after(
                 assert await engine.persister.drain(timeout=10)
                 await host.request(m.Start)
                 question = await ann.next_event(m.Question)
-                pg_proxy.cut()
+                if fault == "cut":
+                    pg_proxy.cut()
+                else:
+                    pg_proxy.stall()
                 await ann.answer(question.q, 0)  # fast: acked, queued, not committed
                 headers = {"Authorization": f"Bearer {host_token}"}
                 target = f"/results?code={session.code}&format=json"
