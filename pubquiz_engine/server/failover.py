@@ -72,6 +72,17 @@ class Moved(Rejected):
         self.url = url
 
 
+class _Attempt:
+    """A takeover under way: ``done`` is set when it ends either way; ``no_session`` says it
+    found no live session to take (its waiters answer the same)."""
+
+    __slots__ = ("done", "no_session")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.no_session = False
+
+
 class Coordination:
     """The engine's Redis side: lease keeper, snapshotter, node registry and takeover."""
 
@@ -91,8 +102,8 @@ class Coordination:
         # run without Redis): the orphan scan does not ask again. Bounded.
         self._unadoptable: set[str] = set()
         self._adopted = trio.Event()  # set (then replaced) whenever the scan adopts a session
-        # Takeovers under way on this node, by code: set when the attempt ends either way.
-        self._taking: dict[str, trio.Event] = {}
+        # Takeovers under way on this node, by code (see ``_take_over``).
+        self._taking: dict[str, _Attempt] = {}
 
     @classmethod
     def open(cls, engine: Engine, host: str, port: int) -> Coordination:
@@ -248,26 +259,30 @@ class Coordination:
         """Take ``code`` over (rule 2), or raise and leave nothing half done (rule 6).
 
         One takeover per session at a time on this node: a concurrent caller (a whole pub
-        resumes at once) waits for the one under way and gets its session, or ``unavailable``
-        if that one failed. A step that fails (the database or Redis away, a snapshot that cannot
-        be read, the engine stopping) releases the lease taken for it, so the next attempt
-        starts clean with a higher epoch and no epoch ever has two owners. The database's
-        epoch may have been raised already (``claim_session`` committed): that only fences the
-        old owner sooner, and the next attempt claims above it.
+        resumes at once) waits for the one under way and gets its session (or None, if it found
+        none), or ``unavailable`` if that one failed. A step that fails (the database or Redis
+        away, a snapshot that cannot be read, the engine stopping) releases the lease taken for
+        it, so the next attempt starts clean with a higher epoch and no epoch ever has two
+        owners. The database's epoch may have been raised already (``claim_session`` committed):
+        that only fences the old owner sooner, and the next attempt claims above it.
         """
         running = self._taking.get(code)
         if running is not None:
-            await running.wait()
+            await running.done.wait()
             if code in self.engine.sessions:
                 return self.engine.sessions[code]
+            if running.no_session:
+                return None
             raise Rejected(ErrorCode.UNAVAILABLE, "the takeover of this session did not "
                            "complete; retry", retry_after_ms=OUTAGE_RETRY_AFTER_MS)
-        done = self._taking[code] = trio.Event()
+        attempt = self._taking[code] = _Attempt()
         try:
-            return await self._take_over_now(code, snapshot)
+            session = await self._take_over_now(code, snapshot)
+            attempt.no_session = session is None
+            return session
         finally:
             del self._taking[code]
-            done.set()
+            attempt.done.set()
 
     async def _take_over_now(self, code: str, snapshot: Any) -> LiveSession | None:
         engine = self.engine
