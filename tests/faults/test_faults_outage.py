@@ -11,7 +11,8 @@ and each is cut here, through a ``FaultProxy`` on the engine's path (the shared 
   released (no epoch has two owners); once the path is back every player resumes, exactly once,
   with its answer.
 - **find / create** with Redis cut (``resume`` asks Redis who owns the session;
-  ``create_session`` takes a lease): ``unavailable``, no session, no lease.
+  ``create_session`` takes a lease), or cut as the takeover takes its lease: ``unavailable``,
+  no session, no lease.
 - **results** (``GET /results``) with the database cut: 503 with ``Retry-After``, then 200.
 
 And over a real takeover, the epoch rule (SPEC 13.4): ``resume``, ``host`` and ``watch`` with
@@ -289,6 +290,39 @@ async def test_redis_cut_find_and_create_are_unavailable_and_take_no_lease(
                                    retry=Backoff(first=0.05, limit=2.0, attempts=20)) as op:
                 created = await op.create_session(KEY, quiz=QUIZ, mode="solo")
                 assert created.code in b.sessions
+
+
+async def test_redis_cut_in_the_middle_of_a_takeover_is_unavailable(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+    nursery: trio.Nursery
+) -> None:
+    """Redis goes away after the takeover read the session row, as it takes the lease: the
+    client gets ``unavailable``, no lease is held, and the next attempt takes the session."""
+    redis_proxy = FaultProxy.for_url(redis_url)
+    await nursery.start(redis_proxy.run)
+    with trio.fail_after(60):
+        async with _played_then_dead(tmp_path, postgres_url, redis_url, redis_prefix,
+                                     postgres_url, redis_proxy.url_for(redis_url)) as (
+                b, addr_b, code, _host_token, first_epoch, seen):
+            assert b.coord is not None
+            keeper = b.coord.keeper
+            original = keeper.acquire
+
+            async def cut_then_acquire(*args: Any, **kwargs: Any) -> Any:
+                redis_proxy.cut()
+                return await original(*args, **kwargs)
+
+            keeper.acquire = cut_then_acquire  # type: ignore[method-assign]
+            token, last_seq = next(iter(seen.values()))
+            async with open_client(addr_b.url) as client:
+                await _refused_unavailable(client, m.Resume, token=token, last_seq=last_seq)
+            keeper.acquire = original  # type: ignore[method-assign]
+            assert code not in b.sessions and keeper.lease_of(code) is None
+            assert _lease_owner(redis_url, redis_prefix, code) is None
+            redis_proxy.restore()
+            async with open_client(addr_b.url) as client:
+                welcome = await client.resume(token, last_seq, first_epoch)
+                assert welcome.epoch > first_epoch and welcome.replay == "state"
 
 
 @pytest.mark.parametrize("fault", ["cut", "stall"])
