@@ -106,13 +106,13 @@ class Backoff:
     def after(self, attempt: int, retry_after_ms: int | None,
               rng: random.Random | None = None) -> float:
         """The pause before retrying a refused request: at least the server's
-        ``retry_after_ms`` when it gave one (plus up to half of it again, so that the clients
-        it refused together do not all come back at once; the jitter stops at ``limit``), else
-        ``delay``."""
+        ``retry_after_ms`` when it gave one (plus a random jitter of up to as much again, SPEC
+        section 12, so that the clients it refused together do not all come back at once; the
+        jitter stops at ``limit``), else ``delay``."""
         if retry_after_ms is None:
             return self.delay(attempt, rng)
         wait = retry_after_ms / 1000
-        return min(max(self.limit, wait), wait * (1 + 0.5 * (rng or random).random()))
+        return min(max(self.limit, wait), wait * (1 + (rng or random).random()))
 
 
 class Client:

@@ -11,7 +11,8 @@
 //    else, or a network error, reconnects after 0.5 s doubling to 10 s, with jitter. A refused
 //    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too; a retryable one
 //    (`unavailable`, `busy`, ...) reconnects, never sooner than the error's `retry_after_ms`
-//    (plus up to half of it again, so that a whole room does not come back in step).
+//    (plus a random jitter of up to as much again, so that a whole room does not come back in
+//    step).
 // 5. Sequence numbers compare only within one epoch (SPEC 13.4): `epoch` is the last
 //    welcome's, and the pages send it with `last_seq` when they identify again.
 // 4. Browsers cannot see WebSocket pings, so the page pings (`ping`) every PING_INTERVAL and
@@ -44,12 +45,12 @@ export class RequestFailed extends Error {
 }
 
 /**
- * How long to wait before retrying after `error` (rule 4): at least its `retryAfterMs` plus up
- * to half of it again, or `fallbackMs` when the server named no time.
+ * How long to wait before retrying after `error` (rule 3): at least its `retryAfterMs` plus a
+ * random jitter of up to as much again, or `fallbackMs` when the server named no time.
  */
 export function retryDelay(error, fallbackMs, random = Math.random) {
   const after = error?.retryAfterMs;
-  return after === null || after === undefined ? fallbackMs : after * (1 + random() / 2);
+  return after === null || after === undefined ? fallbackMs : after * (1 + random());
 }
 
 export class QuizConnection {
