@@ -11,7 +11,9 @@ Rules this module keeps:
 2. **Everything else is an event**, delivered in arrival order on ``client.events`` (a trio
    channel). ``last_seq`` tracks the highest session seq seen, for resume.
 3. **Resume is one call.** After a ``join`` the client keeps the resume token;
-   ``Client.resume(url, token, last_seq)`` opens a new connection with the same identity.
+   ``Client.resume(token, last_seq, epoch)`` on a new connection takes the same identity
+   (``epoch``: the previous connection's ``Client.epoch``, so that a takeover in between gives a
+   full ``state``, SPEC 13.4).
 4. **Request ids stay unique per participant across connections.** ``rid`` is also the
    idempotency key of ``answer`` (per participant, across reconnects): a new connection that
    counted from 1 again would have its first answers taken for the previous connection's and
@@ -101,6 +103,17 @@ class Backoff:
         ceiling = min(self.limit, self.first * self.factor ** min(attempt, 64))
         return ceiling * (0.5 + 0.5 * (rng or random).random())
 
+    def after(self, attempt: int, retry_after_ms: int | None,
+              rng: random.Random | None = None) -> float:
+        """The pause before retrying a refused request: at least the server's
+        ``retry_after_ms`` when it gave one (plus a random jitter of up to as much again, SPEC
+        section 12, so that the clients it refused together do not all come back at once; the
+        jitter stops at ``limit``), else ``delay``."""
+        if retry_after_ms is None:
+            return self.delay(attempt, rng)
+        wait = retry_after_ms / 1000
+        return min(max(self.limit, wait), wait * (1 + (rng or random).random()))
+
 
 class Client:
     """One connection to an engine. Create with ``open_client``."""
@@ -157,13 +170,8 @@ class Client:
             attempt += 1
             if not (reply.retryable and self.retry is not None
                     and attempt < self.retry.attempts):
-                raise RemoteError(code, reply.message)
-            # A server may say how long to wait (``retry_after_ms``: at least that, plus up to
-            # as much again of jitter, SPEC section 12); otherwise our back-off.
-            after_ms = reply.retry_after_ms
-            delay = (min(after_ms / 1000 * (1 + random.random()), self.retry.limit)
-                     if after_ms is not None else self.retry.delay(attempt - 1))
-            await trio.sleep(delay)
+                raise RemoteError(code, reply.message, retry_after_ms=reply.retry_after_ms)
+            await trio.sleep(self.retry.after(attempt - 1, reply.retry_after_ms))
 
     def _new_rid(self) -> int:
         rid = self.next_rid
@@ -195,18 +203,30 @@ class Client:
         self.last_seq = max(self.last_seq, reply.seq)
         return reply
 
-    async def host(self, code: str, token: str, last_seq: int | None = None) -> m.Welcome:
-        reply = await self.request(m.Host, code=code, token=token, last_seq=last_seq)
+    @property
+    def epoch(self) -> int | None:
+        """The epoch ``last_seq`` counts in (the last ``welcome``'s): pass it with ``last_seq``
+        when resuming on a new connection (SPEC 13.4)."""
+        return self.welcome.epoch if self.welcome is not None else None
+
+    async def host(self, code: str, token: str, last_seq: int | None = None,
+                   epoch: int | None = None) -> m.Welcome:
+        reply = await self.request(m.Host, code=code, token=token, last_seq=last_seq,
+                                   epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def watch(self, code: str, last_seq: int | None = None) -> m.Welcome:
-        reply = await self.request(m.Watch, code=code, last_seq=last_seq)
+    async def watch(self, code: str, last_seq: int | None = None,
+                    epoch: int | None = None) -> m.Welcome:
+        reply = await self.request(m.Watch, code=code, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 
-    async def resume(self, token: str, last_seq: int) -> m.Welcome:
-        reply = await self.request(m.Resume, token=token, last_seq=last_seq)
+    async def resume(self, token: str, last_seq: int, epoch: int | None = None) -> m.Welcome:
+        """Resume as the token's participant. ``epoch``: the one ``last_seq`` counts in (the
+        previous connection's ``epoch``); without it the server sends a full ``state`` after
+        any takeover, which is always safe."""
+        reply = await self.request(m.Resume, token=token, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
         return reply
 

@@ -547,11 +547,13 @@ class Join(Message):
 @_c("resume")
 @attrs.frozen(kw_only=True)
 class Resume(Message):
-    """A player reconnects with its resume token and the last ``seq`` it saw."""
+    """A player reconnects with its resume token and the last ``seq`` it saw, in ``epoch``
+    (the epoch of the ``welcome`` that ``seq`` counts in; nil: unknown, SPEC section 13)."""
 
     rid: int = attrs.field(**wire(_RID))
     token: str = attrs.field(**wire(_TOKEN))
     last_seq: int = attrs.field(**wire(_SEQ0))
+    epoch: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
 
 
 @_c("host")
@@ -563,6 +565,8 @@ class Host(Message):
     code: str = attrs.field(**wire(_CODE))
     token: str = attrs.field(**wire(_TOKEN))
     last_seq: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
+    #: The epoch ``last_seq`` counts in (nil: unknown; see ``Resume``).
+    epoch: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
 
 
 @_c("watch")
@@ -573,6 +577,8 @@ class Watch(Message):
     rid: int = attrs.field(**wire(_RID))
     code: str = attrs.field(**wire(_CODE))
     last_seq: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
+    #: The epoch ``last_seq`` counts in (nil: unknown; see ``Resume``).
+    epoch: int | None = attrs.field(default=None, **wire(Nullable(_SEQ0)))
 
 
 @_c("create_session")

@@ -18,6 +18,12 @@ Rules this module keeps:
    skim, ``codec.peek``) before its body is decoded; wrong operator keys are limited per
    address. What an unauthenticated peer can make the engine build is one ``max_frame_bytes``
    frame per message the rate allows.
+5. **An outage is an answer, never a crash.** A database or Redis call that a client's frame
+   needs (finding or taking over a session, creating one, a durable ack) and that fails is
+   answered ``unavailable`` with ``retry_after_ms``; the connection stays open. The errors are
+   mapped here, at the boundary, once: ``StoreError`` and ``CoordinationError`` (the store's and
+   the Redis module's translations of their drivers' exceptions), never a bare ``Exception``.
+   The callers below leave nothing half done when they raise (see ``failover``).
 """
 
 from __future__ import annotations
@@ -45,11 +51,12 @@ from pubquiz_engine.game import commands
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server import credentials
-from pubquiz_engine.server.failover import Moved
+from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS, Moved
 from pubquiz_engine.server.generation import generate_round
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
+from pubquiz_engine.snapshot.records import CoordinationError
 
 if TYPE_CHECKING:
     from pubquiz_engine.server.engine import Engine
@@ -97,6 +104,18 @@ def _player_command(msg: m.Message, participant: int) -> commands.Command | None
     if isinstance(msg, m.Leave):
         return commands.Leave(participant=participant)
     return None
+
+
+def _comparable_seq(last_seq: int | None, epoch: int | None, current: int) -> int | None:
+    """``last_seq`` if it counts in the session's ``current`` epoch, else None (a full
+    ``state``, SPEC 13.4). Seqs compare only within one epoch: after a takeover the new owner
+    may reuse a seq the old one broadcast and never stored, and an ``events`` replay from it
+    would leave the client on a view that never happened. A client that names no epoch
+    (nil) is trusted only while the session has had no takeover (epoch 1: every session
+    starts there, and each takeover raises it)."""
+    if epoch is None:
+        return last_seq if current == 1 else None
+    return last_seq if epoch == current else None
 
 
 class _OperatorLockout(Rejected):
@@ -263,17 +282,32 @@ class Connection:
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
-            scope = self._join_scope
-            if exc.retryable and scope is not None and scope.deadline != math.inf:
-                # A client that retries as told is not idle: its join window starts again
-                # (issue 19.14: a pub behind one address joins at the limiter's pace).
-                scope.deadline = trio.current_time() + self.engine.config.join_timeout
+            if exc.retryable:
+                self._restart_join_window()
+        except (StoreError, CoordinationError) as exc:
+            self._outage(rid, msg, exc)
+            self._restart_join_window()
+
+    def _restart_join_window(self) -> None:
+        """A client that retries as told is not idle: its join window starts again (issue
+        19.14: a pub behind one address joins at the limiter's pace; an outage is waited out)."""
+        scope = self._join_scope
+        if scope is not None and scope.deadline != math.inf:
+            scope.deadline = trio.current_time() + self.engine.config.join_timeout
 
     def _join_throttled(self) -> Rejected:
         """``rate_limited`` for a join over the address's allowance, with when to retry."""
         wait = self.engine.join_limiter.wait_time(self.address, trio.current_time())
         return Rejected(ErrorCode.RATE_LIMITED, "too many join attempts from your address; wait",
                         retry_after_ms=max(1, math.ceil(wait * 1000)))
+
+    def _outage(self, rid: int | None, msg: m.Message,
+                exc: StoreError | CoordinationError) -> None:
+        """A store or Redis call this request needed failed (rule 5): ``unavailable``."""
+        what = "the database" if isinstance(exc, StoreError) else "the session directory"
+        log.warning("%s refused: %s is unavailable: %s", msg.TYPE, what, exc)
+        self._error(rid, ErrorCode.UNAVAILABLE, f"{what} is unavailable; retry",
+                    retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
@@ -294,7 +328,8 @@ class Connection:
             if session is None or session.end_reason is not None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
             member = Member(ws=self.ws, role="player", conn_id=self.id)
-            session.resume(member, msg.rid, participant, msg.token, msg.last_seq)
+            session.resume(member, msg.rid, participant, msg.token,
+                           _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         elif isinstance(msg, m.Join):
             session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="player", conn_id=self.id)
@@ -303,11 +338,13 @@ class Connection:
             session = await self._session_for(msg.code)
             session.check_host(msg.token)
             member = Member(ws=self.ws, role="host", conn_id=self.id)
-            session.attach_watcher(member, msg.rid, msg.last_seq)
+            session.attach_watcher(member, msg.rid,
+                                   _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         else:
             session = await self._session_for(msg.code)
             member = Member(ws=self.ws, role="display", conn_id=self.id)
-            session.attach_watcher(member, msg.rid, msg.last_seq)
+            session.attach_watcher(member, msg.rid,
+                                   _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         self.session, self.member = session, member
 
     def _check_operator(self, given: str | None) -> None:
@@ -381,6 +418,8 @@ class Connection:
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
+        except (StoreError, CoordinationError) as exc:
+            self._outage(rid, msg, exc)
 
     async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
         metrics = self.engine.metrics

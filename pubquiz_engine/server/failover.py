@@ -22,6 +22,12 @@ Rules this module keeps:
    every node scans the database's live sessions every ``orphan_scan_interval`` and takes over
    those whose lease is free, so a dead node's question still closes at its deadline and an
    abandoned session still ends (and is marked finished) after its idle timeout.
+6. **An outage on the takeover path is a retryable answer, never half a takeover.** Redis not
+   answering is ``unavailable`` (``retry_after_ms``); a database failure propagates as
+   ``StoreError`` for the connection to answer ``unavailable``, and a takeover that takes more
+   than half the client's ``join_timeout`` (a database that does not answer at all) is
+   abandoned as ``unavailable`` too. A takeover that fails or is abandoned after taking the
+   lease releases it (``_take_over``), so the next attempt starts clean.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: What ``unavailable`` asks a client to wait before it retries (rule 6): about one back-off
+#: step of the write-behind and the lease keeper, which retry the store and Redis meanwhile.
+#: Clients add their own jitter on top, so that a whole pub does not come back in step.
+OUTAGE_RETRY_AFTER_MS = 1000
+
 
 class Moved(Rejected):
     """The session lives on another node: the client is redirected there."""
@@ -59,6 +70,17 @@ class Moved(Rejected):
         super().__init__(ErrorCode.MOVED, f"session {code} is served at {url}")
         self.session_code = code
         self.url = url
+
+
+class _Attempt:
+    """A takeover under way: ``done`` is set when it ends either way; ``no_session`` says it
+    found no live session to take (its waiters answer the same)."""
+
+    __slots__ = ("done", "no_session")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.no_session = False
 
 
 class Coordination:
@@ -80,6 +102,8 @@ class Coordination:
         # run without Redis): the orphan scan does not ask again. Bounded.
         self._unadoptable: set[str] = set()
         self._adopted = trio.Event()  # set (then replaced) whenever the scan adopts a session
+        # Takeovers under way on this node, by code (see ``_take_over``).
+        self._taking: dict[str, _Attempt] = {}
 
     @classmethod
     def open(cls, engine: Engine, host: str, port: int) -> Coordination:
@@ -218,13 +242,52 @@ class Coordination:
                 raise Rejected(ErrorCode.BUSY, "the session is moving to another node; retry")
             snapshot = await self.redis.load_snapshot(code)
         except CoordinationError:
-            raise Rejected(ErrorCode.BUSY, "session directory unavailable; retry") from None
+            raise Rejected(ErrorCode.UNAVAILABLE, "session directory unavailable; retry",
+                           retry_after_ms=OUTAGE_RETRY_AFTER_MS) from None
         if snapshot is None:
             return None
-        return await self._take_over(code, snapshot)
+        # Bounded, so that a database that does not answer (a black hole: no error, just
+        # silence) is ``unavailable`` well within the client's join timeout, not a handshake
+        # timeout. A cancelled takeover hands its lease back like a failed one.
+        with trio.move_on_after(self.engine.config.join_timeout / 2) as bound:
+            return await self._take_over(code, snapshot)
+        assert bound.cancelled_caught
+        raise Rejected(ErrorCode.UNAVAILABLE, "the database did not answer in time; retry",
+                       retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 
     async def _take_over(self, code: str, snapshot: Any) -> LiveSession | None:
+        """Take ``code`` over (rule 2), or raise and leave nothing half done (rule 6).
+
+        One takeover per session at a time on this node: a concurrent caller (a whole pub
+        resumes at once) waits for the one under way and gets its session (or None, if it found
+        none), or ``unavailable`` if that one failed. A step that fails (the database or Redis
+        away, a snapshot that cannot be read, the engine stopping) releases the lease taken for
+        it, so the next attempt starts clean with a higher epoch and no epoch ever has two
+        owners. The database's epoch may have been raised already (``claim_session`` committed):
+        that only fences the old owner sooner, and the next attempt claims above it.
+        """
+        running = self._taking.get(code)
+        if running is not None:
+            await running.done.wait()
+            if code in self.engine.sessions:
+                return self.engine.sessions[code]
+            if running.no_session:
+                return None
+            raise Rejected(ErrorCode.UNAVAILABLE, "the takeover of this session did not "
+                           "complete; retry", retry_after_ms=OUTAGE_RETRY_AFTER_MS)
+        attempt = self._taking[code] = _Attempt()
+        try:
+            session = await self._take_over_now(code, snapshot)
+            attempt.no_session = session is None
+            return session
+        finally:
+            del self._taking[code]
+            attempt.done.set()
+
+    async def _take_over_now(self, code: str, snapshot: Any) -> LiveSession | None:
         engine = self.engine
+        if code in engine.sessions:  # another connection finished the takeover meanwhile
+            return engine.sessions[code]
         started = engine.clock()
         row = await engine.store.load_session(code)
         if row is None or row.status != "live":
@@ -232,8 +295,6 @@ class Coordination:
         lease = await self.keeper.acquire(code, at_least=max(row.epoch, snapshot.epoch) + 1)
         if lease is None:
             raise Rejected(ErrorCode.BUSY, "another node is taking this session over; retry")
-        if code in engine.sessions:  # another connection finished the takeover meanwhile
-            return engine.sessions[code]
         try:
             await engine.store.claim_session(code, lease.epoch, owner=self.node)
             data = msgpack.unpackb(snapshot.data)
@@ -245,13 +306,20 @@ class Coordination:
             # Above anything the old owner stored, also after its last snapshot: our events
             # must not collide with its rows, nor our score rows lose to its newer seqs.
             stored_seq = await engine.store.last_seq(code)
-        except BaseException:
-            await self.keeper.release(code)
+            seq = max([data["seq"], stored_seq, *(a.seq for a in answers)]) + 1
+            # Synchronous from here on: once adopted, nothing can fail half way.
+            session = engine.adopt_session(
+                code=code, game=game, host_token_hash=data["host_token_hash"],
+                epoch=lease.epoch, seq=seq, created_at=data["created_at"],
+                resume_hashes=resume)
+        except BaseException as exc:
+            log.warning("session %s: takeover at epoch %d abandoned, lease released: %r",
+                        code, lease.epoch, exc)
+            # Shielded and bounded: a cancelled caller still hands the lease back (if Redis
+            # does not answer, the keeper has stopped renewing it and it lapses).
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.keeper.release(code)
             raise
-        seq = max([data["seq"], stored_seq, *(a.seq for a in answers)]) + 1
-        session = engine.adopt_session(
-            code=code, game=game, host_token_hash=data["host_token_hash"], epoch=lease.epoch,
-            seq=seq, created_at=data["created_at"], resume_hashes=resume)
         self.takeovers += 1
         engine.metrics.lease_event("takeover")
         log.info("session %s taken over at epoch %d: %d joins and %d answers replayed in %.3fs",

@@ -314,7 +314,7 @@ class LiveSession:
         self._players[joined.participant] = member
 
     def resume(self, member: Member, rid: int, participant: int, token: str,
-               last_seq: int) -> None:
+               last_seq: int | None) -> None:
         """A player comes back with their token: same identity, missed events, new connection."""
         expected = self._resume_hashes.get(participant)
         if expected is None or not credentials.same_secret(credentials.token_hash(token),

@@ -254,10 +254,12 @@ class PostgresStore:
             raise
         return store
 
-    async def _write_call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+    async def _write_call(self, fn: Callable[[psycopg.Connection[Any]], T], *,
+                          retry_stale: bool = False) -> T:
+        """``retry_stale``: only for a write that is idempotent (``claim_session``)."""
         if self._closed:
             raise StoreError("store is closed")
-        return await self._writer.run(lambda: self._wconn.call(fn),
+        return await self._writer.run(lambda: self._wconn.call(fn, retry_stale=retry_stale),
                                       on_cancel=self._wconn.interrupt)
 
     async def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -313,7 +315,9 @@ class PostgresStore:
             if cur.rowcount == 0:
                 raise KeyError(code)
 
-        await self._write_call(job)
+        # Idempotent (GREATEST, COALESCE): safe to run again on a fresh connection when the
+        # writer's turns out dead after an outage, so a takeover's claim does not fail on it.
+        await self._write_call(job, retry_stale=True)
 
     async def interrupt_sessions(self, owner: str, *, created_before: float,
                                  ended_at: float) -> list[str]:

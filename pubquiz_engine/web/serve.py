@@ -18,6 +18,9 @@ Rules this module keeps:
    ``Authorization: Bearer`` header only. A URL's query ends up in proxy and browser logs, so a
    request with a ``token`` query parameter is refused (400) without the token being looked at.
    A session must still be live (or lingering after it finished): the token lives with it.
+4. ``/results`` never hangs and never fails with a 500 for an outage: while the database is
+   away or silent (no answer within ``RESULTS_READ_SECONDS``) it answers 503 with
+   ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import attrs
+import trio
 
 from pubquiz_engine.errors import Rejected, StoreError
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, text_response
@@ -89,6 +93,10 @@ _COMMON_HEADERS = (
 
 #: How long a results download may wait for the write-behind queue to commit what it holds.
 RESULTS_DRAIN_SECONDS = 5.0
+#: How long a results download may wait for the database to read them.
+RESULTS_READ_SECONDS = 10.0
+#: ``Retry-After`` (seconds) of a results download refused while the database is away.
+RESULTS_RETRY_AFTER = "5"
 
 
 @attrs.frozen
@@ -189,16 +197,24 @@ def results_handler(engine: Engine) -> HttpHandler:
             session.check_host(token)
         except Rejected:
             return text_response(403, "wrong host token\n", headers=headers)
+        unavailable = text_response(503, "the results store is unavailable; try again\n",
+                                    headers=(("retry-after", RESULTS_RETRY_AFTER), *headers))
+        # Answers accepted in fast ack mode may still be queued: commit them first (bounded:
+        # under steady load the queue may never be empty; the file is then as of the read).
+        await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS)
         try:
-            # Answers accepted in fast ack mode may still be queued: commit them first.
-            await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS)
-            data = await engine.store.session_results(code)
+            # Bounded too: a database that does not answer at all is a 503, not a request
+            # that hangs until TCP gives up.
+            with trio.fail_after(RESULTS_READ_SECONDS):
+                data = await engine.store.session_results(code)
+        except trio.TooSlowError:
+            log.warning("results for %s: the database did not answer in time", code)
+            return unavailable
         except KeyError:
             return text_response(404, f"no results for session {code}\n", headers=headers)
         except StoreError as exc:
             log.warning("results for %s: store unavailable: %s", code, exc)
-            return text_response(503, "the results store is unavailable; try again\n",
-                                 headers=(("retry-after", "5"), *headers))
+            return unavailable
         if fmt == "csv":
             body, content_type = results_to_csv(data), "text/csv; charset=utf-8"
         else:

@@ -120,6 +120,10 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("join_team", C2S, m.Join(rid=1, code="K7QX", name="Ada", team="The Quizzly Bears")),
     ("join_solo_unicode", C2S, m.Join(rid=2, code="K7QX", name="Zoë 🦉", team=None)),
     ("resume", C2S, m.Resume(rid=3, token="rt_3f9a1c7e5b2d4a60", last_seq=41)),
+    ("resume_with_epoch", C2S, m.Resume(rid=4, token="rt_3f9a1c7e5b2d4a60", last_seq=41,
+                                        epoch=2)),
+    ("host_with_epoch", C2S, m.Host(rid=2, code="K7QX", token="ht_9c1d0e2f", last_seq=17,
+                                    epoch=3)),
     ("host", C2S, m.Host(rid=1, code="K7QX", token="ht_9c1d0e2f", last_seq=None)),
     ("watch", C2S, m.Watch(rid=1, code="K7QX", last_seq=12)),
     (
@@ -353,6 +357,12 @@ DECODE_ONLY: list[tuple[str, Direction, str, str]] = [
         C2S,
         _p({"t": "join", "rid": 1, "code": "K7QX", "name": "Ada"}),
         "a nullable field left out is nil",
+    ),
+    (
+        "resume_epoch_left_out",
+        C2S,
+        _p({"t": "resume", "rid": 3, "token": "rt_3f9a1c7e5b2d4a60", "last_seq": 41}),
+        "a resume without epoch (clients before it existed): the epoch is unknown",
     ),
     (
         "small_int_as_uint32",

@@ -34,6 +34,14 @@ def test_backoff_doubles_up_to_its_limit_with_jitter() -> None:
             assert ceiling / 2 <= backoff.delay(attempt) <= ceiling
 
 
+def test_backoff_honours_the_servers_retry_after_with_jitter_above_it() -> None:
+    backoff = Backoff(first=0.1, factor=2.0, limit=5.0)
+    for _ in range(20):
+        assert 1.0 <= backoff.after(0, 1000) <= 2.0  # never sooner than the server asked
+        assert 8.0 <= backoff.after(3, 8000) <= 8.0  # past the limit: exactly what it asked
+        assert 0.05 <= backoff.after(0, None) <= 0.1  # no hint: the back-off
+
+
 async def test_an_answer_after_a_resume_is_not_taken_for_an_earlier_one(tmp_path: Path) -> None:
     """rid is the answer's idempotency key per participant across connections: the resumed
     connection's requests must not reuse the ids of the first connection's."""

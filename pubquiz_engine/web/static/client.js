@@ -9,7 +9,12 @@
 // 3. Close codes decide: 4000-4099 are terminal (kicked, ended, bad credentials), 4100 means
 //    another tab took over (reconnect only when the user asks), 1000 is a normal end; anything
 //    else, or a network error, reconnects after 0.5 s doubling to 10 s, with jitter. A refused
-//    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too.
+//    identify (`bad_token`, `bad_code`, `session_ended`, ...) is terminal too; a retryable one
+//    (`unavailable`, `busy`, ...) reconnects, never sooner than the error's `retry_after_ms`
+//    (plus a random jitter of up to as much again, so that a whole room does not come back in
+//    step).
+// 5. Sequence numbers compare only within one epoch (SPEC 13.4): `epoch` is the last
+//    welcome's, and the pages send it with `last_seq` when they identify again.
 // 4. Browsers cannot see WebSocket pings, so the page pings (`ping`) every PING_INTERVAL and
 //    treats a missing `pong` as a dead network: it drops the socket and reconnects.
 
@@ -39,6 +44,15 @@ export class RequestFailed extends Error {
   }
 }
 
+/**
+ * How long to wait before retrying after `error` (rule 3): at least its `retryAfterMs` plus a
+ * random jitter of up to as much again, or `fallbackMs` when the server named no time.
+ */
+export function retryDelay(error, fallbackMs, random = Math.random) {
+  const after = error?.retryAfterMs;
+  return after === null || after === undefined ? fallbackMs : after * (1 + random());
+}
+
 export class QuizConnection {
   /**
    * `identify()` returns the first request of every connection (join, resume, host, watch or
@@ -58,6 +72,7 @@ export class QuizConnection {
     this.epoch = null;
     this.stopped = false;
     this.backoff = BACKOFF_FIRST;
+    this.retryAfterMs = null; // the last refused identify's retry_after_ms (rule 3)
     this.timer = null;
     this.pingTimer = null;
     let counter = 1;
@@ -111,7 +126,7 @@ export class QuizConnection {
     } catch (error) {
       if (ws !== this.ws || error.code === "disconnected") return;
       if (error.retryable) {
-        this.retryAfter = error.retryAfterMs ?? 0; // a join over the limit says when
+        this.retryAfterMs = error.retryAfterMs ?? null;
         ws.close(3000);
         return;
       }
@@ -184,7 +199,7 @@ export class QuizConnection {
       this.pending.delete(message.rid);
       if (message.t === "error") {
         waiter.reject(new RequestFailed(message.code, message.message, message.retryable,
-          message.retry_after_ms));
+          message.retry_after_ms ?? null));
       } else {
         waiter.resolve(message);
       }
@@ -218,11 +233,9 @@ export class QuizConnection {
       this.onStatus("ended", code);
     } else {
       this.onStatus("offline", code);
-      // The server's retry_after_ms when it gave one (plus jitter, so that a pub behind one
-      // address does not come back in step), else our own back-off.
-      const jitter = 0.5 + Math.random() / 2;
-      const delay = Math.max(this.backoff * jitter, (this.retryAfter ?? 0) * (1 + jitter));
-      this.retryAfter = 0;
+      const jittered = this.backoff * (0.5 + Math.random() / 2);
+      const delay = Math.max(jittered, retryDelay({ retryAfterMs: this.retryAfterMs }, 0));
+      this.retryAfterMs = null;
       this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
       this.timer = setTimeout(() => this.open(), delay);
     }

@@ -130,7 +130,8 @@ function attach(credentials) {
   haveView = false;
   connection = new QuizConnection({
     identify: () => ({ t: "host", code: host.code, token: host.token,
-      last_seq: haveView ? connection.lastSeq : null }),
+      last_seq: haveView ? connection.lastSeq : null,
+      epoch: haveView ? connection.epoch : null }),
     onMessage: receive,
     onStatus: status,
   });

@@ -19,7 +19,7 @@
 // 5. Your (team's) joker round and stakes come from the state's `you` (a reload shows them, a
 //    teammate's included) and are updated here on this page's own successful requests.
 
-import { QuizConnection } from "./client.js";
+import { QuizConnection, retryDelay } from "./client.js";
 import { errorText, t, translatePage } from "./i18n.js";
 import { Float64 } from "./protocol.js";
 import {
@@ -74,7 +74,8 @@ function connect(first) {
   haveView = false;
   connection = new QuizConnection({
     identify: () => (session?.token
-      ? { t: "resume", token: session.token, last_seq: haveView ? connection.lastSeq : FORCE_STATE }
+      ? { t: "resume", token: session.token, last_seq: haveView ? connection.lastSeq : FORCE_STATE,
+        epoch: haveView ? connection.epoch : null }
       : first),
     onMessage: receive,
     onStatus: status,
@@ -632,7 +633,8 @@ async function deliver(pending) {
     }
     if (error.retryable) {
       feedback(errorText(error));
-      setTimeout(() => { if (view.pending === pending) deliver(pending); }, 1000);
+      setTimeout(() => { if (view.pending === pending) deliver(pending); },
+        retryDelay(error, 1000));
       return;
     }
     view.pending = null;

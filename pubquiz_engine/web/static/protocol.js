@@ -70,9 +70,10 @@ const KINDS = oneOf("single", "multiple", "truefalse", "text", "numeric", "order
 /** Client -> server messages: wire name -> [[field, spec], ...] in canonical order. */
 const CLIENT = {
   join: [["rid", RID], ["code", CODE], ["name", NAME], ["team", opt(NAME)]],
-  resume: [["rid", RID], ["token", TOKEN], ["last_seq", SEQ0]],
-  host: [["rid", RID], ["code", CODE], ["token", TOKEN], ["last_seq", opt(SEQ0)]],
-  watch: [["rid", RID], ["code", CODE], ["last_seq", opt(SEQ0)]],
+  resume: [["rid", RID], ["token", TOKEN], ["last_seq", SEQ0], ["epoch", opt(SEQ0)]],
+  host: [["rid", RID], ["code", CODE], ["token", TOKEN], ["last_seq", opt(SEQ0)],
+    ["epoch", opt(SEQ0)]],
+  watch: [["rid", RID], ["code", CODE], ["last_seq", opt(SEQ0)], ["epoch", opt(SEQ0)]],
   create_session: [["rid", RID], ["key", str(256)], ["quiz_path", opt(str(1024))],
     ["quiz", opt(MAP)], ["mode", oneOf("solo", "team")], ["options", opt(MAP)]],
   answer: [["rid", RID], ["q", U31], ["value", answer(false)]],

@@ -24,7 +24,8 @@ function connect() {
   connection?.stop();
   haveView = false;
   connection = new QuizConnection({
-    identify: () => ({ t: "watch", code, last_seq: haveView ? connection.lastSeq : null }),
+    identify: () => ({ t: "watch", code, last_seq: haveView ? connection.lastSeq : null,
+      epoch: haveView ? connection.epoch : null }),
     onMessage: receive,
     onStatus: status,
   });
