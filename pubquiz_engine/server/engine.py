@@ -418,7 +418,10 @@ class Engine:
                                     host_token_hash=credentials.token_hash(host_token),
                                     epoch=epoch)
         # Admitted above. Its owner is this node: without Redis, our next start finds it.
-        self.persister.record([attrs.evolve(session.created_record(quiz), owner=self.node)])
+        # Nothing of the session reaches anyone before this record (and, with Redis, its
+        # first snapshot) is stored: see ``LiveSession.hold``.
+        session.hold(self.persister.record(
+            [attrs.evolve(session.created_record(quiz), owner=self.node)]))
         self._start_session(session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
         if self.coord is not None:

@@ -11,10 +11,11 @@ Rules this module keeps:
    session in the database, restores the snapshot, then replays from the database the players
    who joined and the answers accepted after the snapshot's watermark, in seq order, each at its
    original time. The question keeps its original (wall-clock) deadline.
-3. **Nothing acked is missing from the snapshot + replay.** Joins and phase changes are
-   snapshotted at once; a durable answer ack waits until the snapshot that covers its question
-   is stored (``LiveSession.wait_snapshot``), so a replayed answer always finds its question
-   open in the restored state.
+3. **Nothing shown or acked is missing from the snapshot + replay.** No event leaves the old
+   owner before the snapshot covering it is stored (``LiveSession``'s outbox, fenced by epoch),
+   and the snapshot is read again once the new epoch is taken, so the new owner starts from at
+   least the last event any client saw; a durable answer ack waits for the same, so a replayed
+   answer always finds its question open in the restored state.
 4. **Redis trouble never stops a session.** Snapshot writes and lease renewals are retried in the
    background and counted; only the takeover path (a session this node does not hold) needs
    Redis to answer.
@@ -235,6 +236,10 @@ class Coordination:
         if code in engine.sessions:  # another connection finished the takeover meanwhile
             return engine.sessions[code]
         try:
+            # Read again now that our epoch is taken: a paused owner may have stored a newer
+            # snapshot (and shown its events) until that moment, never after it (output
+            # commit: its writes are fenced from here on).
+            snapshot = await self.redis.load_snapshot(code) or snapshot
             await engine.store.claim_session(code, lease.epoch, owner=self.node)
             data = msgpack.unpackb(snapshot.data)
             if data.get("format") != SNAPSHOT_FORMAT:
