@@ -584,6 +584,13 @@ class LiveSession:
             self._snapshot_progress = trio.Event()
             self._pump()
 
+    async def wait_snapshot(self) -> None:
+        """Return once a stored snapshot covers the last join or phase change (at once when
+        this engine keeps no snapshots, or the session ended here)."""
+        while (self._on_change is not None and self.snapshot_seq < self.critical_seq
+               and self.end_reason is None):
+            await self._snapshot_progress.wait()
+
     # --- the outbox (rule 7) ------------------------------------------------------------------
 
     def hold(self, ticket: Ticket) -> None:
