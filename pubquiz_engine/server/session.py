@@ -624,6 +624,11 @@ class LiveSession:
             raise Rejected(ErrorCode.UNAVAILABLE, "the session moved before this was saved; "
                            "reconnect and retry", retry_after_ms=500)
 
+    async def wait_held(self) -> None:
+        """Return once the outbox holds frames (a change is on its way to durability)."""
+        while not self._outbox:
+            await self._outbox_wakeup.wait()
+
     def _deliver(self, ws: WebSocket, payload: bytes | _Close) -> None:
         """Send now, or behind the frames held in the outbox."""
         if self._outbox:
