@@ -42,7 +42,7 @@ from typing import Any
 import trio
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import pubquiz_engine
 from pubquiz_engine.client import Client, open_client

@@ -336,7 +336,9 @@ class Connection:
                            "quiz refused: " + "; ".join(exc.problems[:20])) from None
         # A kill -9 right after this reply must not lose the session: its record (and with
         # Redis its first snapshot) is stored first.
-        await session.wait_released(session.outbox_mark)
+        if not await session.wait_released(session.outbox_mark):
+            raise Rejected(ErrorCode.UNAVAILABLE, "the session could not be saved; retry",
+                           retry_after_ms=1000)
         self._send(m.SessionCreated(rid=msg.rid, code=session.code, host_token=host_token))
 
     async def _dispatch(self, msg: m.Message) -> None:
@@ -389,20 +391,20 @@ class Connection:
         if ticket is not None and self.engine.config.ack_mode == "durable":
             # Behind everything queued before it (the question it answers included): so with
             # Redis a snapshot holds that question and a takeover can replay this answer.
+            # No time limit here: new work is refused (``unavailable``) while a change waits
+            # too long for its commit or snapshot, so nothing new joins this wait meanwhile.
             mark = session.outbox_mark
             try:
                 await ticket.wait()
-                with trio.move_on_after(self.engine.config.snapshot_wait) as waited:
-                    await session.wait_released(mark)
+                released = await session.wait_released(mark)
             except StaleEpoch:
                 raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
             except (StoreError, LocalError):
                 raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
-            if waited.cancelled_caught:
-                # Stored, but not yet restorable by a takeover: no ack (a resend of the same
-                # answer and rid gets it once it is).
-                raise Rejected(ErrorCode.UNAVAILABLE, "the answer is not safe yet; resend it",
-                               retry_after_ms=500)
+            if not released:
+                if session.closing_code == CloseCode.FENCED:
+                    raise Rejected(ErrorCode.FENCED, "this node no longer owns the session")
+                return  # the session stopped here unsaved: no reply, the connection closes
             self._send(ack)
         else:
             assert self.member is not None

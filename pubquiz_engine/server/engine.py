@@ -178,6 +178,7 @@ class Engine:
             max_members=config.max_members_per_session,
             idle_timeout=config.session_idle_timeout,
             finished_linger=config.session_finished_linger,
+            hold_limit=config.snapshot_wait,
         )
 
     # --- running ------------------------------------------------------------------------------

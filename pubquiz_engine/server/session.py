@@ -114,9 +114,10 @@ class _Chunk:
     """Frames held until ``ticket`` commits and a snapshot covers ``seq`` (-1: no snapshot
     needed: this engine keeps none)."""
 
-    __slots__ = ("entries", "number", "seq", "ticket")
+    __slots__ = ("entries", "number", "seq", "since", "ticket")
 
     def __init__(self, number: int, ticket: Ticket, seq: int) -> None:
+        self.since = trio.current_time()
         self.number = number
         self.ticket = ticket
         self.seq = seq
@@ -143,6 +144,9 @@ class SessionSettings:
     max_members: int = 5000
     idle_timeout: float = 4 * 3600.0
     finished_linger: float = 600.0
+    #: Seconds a change may wait for its commit and snapshot before new work is refused
+    #: (``unavailable``): the database or Redis is away, nothing new is promised meanwhile.
+    hold_limit: float = 1.0
 
 
 class LiveSession:
@@ -333,6 +337,10 @@ class LiveSession:
             raise Rejected(ErrorCode.SHUTTING_DOWN, "the server is stopping; reconnect and resume")
         if not self._persister.has_room(records):
             raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
+        limit = self.settings.hold_limit
+        if self._outbox and trio.current_time() - self._outbox[0].since > limit:
+            raise Rejected(ErrorCode.UNAVAILABLE, "the session's last change is not saved yet "
+                           "(database or Redis away); retry", retry_after_ms=int(limit * 1000))
 
     def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
         """A host or display arrives: welcome, then the missed events or the full state."""
@@ -612,17 +620,13 @@ class LiveSession:
         """Close ``member``'s connection after every frame queued for it so far."""
         self._deliver(member.ws, _Close(code, reason))
 
-    async def wait_released(self, mark: int) -> None:
-        """Return once every chunk up to ``mark`` is durable and handed to the sockets.
-        Raises ``Rejected``: ``fenced`` if this node lost the session meanwhile, ``unavailable``
-        if the session stopped here before they became durable (nothing was shown)."""
+    async def wait_released(self, mark: int) -> bool:
+        """Wait until every chunk up to ``mark`` is durable and handed to the sockets (True),
+        or dropped unseen because the session stopped on this node first (False: fenced, or
+        a stop while the database or Redis was away; its connections are being closed)."""
         while self.released < mark:
             await self._released_event.wait()
-        if mark > self._delivered:
-            if self.closing_code == CloseCode.FENCED:
-                raise Rejected(ErrorCode.FENCED, "this node no longer owns the session")
-            raise Rejected(ErrorCode.UNAVAILABLE, "the session moved before this was saved; "
-                           "reconnect and retry", retry_after_ms=500)
+        return mark <= self._delivered
 
     async def wait_held(self) -> None:
         """Return once the outbox holds frames (a change is on its way to durability)."""
