@@ -49,6 +49,7 @@ QUIZ = {
 async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, prefix: str,
                orphan_scan_interval: float = 0.0, lease_ttl_ms: int = 1000,
                ack_mode: str = "durable", clock: Callable[[], float] = time.time,
+               operator_key: str | None = None,
                ) -> AsyncIterator[tuple[Engine, EngineAddress, Callable[[], Awaitable[None]]]]:
     """An engine that the test can crash with the yielded ``crash()``: no drain, no final
     snapshot, no lease release, and it returns only once the engine has stopped (see
@@ -58,7 +59,8 @@ async def node(tmp_path: Path, name: str, postgres_url: str, redis_url: str, pre
                           redis_url=redis_url, redis_prefix=prefix, node_id=name,
                           lease_ttl_ms=lease_ttl_ms, join_rate=1000.0, join_burst=1000,
                           message_rate=1000.0, message_burst=1000,
-                          orphan_scan_interval=orphan_scan_interval, ack_mode=ack_mode)
+                          orphan_scan_interval=orphan_scan_interval, ack_mode=ack_mode,
+                          operator_key=operator_key)
     store = await open_store(postgres_url)
     try:
         engine = Engine(config, store, clock=clock)

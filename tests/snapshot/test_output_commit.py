@@ -47,6 +47,10 @@ class Gate:
         self.entered = trio.Event()
         self._open = trio.Event()
 
+    def release(self) -> None:
+        """Let the calls waiting now (and every later one) through."""
+        self._open.set()
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name != self.method:
@@ -215,3 +219,45 @@ async def test_the_owner_killed_at_each_step_of_a_phase_change(
             if not saw_close:
                 assert state.state["question"]["deadline_ms"] == question.deadline_ms
         await check_log(postgres_url, code, [question, *seen])
+
+
+async def test_session_created_means_a_takeover_finds_the_session(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+) -> None:
+    """``session_created`` is sent once the session's record is committed and its first
+    snapshot stored: while either write hangs there is no reply, and a kill -9 of the node
+    right after the reply leaves a session another node takes over."""
+    key = "output-commit-operator-key"
+    with trio.fail_after(60):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix,
+                        lease_ttl_ms=10_000, operator_key=key) as (a, addr_a, crash_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix,
+                     lease_ttl_ms=10_000) as (_b, addr_b, _), \
+                open_client(addr_a.url) as operator:
+            assert a.coord is not None
+            gates = [Gate(a.persister._store, "write"),
+                     Gate(a.coord.snapshotter._store, "save_snapshot")]
+            a.persister._store, a.coord.snapshotter._store = gates
+            replies: list[m.SessionCreated] = []
+
+            async def create() -> None:
+                replies.append(await operator.create_session(key, quiz=QUIZ, mode="solo"))
+
+            async with trio.open_nursery() as nursery:
+                for gate in gates:
+                    gate.stalled = True
+                nursery.start_soon(create)
+                for gate in gates:
+                    await gate.entered.wait()  # created in memory, neither write done
+                assert not replies
+                for gate in gates:
+                    gate.stalled = False
+                    gate.release()
+            created = replies[0]
+            await crash_a()  # kill -9 right after the reply
+            expire_lease(redis_url, redis_prefix, created.code)
+            async with open_client(addr_b.url) as host:
+                welcome = await host.host(created.code, created.host_token)
+                assert welcome.code == created.code
+                state = await host.next_event(m.State)
+                assert state.state["phase"] == "lobby"
