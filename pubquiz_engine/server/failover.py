@@ -74,7 +74,8 @@ class Coordination:
         self.keeper = LeaseKeeper(redis, node, on_lost=self._lost, ttl_ms=cfg.lease_ttl_ms,
                                   reclaim=True)
         self.snapshotter = Snapshotter(redis, interval=cfg.snapshot_interval,
-                                       on_fenced=self._lost, on_written=self._written)
+                                       on_fenced=self._lost, on_written=self._written,
+                                       durable=self._durable)
         self.registry = NodeRegistry(redis, node, url, ttl_ms=cfg.lease_ttl_ms)
         self.takeovers = 0
         # Live sessions in the database that cannot be taken over (no snapshot: e.g. from a
@@ -104,6 +105,10 @@ class Coordination:
         session = self.engine.sessions.get(code)
         if session is not None:
             session.snapshot_written(seq)
+
+    async def _durable(self, code: str) -> bool:
+        session = self.engine.sessions.get(code)
+        return session is None or await session.snapshot_durable()
 
     def changed(self, session: LiveSession, urgent: bool) -> None:
         self.snapshotter.request(session.code, session.epoch, session.snapshot, urgent)

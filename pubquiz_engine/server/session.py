@@ -192,6 +192,8 @@ class LiveSession:
         self._delivered = 0  # the last chunk actually sent (dropped ones are not)
         self._released_event = trio.Event()
         self._outbox_wakeup = trio.Event()
+        self._last_record: Ticket | None = None
+        self._snapshot_ticket: Ticket | None = None
         # (seq, audience, frame): the bytes exactly as they went out, for resume.
         self._replay: collections.deque[tuple[int, int, bytes]] = collections.deque(
             maxlen=settings.replay_events
@@ -485,7 +487,7 @@ class LiveSession:
         state["qstate"] = [str(QState.PENDING)] * len(quiz.questions)
         self.game = GameSession.from_snapshot(state)
         self.seq += 1
-        ticket = self._persister.record([EventRecord(
+        ticket = self._record([EventRecord(
             code=self.code, seq=self.seq, type="round_added",
             payload={"round": len(quiz.rounds) - 1, "title": quiz.rounds[-1].title,
                      "questions": len(quiz.rounds[-1].questions)},
@@ -535,7 +537,7 @@ class LiveSession:
                 if not event.duplicate:
                     # Every accepted answer has its own seq: the failover replay order.
                     self.seq = max(self.seq, first_seq)
-                    answer_ticket = self._persister.record([self._answer_record(event)])
+                    answer_ticket = self._record([self._answer_record(event)])
                     changed = True
             elif not isinstance(event, ev.AnswerCountChanged):
                 urgent = changed = True
@@ -560,7 +562,7 @@ class LiveSession:
             self._personal(event, out)
         # Records of accepted work, never refused (rule 5). Their ticket is the barrier of
         # this call's frames: the batch also holds every answer queued before (group commit).
-        ticket = self._persister.record(records) if records else None
+        ticket = self._record(records) if records else None
         if urgent:
             self.critical_seq = self.seq
         if changed and self._on_change is not None:
@@ -583,7 +585,24 @@ class LiveSession:
             "resume_hashes": [[pid, h] for pid, h in self._resume_hashes.items()],
             "game": self.game.to_snapshot(),
         }
+        # What this state holds is stored in the database once this ticket commits: the
+        # snapshot is written after that (``snapshot_durable``), never before.
+        self._snapshot_ticket = self._last_record
         return msgpack.packb(data), self.seq, self.seq
+
+    async def snapshot_durable(self) -> bool:
+        """Wait until the records of the last built snapshot's state are committed: True,
+        or False if they never will be (fenced, or not writable): then the snapshot must not
+        be stored either. A takeover never restores a state whose history is not in the log
+        (rule 7: the snapshot's epoch fence and the database's are both passed, in order)."""
+        ticket = self._snapshot_ticket
+        if ticket is None:
+            return True
+        try:
+            await ticket.wait()
+        except (StaleEpoch, StoreError):
+            return False
+        return True
 
     def snapshot_written(self, seq: int) -> None:
         if seq > self.snapshot_seq:
@@ -604,6 +623,7 @@ class LiveSession:
     def hold(self, ticket: Ticket) -> None:
         """Hold everything sent from now on until ``ticket`` commits (and, with Redis, a
         first snapshot is stored): the session's creation."""
+        self._last_record = ticket
         self._emit([], ticket)
 
     @property
@@ -768,7 +788,12 @@ class LiveSession:
 
     def _submit(self, records: list[Any]) -> None:
         # Records of accepted work: never refused (rule 5), so nothing here can fail.
-        self._persister.record(records)
+        self._record(records)
+
+    def _record(self, records: list[Any]) -> Ticket:
+        ticket = self._persister.record(records)
+        self._last_record = ticket  # its batch commits after every earlier one (FIFO)
+        return ticket
 
     def fenced(self) -> None:
         """The store refused our epoch: another node owns this session now."""

@@ -173,9 +173,10 @@ async def test_the_owner_killed_at_each_step_of_a_phase_change(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str, ack_mode: str,
     step: str,
 ) -> None:
-    """kill -9 of the owner while it closes a question: after the state change (neither its
-    database write nor its snapshot write returns), after the durable write (its snapshot
-    write never returns), after the broadcast. Whatever a client saw, the new owner has."""
+    """kill -9 of the owner while it closes a question: after the state change (its database
+    write never returns, so no snapshot is written either: that waits for the commit), after
+    the durable write (its snapshot write never returns), after the broadcast. Whatever a
+    client saw, the new owner has."""
     with trio.fail_after(60):
         async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix,
                         lease_ttl_ms=10_000, ack_mode=ack_mode) as (a, addr_a, crash_a), \
@@ -188,10 +189,10 @@ async def test_the_owner_killed_at_each_step_of_a_phase_change(
             assert a.coord is not None
             gates: list[Gate] = []
             seen_before: list[m.Message] = []
-            if step == "state":  # neither the database nor Redis ever hears of it
+            if step == "state":  # neither the database nor Redis (which comes after) hears of it
                 gates.append(Gate(a.persister._store, "write"))
                 a.persister._store = gates[-1]
-            if step in ("state", "database"):  # the database has it, Redis does not
+            if step == "database":  # the database has it, Redis does not
                 gates.append(Gate(a.coord.snapshotter._store, "save_snapshot"))
                 a.coord.snapshotter._store = gates[-1]
             if gates:
@@ -225,8 +226,8 @@ async def test_session_created_means_a_takeover_finds_the_session(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
 ) -> None:
     """``session_created`` is sent once the session's record is committed and its first
-    snapshot stored: while either write hangs there is no reply, and a kill -9 of the node
-    right after the reply leaves a session another node takes over."""
+    snapshot stored (in that order): while either write hangs there is no reply, and a kill -9
+    of the node right after the reply leaves a session another node takes over."""
     key = "output-commit-operator-key"
     with trio.fail_after(60):
         async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix,
@@ -247,11 +248,9 @@ async def test_session_created_means_a_takeover_finds_the_session(
                 for gate in gates:
                     gate.stalled = True
                 nursery.start_soon(create)
-                for gate in gates:
-                    await gate.entered.wait()  # created in memory, neither write done
-                assert not replies
-                for gate in gates:
-                    gate.stalled = False
+                for gate in gates:  # the database write first, then (after it) the snapshot
+                    await gate.entered.wait()  # created in memory, this write not done
+                    assert not replies
                     gate.release()
             created = replies[0]
             await crash_a()  # kill -9 right after the reply
