@@ -674,10 +674,6 @@ def check_all(histories: Sequence[History], facts: Facts, props: Iterable[str]
 
 # --- what is checked where --------------------------------------------------------------------
 
-_ANSWERS = frozenset({"acked_stored_once", "refused_not_stored", "last_acked_scored",
-                      "totals_recount"})
-_PLUMBING = frozenset({"seq_order", "one_history", "no_1011", "no_internal", "completes"})
-
 #: The properties today's ``main`` keeps under each fault family ("none": clients that
 #: reconnect and reload, no fault). A run checks those of every family it injects (the
 #: intersection); the CI run checks only these, the long run (``bench.checker``) checks all
@@ -685,13 +681,17 @@ _PLUMBING = frozenset({"seq_order", "one_history", "no_1011", "no_internal", "co
 #: enable a property here when the engine fix that makes it hold has landed.
 ON_MAIN: dict[str, frozenset[str]] = {
     "none": frozenset(PROPERTIES) - {"state_deadline_real"},
-    # totals_recount: standings 6 against a recount of 1 after two kill -9 (seed 406 on 45f35cb).
-    "kill9": (_ANSWERS - {"totals_recount"}) | _PLUMBING | {"no_ack_after_close"},
-    "sigterm": frozenset({"refused_not_stored", "seq_order", "one_history", "no_1011"}),
-    "pause": frozenset({"refused_not_stored", "seq_order", "no_1011"}),
+    # Since output commit (h24a): nothing a client saw is undone by a takeover, so the issue 24
+    # properties hold under every family (30 seeds of every family, 90 faults, 53 takeovers:
+    # docs/reliability.md). Left out: ``state_deadline_real`` and ``epoch_change_state`` (issue
+    # 24 points 4 and 16.5, other branches), and ``completes`` after a pause (a player's last
+    # resume refused ``bad_token`` in 1 of 30 seeds; not understood yet).
+    "kill9": frozenset(PROPERTIES) - {"state_deadline_real", "epoch_change_state"},
+    "sigterm": frozenset(PROPERTIES) - {"state_deadline_real", "epoch_change_state"},
+    "pause": frozenset(PROPERTIES) - {"state_deadline_real", "epoch_change_state", "completes"},
     "db_cut": frozenset(PROPERTIES) - {"state_deadline_real"},
     "db_stall": frozenset(PROPERTIES) - {"state_deadline_real"},
-    "redis_cut": frozenset({"refused_not_stored", "seq_order", "no_1011"}),
+    "redis_cut": frozenset(PROPERTIES) - {"state_deadline_real", "epoch_change_state"},
 }
 
 
