@@ -22,6 +22,9 @@ absolute). Measured, per run:
 - **answers**: every player sends ``--answers`` answers back to back on an open question
   (changing its choice); answers/s is acked answers over the wall time of the burst.
 - **broadcast**: the ``next`` latency above with ``--players`` members is the broadcast.
+- **held**: inside the engine, how long each phase change's frames waited in the session's
+  outbox for their commit (and snapshot): what output commit adds, without the clients'
+  own time (none on a build without the outbox).
 
 It prints one JSON object (and ``--out`` writes it).
 """
@@ -79,8 +82,29 @@ async def wait_all(players: list[Client], cls: type[m.Message]) -> None:
             nursery.start_soon(player.next_event, cls)
 
 
+def watch_holds(held: list[float]) -> None:
+    """Record, per released outbox chunk, how long it was held (its commit and snapshot): the
+    latency output commit adds to what it holds. A build without an outbox records nothing
+    (it adds nothing: it sends at once)."""
+    from pubquiz_engine.server import session as live
+
+    if not hasattr(live.LiveSession, "_pump"):
+        return
+    original = live.LiveSession._pump
+
+    def pump(self: Any) -> None:
+        heads = list(self._outbox)
+        original(self)
+        now = trio.current_time()
+        held.extend(now - chunk.since for chunk in heads if chunk not in self._outbox)
+
+    live.LiveSession._pump = pump  # type: ignore[method-assign]
+
+
 async def bench(args: argparse.Namespace, config: ServerConfig) -> dict[str, Any]:
     changes = args.changes
+    held: list[float] = []
+    watch_holds(held)
     async with running_engine(config) as (engine, address):
         session, host_token = await engine.open_session(load_quiz_data(quiz(changes + 1)),
                                                         mode="solo")
@@ -126,7 +150,10 @@ async def bench(args: argparse.Namespace, config: ServerConfig) -> dict[str, Any
                         await host.request(m.Next)
                     opened.append(trio.current_time() - started)
                 keep.cancel_scope.cancel()
-    return {"close_to_all": ms(closed), "reveal_to_all": ms(revealed),
+    # Only the chunks of host commands (close, reveal, next), not the joins and the start.
+    holds = held[-3 * changes:]
+    return {"held_by_output_commit": ms(holds) if holds else None,
+            "close_to_all": ms(closed), "reveal_to_all": ms(revealed),
             "next_to_all": ms(opened), "close_ok": ms(ok_after),
             "answers_per_s": round(statistics.median(rates), 1) if rates else None}
 
