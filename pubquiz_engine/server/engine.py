@@ -470,6 +470,11 @@ class Engine:
     async def find_session(self, code: str) -> LiveSession | None:
         """The live session ``code`` on this node, taken over from a dead node if need be."""
         session = self.sessions.get(code)
+        if (session is not None and session.end_reason is not None
+                and session.closing_code != CloseCode.SESSION_ENDED):
+            # Fenced here a moment ago and not yet gone (its clients are reconnecting right
+            # now): not an ended session (that is ``bad_token``), one that lives elsewhere.
+            session = None
         if session is not None or self.coord is None or self.stopping:
             return session
         return await self.coord.find(code)

@@ -260,3 +260,29 @@ async def test_session_created_means_a_takeover_finds_the_session(
                 assert welcome.code == created.code
                 state = await host.next_event(m.State)
                 assert state.state["phase"] == "lobby"
+
+
+async def test_a_session_fenced_a_moment_ago_redirects_its_resumes(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+) -> None:
+    """A woken owner closes its clients with 4104 and they reconnect at once, while the fenced
+    session is still on its way out of the node: they are sent to the new owner, never told
+    ``bad_token`` (the checker's ``completes`` after a pause, seed 201)."""
+    from pubquiz_engine.server.failover import Moved
+
+    with trio.fail_after(60):
+        async with zombie_pair(tmp_path, postgres_url, redis_url, redis_prefix,
+                               "durable") as (a, addr_a, _b, addr_b, _offset), \
+                contextlib.AsyncExitStack() as stack:
+            session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            _host, _ann, bob, _question = await open_question(addr_a.url, code, host_token,
+                                                              stack)
+            freeze_lease(a, redis_url, redis_prefix, code)
+            assert bob.token is not None
+            await resume_with_retry(addr_b.url, bob.token, bob.last_seq, stack)
+            session.fenced()  # what the refused write does; the session is not gone yet
+            assert a.sessions.get(code) is session
+            with pytest.raises(Moved) as moved:
+                await a.find_session(code)
+            assert moved.value.url == addr_b.url
