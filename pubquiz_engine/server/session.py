@@ -86,16 +86,14 @@ _UNLOGGED = (ev.AnswerAccepted, ev.AnswerCountChanged)
 
 @attrs.define(eq=False, slots=True)
 class Member:
-    """One connected host, display or player of a session."""
+    """One connected host, display or player of a session. Nothing is sent to it but through
+    its session's outbox (``LiveSession._deliver``, rule 7)."""
 
     ws: WebSocket
     role: str
     conn_id: int
     participant: int | None = None
     audience: int = 0
-
-    def send(self, message: m.Message) -> None:
-        self.ws.send(codec.encode(message))
 
 
 @attrs.frozen
