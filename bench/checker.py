@@ -141,6 +141,7 @@ def _totals(reports: list[RunReport], seconds: float) -> dict[str, Any]:
             "requests": sum(r.operations() for r in reports),
             "answers": dict(answers), "stored": sum(r.stored for r in reports),
             "faults": dict(faults), "faults_total": sum(faults.values()),
+            "takeovers": sum(r.takeovers() for r in reports),
             "anomalies": sum(props.values()), "anomalies_by_property": dict(props),
             "seeds_with_anomaly_by_property": dict(seeds_with)}
 

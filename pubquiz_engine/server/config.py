@@ -85,7 +85,8 @@ class ServerConfig:
         "reconnected to (with Redis); 0 turns the scan off",
         validator=attrs.validators.ge(0.0))
     snapshot_wait: float = _setting(
-        1.0, "seconds a durable ack may wait for the snapshot that covers its question",
+        1.0, "seconds a change may wait for its commit and (with Redis) its snapshot before "
+        "the session refuses new work with unavailable",
         validator=_positive)
     operator_key: str | None = _setting(
         None, f"key operators present to create sessions (at least {MIN_OPERATOR_KEY_CHARS} "

@@ -381,6 +381,11 @@ class Connection:
         except QuizFileError as exc:
             raise Rejected(ErrorCode.INVALID_COMMAND,
                            "quiz refused: " + "; ".join(exc.problems[:20])) from None
+        # A kill -9 right after this reply must not lose the session: its record (and with
+        # Redis its first snapshot) is stored first.
+        if not await session.wait_released(session.outbox_mark):
+            raise Rejected(ErrorCode.UNAVAILABLE, "the session could not be saved; retry",
+                           retry_after_ms=1000)
         self._send(m.SessionCreated(rid=msg.rid, code=session.code, host_token=host_token))
 
     async def _dispatch(self, msg: m.Message) -> None:
@@ -412,9 +417,10 @@ class Connection:
                 raise Rejected(ErrorCode.FORBIDDEN, f"a {member.role} may not send {msg.TYPE}")
             session.command(command)
             assert rid is not None
-            self._send(m.Ok(rid=rid))
+            # Behind the events the command produced: ``ok`` only once they are durable.
+            session.reply(member, m.Ok(rid=rid))
             if isinstance(command, commands.Leave):
-                self.ws.close(CloseCode.NORMAL, "left the session")
+                session.close_member(member, CloseCode.NORMAL, "left the session")
         except RemoteError as exc:
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
@@ -430,18 +436,28 @@ class Connection:
             metrics.answer_rejected(str(exc.code))
             raise
         metrics.answer_accepted()
+        ack = m.AnswerAck(rid=msg.rid, q=msg.q)
         if ticket is not None and self.engine.config.ack_mode == "durable":
+            # Behind everything queued before it (the question it answers included): so with
+            # Redis a snapshot holds that question and a takeover can replay this answer.
+            # No time limit here: new work is refused (``unavailable``) while a change waits
+            # too long for its commit or snapshot, so nothing new joins this wait meanwhile.
+            mark = session.outbox_mark
             try:
                 await ticket.wait()
-                # With Redis: the snapshot that covers this question must be stored too, so a
-                # takeover can replay this answer (bounded: Redis trouble never stops acks).
-                with trio.move_on_after(self.engine.config.snapshot_wait):
-                    await session.wait_snapshot()
+                released = await session.wait_released(mark)
             except StaleEpoch:
                 raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
             except (StoreError, LocalError):
                 raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
-        self._send(m.AnswerAck(rid=msg.rid, q=msg.q))
+            if not released:
+                if session.closing_code == CloseCode.FENCED:
+                    raise Rejected(ErrorCode.FENCED, "this node no longer owns the session")
+                return  # the session stopped here unsaved: no reply, the connection closes
+            self._send(ack)
+        else:
+            assert self.member is not None
+            session.reply(self.member, ack)
         metrics.ack_latency(trio.current_time() - started)
 
 

@@ -178,6 +178,7 @@ class Engine:
             max_members=config.max_members_per_session,
             idle_timeout=config.session_idle_timeout,
             finished_linger=config.session_finished_linger,
+            hold_limit=config.snapshot_wait,
         )
 
     # --- running ------------------------------------------------------------------------------
@@ -418,7 +419,10 @@ class Engine:
                                     host_token_hash=credentials.token_hash(host_token),
                                     epoch=epoch)
         # Admitted above. Its owner is this node: without Redis, our next start finds it.
-        self.persister.record([attrs.evolve(session.created_record(quiz), owner=self.node)])
+        # Nothing of the session reaches anyone before this record (and, with Redis, its
+        # first snapshot) is stored: see ``LiveSession.hold``.
+        session.hold(self.persister.record(
+            [attrs.evolve(session.created_record(quiz), owner=self.node)]))
         self._start_session(session, host_token)
         log.info("session created", extra={"session": code, "quiz": quiz.title})
         if self.coord is not None:
@@ -466,6 +470,11 @@ class Engine:
     async def find_session(self, code: str) -> LiveSession | None:
         """The live session ``code`` on this node, taken over from a dead node if need be."""
         session = self.sessions.get(code)
+        if (session is not None and session.end_reason is not None
+                and session.closing_code != CloseCode.SESSION_ENDED):
+            # Fenced here a moment ago and not yet gone (its clients are reconnecting right
+            # now): not an ended session (that is ``bad_token``), one that lives elsewhere.
+            session = None
         if session is not None or self.coord is None or self.stopping:
             return session
         return await self.coord.find(code)

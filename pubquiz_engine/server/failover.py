@@ -11,10 +11,11 @@ Rules this module keeps:
    session in the database, restores the snapshot, then replays from the database the players
    who joined and the answers accepted after the snapshot's watermark, in seq order, each at its
    original time. The question keeps its original (wall-clock) deadline.
-3. **Nothing acked is missing from the snapshot + replay.** Joins and phase changes are
-   snapshotted at once; a durable answer ack waits until the snapshot that covers its question
-   is stored (``LiveSession.wait_snapshot``), so a replayed answer always finds its question
-   open in the restored state.
+3. **Nothing shown or acked is missing from the snapshot + replay.** No event leaves the old
+   owner before the snapshot covering it is stored (``LiveSession``'s outbox, fenced by epoch),
+   and the snapshot is read again once the new epoch is taken, so the new owner starts from at
+   least the last event any client saw; a durable answer ack waits for the same, so a replayed
+   answer always finds its question open in the restored state.
 4. **Redis trouble never stops a session.** Snapshot writes and lease renewals are retried in the
    background and counted; only the takeover path (a session this node does not hold) needs
    Redis to answer.
@@ -95,7 +96,8 @@ class Coordination:
         self.keeper = LeaseKeeper(redis, node, on_lost=self._lost, ttl_ms=cfg.lease_ttl_ms,
                                   reclaim=True)
         self.snapshotter = Snapshotter(redis, interval=cfg.snapshot_interval,
-                                       on_fenced=self._lost, on_written=self._written)
+                                       on_fenced=self._lost, on_written=self._written,
+                                       durable=self._durable)
         self.registry = NodeRegistry(redis, node, url, ttl_ms=cfg.lease_ttl_ms)
         self.takeovers = 0
         # Live sessions in the database that cannot be taken over (no snapshot: e.g. from a
@@ -127,6 +129,10 @@ class Coordination:
         session = self.engine.sessions.get(code)
         if session is not None:
             session.snapshot_written(seq)
+
+    async def _durable(self, code: str) -> bool:
+        session = self.engine.sessions.get(code)
+        return session is None or await session.snapshot_durable()
 
     def changed(self, session: LiveSession, urgent: bool) -> None:
         self.snapshotter.request(session.code, session.epoch, session.snapshot, urgent)
@@ -296,6 +302,10 @@ class Coordination:
         if lease is None:
             raise Rejected(ErrorCode.BUSY, "another node is taking this session over; retry")
         try:
+            # Read again now that our epoch is taken: a paused owner may have stored a newer
+            # snapshot (and shown its events) until that moment, never after it (output
+            # commit: its writes are fenced from here on).
+            snapshot = await self.redis.load_snapshot(code) or snapshot
             await engine.store.claim_session(code, lease.epoch, owner=self.node)
             data = msgpack.unpackb(snapshot.data)
             if data.get("format") != SNAPSHOT_FORMAT:

@@ -25,6 +25,16 @@ Rules this module keeps:
    SIGTERM) makes every later command, answer and join a retryable ``shutting_down`` and stops
    the timer from closing questions, so the session's state is final: the queue only shrinks
    while the engine drains it, and the final snapshot is the last state anyone saw.
+7. **Output commit: nothing a client sees can be undone by a takeover.** Every event with a
+   row in the session history (phase changes, joins, kicks, marks, adjustments) opens a
+   *chunk* of the session's outbox: its frames, and every frame queued after them (personal
+   lines, welcomes, replies, closes), wait there until the write-behind batch holding its
+   records has committed (fenced by epoch) and, with Redis, a snapshot at least as new as its
+   seq is stored (fenced by epoch). Only then does ``_pump`` hand them to the sockets, in
+   order. A zombie owner (paused past its lease, then woken) therefore cannot show anyone a
+   phase change: its write is refused as stale, the chunk is dropped, the session fenced.
+   One commit covers the event and the answers queued before it (group commit); frames with
+   no record of their own (answer counts, acks) go out at once while nothing is held.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ import attrs
 import msgpack
 import trio
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch, StoreError
 from pubquiz_engine.game import (
     GameSession,
     QState,
@@ -76,7 +86,8 @@ _UNLOGGED = (ev.AnswerAccepted, ev.AnswerCountChanged)
 
 @attrs.define(eq=False, slots=True)
 class Member:
-    """One connected host, display or player of a session."""
+    """One connected host, display or player of a session. Nothing is sent to it but through
+    its session's outbox (``LiveSession._deliver``, rule 7)."""
 
     ws: WebSocket
     role: str
@@ -84,8 +95,43 @@ class Member:
     participant: int | None = None
     audience: int = 0
 
-    def send(self, message: m.Message) -> None:
-        self.ws.send(codec.encode(message))
+
+@attrs.frozen
+class _Close:
+    """A close frame queued in the outbox (after the frames before it)."""
+
+    code: int
+    reason: str
+
+
+#: What the outbox holds: one socket or a broadcast's recipients, and a frame or a close.
+_Entry = tuple["WebSocket | list[WebSocket]", "bytes | _Close"]
+
+
+class _Chunk:
+    """Frames held until ``ticket`` commits and a snapshot covers ``seq`` (-1: no snapshot
+    needed: this engine keeps none)."""
+
+    __slots__ = ("entries", "number", "seq", "since", "ticket")
+
+    def __init__(self, number: int, ticket: Ticket, seq: int) -> None:
+        self.since = trio.current_time()
+        self.number = number
+        self.ticket = ticket
+        self.seq = seq
+        self.entries: list[_Entry] = []
+
+
+def _send_entries(entries: Iterable[_Entry]) -> None:
+    for target, payload in entries:
+        if isinstance(payload, _Close):
+            assert not isinstance(target, list)
+            target.close(payload.code, payload.reason)
+        elif isinstance(target, list):
+            for ws in target:
+                ws.send_frame(payload)
+        else:
+            target.send_frame(payload)
 
 
 @attrs.frozen
@@ -96,6 +142,9 @@ class SessionSettings:
     max_members: int = 5000
     idle_timeout: float = 4 * 3600.0
     finished_linger: float = 600.0
+    #: Seconds a change may wait for its commit and snapshot before new work is refused
+    #: (``unavailable``): the database or Redis is away, nothing new is promised meanwhile.
+    hold_limit: float = 1.0
 
 
 class LiveSession:
@@ -128,12 +177,21 @@ class LiveSession:
         self._clock = clock
         self._on_change = on_change
         self.seq = seq
-        # Failover: the seq of the last join or phase change, and of the last snapshot stored.
-        # A durable ack waits until the snapshot covers the question it answers (see
-        # ``wait_snapshot``), so a takeover can always replay that answer.
+        # Failover: the seq of the last join or phase change, and of the last snapshot stored
+        # (-1: none yet, not even the one that makes a new session adoptable).
         self.critical_seq = 0
-        self.snapshot_seq = 0
+        self.snapshot_seq = -1
         self._snapshot_progress = trio.Event()
+        # The outbox (rule 7): chunks of frames waiting for their commit (and snapshot).
+        # ``released`` counts the chunks handed to the sockets (or dropped: fenced, ended).
+        self._outbox: collections.deque[_Chunk] = collections.deque()
+        self._chunks = 0
+        self.released = 0
+        self._delivered = 0  # the last chunk actually sent (dropped ones are not)
+        self._released_event = trio.Event()
+        self._outbox_wakeup = trio.Event()
+        self._last_record: Ticket | None = None
+        self._snapshot_ticket: Ticket | None = None
         # (seq, audience, frame): the bytes exactly as they went out, for resume.
         self._replay: collections.deque[tuple[int, int, bytes]] = collections.deque(
             maxlen=settings.replay_events
@@ -175,11 +233,13 @@ class LiveSession:
                 self._cancel_scope = scope
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._timer)
+                    nursery.start_soon(self._release)
                     task_status.started()
         finally:
             if self.end_reason is None:
                 self.end_reason = "engine stopping"
                 self.closing_code = CloseCode.SERVICE_RESTART
+            self._settle_outbox()
             for member in self.members():
                 member.ws.close(self.closing_code, self.end_reason)
             self._players.clear()
@@ -194,6 +254,8 @@ class LiveSession:
             if code == CloseCode.SESSION_ENDED:
                 self._submit([SessionEnded(code=self.code, ended_at=self._clock(),
                                            epoch=self.epoch)])
+        # What is durable already goes out first; the rest was never seen and never will be.
+        self._settle_outbox()
         # Close frames leave now (eager writes), before anything is cancelled.
         for member in self.members():
             member.ws.close(self.closing_code, reason)
@@ -275,6 +337,10 @@ class LiveSession:
             raise Rejected(ErrorCode.SHUTTING_DOWN, "the server is stopping; reconnect and resume")
         if not self._persister.has_room(records):
             raise Rejected(ErrorCode.BUSY, "the engine is saving answers; retry shortly")
+        limit = self.settings.hold_limit
+        if self._outbox and trio.current_time() - self._outbox[0].since > limit:
+            raise Rejected(ErrorCode.UNAVAILABLE, "the session's last change is not saved yet "
+                           "(database or Redis away); retry", retry_after_ms=int(limit * 1000))
 
     def attach_watcher(self, member: Member, rid: int, last_seq: int | None) -> None:
         """A host or display arrives: welcome, then the missed events or the full state."""
@@ -327,12 +393,13 @@ class LiveSession:
         if previous is None:
             self._check_room()
         else:
-            previous.ws.close(CloseCode.REPLACED, "replaced by a newer connection")
+            self._deliver(previous.ws, _Close(CloseCode.REPLACED,
+                                              "replaced by a newer connection"))
         member.participant = participant
         member.audience = views.PLAYERS
         self._welcome_and_catch_up(member, rid, last_seq, name=who.name, team=who.team,
                                    token=token)
-        member.send(views.you(self.game, participant))
+        self._deliver(member.ws, _frame(views.you(self.game, participant)))
         self._players[participant] = member
 
     def detach(self, member: Member) -> None:
@@ -348,22 +415,23 @@ class LiveSession:
         replay = self._replay
         oldest = replay[0][0] if replay else self.seq + 1
         can_replay = last_seq is not None and oldest - 1 <= last_seq <= self.seq
-        member.send(m.Welcome(
+        ws = member.ws
+        self._deliver(ws, _frame(m.Welcome(
             rid=rid, role=member.role, code=self.code, epoch=self.epoch, seq=self.seq,
             participant=member.participant, name=name, team=team, token=token,
             replay="events" if can_replay else "state",
-        ))
+        )))
         if can_replay:
             assert last_seq is not None
             audience = member.audience
-            send_frame = member.ws.send_frame
+            deliver = self._deliver
             for seq, aud, frame in replay:
                 if seq > last_seq and aud & audience:
-                    send_frame(frame)
+                    deliver(ws, frame)
         else:
-            member.send(m.State(seq=self.seq, state=views.state(
+            self._deliver(ws, _frame(m.State(seq=self.seq, state=views.state(
                 self.game, role=member.role, participant=member.participant, code=self.code,
-                connected=self._players.keys())))
+                connected=self._players.keys()))))
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -379,7 +447,7 @@ class LiveSession:
         if isinstance(command, commands.Kick):
             kicked = self._players.pop(command.participant, None)
             if kicked is not None:
-                kicked.ws.close(CloseCode.KICKED, "removed by the quiz master")
+                self._deliver(kicked.ws, _Close(CloseCode.KICKED, "removed by the quiz master"))
         elif isinstance(command, commands.Leave):
             # The caller closes the connection; from now on it gets no personal lines.
             self._players.pop(command.participant, None)
@@ -422,11 +490,11 @@ class LiveSession:
         state["qstate"] = [str(QState.PENDING)] * len(quiz.questions)
         self.game = GameSession.from_snapshot(state)
         self.seq += 1
-        self._submit([EventRecord(code=self.code, seq=self.seq, type="round_added",
-                                  payload={"round": len(quiz.rounds) - 1,
-                                           "title": quiz.rounds[-1].title,
-                                           "questions": len(quiz.rounds[-1].questions)},
-                                  at=self._clock(), epoch=self.epoch)])
+        ticket = self._record([EventRecord(
+            code=self.code, seq=self.seq, type="round_added",
+            payload={"round": len(quiz.rounds) - 1, "title": quiz.rounds[-1].title,
+                     "questions": len(quiz.rounds[-1].questions)},
+            at=self._clock(), epoch=self.epoch)])
         self._touch()
         self.critical_seq = self.seq
         # Everyone's screen knows the rounds (state.rounds): send each member the new state,
@@ -434,10 +502,10 @@ class LiveSession:
         # what changed).
         self._replay.clear()
         connected = self._players.keys()
-        for member in (*self._players.values(), *self._watchers):
-            member.send(m.State(seq=self.seq, state=views.state(
-                self.game, role=member.role, participant=member.participant, code=self.code,
-                connected=connected)))
+        self._emit([(member.ws, _frame(m.State(seq=self.seq, state=views.state(
+            self.game, role=member.role, participant=member.participant, code=self.code,
+            connected=connected)))) for member in (*self._players.values(), *self._watchers)],
+            ticket)
         if self._on_change is not None:
             self._on_change(self, True)
         return len(quiz.rounds) - 1
@@ -459,19 +527,20 @@ class LiveSession:
         """Number, render, send, remember and persist events. Returns the last answer's ticket."""
         answer_ticket: Ticket | None = None
         records: list[Any] = []
+        out: list[_Entry] = []  # what this call sends, in order (rule 7)
         urgent = False
         changed = False
         for event in events:
             first_seq = self.seq + 1
             for audience, message in views.broadcasts(first_seq, self.game, event):
                 self.seq = message.seq  # type: ignore[attr-defined]
-                self._broadcast(audience, message)
+                self._broadcast(audience, message, out)
             at = self._clock()
             if isinstance(event, ev.AnswerAccepted):
                 if not event.duplicate:
                     # Every accepted answer has its own seq: the failover replay order.
                     self.seq = max(self.seq, first_seq)
-                    answer_ticket = self._persister.record([self._answer_record(event)])
+                    answer_ticket = self._record([self._answer_record(event)])
                     changed = True
             elif not isinstance(event, ev.AnswerCountChanged):
                 urgent = changed = True
@@ -493,13 +562,15 @@ class LiveSession:
                     code=self.code, seq=self.seq, type=ev.event_type(event),
                     payload=payload, at=at, epoch=self.epoch,
                 ))
-            self._personal(event)
-        if records:
-            self._submit(records)
+            self._personal(event, out)
+        # Records of accepted work, never refused (rule 5). Their ticket is the barrier of
+        # this call's frames: the batch also holds every answer queued before (group commit).
+        ticket = self._record(records) if records else None
         if urgent:
             self.critical_seq = self.seq
         if changed and self._on_change is not None:
             self._on_change(self, urgent)
+        self._emit(out, ticket)
         return answer_ticket
 
     # --- snapshots (failover) -------------------------------------------------------------------
@@ -517,20 +588,144 @@ class LiveSession:
             "resume_hashes": [[pid, h] for pid, h in self._resume_hashes.items()],
             "game": self.game.to_snapshot(),
         }
+        # What this state holds is stored in the database once this ticket commits: the
+        # snapshot is written after that (``snapshot_durable``), never before.
+        self._snapshot_ticket = self._last_record
         return msgpack.packb(data), self.seq, self.seq
+
+    async def snapshot_durable(self) -> bool:
+        """Wait until the records of the last built snapshot's state are committed: True,
+        or False if they never will be (fenced, or not writable): then the snapshot must not
+        be stored either. A takeover never restores a state whose history is not in the log
+        (rule 7: the snapshot's epoch fence and the database's are both passed, in order)."""
+        ticket = self._snapshot_ticket
+        if ticket is None:
+            return True
+        try:
+            await ticket.wait()
+        except (StaleEpoch, StoreError):
+            return False
+        return True
 
     def snapshot_written(self, seq: int) -> None:
         if seq > self.snapshot_seq:
             self.snapshot_seq = seq
             self._snapshot_progress.set()
             self._snapshot_progress = trio.Event()
+            self._pump()
 
     async def wait_snapshot(self) -> None:
         """Return once a stored snapshot covers the last join or phase change (at once when
-        this engine keeps no snapshots)."""
+        this engine keeps no snapshots, or the session ended here)."""
         while (self._on_change is not None and self.snapshot_seq < self.critical_seq
                and self.end_reason is None):
             await self._snapshot_progress.wait()
+
+    # --- the outbox (rule 7) ------------------------------------------------------------------
+
+    def hold(self, ticket: Ticket) -> None:
+        """Hold everything sent from now on until ``ticket`` commits (and, with Redis, a
+        first snapshot is stored): the session's creation."""
+        self._last_record = ticket
+        self._emit([], ticket)
+
+    @property
+    def outbox_mark(self) -> int:
+        """The chunk a reply queued now waits behind (``wait_released`` takes it)."""
+        return self._chunks if self._outbox else self.released
+
+    def reply(self, member: Member, message: m.Message) -> None:
+        """Send a reply to ``member`` after every frame queued before it (an ``ok`` never
+        announces a change that is not yet durable)."""
+        self._deliver(member.ws, _frame(message))
+
+    def close_member(self, member: Member, code: CloseCode, reason: str) -> None:
+        """Close ``member``'s connection after every frame queued for it so far."""
+        self._deliver(member.ws, _Close(code, reason))
+
+    async def wait_released(self, mark: int) -> bool:
+        """Wait until every chunk up to ``mark`` is durable and handed to the sockets (True),
+        or dropped unseen because the session stopped on this node first (False: fenced, or
+        a stop while the database or Redis was away; its connections are being closed)."""
+        while self.released < mark:
+            await self._released_event.wait()
+        return mark <= self._delivered
+
+    async def wait_held(self) -> None:
+        """Return once the outbox holds frames (a change is on its way to durability)."""
+        while not self._outbox:
+            await self._outbox_wakeup.wait()
+
+    def _deliver(self, ws: WebSocket, payload: bytes | _Close) -> None:
+        """Send now, or behind the frames held in the outbox."""
+        if self._outbox:
+            self._outbox[-1].entries.append((ws, payload))
+        elif isinstance(payload, _Close):
+            ws.close(payload.code, payload.reason)
+        else:
+            ws.send_frame(payload)
+
+    def _emit(self, entries: list[_Entry], ticket: Ticket | None) -> None:
+        """Queue a call's frames: behind a new barrier (``ticket``, and with snapshots the
+        current seq), behind the frames already held, or out at once."""
+        if ticket is not None:
+            self._chunks += 1
+            chunk = _Chunk(self._chunks, ticket, self.seq if self._on_change is not None else -1)
+            chunk.entries = entries
+            self._outbox.append(chunk)
+            self._outbox_wakeup.set()
+        elif self._outbox:
+            self._outbox[-1].entries.extend(entries)
+        elif entries:
+            _send_entries(entries)
+
+    def _pump(self) -> None:
+        """Hand every chunk whose barrier has passed to the sockets, in order (sync)."""
+        outbox = self._outbox
+        moved = False
+        while outbox:
+            head = outbox[0]
+            if not head.ticket.committed or head.seq > self.snapshot_seq:
+                break
+            outbox.popleft()
+            self.released = self._delivered = head.number
+            moved = True
+            _send_entries(head.entries)
+        if moved:
+            self._released_event.set()
+            self._released_event = trio.Event()
+
+    def _settle_outbox(self) -> None:
+        """The session stops here: what is durable goes out, the rest is dropped unseen."""
+        self._pump()
+        if self._outbox:
+            self._outbox.clear()
+            self.released = self._chunks
+            self._released_event.set()
+            self._released_event = trio.Event()
+
+    async def _release(self) -> None:
+        """The session's release task: wait for the head chunk's commit and snapshot, pump."""
+        while True:
+            self._outbox_wakeup = trio.Event()
+            if not self._outbox:
+                await self._outbox_wakeup.wait()
+                continue
+            head = self._outbox[0]
+            try:
+                await head.ticket.wait()
+            except StaleEpoch:
+                self.fenced()  # nothing held is sent: another node owns what happened
+                return
+            except StoreError as exc:
+                # Not retryable (a bug): what it holds can never be made durable.
+                log.error("session %s: history not saved, closing it: %s", self.code, exc)
+                self.close("the session's history could not be saved",
+                           CloseCode.INTERNAL_ERROR)
+                return
+            while self._outbox and self._outbox[0] is head and head.seq > self.snapshot_seq:
+                await self._snapshot_progress.wait()
+            self._pump()
 
     def _answer_record(self, event: ev.AnswerAccepted) -> AnswerRecord:
         team = self.game.participants[event.participant].team
@@ -540,16 +735,17 @@ class LiveSession:
             submitted_at=event.at, seq=max(self.seq, 1), epoch=self.epoch,
         )
 
-    def _broadcast(self, audience: int, message: m.Message) -> None:
+    def _broadcast(self, audience: int, message: m.Message, out: list[_Entry]) -> None:
+        # The recipients are the members now: one who arrives later gets this event in its
+        # welcome's replay or state, which is queued after it.
         frame = frame_binary(codec.encode(message))
         self._replay.append((self.seq, audience, frame))
-        if audience & views.PLAYERS:
-            for member in self._players.values():
-                member.ws.send_frame(frame)
+        targets = ([member.ws for member in self._players.values()]
+                   if audience & views.PLAYERS else [])
         if audience & views.WATCHERS:
-            for member in self._watchers:
-                if member.audience & audience:
-                    member.ws.send_frame(frame)
+            targets.extend(member.ws for member in self._watchers if member.audience & audience)
+        if targets:
+            out.append((targets, frame))
 
     def _outcomes(self, question: int) -> list[list[Any]]:
         """``[participant, fully_right, points]`` of everyone whose (team's) answer to the
@@ -561,7 +757,7 @@ class LiveSession:
                 out.append([pid, outcome[0], int(outcome[1])])
         return out
 
-    def _personal(self, event: ev.Event) -> None:
+    def _personal(self, event: ev.Event, out: list[_Entry]) -> None:
         # Players with equal lines get equal bytes: encode and frame each distinct line once
         # (measured: the per-player encode was the top cost of a reveal to 1,000 players).
         frames: dict[m.Message, bytes] = {}
@@ -572,7 +768,7 @@ class LiveSession:
                     frame = frames.get(outcome)
                     if frame is None:
                         frame = frames[outcome] = frame_binary(codec.encode(outcome))
-                    member.ws.send_frame(frame)
+                    out.append((member.ws, frame))
         elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
             # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
             # rather than find out at the next leaderboard. Host actions are rare: O(players).
@@ -583,7 +779,7 @@ class LiveSession:
                 told = (views.result(self.game, pid, event.question)
                         if isinstance(event, ev.AnswerMarked) else views.you(self.game, pid))
                 if told is not None:
-                    member.send(told)
+                    out.append((member.ws, _frame(told)))
         elif views.wants_personal_line(event):
             round_index = event.round if isinstance(event, ev.RoundSummary) else None
             for pid, member in self._players.items():
@@ -591,15 +787,24 @@ class LiveSession:
                 frame = frames.get(line)
                 if frame is None:
                     frame = frames[line] = frame_binary(codec.encode(line))
-                member.ws.send_frame(frame)
+                out.append((member.ws, frame))
 
     def _submit(self, records: list[Any]) -> None:
         # Records of accepted work: never refused (rule 5), so nothing here can fail.
-        self._persister.record(records)
+        self._record(records)
+
+    def _record(self, records: list[Any]) -> Ticket:
+        ticket = self._persister.record(records)
+        self._last_record = ticket  # its batch commits after every earlier one (FIFO)
+        return ticket
 
     def fenced(self) -> None:
         """The store refused our epoch: another node owns this session now."""
         self.close("another node took over this session", CloseCode.FENCED)
+
+
+def _frame(message: m.Message) -> bytes:
+    return frame_binary(codec.encode(message))
 
 
 def _plain(value: Any) -> Any:

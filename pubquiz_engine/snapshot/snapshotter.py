@@ -21,6 +21,10 @@ Rules this module keeps:
    the transitions, and shown by ``stats()``.
 5. A write refused as stale (``errors.StaleEpoch``) is not retried: the session's pending request
    is dropped and ``on_fenced(code)`` tells the server to stop serving it.
+6. With ``durable``, a built state is written only once ``durable(code)`` says what it holds is
+   stored elsewhere first (the server: the database commit of the session's records so far),
+   so a snapshot never holds a change the database refused (output commit, see
+   ``server/session.py``); ``False`` drops the write.
 
 The scheduling decisions are the pure ``DebounceSchedule`` (time is an argument), tested without
 a clock; ``Snapshotter`` is the thin trio shell around it.
@@ -32,7 +36,7 @@ import heapq
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
@@ -45,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Returns the session state to store: (data, seq, watermark).
 Build = Callable[[], tuple[bytes, int, int]]
+#: After a build, waits until what that state holds is durable elsewhere (the database):
+#: True to write it, False to drop it (it never will be: the session is fenced).
+Durable = Callable[[str], Awaitable[bool]]
 
 
 @attrs.define
@@ -188,6 +195,7 @@ class Snapshotter:
         interval: float = 0.5,
         on_fenced: Callable[[str], None] | None = None,
         on_written: Callable[[str, int], None] | None = None,
+        durable: Durable | None = None,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         rng: random.Random | None = None,
@@ -196,6 +204,7 @@ class Snapshotter:
         self._schedule = DebounceSchedule(interval)
         self._on_fenced = on_fenced
         self._on_written = on_written
+        self._durable = durable
         self._backoff = Backoff(backoff_initial, backoff_max, rng=rng or random.Random())
         self._log = FailureLog("snapshotter", log)
         self._wake = trio.Event()
@@ -275,6 +284,9 @@ class Snapshotter:
         except Exception:
             self._build_errors += 1
             log.exception("snapshotter: building the snapshot of %s failed", item.code)
+            return False
+        if self._durable is not None and not await self._durable(item.code):
+            log.info("snapshotter: %s not written: its state will never be durable", item.code)
             return False
         try:
             await self._store.save_snapshot(item.code, item.epoch, data, seq, watermark)

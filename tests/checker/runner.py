@@ -71,6 +71,13 @@ class RunReport:
         """Requests the clients sent (joins, resumes, answers, host commands)."""
         return sum(1 for h in self.histories for e in h.entries if e.kind == "out")
 
+    def takeovers(self) -> int:
+        """Epoch changes the clients saw: each new epoch in a ``welcome`` is one takeover."""
+        epochs = {e.frame.get("epoch") for h in self.histories for e in h.entries
+                  if e.kind == "in" and e.frame.get("t") == "welcome"}
+        epochs.discard(None)
+        return max(0, len(epochs) - 1)
+
     def answers(self) -> Counter[str]:
         outcomes: Counter[str] = Counter()
         for history in self.histories:
@@ -90,6 +97,7 @@ class RunReport:
                 f"{'; rid restart' if c.rid_restart else ''}]: {self.seconds:.1f} s, "
                 f"{self.operations()} requests, answers {a['ack']} acked / {a['refused']} "
                 f"refused / {a['unknown']} unanswered, {self.stored} stored; faults: {faults}; "
+                f"takeovers: {self.takeovers()}; "
                 f"anomalies: {dict(by_prop) or 0}")
 
     def render(self, per_prop: int = 2) -> str:

@@ -25,13 +25,16 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 #: Small on purpose: a run is two engine processes, a quiz of three 2 s questions and five
 #: players who reconnect and reload; about 12 s each on a loaded 2-core machine. The database
 #: faults never cause a takeover (the lease lives in Redis), so the no-takeover properties all
-#: hold there; kill -9 forces two takeovers.
+#: hold there; kill -9 forces two takeovers, a pause one (and a zombie that wakes up).
 SHORT: dict[str, RunConfig] = {
     "db-cut-stall": RunConfig(seed=11, families=("db_cut", "db_stall"), faults=2, players=5,
                               questions=3, time_limit=2.0,
                               props=enabled_for(("db_cut", "db_stall"))),
     "kill9": RunConfig(seed=12, families=("kill9",), faults=2, players=5, questions=3,
                        time_limit=2.0, props=enabled_for(("kill9",))),
+    # Issue 24: the owner paused past its lease, woken after the other node took over.
+    "pause": RunConfig(seed=13, families=("pause",), faults=1, players=5, questions=3,
+                       time_limit=2.0, props=enabled_for(("pause",))),
 }
 
 

@@ -159,7 +159,9 @@ async def test_a_reveal_at_a_full_queue_keeps_every_score_row(tmp_path: Path) ->
                     await client.answer(question.q, 0)
                 depth = engine.persister.stats().depth
                 assert depth == players and depth + 8 <= queue  # the old code admitted this
-                await host.request(m.Reveal)
+                # Its ``ok`` waits for the reveal's commit (output commit): do not wait for it.
+                await host.send(m.Reveal(rid=4242))
+                await engine.sessions[session.code].wait_held()
                 stats = engine.persister.stats()
                 assert stats.depth > stats.max_queue  # accepted work's records, all of them
                 # At the bound new work is refused, and refused before anything changed.

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,65 @@ async def test_sigstop_past_the_lease_then_sigcont_is_fenced(
     assert [(a.participant_id, a.question) for a in results.answers] == [(1, 0)]  # once
     assert row is not None and row.epoch >= 2
     assert [s.score for s in results.standings] == [3.0]  # counted once, not twice
+
+
+async def test_sigstop_across_the_deadline_then_sigcont_shows_nobody_the_close(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Issue 24's rollback with real processes: the owner is frozen (SIGSTOP) while a question
+    is open; the other node takes over and the host gives the question a minute more there;
+    the original deadline passes; the owner thaws (SIGCONT) and its timer fires at once. Its
+    `closed` must reach nobody (output commit: its write is fenced, so it sends nothing), and
+    the players it still had see the question open, deadline as extended, on the new owner."""
+    processes: list[trio.Process] = []
+    quiz = {**QUIZ, "rounds": [{"title": "R", "items": [
+        {**QUIZ["rounds"][0]["items"][0], "time_limit": 12}]}]}  # type: ignore[index]
+    try:
+        with trio.fail_after(90):
+            engines = []
+            for name in ("a", "b"):
+                process, url = await start_engine(tmp_path, name, postgres_url, redis_url,
+                                                  redis_prefix)
+                processes.append(process)
+                engines.append((process, url))
+            (owner, url_a), (_other, url_b) = engines
+            async with open_client(url_a) as operator:
+                created = await operator.create_session(KEY, quiz=quiz, mode="solo")
+            code = created.code
+            async with contextlib.AsyncExitStack() as stack:
+                host_a = await stack.enter_async_context(open_client(url_a))
+                await host_a.host(code, created.host_token)
+                ann = await stack.enter_async_context(open_client(url_a))
+                await ann.join(code, "Ann")
+                bob = await stack.enter_async_context(open_client(url_a))
+                await bob.join(code, "Bob")
+                await host_a.request(m.Start)
+                question = await ann.next_event(m.Question)
+                await ann.answer(question.q, 0)
+                assert bob.token is not None and ann.token is not None
+                owner.send_signal(19)  # SIGSTOP
+                bob_b = await resume_somewhere([url_b], bob.token, bob.last_seq, stack)
+                host_b = await stack.enter_async_context(open_client(url_b))
+                await host_b.host(code, created.host_token)
+                await host_b.request(m.Extend, seconds=60)
+                extended = await bob_b.next_event(m.Extended)
+                # The original deadline passes while the owner is frozen (a wait for the clock
+                # itself, not for a condition).
+                await trio.sleep(max(0.0, question.deadline_ms / 1000 - time.time()) + 0.3)
+                owner.send_signal(18)  # SIGCONT: its timer is overdue and fires at once
+                closed = await ann.wait_closed(timeout=15)
+                assert closed.code == 4104
+                seen: list[m.Message] = []
+                while True:
+                    try:
+                        seen.append(ann.events.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                assert not [e for e in seen if isinstance(e, m.Closed)], seen
+                ann_b = await resume_somewhere([url_b], ann.token, ann.last_seq, stack)
+                state = await ann_b.next_event(m.State)
+                assert state.state["phase"] == "question_open"
+                assert state.state["question"]["deadline_ms"] == extended.deadline_ms
+                assert state.state["you"]["answer"] == 0
+    finally:
+        await stop_all(processes)

@@ -109,7 +109,7 @@ export class QuizConnection {
       const welcome = await this.request(this.identify(), { socket: ws });
       if (ws !== this.ws) return;
       if (welcome.t === "redirect") {
-        // The session lives on another node: connect there and identify again (SPEC 13.7).
+        // The session lives on another node: connect there and identify again (SPEC 13.8).
         this.url = welcome.url;
         ws.close(3000);
         return;

@@ -49,7 +49,7 @@ const GENERATE_MIN = 1;
 const GENERATE_MAX = 50;
 /** The one request on a generate connection (a fresh connection per request). */
 const GENERATE_RID = 1;
-/** How many `redirect`s (SPEC 13.7) a generate request follows before it gives up. */
+/** How many `redirect`s (SPEC 13.8) a generate request follows before it gives up. */
 const GENERATE_REDIRECTS = 3;
 
 let host = saved.get(STORE_KEY); // {code, token}
