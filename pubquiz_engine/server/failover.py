@@ -101,6 +101,8 @@ class Coordination:
         # run without Redis): the orphan scan does not ask again. Bounded.
         self._unadoptable: set[str] = set()
         self._adopted = trio.Event()  # set (then replaced) whenever the scan adopts a session
+        #: Takeovers in progress on this node: code -> set when it ends (either way).
+        self._taking: dict[str, trio.Event] = {}
 
     @classmethod
     def open(cls, engine: Engine, host: str, port: int) -> Coordination:
@@ -233,17 +235,42 @@ class Coordination:
 
     async def find(self, code: str) -> LiveSession | None:
         """The live session ``code``: redirect (``Moved``) if another node holds it, take it
-        over if its owner is gone and a snapshot exists, None if there is no such session."""
+        over if its owner is gone and a snapshot exists, None if there is no such session.
+
+        The members of a session arrive together (a whole pub reconnecting after its node
+        stopped): while this node takes the session over, the others wait for that takeover
+        instead of racing it for the lease (which they would lose, and be refused)."""
+        for _ in range(3):  # a takeover that failed is tried again by the next waiter
+            taking = self._taking.get(code)
+            if taking is None:
+                return await self._find(code)
+            await taking.wait()
+            session = self.engine.sessions.get(code)
+            if session is not None:
+                return session
+        raise Rejected(ErrorCode.UNAVAILABLE, "the session could not be taken over yet; retry",
+                       retry_after_ms=100)
+
+    async def _find(self, code: str) -> LiveSession | None:
         try:
             route = await self.redis.route(code)
             if route.owner is not None:
+                if route.owner.node == self.node and code in self._taking:
+                    return await self.find(code)  # our own takeover holds it: wait for it
                 self._refuse_or_redirect(code, route)
             snapshot = await self.redis.load_snapshot(code)
         except CoordinationError:
             raise Rejected(ErrorCode.BUSY, "session directory unavailable; retry") from None
         if snapshot is None:
             return None
-        return await self._take_over(code, snapshot)
+        if code in self._taking:  # another task started the takeover meanwhile: wait for it
+            return await self.find(code)
+        self._taking[code] = done = trio.Event()
+        try:
+            return await self._take_over(code, snapshot)
+        finally:
+            del self._taking[code]
+            done.set()
 
     def _refuse_or_redirect(self, code: str, route: SessionRoute) -> None:
         """The lease of ``code`` is held and the session is not here: redirect to its owner's
