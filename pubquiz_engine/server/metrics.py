@@ -67,6 +67,10 @@ LEASE_EVENTS = ("acquired", "taken_over", "fenced")
 #: ``lease_wait``: the owner is gone and its lease still runs (``unavailable`` with
 #: ``retry_after_ms``).
 ROUTE_EVENTS = ("redirect", "lease_wait")
+#: Frame error codes shown at zero from the start: the ones ``PubquizFrameErrorsHigh`` (docs/
+#: operations.md) watches, so that its rate() has a series before the first error.
+WATCHED_FRAME_ERRORS = ("malformed_frame", "frame_too_large", "limit_exceeded", "text_frame",
+                        "rate_limited")
 
 
 class SnapshotStats(Protocol):
@@ -193,6 +197,8 @@ class Metrics:
             self._child(self._lease, "lease", kind)
         for kind in ROUTE_EVENTS:
             self._child(self._route, "route", kind)
+        for code in WATCHED_FRAME_ERRORS:
+            self._child(self._frame_errors, "frame_error", code)
 
     def _child(self, family: Counter, name: str, label: str) -> Any:
         child = self._children.get((name, label))
