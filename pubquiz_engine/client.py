@@ -319,28 +319,23 @@ async def open_session_client(url: str, code: str,
 
     Connects with ``?code=CODE`` in the URL; on a ``redirect`` reply it connects to the given
     URL and identifies again, at most ``max_redirects`` times (``TooManyRedirects``). A
-    redirect's target that cannot be reached (its node went away since) sends the next try
-    back to ``url``, the entry point, which counts as a hop too. Request ids continue across
-    hops (rule 4). With ``retry``, a retryable refusal (``unavailable`` while a gone node's
-    lease runs) is retried on the same connection after the server's ``retry_after_ms``."""
-    entry = target = session_url(url, code)
+    redirect's target that cannot be reached (its node went away since) raises
+    ``ConnectFailed`` like the entry point would: the caller backs off and calls again, from
+    ``url`` (SPEC 13.7), rather than bouncing between the entry point and a dead node at
+    once. Request ids continue across hops (rule 4). With ``retry``, a retryable refusal
+    (``unavailable`` while a gone node's lease runs) is retried on the same connection after
+    the server's ``retry_after_ms``."""
+    target = session_url(url, code)
     for _hop in range(max_redirects + 1):
-        entered = False
-        try:
-            async with open_client(target, first_rid=first_rid, retry=retry,
-                                   connect_timeout=connect_timeout) as client:
-                try:
-                    await identify(client)
-                except Redirected as moved:
-                    target, first_rid = session_url(moved.url, code), client.next_rid
-                    continue
-                entered = True
-                yield client
-                return
-        except ConnectFailed:
-            if entered or target == entry:
-                raise
-            target = entry
+        async with open_client(target, first_rid=first_rid, retry=retry,
+                               connect_timeout=connect_timeout) as client:
+            try:
+                await identify(client)
+            except Redirected as moved:
+                target, first_rid = session_url(moved.url, code), client.next_rid
+                continue
+            yield client
+            return
     raise TooManyRedirects(f"session {code}: more than {max_redirects} redirects, last to "
                            f"{target}")
 

@@ -255,8 +255,15 @@ class Coordination:
         try:
             route = await self.redis.route(code)
             if route.owner is not None:
-                if route.owner.node == self.node and code in self._taking:
-                    return await self.find(code)  # our own takeover holds it: wait for it
+                if route.owner.node == self.node:
+                    # Ours: a takeover of this node finished while we asked Redis, or is
+                    # still running (wait for it). Only a lease no task here holds is left
+                    # to ``_refuse_or_redirect``: a previous run's.
+                    session = self.engine.sessions.get(code)
+                    if session is not None:
+                        return session
+                    if code in self._taking:
+                        return await self.find(code)
                 self._refuse_or_redirect(code, route)
             snapshot = await self.redis.load_snapshot(code)
         except CoordinationError:

@@ -105,22 +105,26 @@ async def session(entry: str, code: str, identify: Callable[[Client], Awaitable[
                   attempts: int = 60) -> AsyncIterator[Client]:
     """A connection to session ``code``'s owner through ``entry``, identified; retried after
     lost connections and retryable refusals (waiting ``retry_after_ms`` when given, else a
-    short back-off), at most ``attempts`` times. Counts hops and refusals in ``record``."""
+    short back-off), at most ``attempts`` times. Counts redirects (followed, or
+    to a node found gone), refusals and failed connects in ``record``."""
     rng = random.Random()
     for attempt in range(attempts):
-        hops = 0
+        redirects = 0
 
         async def counted(client: Client) -> m.Welcome:
-            nonlocal hops
-            hops += 1
-            return await identify(client)
+            nonlocal redirects
+            try:
+                return await identify(client)
+            except Redirected:
+                redirects += 1
+                raise
 
         entered = False
         try:
             async with open_session_client(entry, code, counted, first_rid=first_rid,
                                            connect_timeout=5) as client:
                 if record is not None:
-                    record.redirects += hops - 1
+                    record.redirects += redirects
                 entered = True
                 yield client
                 return
@@ -130,7 +134,7 @@ async def session(entry: str, code: str, identify: Callable[[Client], Awaitable[
             if isinstance(exc, Redirected) or not exc.retryable:
                 raise
             if record is not None:
-                record.redirects += max(hops - 1, 0)
+                record.redirects += redirects
                 record.refusals += 1
                 if exc.retry_after_ms is not None:
                     record.retry_after_ms.append(exc.retry_after_ms)
@@ -140,7 +144,7 @@ async def session(entry: str, code: str, identify: Callable[[Client], Awaitable[
             if entered:
                 raise
             if record is not None:
-                record.redirects += max(hops - 1, 0)
+                record.redirects += redirects
                 record.connect_failures += 1
             delay = 0.05 * 2 ** min(attempt, 3) * (0.5 + rng.random() / 2)
         # The server's own delay (retry_after_ms), or a short back-off after a lost connect.
@@ -386,7 +390,7 @@ async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, pre
     cluster = LocalCluster(tmp_path / "cluster", database_url=postgres_url,
                            redis_url=redis_url, redis_prefix=prefix, nginx=need_nginx(),
                            lease_ttl_ms=LEASE_TTL_MS, operator_key=OPERATOR_KEY,
-                           engine_args=ENGINE_ARGS, stop_timeout=20)
+                           engine_args=ENGINE_ARGS, stop_timeout=20, log_files=True)
     async with trio.open_nursery() as nursery:
         try:
             await cluster.start(nursery)
