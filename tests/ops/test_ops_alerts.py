@@ -10,6 +10,7 @@ here it must exist.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -153,6 +154,16 @@ async def test_every_alert_series_exists_and_moves(
                         _get(s, "pubquiz_lease_redis_up") == 0
                         and _get(s, "pubquiz_snapshot_redis_up") == 0))
                     assert _get(down, "pubquiz_lease_failures_total") >= 1
+                    # /health says the same (DESIGN section 8): leases held, renewals failed.
+                    status, _headers, body = await http_get(admin, "/health")
+                    health = json.loads(body)
+                    assert status == 200
+                    assert health["leases"]["held"] == 1
+                    assert health["leases"]["renewals_failed"] >= 1
+                    assert health["leases"]["redis_up"] is False
+                    assert health["snapshots"]["redis_up"] is False
+                    assert health["snapshots"]["lag_events"] >= 1  # the close is not stored
+                    assert health["node"]["id"] == engine.coord.node  # type: ignore[union-attr]
                     rd.restore()
                     await _scrape_until(admin, lambda s: (
                         _get(s, "pubquiz_lease_redis_up") == 1
