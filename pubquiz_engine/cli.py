@@ -209,7 +209,7 @@ def _nginx_site(args: argparse.Namespace) -> int:
         site = Site(server_name=args.server_name, tls=args.listen is None,
                     listen=args.listen or "127.0.0.1:8080", certificate=args.certificate,
                     certificate_key=args.certificate_key)
-        text = render(instances, site)
+        text = render(instances, site, drained=args.drain)
     except ValueError as exc:
         print(f"pubquiz-engine nginx-site: {exc}", file=sys.stderr)
         return 2
@@ -342,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--certificate", help="TLS certificate (default: Let's Encrypt's path "
                       "for --server-name)")
     site.add_argument("--certificate-key", help="its key")
+    site.add_argument("--drain", action="append", default=[], metavar="NAME",
+                      help="keep NAME out of the /ws ring (no new sessions reach it) but "
+                      "reachable at /ws/node/NAME (its sessions stay reachable by redirect); "
+                      "to retire an instance: drain it, reload nginx, then stop it")
     site.add_argument("-o", "--output", default="-", help="file to write (- for standard "
                       "output)")
     site.set_defaults(run_sync=_nginx_site)

@@ -129,6 +129,10 @@ class LocalCluster:
         self.nginx: trio.Process | None = None
         self._nursery: trio.Nursery | None = None
         self.nginx_output: collections.deque[str] = collections.deque(maxlen=100)
+        #: The instances in nginx's /ws ring (``reload_nginx`` changes it); by default all.
+        self.routed: list[str] = [n.name for n in self.nodes]
+        self._workers_started = 0
+        self._workers_changed = trio.Event()
 
     # --- addresses ------------------------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class LocalCluster:
         """The nginx site for these engines (plain HTTP on loopback)."""
         return render([Instance(n.name, f"127.0.0.1:{n.port}") for n in self.nodes],
                       Site(server_name="localhost", tls=False,
-                           listen=f"127.0.0.1:{self.nginx_port}"))
+                           listen=f"127.0.0.1:{self.nginx_port}"),
+                      drained=[n.name for n in self.nodes if n.name not in self.routed])
 
     def node(self, name: str) -> EngineNode:
         return next(n for n in self.nodes if n.name == name)
@@ -200,6 +205,12 @@ class LocalCluster:
                     self.nginx_output.append(line)
                     if "start worker processes" in line:
                         ready.set()
+                    # A reload is done when the old worker stopped accepting (it lingers
+                    # for the connections it still carries).
+                    if "gracefully shutting down" in line:
+                        self._workers_started += 1
+                        self._workers_changed.set()
+                        self._workers_changed = trio.Event()
             await process.wait()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
@@ -273,6 +284,22 @@ class LocalCluster:
             ready.set()  # an engine that died before listening: start_node sees its code
             if process.returncode is not None and node.process is process:
                 self._changed(node)
+
+    async def reload_nginx(self, routed: Sequence[str]) -> None:
+        """Put only ``routed`` in the entry point's ring, the others drained (still reachable
+        at their own address): a changed instance list. Regenerates the site and reloads
+        nginx (SIGHUP, its own graceful reload: connections already open stay on their old
+        worker). Returns once the old worker stopped accepting: new connections get the new
+        site."""
+        if self.nginx is None or self.nginx.returncode is not None:
+            raise ClusterError("nginx is not running")
+        self.routed = list(routed)
+        (self.workdir / "site.conf").write_text(self.site())
+        started = self._workers_started
+        self.nginx.send_signal(signal.SIGHUP)
+        with trio.fail_after(self.start_timeout):
+            while self._workers_started == started:
+                await self._workers_changed.wait()
 
     async def signal_node(self, node: EngineNode, signum: int) -> None:
         """Send ``signum`` to ``node``'s engine (SIGKILL: kill -9) and wait until it exited."""

@@ -36,7 +36,7 @@ This module is pure: text in, text out.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import attrs
 
@@ -170,16 +170,28 @@ _PROXY_HTTP = """\
 """
 
 
-def render(instances: Sequence[Instance], site: Site = Site(), *, args: str = "") -> str:
-    """The site for ``instances`` (at least one; names and addresses unique)."""
+def render(instances: Sequence[Instance], site: Site = Site(), *, args: str = "",
+           drained: Collection[str] = ()) -> str:
+    """The site for ``instances`` (at least one; names and addresses unique).
+
+    ``drained``: names kept out of the entry point's ring but still reachable at their own
+    address, so that the sessions they hold stay reachable by redirect while new ones land
+    elsewhere (to retire an instance: drain it, then stop it, which hands its sessions over).
+    """
     if not instances:
         raise ValueError("at least one instance")
+    unknown = set(drained) - {i.name for i in instances}
+    if unknown:
+        raise ValueError(f"drained instances not in the list: {sorted(unknown)}")
+    ring = [i for i in instances if i.name not in drained]
+    if not ring:
+        raise ValueError("every instance is drained: the entry point would have none")
     for what, values in (("name", [i.name for i in instances]),
                          ("address", [i.address for i in instances])):
         if len(set(values)) != len(values):
             raise ValueError(f"instance {what}s must be unique: {values}")
-    out = [_HEADER.format(args=args or _args_of(instances, site))]
-    servers = "".join(f"    server {i.address} max_fails=0;\n" for i in instances)
+    out = [_HEADER.format(args=args or _args_of(instances, site, drained))]
+    servers = "".join(f"    server {i.address} max_fails=0;\n" for i in ring)
     out.append(_UPSTREAM.format(servers=servers))
     if site.tls:
         out.append(f"server {{\n    listen 80;\n    listen [::]:80;\n"
@@ -223,13 +235,14 @@ def render(instances: Sequence[Instance], site: Site = Site(), *, args: str = ""
     return "".join(out)
 
 
-def _args_of(instances: Sequence[Instance], site: Site) -> str:
+def _args_of(instances: Sequence[Instance], site: Site, drained: Collection[str]) -> str:
     """The command line that generates this site (for the header)."""
     specs = " ".join(i.name if i.address == f"127.0.0.1:{i.name}" else f"{i.name}={i.address}"
                      for i in instances)
     parts = [f"--server-name {site.server_name}"]
     if not site.tls:
         parts.append(f"--listen {site.listen}")
+    parts += [f"--drain {name}" for name in sorted(drained)]
     return " ".join([*parts, specs])
 
 

@@ -271,3 +271,52 @@ async def test_rolling_restart_of_all_three_during_a_quiz(
         assert all(len(p.acked) == 4 for p in everyone)
         await _check_db(postgres_url, code_a, team_a)
         await _check_db(postgres_url, code_b, team_b)
+
+
+async def test_a_changed_instance_list_converges_in_one_redirect(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """nginx reloaded with another ring (the node a session's code hashed to drained, then
+    the owner drained too): players already in stay, and new joins, resumes and displays
+    reach the owner in at most one redirect, never refused."""
+    rng = random.Random(5)
+    with trio.fail_after(120):
+        async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as cluster, \
+                trio.open_nursery() as players_nursery:
+            (code, _token), _other = await sessions_on_two_nodes(cluster, 2)
+            acks, backs = Signal(), Signal()
+            team = await _players(cluster.entry_url, code, 4, "p", acks, backs, rng)
+            for p in team:
+                players_nursery.start_soon(p.run)
+            await backs.wait_for(len(team), timeout=60)
+            owner = await owner_of(redis_url, redis_prefix, code)
+            routed = await routed_node(cluster, code)
+            names = [n.name for n in cluster.nodes]
+            names_used = iter(range(1000))
+            token: list[str] = []
+
+            async def join(client: Client) -> m.Welcome:
+                welcome = await client.join(code, f"Late{next(names_used)}")
+                assert welcome.token is not None
+                token.append(welcome.token)
+                return welcome
+
+            async def resume(client: Client) -> m.Welcome:
+                return await client.resume(token[-1], 0)
+
+            async def display(client: Client) -> m.Welcome:
+                return await client.watch(code)
+
+            for drained in ({routed}, {routed, owner}):
+                await cluster.reload_nginx([n for n in names if n not in drained])
+                assert await routed_node(cluster, code) not in drained
+                for identify in (join, resume, display):
+                    record = Reconnect(lost_at=trio.current_time())
+                    async with session(cluster.entry_url, code, identify, record):
+                        pass
+                    assert record.redirects <= 1 and record.refusals == 0, record
+                    assert record.connect_failures == 0, record
+                assert await owner_of(redis_url, redis_prefix, code) == owner  # nothing moved
+            # The players connected before the reloads never lost their connection.
+            assert all(p.reconnects == [] for p in team)
+            players_nursery.cancel_scope.cancel()
