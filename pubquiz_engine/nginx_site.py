@@ -14,7 +14,9 @@ What the site routes, all on one host name (DESIGN section 7):
 - ``/ws/node/NAME``: each instance's own address, the ``public_url`` it registers and that
   redirects name (``server/failover.py`` rule 6). Never retried elsewhere: a client sent to a
   node that went away gets 502 and goes back to the entry point.
-- ``/results?code=CODE``: hashed like the entry point (the host console's results download).
+- ``/results?code=CODE``: hashed like the entry point (the host console's results download);
+  a node that does not hold the session answers 307 to ``/ws/node/NAME/results`` of the one
+  that does.
 - ``/health``: any instance. ``/metrics``: never (Prometheus scrapes the admin ports).
 - everything else (the pages and their static files, served by every engine): any instance.
 
@@ -115,6 +117,7 @@ _HEADER = """\
 #   /ws?code=CODE    the entry point: the join code hashed consistently over the instances, so
 #                    that every member of a session meets on one process (no code: any)
 #   /ws/node/NAME    each instance's own address: its PUBQUIZ_PUBLIC_URL, named by redirects
+#                    (and /ws/node/NAME/results, where a moved session's results are)
 #   /results?code=   hashed like /ws; /health any instance; /metrics never (admin ports)
 #   /                the pages and their static files, from any instance
 
@@ -219,6 +222,12 @@ def render(instances: Sequence[Instance], site: Site = Site(), *, args: str = ""
         out.append(_PROXY_WS)
         out.append("        # Only this instance: if it is gone the client goes back to /ws.\n"
                    "        proxy_next_upstream off;\n    }\n")
+        out.append(f"\n    # Its /results: where a node sends the results download of a session "
+                   f"it holds.\n    location = {node_path(inst.name)}/results {{\n"
+                   f"        proxy_pass http://{inst.address}/results;\n")
+        out.append(_PROXY_HTTP.replace("        proxy_next_upstream error timeout http_502 "
+                                       "http_503;\n", "        proxy_next_upstream off;\n"))
+        out.append("    }\n")
     out.append("\n    location = /results {\n        proxy_pass http://pubquiz_engines;\n")
     out.append(_PROXY_HTTP)
     out.append("    }\n")

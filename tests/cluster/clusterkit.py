@@ -28,6 +28,7 @@ import statistics
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
@@ -405,17 +406,45 @@ async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, pre
             nursery.cancel_scope.cancel()
 
 
-async def http_json(cluster: LocalCluster, path: str) -> Any:
-    """GET ``path`` through nginx (plain HTTP/1.0 on a trio socket: no client library)."""
+async def http_get(cluster: LocalCluster, path: str, headers: dict[str, str] | None = None
+                   ) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` through nginx (plain HTTP/1.0 on a trio socket: no client library):
+    (status, lower-cased headers, body)."""
     stream = await trio.open_tcp_stream("127.0.0.1", cluster.nginx_port)
+    fields = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        await stream.send_all(
+            f"GET {path} HTTP/1.0\r\nHost: localhost\r\n{fields}\r\n".encode())
         data = b""
         while chunk := await stream.receive_some(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    parsed = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
+    return int(status_line.split()[1]), parsed, body
+
+
+async def http_json(cluster: LocalCluster, path: str) -> Any:
+    status, _headers, body = await http_get(cluster, path)
+    assert status == 200, (status, body[:200])
     return json.loads(body)
+
+
+async def results_through_nginx(cluster: LocalCluster, code: str, token: str
+                                ) -> tuple[int, dict[str, Any]]:
+    """The host's results download through nginx, following the engine's redirect to the
+    node holding the session: (redirects followed, the JSON)."""
+    path = f"/results?code={code}&format=json"
+    auth = {"Authorization": f"Bearer {token}"}
+    for hops in range(3):
+        status, headers, body = await http_get(cluster, path, auth)
+        if status == 307:
+            location = urlsplit(headers["location"])
+            path = f"{location.path}?{location.query}"
+            continue
+        assert status == 200, (status, body[:200])
+        return hops, json.loads(body)
+    raise AssertionError(f"/results for {code}: more than 2 redirects")
 
 
 async def routed_node(cluster: LocalCluster, code: str) -> str:

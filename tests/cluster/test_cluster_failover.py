@@ -15,6 +15,7 @@ import os
 import random
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -24,7 +25,9 @@ from clusterkit import (
     Player,
     Reconnect,
     Signal,
+    http_get,
     owner_of,
+    results_through_nginx,
     right_choice,
     routed_node,
     running_cluster,
@@ -185,6 +188,17 @@ async def test_kill9_of_an_owner_mid_question_then_its_restart(
                 pass
             for record in (newcomer, again, watch):
                 assert record.redirects <= 1 and record.refusals == 0, record
+            # The host's results download reaches the new owner too (one redirect at most).
+            hops, results = await results_through_nginx(cluster, code_a, token_a)
+            assert hops <= 1
+            assert {a["participant_id"] for a in results["answers"]} == {
+                p.participant for p in team_a}
+            other = next(n for n in cluster.nodes if n.name != new_owner and n.alive)
+            status, headers, _body = await http_get(
+                cluster, f"/ws/node/{other.name}/results?code={code_a}&format=json",
+                {"Authorization": f"Bearer {token_a}"})
+            assert status == 307
+            assert urlsplit(headers["location"]).path == f"/ws/node/{new_owner}/results"
 
             # The quiz goes on to its end on both sessions.
             for host in hosts:
