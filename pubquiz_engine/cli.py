@@ -2,7 +2,8 @@
 
 Subcommands: ``serve`` (the engine), ``demo`` (a whole quiz night on this machine), ``quiz
 validate`` (check quiz files), ``export`` (a session's results from the store), ``play`` and
-``host`` (a person at a terminal, through the thin client).
+``host`` (a person at a terminal, through the thin client), ``nginx-site`` (the nginx site for a
+list of instances) and ``cluster`` (several engines behind nginx on this machine).
 """
 
 from __future__ import annotations
@@ -198,6 +199,59 @@ def _terminal_arguments(parser: argparse.ArgumentParser) -> None:
                         "$XDG_STATE_HOME/pubquiz-engine, else ~/.local/state/pubquiz-engine)")
 
 
+# --- nginx-site and cluster --------------------------------------------------------------------
+
+def _nginx_site(args: argparse.Namespace) -> int:
+    from pubquiz_engine.nginx_site import Instance, Site, render
+
+    try:
+        instances = [Instance.parse(spec) for spec in args.instances]
+        site = Site(server_name=args.server_name, tls=args.listen is None,
+                    listen=args.listen or "127.0.0.1:8080", certificate=args.certificate,
+                    certificate_key=args.certificate_key)
+        text = render(instances, site, drained=args.drain)
+    except ValueError as exc:
+        print(f"pubquiz-engine nginx-site: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+async def _cluster(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pubquiz_engine.cluster import ClusterError, LocalCluster, cluster_summary
+
+    workdir = Path(args.workdir) if args.workdir else Path(
+        tempfile.mkdtemp(prefix="pubquiz-cluster-"))
+    key = args.operator_key or os.environ.get("PUBQUIZ_OPERATOR_KEY") or \
+        "local-cluster-operator-key"
+    cluster = LocalCluster(workdir, database_url=args.database_url, redis_url=args.redis_url,
+                           redis_prefix=args.redis_prefix, size=args.engines,
+                           nginx_port=args.port, lease_ttl_ms=args.lease_ttl_ms,
+                           operator_key=key, log_files=True)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                await cluster.start(nursery)
+            except ClusterError as exc:
+                print(f"pubquiz-engine cluster: {exc}", file=sys.stderr)
+                await cluster.aclose()
+                nursery.cancel_scope.cancel()
+                return 1
+            print(cluster_summary(cluster), flush=True)
+            print(f"  operator key   {key}\n  engine logs    {workdir}/n*.log", flush=True)
+            async for _signum in signals:
+                break
+            print("stopping (SIGTERM to every engine, then nginx)...", flush=True)
+            await cluster.aclose()
+            nursery.cancel_scope.cancel()
+    return 0
+
+
 class DefaultsFormatter(argparse.HelpFormatter):
     """Help that ends each option with its default, when it has one worth saying."""
 
@@ -272,6 +326,53 @@ def build_parser() -> argparse.ArgumentParser:
                       help="join anew (as --name) instead of coming back to the saved place")
     _terminal_arguments(play)
     play.set_defaults(run=_play)
+
+    site = sub.add_parser(
+        "nginx-site", help="print the nginx site for a list of engine instances",
+        formatter_class=DefaultsFormatter,
+        description="The nginx site in front of several engines: /ws?code= hashed over them, "
+        "/ws/node/NAME for each (its PUBQUIZ_PUBLIC_URL), the pages, /results and /health. "
+        "systemd/nginx-pubquiz.conf is `nginx-site 8801 8802 8803`.")
+    site.add_argument("instances", nargs="+", metavar="INSTANCE",
+                      help="PORT (the template unit pubquiz-engine@PORT on 127.0.0.1) or "
+                      "NAME=HOST:PORT")
+    site.add_argument("--server-name", default="quiz.example.org", help="the public host name")
+    site.add_argument("--listen", help="plain HTTP on this address (HOST:PORT) instead of "
+                      "TLS on 443 with a redirect from 80")
+    site.add_argument("--certificate", help="TLS certificate (default: Let's Encrypt's path "
+                      "for --server-name)")
+    site.add_argument("--certificate-key", help="its key")
+    site.add_argument("--drain", action="append", default=[], metavar="NAME",
+                      help="keep NAME out of the /ws ring (no new sessions reach it) but "
+                      "reachable at /ws/node/NAME (its sessions stay reachable by redirect); "
+                      "to retire an instance: drain it, reload nginx, then stop it")
+    site.add_argument("-o", "--output", default="-", help="file to write (- for standard "
+                      "output)")
+    site.set_defaults(run_sync=_nginx_site)
+
+    cluster = sub.add_parser(
+        "cluster", help="three engines behind nginx on this machine, to try a deployment",
+        formatter_class=DefaultsFormatter,
+        description="Start ENGINES engine processes sharing PostgreSQL and Redis, and nginx "
+        "in front of them (its config generated into a temporary directory; no root needed), "
+        "all on loopback; print their addresses; stop everything on Ctrl-C.")
+    cluster.add_argument("--engines", type=int, default=3, help="engine processes")
+    cluster.add_argument("--port", type=int, default=8080, help="nginx's port (0: any)")
+    cluster.add_argument("--database-url", default=os.environ.get(
+        "PUBQUIZ_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/pubquiz"),
+        help="the shared PostgreSQL database (env PUBQUIZ_DATABASE_URL)")
+    cluster.add_argument("--redis-url", default=os.environ.get(
+        "PUBQUIZ_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="the shared Redis (env PUBQUIZ_REDIS_URL)")
+    cluster.add_argument("--redis-prefix", default="pubquiz-cluster:",
+                         help="prefix of the cluster's Redis keys")
+    cluster.add_argument("--lease-ttl-ms", type=int, default=10_000,
+                         help="session lease lifetime: how long a killed engine's sessions wait")
+    cluster.add_argument("--operator-key", help="operator key (env PUBQUIZ_OPERATOR_KEY; "
+                         "default: a fixed local key, printed)")
+    cluster.add_argument("--workdir", help="where the nginx config and logs go (default: a "
+                         "new temporary directory)")
+    cluster.set_defaults(run=_cluster)
 
     host = sub.add_parser(
         "host", help="create and run a quiz from this terminal",

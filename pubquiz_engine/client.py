@@ -33,6 +33,7 @@ import contextlib
 import math
 import random
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -338,8 +339,13 @@ async def open_session_client(url: str, code: str,
     (a ``join``, ``resume``, ``host`` or ``watch``).
 
     Connects with ``?code=CODE`` in the URL; on a ``redirect`` reply it connects to the given
-    URL and identifies again, at most ``max_redirects`` times (``TooManyRedirects``). Request
-    ids continue across hops (rule 4)."""
+    URL and identifies again, at most ``max_redirects`` times (``TooManyRedirects``). A
+    redirect's target that cannot be reached (its node went away since) raises
+    ``ConnectFailed`` like the entry point would: the caller backs off and calls again, from
+    ``url`` (SPEC 13.8), rather than bouncing between the entry point and a dead node at
+    once. Request ids continue across hops (rule 4). With ``retry``, a retryable refusal
+    (``unavailable`` while a gone node's lease runs) is retried on the same connection after
+    the server's ``retry_after_ms``."""
     target = session_url(url, code)
     for _hop in range(max_redirects + 1):
         async with open_client(target, first_rid=first_rid, retry=retry,
@@ -365,12 +371,26 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
     retryable errors with this back-off (rule 5)."""
     headers = [(b"Origin", origin.encode())] if origin else None
     ws: trio_websocket.WebSocketConnection | None = None
+    # Our own stream, closed by us whatever happens: trio-websocket leaves a stream open when
+    # the handshake is refused (an HTTP 502 from nginx for a node that went away).
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
     try:
         async with trio.open_nursery() as nursery:
             try:
                 with trio.fail_after(connect_timeout):
-                    ws = await trio_websocket.connect_websocket_url(
-                        nursery, url, subprotocols=[SUBPROTOCOL], extra_headers=headers,
+                    parts = urlsplit(url)
+                    secure = parts.scheme == "wss"
+                    host = parts.hostname or "localhost"
+                    port = parts.port or (443 if secure else 80)
+                    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                    if secure:
+                        stream = await trio.open_ssl_over_tcp_stream(
+                            host, port, ssl_context=ssl.create_default_context())
+                    else:
+                        stream = await trio.open_tcp_stream(host, port)
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery, stream, host if port in (80, 443) else f"{host}:{port}",
+                        resource, subprotocols=[SUBPROTOCOL], extra_headers=headers,
                         message_queue_size=1024, max_message_size=4 * 1024 * 1024)
             except trio.TooSlowError:
                 raise ConnectFailed(url, f"no answer within {connect_timeout:g} s") from None
@@ -400,11 +420,16 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
         # The reader task is an implementation detail: give callers their own exception,
         # not a group around it.
         if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+            only = group.exceptions[0]
+            if isinstance(only, trio_websocket.ConnectionRejected):
+                # trio-websocket may raise a refused handshake (nginx's 502 for a node that
+                # went away) from its reader task rather than from connect.
+                raise ConnectFailed(url, f"refused with HTTP {only.status_code}") from None
+            raise only from None
         raise
     finally:
         # trio-websocket (0.12) leaves a client's TCP stream open when the server closed the
         # WebSocket first (its reader stops at EOF without closing the stream): close it here.
-        if ws is not None:
+        if stream is not None:
             with trio.CancelScope(shield=True):
-                await ws._stream.aclose()
+                await stream.aclose()

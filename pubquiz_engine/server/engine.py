@@ -565,7 +565,37 @@ class Engine:
             "write_passes": _write_passes(transport),
             "event_loop_lag_seconds": round(
                 self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
+            **self._coordination_health(),
         }
+
+    def _coordination_health(self) -> dict[str, Any]:
+        """With Redis: this node's name and address, its leases, snapshots and registration
+        (DESIGN section 8). Nothing without Redis."""
+        coord = self.coord
+        if coord is None:
+            return {}
+        leases = coord.keeper.stats()
+        snaps = coord.snapshotter.stats()
+        registry = coord.registry.stats()
+        return {
+            "node": {"id": coord.node, "url": coord.url, "registered": registry.redis_up,
+                     "heartbeat_failures": registry.failures},
+            "leases": {"held": leases.held, "overdue": leases.overdue,
+                       "renewals": leases.renewals, "renewals_failed": leases.failures,
+                       "lost": leases.lost, "redis_up": leases.redis_up,
+                       "takeovers": coord.takeovers},
+            "snapshots": {"pending": snaps.pending, "lag_events": self._snapshot_lag(),
+                          "writes": snaps.writes, "failures": snaps.failures,
+                          "stale": snaps.stale, "redis_up": snaps.redis_up},
+        }
+
+    def _snapshot_lag(self) -> int:
+        """The most events a live session is ahead of its last stored snapshot (0 without
+        Redis): how much a takeover would have to replay from the database."""
+        if self.coord is None:
+            return 0
+        return max((s.seq - s.snapshot_seq for s in self.sessions.values()
+                    if s.end_reason is None), default=0)
 
     def _sample(self) -> EngineSample:
         return EngineSample(
@@ -576,6 +606,9 @@ class Engine:
             transport=self._listener.statistics() if self._listener is not None else None,
             write_behind=self.persister.stats(),
             now=time.time(),
+            snapshots=self.coord.snapshotter.stats() if self.coord is not None else None,
+            leases=self.coord.keeper.stats() if self.coord is not None else None,
+            snapshot_lag_events=self._snapshot_lag(),
         )
 
     def _router(self, *, metrics: bool) -> Router:

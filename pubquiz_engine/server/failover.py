@@ -29,6 +29,15 @@ Rules this module keeps:
    than half the client's ``join_timeout`` (a database that does not answer at all) is
    abandoned as ``unavailable`` too. A takeover that fails or is abandoned after taking the
    lease releases it (``_take_over``), so the next attempt starts clean.
+7. **Routing converges in one redirect.** Every node registers its own public address
+   (``public_url``: through nginx, ``/ws/node/<name>``). A node asked for a session another
+   node holds redirects to that node's address only while its registration is live; once the
+   registration lapsed (it lapses before the lease: ``registration_ttl_ms``) it answers the
+   retryable ``unavailable`` with ``retry_after_ms`` = the lease's remaining time, and the
+   first request after that takes the session over. So a client that follows redirects
+   reaches a live owner in one hop, or waits for the takeover. (In the first half-TTL after a
+   node dies its registration may still be live: a client sent there finds nothing and comes
+   back to the entry point, which then answers ``unavailable``.)
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from pubquiz_engine.snapshot import (
 if TYPE_CHECKING:
     from pubquiz_engine.server.engine import Engine
     from pubquiz_engine.snapshot import RedisStore
+    from pubquiz_engine.snapshot.redis_store import SessionRoute
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,16 @@ log = logging.getLogger(__name__)
 #: step of the write-behind and the lease keeper, which retry the store and Redis meanwhile.
 #: Clients add their own jitter on top, so that a whole pub does not come back in step.
 OUTAGE_RETRY_AFTER_MS = 1000
+
+
+def registration_ttl_ms(lease_ttl_ms: int) -> int:
+    """How long a node's registration outlives its last heartbeat: half the lease TTL.
+
+    Both are refreshed every third of their TTL, so when a node dies its leases have at least
+    2/3 of ``lease_ttl_ms`` left and its registration at most 1/2: the registration always
+    lapses first, and from then on peers answer ``unavailable`` (rule 7) instead of redirecting
+    to the dead node."""
+    return max(30, lease_ttl_ms // 2)
 
 
 class Moved(Rejected):
@@ -96,9 +116,11 @@ class Coordination:
         self.keeper = LeaseKeeper(redis, node, on_lost=self._lost, ttl_ms=cfg.lease_ttl_ms,
                                   reclaim=True)
         self.snapshotter = Snapshotter(redis, interval=cfg.snapshot_interval,
-                                       on_fenced=self._lost, on_written=self._written,
+                                       on_fenced=self._snapshot_fenced, on_written=self._written,
                                        durable=self._durable)
-        self.registry = NodeRegistry(redis, node, url, ttl_ms=cfg.lease_ttl_ms)
+        # The registration lapses before the lease of a node that dies (rule 7).
+        self.registry = NodeRegistry(redis, node, url,
+                                     ttl_ms=registration_ttl_ms(cfg.lease_ttl_ms))
         self.takeovers = 0
         # Live sessions in the database that cannot be taken over (no snapshot: e.g. from a
         # run without Redis): the orphan scan does not ask again. Bounded.
@@ -119,13 +141,17 @@ class Coordination:
     # --- callbacks (sync, from the keeper's and snapshotter's tasks) ------------------------------
 
     def _lost(self, code: str) -> None:
-        self.engine.metrics.lease_event("lost")
+        # Counted by the keeper (pubquiz_leases_lost_total).
         session = self.engine.sessions.get(code)
         if session is not None:
             session.fenced()
 
+    def _snapshot_fenced(self, code: str) -> None:
+        self.engine.metrics.lease_event("fenced")
+        self._lost(code)
+
     def _written(self, code: str, seq: int) -> None:
-        self.engine.metrics.snapshot_event("written")
+        # Counted by the snapshotter (pubquiz_snapshot_writes_total).
         session = self.engine.sessions.get(code)
         if session is not None:
             session.snapshot_written(seq)
@@ -149,6 +175,7 @@ class Coordination:
                 continue
             lease = await self.keeper.acquire(code)
             if lease is not None:
+                self.engine.metrics.lease_event("acquired")
                 return code, lease.epoch
         raise Rejected(ErrorCode.INTERNAL, "could not reserve a join code; retry")
 
@@ -237,15 +264,34 @@ class Coordination:
 
     async def find(self, code: str) -> LiveSession | None:
         """The live session ``code``: redirect (``Moved``) if another node holds it, take it
-        over if its owner is gone and a snapshot exists, None if there is no such session."""
+        over if its owner is gone and a snapshot exists, None if there is no such session.
+
+        The members of a session arrive together (a whole pub reconnecting after its node
+        stopped): while this node takes the session over, the others wait for that takeover
+        instead of racing it for the lease (which they would lose, and be refused)."""
+        return await self._find(code)
+
+    async def _find(self, code: str) -> LiveSession | None:
         try:
-            owner = await self.redis.owner(code)
-            if owner is not None and owner.node != self.node:
-                url = await self.redis.url_of(owner.node)
-                if url is not None and url != self.url:
-                    raise Moved(code, url)
-                # The owner is not registered any more (dead): wait for its lease to lapse.
-                raise Rejected(ErrorCode.BUSY, "the session is moving to another node; retry")
+            route = await self.redis.route(code)
+            if route.owner is not None:
+                if route.owner.node == self.node:
+                    # Ours: a takeover of this node finished while we asked Redis, or is
+                    # still running (wait for it). Only a lease no task here holds is left
+                    # to ``_refuse_or_redirect``: a previous run's.
+                    session = self.engine.sessions.get(code)
+                    if session is not None:
+                        return session
+                    running = self._taking.get(code)
+                    if running is not None:
+                        await running.done.wait()
+                        session = self.engine.sessions.get(code)
+                        if session is not None:
+                            return session
+                        raise Rejected(ErrorCode.UNAVAILABLE, "the takeover of this session did "
+                                       "not complete; retry",
+                                       retry_after_ms=OUTAGE_RETRY_AFTER_MS)
+                self._refuse_or_redirect(code, route)
             snapshot = await self.redis.load_snapshot(code)
         except CoordinationError:
             raise Rejected(ErrorCode.UNAVAILABLE, "session directory unavailable; retry",
@@ -260,6 +306,27 @@ class Coordination:
         assert bound.cancelled_caught
         raise Rejected(ErrorCode.UNAVAILABLE, "the database did not answer in time; retry",
                        retry_after_ms=OUTAGE_RETRY_AFTER_MS)
+
+    def _refuse_or_redirect(self, code: str, route: SessionRoute) -> None:
+        """The lease of ``code`` is held and the session is not here: redirect to its owner's
+        own address (rule 7), or refuse with ``unavailable`` for as long as its lease runs."""
+        owner = route.owner
+        assert owner is not None
+        if owner.node != self.node and route.url is not None and route.url != self.url:
+            self.engine.metrics.route_event("redirect")
+            raise Moved(code, route.url)
+        if owner.node != self.node and route.url is not None:
+            # Two nodes registered one URL: a redirect would point at ourselves. A deployment
+            # error (docs/operations.md: every node has its own address); never loop on it.
+            log.error("session %s: its owner %s has our public URL %s; give every node its own",
+                      code, owner.node, self.url)
+        # The owner's registration lapsed (it died, or lost Redis), or the owner is a previous
+        # run of this very node (killed, restarted under its name): nobody serves the session
+        # until its lease lapses, then the next request takes it over here.
+        self.engine.metrics.route_event("lease_wait")
+        raise Rejected(ErrorCode.UNAVAILABLE,
+                       f"session {code} is moving: its node is gone, its lease lapses in "
+                       f"{route.ttl_ms} ms; retry then", retry_after_ms=route.ttl_ms)
 
     async def _take_over(self, code: str, snapshot: Any) -> LiveSession | None:
         """Take ``code`` over (rule 2), or raise and leave nothing half done (rule 6).
@@ -331,7 +398,8 @@ class Coordination:
                 await self.keeper.release(code)
             raise
         self.takeovers += 1
-        engine.metrics.lease_event("takeover")
+        engine.metrics.lease_event("taken_over")
+        engine.metrics.snapshot_event("loaded")
         log.info("session %s taken over at epoch %d: %d joins and %d answers replayed in %.3fs",
                  code, lease.epoch, joins, len(answers), engine.clock() - started)
         return session

@@ -53,13 +53,24 @@ LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 #: The Content-Type of ``Metrics.render()``.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-#: Snapshot events the engine sees itself (label ``event`` of ``pubquiz_snapshot_events_total``);
-#: writes and their failures come from the snapshotter's stats (``SnapshotStats``).
+#: Snapshot events the engine sees itself (label ``event`` of ``pubquiz_snapshot_events_total``):
+#: a takeover ``loaded`` a snapshot, or could not read one (``load_failed``). Writes and their
+#: failures come from the snapshotter's stats (``SnapshotStats``).
 SNAPSHOT_EVENTS = ("loaded", "load_failed")
 #: Lease events the engine sees itself (label ``event`` of ``pubquiz_lease_events_total``):
-#: ``fenced`` = a database write refused for a stale epoch. Renewals and losses come from the
-#: lease keeper's stats (``LeaseStats``).
+#: ``acquired`` for a new session, ``taken_over`` from a gone node, ``fenced`` = a database or
+#: snapshot write refused for a stale epoch. Renewals and losses come from the lease keeper's
+#: stats (``LeaseStats``).
 LEASE_EVENTS = ("acquired", "taken_over", "fenced")
+#: How a node answered a client for a session another node holds (label ``event`` of
+#: ``pubquiz_route_events_total``): a ``redirect`` to the owner's own address, or
+#: ``lease_wait``: the owner is gone and its lease still runs (``unavailable`` with
+#: ``retry_after_ms``).
+ROUTE_EVENTS = ("redirect", "lease_wait")
+#: Frame error codes shown at zero from the start: the ones ``PubquizFrameErrorsHigh`` (docs/
+#: operations.md) watches, so that its rate() has a series before the first error.
+WATCHED_FRAME_ERRORS = ("malformed_frame", "frame_too_large", "limit_exceeded", "text_frame",
+                        "rate_limited")
 
 
 class SnapshotStats(Protocol):
@@ -111,6 +122,8 @@ class EngineSample:
     #: With Redis: the snapshotter's and the lease keeper's ``stats()``.
     snapshots: SnapshotStats | None = None
     leases: LeaseStats | None = None
+    #: With Redis: the most events any live session is ahead of its last stored snapshot.
+    snapshot_lag_events: int = 0
 
 
 #: Metric types prometheus-client gives a ``<name>_created`` sample (rule 4).
@@ -162,6 +175,10 @@ class Metrics:
         self._lease = Counter(
             "pubquiz_lease_events", "Session lease events (Redis; fenced = a write refused "
             "for a stale epoch).", ["event"], registry=r)
+        self._route = Counter(
+            "pubquiz_route_events", "Clients for a session another node holds: redirected to "
+            "its node, or told to wait for its lease (its node is gone).", ["event"],
+            registry=r)
         self._loop_lag = Histogram(
             "pubquiz_event_loop_lag_seconds", "How late a 100 ms sleep wakes up: time the event "
             "loop spent busy.", buckets=LOOP_LAG_BUCKETS, registry=r)
@@ -178,6 +195,10 @@ class Metrics:
             self._child(self._snapshot, "snapshot", kind)
         for kind in LEASE_EVENTS:
             self._child(self._lease, "lease", kind)
+        for kind in ROUTE_EVENTS:
+            self._child(self._route, "route", kind)
+        for code in WATCHED_FRAME_ERRORS:
+            self._child(self._frame_errors, "frame_error", code)
 
     def _child(self, family: Counter, name: str, label: str) -> Any:
         child = self._children.get((name, label))
@@ -217,6 +238,10 @@ class Metrics:
     def lease_event(self, event: str) -> None:
         """One of ``LEASE_EVENTS``."""
         self._child(self._lease, "lease", event).inc()
+
+    def route_event(self, event: str) -> None:
+        """One of ``ROUTE_EVENTS``."""
+        self._child(self._route, "route", event).inc()
 
     def loop_lag(self, seconds: float) -> None:
         self._loop_lag.observe(seconds)
@@ -307,6 +332,8 @@ class _EngineCollector(Collector):
             yield CounterMetricFamily(name, help_text, value=count)
         if s.snapshots is not None:
             yield from _snapshot_families(s.snapshots)
+            yield _gauge("pubquiz_snapshot_lag_events", "The most events a live session is "
+                         "ahead of its last stored snapshot.", s.snapshot_lag_events)
         if s.leases is not None:
             yield from _lease_families(s.leases)
 

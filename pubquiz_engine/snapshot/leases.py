@@ -162,10 +162,16 @@ class LeaseKeeper:
             self._log.failed(exc)
             return False
         self._log.succeeded()
+        stray: list[Lease] = []
         for lease, ok in zip(held, results, strict=True):
             current = self._held.get(lease.code)
             if current is None or current.lease != lease:
-                continue  # released or replaced while the round trip was in flight
+                # Released or replaced while the round trip was in flight. If the release's
+                # delete reached Redis first, this renewal (reclaim) set the lease again: a
+                # lease nobody holds, that peers would wait out for a whole TTL. Delete it.
+                if ok and current is None:
+                    stray.append(lease)
+                continue
             if ok:
                 self._renewals += 1
                 current.valid_until = started + lease.ttl_ms / 1000
@@ -174,6 +180,12 @@ class LeaseKeeper:
             self._lost += 1
             log.warning("lease keeper: lost the lease of %s (epoch %d)", lease.code, lease.epoch)
             self._on_lost(lease.code)
+        for lease in stray:
+            try:
+                await self._store.release(lease)  # compare-and-delete: only if still ours
+            except CoordinationError as exc:
+                log.warning("lease keeper: could not release %s (it will expire): %s",
+                            lease.code, exc)
         return True
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import attrs
 import redis
 import redis.exceptions as rex
 import trio
@@ -56,6 +57,20 @@ from pubquiz_engine.snapshot.records import (
 )
 
 T = TypeVar("T")
+
+
+@attrs.frozen
+class SessionRoute:
+    """Where a session is served, as Redis says now (``RedisStore.route``).
+
+    ``owner``: the lease holder, or None (free). ``ttl_ms``: how long its lease has left (0
+    when free). ``url``: the owner's registered public URL, or None when its registration has
+    lapsed (it died, or cannot reach Redis): never redirect there.
+    """
+
+    owner: LeaseOwner | None
+    ttl_ms: int
+    url: str | None
 
 # KEYS[1] lease, KEYS[2] epoch counter; ARGV node, ttl_ms, at_least.
 # Returns the new epoch, or 0 when the lease is held (epochs start at 1). The counter is only
@@ -318,6 +333,29 @@ class RedisStore:
         raw = await self._call("current_epoch", lambda: self._client.get(key))
         return 0 if raw is None else int(raw)
 
+    async def route(self, code: str) -> SessionRoute:
+        """The session's lease holder, its lease's remaining time and the holder's URL.
+
+        The lease and its PTTL are read atomically (MULTI); the URL is read after, so a node
+        that dies in between is at worst redirected to once more, never after its registration
+        lapsed. Two round trips when the lease is held, one when it is free.
+        """
+        key = self.key("lease", _check_name("code", code))
+
+        def run() -> SessionRoute:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.get(key)
+            pipe.pttl(key)
+            raw, pttl = pipe.execute()
+            if raw is None:
+                return SessionRoute(owner=None, ttl_ms=0, url=None)
+            owner = parse_lease_value(_text(raw))
+            url = self._client.get(self._node_key(owner.node))
+            return SessionRoute(owner=owner, ttl_ms=max(int(pttl), 0),
+                                url=None if url is None else _text(url))
+
+        return await self._call("route", run)
+
     # ------------------------------------------------------------------ snapshots
     async def save_snapshot(
         self, code: str, epoch: int, data: bytes, seq: int, watermark: int
@@ -425,4 +463,4 @@ class RedisStore:
         return None if raw is None else _text(raw)
 
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "SessionRoute"]

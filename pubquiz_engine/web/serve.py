@@ -30,17 +30,18 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import attrs
 import trio
 
-from pubquiz_engine.errors import Rejected, StoreError
+from pubquiz_engine.errors import Rejected, RemoteError, StoreError
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, text_response
 from pubquiz_engine.store.export import results_to_csv, results_to_json
 
 if TYPE_CHECKING:
     from pubquiz_engine.server.engine import Engine
+    from pubquiz_engine.server.session import LiveSession
 
 __all__ = [
     "PAGES",
@@ -171,6 +172,42 @@ def _bearer(request: HttpRequest) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def node_results_url(public_url: str) -> str:
+    """The ``/results`` address of the node whose WebSocket address is ``public_url``:
+    ``wss://quiz.example.org/ws/node/8801`` -> ``https://quiz.example.org/ws/node/8801/results``
+    (the nginx site routes it to that node's ``/results``), ``ws://10.0.0.5:8765/`` ->
+    ``http://10.0.0.5:8765/results``."""
+    parts = urlsplit(public_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/results", "", ""))
+
+
+async def _find_elsewhere(engine: Engine, raw_code: str, fmt: str,
+                          headers: tuple[tuple[str, str], ...]
+                          ) -> LiveSession | HttpResponse | None:
+    """The session ``raw_code`` found through the failover coordination: taken over here,
+    or a 307 to its node's ``/results``, or a 503 while it moves; None if there is none."""
+    from pubquiz_engine.server import credentials
+    from pubquiz_engine.server.failover import Moved
+
+    code = credentials.normalise_code(raw_code)
+    if code is None:
+        return None
+    try:
+        return await engine.find_session(code)
+    except Moved as moved:
+        query = urlencode({"code": code, "format": fmt})
+        return HttpResponse(307, (("location", f"{node_results_url(moved.url)}?{query}"),
+                                  ("content-type", "text/plain; charset=utf-8"), *headers),
+                            b"the session lives on another node\n")
+    except RemoteError as exc:
+        if not exc.retryable:
+            return None
+        seconds = max(1, -(-(exc.retry_after_ms or 1000) // 1000))
+        return text_response(503, "the session is moving to another node; try again\n",
+                             headers=(("retry-after", str(seconds)), *headers))
+
+
 def results_handler(engine: Engine) -> HttpHandler:
     """``GET /results?code=CODE&format=csv|json`` with ``Authorization: Bearer HOSTTOKEN``
     (see rule 3)."""
@@ -191,6 +228,13 @@ def results_handler(engine: Engine) -> HttpHandler:
             return text_response(401, "the host token is required\n",
                                  headers=(("www-authenticate", "Bearer"), *headers))
         session = engine.sessions.get(code)
+        if session is None and engine.coord is not None:
+            # nginx hashes /results by code like /ws, but the session may have moved: take it
+            # over if its node is gone, else send the browser to its node's own address.
+            found = await _find_elsewhere(engine, code, fmt, headers)
+            if isinstance(found, HttpResponse):
+                return found
+            session = found
         if session is None:
             return text_response(404, f"no live session {code[:16]}\n", headers=headers)
         try:

@@ -127,6 +127,34 @@ http {{
     return conf
 
 
+def test_the_shipped_site_is_the_generators_output() -> None:
+    """systemd/nginx-pubquiz.conf is exactly ``pubquiz-engine nginx-site 8801 8802 8803``: the
+    shipped site cannot drift from the generator (regenerate it, never edit it)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pubquiz_engine.cli", "nginx-site", "8801", "8802", "8803"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout == (UNITS / "nginx-pubquiz.conf").read_text()
+
+
+def test_the_site_routes_each_instance_and_everything_else() -> None:
+    """Every instance has its own /ws/node/NAME location to it alone; the entry point, the
+    pages, /results and /health go through the hashed ring without sticky failure marks."""
+    site = (UNITS / "nginx-pubquiz.conf").read_text()
+    site = site.split("listen 443 ssl;", 1)[1]  # the HTTPS server (port 80 only redirects)
+    for port in (8801, 8802, 8803):
+        block = site.split(f"location = /ws/node/{port} {{", 1)[1].split("}", 1)[0]
+        assert f"proxy_pass http://127.0.0.1:{port};" in block
+        assert "proxy_next_upstream off;" in block
+    for location in ("location = /ws {", "location = /results {", "location = /health {",
+                     "location / {"):
+        block = site.split(location, 1)[1].split("}", 1)[0]
+        assert "proxy_pass http://pubquiz_engines;" in block, location
+    upstream = (UNITS / "nginx-pubquiz.conf").read_text().split("upstream pubquiz_engines {")[1]
+    servers = re.findall(r"server (\S+) ([^;]*);", upstream.split("}", 1)[0])
+    assert servers == [(f"127.0.0.1:{p}", "max_fails=0") for p in (8801, 8802, 8803)]
+    assert "location = /metrics {\n        return 404;" in site
+
+
 def test_nginx_accepts_the_site(tmp_path: Path) -> None:
     nginx = _need("nginx", in_ci=True)
     cert, key = _self_signed(tmp_path)

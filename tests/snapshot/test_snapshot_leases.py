@@ -3,12 +3,14 @@ reported once, and an outage is survived (counted, retried, recovered)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import redis
 import trio
 from snapkit import Recording, RedisProxy
 
-from pubquiz_engine.snapshot import LeaseKeeper, LeaseOwner
+from pubquiz_engine.snapshot import Lease, LeaseKeeper, LeaseOwner
 from pubquiz_engine.snapshot.redis_store import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -151,3 +153,53 @@ async def test_keeper_survives_a_short_outage_with_its_lease(
     assert stats.failures >= 3 and stats.renewals >= 1
     assert lost.codes == []
     assert await store.owner("SHRT") == LeaseOwner("node-a", 1)
+
+
+class _GatedRenewals:
+    """A store whose renewals wait at a gate: a release can land while one is in flight."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.in_flight = trio.Event()
+        self.go = trio.Event()
+        self.releases = 0
+        self.released = trio.Event()
+
+    async def acquire(self, code: str, node: str, ttl_ms: int, *, at_least: int = 0
+                      ) -> Lease | None:
+        return await self.inner.acquire(code, node, ttl_ms, at_least=at_least)
+
+    async def renew_many(self, leases: Sequence[Lease], *, reclaim: bool = False) -> list[bool]:
+        self.in_flight.set()
+        await self.go.wait()
+        return await self.inner.renew_many(leases, reclaim=reclaim)
+
+    async def release(self, lease: Lease) -> bool:
+        done = await self.inner.release(lease)
+        self.releases += 1
+        self.released.set()
+        self.released = trio.Event()
+        return done
+
+    async def owner(self, code: str) -> LeaseOwner | None:
+        return await self.inner.owner(code)
+
+
+async def test_a_release_during_a_renewal_leaves_no_lease_behind(
+        store: RedisStore, nursery: trio.Nursery) -> None:
+    """The release's delete reaches Redis before an in-flight renewal, which (reclaim) sets
+    the lease again: the keeper deletes that stray lease, or peers would wait it out for a
+    whole TTL thinking its node still holds the session (issue 17)."""
+    gated = _GatedRenewals(store)
+    keeper = LeaseKeeper(gated, "node-a", on_lost=Lost(), ttl_ms=300, reclaim=True)
+    with trio.fail_after(10):
+        await nursery.start(keeper.run)
+        assert await keeper.acquire("RACE") is not None
+        await gated.in_flight.wait()
+        assert await keeper.release("RACE")  # deleted while the renewal waits at the gate
+        assert await store.owner("RACE") is None
+        released = gated.released
+        gated.go.set()  # the renewal reclaims the deleted lease ...
+        await released.wait()  # ... and the keeper deletes it again
+    assert gated.releases == 2
+    assert await store.owner("RACE") is None

@@ -28,9 +28,23 @@ const PING_TIMEOUT = 10000;
 const BACKOFF_FIRST = 500;
 const BACKOFF_MAX = 10000;
 
-/** The engine's WebSocket URL: the origin this page came from. */
-export function engineUrl(location = globalThis.location) {
-  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/`;
+/**
+ * The engine's WebSocket URL on the origin this page came from: `/ws`, with the join code as
+ * `?code=` when there is one, so that nginx sends every member of a session to the same node
+ * (docs/operations.md, section 4).
+ */
+export function engineUrl(location = globalThis.location, code = null) {
+  const base = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+  return code ? `${base}?code=${encodeURIComponent(code)}` : base;
+}
+
+/** The join code a first request names: its `code`, or a resume token's first part. */
+export function routeCode(request) {
+  if (request?.code) return String(request.code).toUpperCase();
+  if (request?.t === "resume" && typeof request.token === "string") {
+    return request.token.split(".")[0].toUpperCase() || null;
+  }
+  return null;
 }
 
 /** A protocol failure as the pages show it. */
@@ -60,12 +74,16 @@ export class QuizConnection {
    * `onStatus(status, detail)` gets "connecting", "online", "offline", "replaced", "ended"
    * (detail: the close code) or "refused" (detail: the error).
    */
-  constructor({ identify, onMessage, onStatus = () => {}, url = engineUrl(),
+  constructor({ identify, onMessage, onStatus = () => {}, url = null,
     nextRid = null }) {
     this.identify = identify;
     this.onMessage = onMessage;
     this.onStatus = onStatus;
+    // `url`: a fixed address (tests); by default the entry point with the session's code.
     this.url = url;
+    // A redirect's target serves the next connection only: every later reconnect starts at
+    // the entry point again, since the node it named may be the one that went away.
+    this.redirect = null;
     this.ws = null;
     this.pending = new Map();
     this.lastSeq = 0;
@@ -95,7 +113,10 @@ export class QuizConnection {
   open() {
     clearTimeout(this.timer);
     this.onStatus("connecting");
-    const ws = new WebSocket(this.url, SUBPROTOCOL);
+    const target = this.redirect ?? this.url ?? engineUrl(globalThis.location,
+      routeCode(this.identify()));
+    this.redirect = null;
+    const ws = new WebSocket(target, SUBPROTOCOL);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => this.identifyNow(ws);
@@ -110,7 +131,8 @@ export class QuizConnection {
       if (ws !== this.ws) return;
       if (welcome.t === "redirect") {
         // The session lives on another node: connect there and identify again (SPEC 13.8).
-        this.url = welcome.url;
+        this.redirect = welcome.url;
+        this.backoff = BACKOFF_FIRST;
         ws.close(3000);
         return;
       }
@@ -233,8 +255,11 @@ export class QuizConnection {
       this.onStatus("ended", code);
     } else {
       this.onStatus("offline", code);
+      // A redirect is followed at once; anything else after a back-off, and no sooner than
+      // the server's retry_after_ms (plus jitter) when it gave one.
       const jittered = this.backoff * (0.5 + Math.random() / 2);
-      const delay = Math.max(jittered, retryDelay({ retryAfterMs: this.retryAfterMs }, 0));
+      const delay = this.redirect ? 0
+        : Math.max(jittered, retryDelay({ retryAfterMs: this.retryAfterMs }, 0));
       this.retryAfterMs = null;
       this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
       this.timer = setTimeout(() => this.open(), delay);

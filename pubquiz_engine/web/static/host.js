@@ -581,7 +581,7 @@ function generateRound(event) {
   generating = { ws: null, request, started: performance.now(), timer: null };
   generating.timer = setInterval(showElapsed, 1000);
   setGenerating(true);
-  sendGenerate(frame, engineUrl(), GENERATE_REDIRECTS);
+  sendGenerate(frame, engineUrl(location, request.code), GENERATE_REDIRECTS);
 }
 
 function sendGenerate(frame, url, redirectsLeft) {
