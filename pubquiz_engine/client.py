@@ -157,7 +157,7 @@ class Client:
             attempt += 1
             if not (reply.retryable and self.retry is not None
                     and attempt < self.retry.attempts):
-                raise RemoteError(code, reply.message)
+                raise RemoteError(code, reply.message, retry_after_ms=reply.retry_after_ms)
             # A server may say how long to wait (``retry_after_ms``); otherwise our back-off.
             after_ms = reply.retry_after_ms
             delay = (min(after_ms / 1000, self.retry.limit) if after_ms is not None

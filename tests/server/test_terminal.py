@@ -51,6 +51,13 @@ async def test_a_bad_url_scheme_is_a_usage_error(tmp_path: Path) -> None:
     assert "use ws://127.0.0.1:8765/" in term.output
 
 
+def hinted_args(term: Term, pattern: str) -> list[str]:
+    """The arguments of the command the terminal told the person to type (in backquotes)."""
+    found = re.search(pattern + r" `(\S*pubquiz-engine) ([^`]*)`", term.output)
+    assert found is not None, term.output
+    return found[2].split()
+
+
 async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with engine_at(tmp_path) as (engine, address):
@@ -63,16 +70,18 @@ async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Pa
                 await term.interrupt()
                 assert await term.exit_code() == 130
             no_traceback(term)
-            assert re.search(rf"Interrupted\. Your place is kept: `.*play {code}` brings you "
-                             "back", term.output), term.output
+            # The hint is the whole command, --url included (the engine is not at the default).
+            assert re.search(rf"Interrupted\. Your place is kept: `.*play {code} --url "
+                             rf"{address.url}` brings you back\.", term.output), term.output
             saved = json.loads((tmp_path / f"player-{code}.json").read_text())
             assert saved["name"] == "Ann" and saved["token"]
             assert (tmp_path / f"player-{code}.json").stat().st_mode & 0o077 == 0
 
-            # The next start (no --name needed) resumes Ann; nobody new joins.
-            async with terminal(["play", code, "--url", address.url],
+            # The hinted command (no --name needed) resumes Ann and shows where the quiz is.
+            async with terminal(hinted_args(term, "Your place is kept:"),
                                 state_dir=tmp_path) as term:
-                await term.expect(f"Back in {code} as Ann")
+                await term.expect(rf"Back in {code} as Ann\.\n.*lobby, 1 participant\.\n"
+                                  r"You are Ann: 0 points\.\nWaiting for the quiz master")
                 async with open_client(address.url) as host:
                     await host.host(code, host_token)
                     await host.request(m.Start)
@@ -83,6 +92,19 @@ async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Pa
             assert "Bye." in term.output
             assert [p.name for p in session.game.participants.values()] == ["Ann"]
 
+            # A new run mid-question, without --url (the saved place knows the engine): the
+            # whole state, the open question with the time left, and the answer is taken.
+            async with terminal(["play", code], state_dir=tmp_path) as term:
+                await term.expect(rf"Back in {code} as Ann\.")
+                await term.expect(r"Q1 \(round 1 \(Round one\), question 1\) · 2 points · "
+                                  r"\d+ s\n  Capital of France\?")
+                await term.type("a")
+                await term.expect(r"Answer received: A\) Paris\.")
+                await term.end_input()  # Ctrl-D
+                assert await term.exit_code() == 0
+            no_traceback(term)
+            assert [p.name for p in session.game.participants.values()] == ["Ann"]
+
             # --new joins as someone else.
             async with terminal(["play", code, "--name", "Bob", "--new", "--url", address.url],
                                 state_dir=tmp_path) as term:
@@ -90,6 +112,33 @@ async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Pa
                 await term.end_input()  # Ctrl-D
                 assert await term.exit_code() == 0
             assert sorted(p.name for p in session.game.participants.values()) == ["Ann", "Bob"]
+
+
+async def test_ctrl_c_in_host_and_the_hint_brings_the_host_back(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with engine_at(tmp_path, operator_key=KEY) as (engine, address):
+            async with terminal(["host", "--key", KEY, "--mode", "solo", "--url", address.url],
+                                state_dir=tmp_path) as term:
+                code = (await term.expect(r"Session ([A-Z0-9]+) created \(solo mode\)\. "
+                                          r"Players join with: \S*pubquiz-engine play "
+                                          r"[A-Z0-9]+ --name NAME --url (\S+)\n"))[1]
+                await term.expect(f"Hosting {code}")
+                await term.type("start")
+                await term.expect("== Welcome to the Red Lion Quiz! ==")
+                await term.interrupt()
+                assert await term.exit_code() == 130
+            no_traceback(term)
+            async with terminal(hinted_args(term, "Interrupted. Come back with"),
+                                state_dir=tmp_path) as term:
+                # A new run gets the whole state: where the quiz is now. (The slide's text is
+                # not in it: the engine sends ``state.slide`` as nil, against SPEC section 11.)
+                await term.expect(rf"Hosting {code}\.")
+                await term.expect(r"The Red Lion Thursday Quiz: slide, 0 participants\.")
+                await term.type("quit")
+                assert await term.exit_code() == 0
+            no_traceback(term)
+            assert re.search(rf"Bye\. The quiz goes on\. Come back with `.*host --code {code} "
+                             rf"--url {address.url}`", term.output), term.output
 
 
 async def test_the_engine_stopping_is_one_line_and_exit_3_when_it_stays_away(
