@@ -116,7 +116,7 @@ async def test_ctrl_c_keeps_the_place_and_the_next_start_resumes_it(tmp_path: Pa
 
 async def test_ctrl_c_in_host_and_the_hint_brings_the_host_back(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with engine_at(tmp_path, operator_key=KEY) as (engine, address):
+        async with engine_at(tmp_path, operator_key=KEY) as (_engine, address):
             async with terminal(["host", "--key", KEY, "--mode", "solo", "--url", address.url],
                                 state_dir=tmp_path) as term:
                 code = (await term.expect(r"Session ([A-Z0-9]+) created \(solo mode\)\. "
