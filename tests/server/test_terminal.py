@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 from pathlib import Path
 
 import trio
+import trio_websocket
 from engine_fixtures import engine_at, short_quiz
 from proxykit import FaultProxy
 from termkit import Term, terminal
 
-from pubquiz_engine.client import open_client
+from pubquiz_engine.client import SUBPROTOCOL, open_client
+from pubquiz_engine.errors import CloseCode, ErrorCode
+from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
 KEY = "terminal-test-key"
@@ -139,6 +143,109 @@ async def test_ctrl_c_in_host_and_the_hint_brings_the_host_back(tmp_path: Path) 
             no_traceback(term)
             assert re.search(rf"Bye\. The quiz goes on\. Come back with `.*host --code {code} "
                              rf"--url {address.url}`", term.output), term.output
+
+
+class RefusingFront:
+    """A WebSocket relay in front of an engine that can drop its connections (as a restarting
+    node does, 1012) and refuse the next ``refuse`` identifications (``join``/``resume``) with
+    the retryable ``unavailable`` and ``retry_after_ms``, as a node whose session is moving or
+    whose store is being retried does (SPEC error table)."""
+
+    def __init__(self, engine_url: str, retry_after_ms: int) -> None:
+        self.engine_url = engine_url.rstrip("/")
+        self.retry_after_ms = retry_after_ms
+        self.refuse = 0
+        self.refused = 0
+        self.port = 0
+        self._open: set[trio_websocket.WebSocketConnection] = set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(trio_websocket.serve_websocket, self._handle,
+                                         "127.0.0.1", 0, None)
+            self.port = server.port
+            task_status.started()
+
+    async def drop_all(self) -> None:
+        for ws in list(self._open):
+            await ws.aclose(CloseCode.SERVICE_RESTART, "restarting")
+
+    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
+        down = await request.accept(subprotocol=SUBPROTOCOL)
+        try:
+            first = await down.get_message()
+        except trio_websocket.ConnectionClosed:
+            return
+        assert isinstance(first, bytes)
+        hello = codec.decode(first, direction=m.Direction.CLIENT_TO_SERVER)
+        if self.refuse > 0 and isinstance(hello, m.Join | m.Resume):
+            self.refuse -= 1
+            self.refused += 1
+            await down.send_message(codec.encode(m.ErrorReply(
+                rid=hello.rid, code=ErrorCode.UNAVAILABLE.value,
+                message="the session is moving to another node", retryable=True,
+                retry_after_ms=self.retry_after_ms)))
+            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                while True:  # until the client hangs up
+                    await down.get_message()
+            return
+        async with trio_websocket.open_websocket_url(
+                f"{self.engine_url}{down.path}", subprotocols=[SUBPROTOCOL]) as up:
+            self._open.add(down)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, down, up, nursery.cancel_scope)
+                    nursery.start_soon(self._pump, up, down, nursery.cancel_scope)
+                    await up.send_message(first)
+            finally:
+                self._open.discard(down)
+
+    @staticmethod
+    async def _pump(source: trio_websocket.WebSocketConnection,
+                    sink: trio_websocket.WebSocketConnection, scope: trio.CancelScope) -> None:
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            while True:
+                await sink.send_message(await source.get_message())
+        scope.cancel()
+
+
+async def test_comebacks_wait_what_the_engine_asks_with_unavailable(tmp_path: Path) -> None:
+    """A node that says ``unavailable`` with ``retry_after_ms`` is waited out for exactly that
+    long, said in a line, and the player comes back as the same participant."""
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address), trio.open_nursery() as nursery:
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            front = RefusingFront(address.url, retry_after_ms=1700)
+            await nursery.start(front.serve)
+            url = f"ws://127.0.0.1:{front.port}/"
+            front.refuse = 1  # even the first join
+            async with terminal(["play", session.code, "--name", "Ann", "--url", url],
+                                state_dir=tmp_path) as term:
+                await term.expect(r"Still not connected: the session is moving to another "
+                                  r"node \(unavailable\); trying again in 1\.7 s \(as the "
+                                  r"engine asked\)\.\.\.")
+                await term.expect(f"Joined {session.code} as Ann")
+                await term.expect("Waiting for the quiz master")
+                front.refuse = 2
+                await front.drop_all()
+                await term.expect(r"Connection lost \(the engine is stopping or restarting\); "
+                                  r"reconnecting in \d\.\d s\.\.\.")
+                for _ in range(2):
+                    await term.expect(r"Still not connected: the session is moving to another "
+                                      r"node \(unavailable\); trying again in 1\.7 s \(as "
+                                      r"the engine asked\)\.\.\.")
+                await term.expect(f"Back in {session.code} as Ann\\.")
+                async with open_client(address.url) as host:
+                    await host.host(session.code, host_token)
+                    await host.request(m.Start)
+                    await term.expect("Capital of France")
+                await term.type("/quit")
+                assert await term.exit_code() == 0
+            nursery.cancel_scope.cancel()
+    no_traceback(term)
+    assert front.refused == 3
+    assert [p.name for p in session.game.participants.values()] == ["Ann"]
 
 
 async def test_the_engine_stopping_is_one_line_and_exit_3_when_it_stays_away(
@@ -311,8 +418,17 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await ann.expect(r"Crows: a murder\?\n  Answer true or false\.")
                     await ann.type("yes")
                     await ann.expect("Answer received: true.")
+                    # Ann's network drops again; the quiz master reveals meanwhile. Back, she
+                    # sees the reveal she missed and what it gave her (results are not
+                    # replayed: the comeback's score says it), not a quiz master's adjustment.
+                    proxy.cut()
+                    await ann.expect(r"Connection lost \(the network dropped\)")
                     await host.type("reveal")
-                    await ann.expect(rf"Right! \+1 point\. Your score: {score + 1}\.")
+                    await host.expect(r"The answer to Q3: true")
+                    proxy.restore()
+                    await ann.expect(f"Back in {code} as Ann.")
+                    await ann.expect(r"The answer to Q3: true")
+                    await ann.expect(rf"Your score: {score + 1} \(\+1 while you were away\)\.")
                     score += 1
                     await host.type("end")
                     await ann.expect(r"Standings:\n    1\. Ann +" + str(score) + " points")
