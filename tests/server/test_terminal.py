@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import re
 import socket
@@ -461,3 +463,80 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                              "--force"], state_dir=tmp_path) as export:
             assert await export.exit_code() == 0
         assert out.read_text().startswith("standings\n")
+
+
+async def test_a_late_team_joiner_and_the_csv_export_say_what_the_screens_said(
+        tmp_path: Path) -> None:
+    """Team mode: Bob joins Ann's team after round 1; both screens' totals and ranks are the
+    CSV export's, with integer scores, texts as typed and every answer's outcome."""
+    with trio.fail_after(90):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="team")
+            code = session.code
+            async with open_client(address.url) as host, open_client(address.url) as cy, \
+                    terminal(["play", code, "--name", "Ann", "--team", "Owls", "--url",
+                              address.url], state_dir=tmp_path / "ann") as ann:
+                await ann.expect(f"Joined {code} as Ann \\(team Owls\\)")
+                await host.host(code, host_token)
+                await cy.join(code, "=Cy", "Larks")  # a formula-looking name
+                await host.request(m.Start)
+                await ann.expect(r"Capital of France\?")
+                await ann.type("a")
+                await ann.expect(r"Answer received: A\) Paris\.")
+                q1 = await cy.next_event(m.Question)
+                await cy.answer(q1.q, 1)
+                await host.request(m.Reveal)
+                await ann.expect(r"Right! \+2 points\. Your score: 2\.")
+                await host.request(m.Next)
+                await ann.expect(r"Band of Abbey Road\?")
+                await ann.type("beatles")
+                await ann.expect("Answer received: beatles.")
+                await host.request(m.Reveal)
+                await ann.expect(r"Right! \+1 point\. Your score: 3\.")
+                await host.request(m.Next)
+                await ann.expect(r"End of round 1 \(Round one\)\.")
+
+                async with terminal(["play", code, "--name", "Bob", "--team", "Owls", "--url",
+                                     address.url], state_dir=tmp_path / "bob") as bob:
+                    await bob.expect(r"You are Bob \(team Owls\): 3 points, rank 1\.")
+                    await host.request(m.Next)
+                    await bob.expect(r"Crows: a murder\?")
+                    await bob.type("no")
+                    await bob.expect("Answer received: false.")
+                    await host.request(m.Reveal)
+                    await bob.expect(r"Not right this time: 0 points\. Your score: 3\.")
+                    await ann.expect(r"Not right this time: 0 points\. Your score: 3\.")
+                    await host.request(m.End)
+                    said = {}
+                    for name, term in (("Ann", ann), ("Bob", bob)):
+                        found = await term.expect(r"You: rank (\d+) with (\d+) points\.")
+                        said[name] = (int(found[1]), int(found[2]))
+                        assert await term.exit_code() == 0
+            await engine.persister.drain(timeout=20)
+    assert said == {"Ann": (1, 3), "Bob": (1, 3)}
+    for term in (ann, bob):
+        no_traceback(term)
+
+    out = tmp_path / "results.csv"
+    async with terminal(["export", code, "--data-dir", str(tmp_path), "-o", str(out)],
+                        state_dir=tmp_path) as export:
+        assert await export.exit_code() == 0, export.output
+    text = out.read_text(encoding="utf-8")
+    standings, teams, answers = [list(csv.reader(io.StringIO(part)))
+                                 for part in text.split("\n\n")]
+    assert standings[0] == ["standings"] and teams[0] == ["teams"] and answers[0] == ["answers"]
+    players = {row[2]: row for row in standings[2:]}
+    assert {name: (int(players[name][0]), players[name][4]) for name in ("Ann", "Bob")} == {
+        "Ann": (1, "3"), "Bob": (1, "3")}  # integers, as the screens said: not 3.0, not 0
+    assert players["'=Cy"][4] == "0"  # a formula-looking name is neutralised
+    header = answers[1]
+    rows = [dict(zip(header, row, strict=True)) for row in answers[2:]]
+    assert [(r["name"], r["question"], r["question_text"], r["value"], r["answer_text"],
+             r["counted"], r["result"], r["points"]) for r in rows] == [
+        ("Ann", "0", "Capital of France?", "0", "Paris", "true", "right", "2"),
+        ("'=Cy", "0", "Capital of France?", "1", "Lyon", "true", "wrong", "0"),
+        ("Ann", "1", "Band of Abbey Road?", "beatles", "beatles", "true", "right", "1"),
+        ("Bob", "2", "Crows: a murder?", "false", "false", "true", "wrong", "0"),
+    ]
+    assert '"""' not in text and '"beatles"' not in text  # texts are not double-encoded
+    assert teams[2][:4] == ["1", "1", "Owls", "3"] and teams[2][4] == "Ann; Bob"
