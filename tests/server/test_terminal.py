@@ -540,3 +540,46 @@ async def test_a_late_team_joiner_and_the_csv_export_say_what_the_screens_said(
     ]
     assert '"""' not in text and '"beatles"' not in text  # texts are not double-encoded
     assert teams[2][:4] == ["1", "1", "Owls", "3"] and teams[2][4] == "Ann; Bob"
+
+
+async def test_help_gives_every_option_a_text_its_default_and_the_exit_codes(
+        tmp_path: Path) -> None:
+    screens = {}
+    with trio.fail_after(60):
+        for command in (["demo"], ["play"], ["host"], ["export"], ["serve"],
+                        ["quiz", "generate"]):
+            async with terminal([*command, "--help"], state_dir=tmp_path) as term:
+                assert await term.exit_code() == 0
+            no_traceback(term)
+            screens[" ".join(command)] = " ".join(term.output.split())  # unwrap the lines
+    assert "--players PLAYERS simulated players (default: 24)" in screens["demo"]
+    assert "--seed SEED random seed" in screens["demo"] and "(default: 7)" in screens["demo"]
+    for role in ("play", "host"):
+        assert ("--url URL the engine's WebSocket address, ws:// or wss:// (default: the one "
+                "the saved place is on, else ws://127.0.0.1:8765/)") in screens[role]
+        assert ("exit codes: 0 the quiz ended or you quit, 1 refused by the engine (unknown "
+                "code, name taken, removed), 2 bad command line, 3 no engine at --url or the "
+                "connection did not come back, 130 Ctrl-C") in screens[role]
+        assert "(default: 120.0)" in screens[role]
+    assert "one answer per team (default: team)" in screens["host"]
+    assert "(in its --quiz-dir, or sample) (default: sample)" in screens["host"]
+    assert "--new join anew" in screens["play"]
+    assert "(default: csv)" in screens["export"] and "teams (team mode)" in screens["export"]
+    assert "is kept unless --force (default: -)" in screens["export"]
+    assert ("exit codes: 0 written, 1 no such session in the database or the output file "
+            "exists (add --force), 2 bad command line") in screens["export"]
+    # One name for the model: serve's --generator-model is also quiz generate's.
+    assert "--generator-model GENERATOR_MODEL" in screens["serve"]
+    assert "--model MODEL, --generator-model MODEL" in screens["quiz generate"]
+
+    # Every option of these commands has a help text.
+    from pubquiz_engine.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in ("demo", "play", "host", "export"):
+        for action in commands[name]._actions:
+            assert action.help, (name, action.option_strings or action.dest)
+    generate = commands["quiz"]._subparsers._group_actions[0].choices["generate"]
+    assert generate.parse_args(["--generator-model", "m", "--topic", "x"]).model == \
+        generate.parse_args(["--model", "m", "--topic", "x"]).model == "m"
