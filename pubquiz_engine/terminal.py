@@ -157,6 +157,21 @@ class StateFile:
         except (ValueError, TypeError, OSError):
             return None  # a damaged file is as good as none: the player joins anew
 
+    def prepare(self) -> None:
+        """Make sure a place can be kept here *before* joining or creating (``TerminalExit``
+        if not): a place taken that cannot be saved is a place lost at the next Ctrl-C."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise self._cannot(exc) from None
+
+    def _cannot(self, exc: OSError) -> TerminalExit:
+        return TerminalExit(ExitCode.USAGE, (
+            f"Cannot keep your place in {self.directory}: {exc.strerror or exc}. Give a "
+            "directory you can write with --state-dir (or PUBQUIZ_STATE_DIR)."))
+
     def save(self, saved: Saved) -> None:
         """Write atomically (a crash leaves the old file or the new one, never half). A place
         that cannot be kept stops the terminal (``TerminalExit``): going on would lose it."""
@@ -170,9 +185,7 @@ class StateFile:
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
-            raise TerminalExit(ExitCode.USAGE, (
-                f"Cannot keep your place in {self.directory}: {exc.strerror or exc}. Give a "
-                "directory you can write with --state-dir (or PUBQUIZ_STATE_DIR).")) from None
+            raise self._cannot(exc) from None
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -879,6 +892,12 @@ class Terminal:
         if exc.code is ErrorCode.BAD_CODE:
             return TerminalExit(ExitCode.REFUSED, f"No quiz is running with the join code {code} "
                                 f"at {self.url} (check the code on the big screen).")
+        if exc.code is ErrorCode.INVALID_NAME and "team" in exc.message:
+            return TerminalExit(ExitCode.REFUSED, f"Refused: {exc.message}. Add --team TEAM "
+                                "(a new team name, or the one your team-mates gave).")
+        if exc.code is ErrorCode.INVALID_NAME:
+            return TerminalExit(ExitCode.REFUSED, f"Refused: {exc.message}. Choose another "
+                                "--name.")
         if exc.code is ErrorCode.NAME_TAKEN:
             return TerminalExit(ExitCode.REFUSED, "That name is taken in this quiz: choose "
                                 "another with --name (or, if it is you, run the same command "
@@ -1139,8 +1158,13 @@ async def play(options: Options) -> ExitCode:
     if saved is not None:
         term.url = options.url or saved.url  # no --url: the engine the place is on
     if saved is None and not options.name:
+        elsewhere = None if options.new else term.file.load()
         raise TerminalExit(ExitCode.USAGE, f"Give your name: {options.command} play {code} "
-                           f"--name NAME{term.url_flag()}")
+                           f"--name NAME{term.url_flag()}" + (
+                               f" (the place this computer keeps in {code} is on "
+                               f"{elsewhere.url}: leave out --url to go back to it)"
+                               if elsewhere is not None else ""))
+    term.file.prepare()
     if saved is not None:
         term.saved, term.loaded = saved, True
         term.view.my_name = saved.name
@@ -1210,6 +1234,7 @@ async def host(options: Options) -> ExitCode:
         if not options.key:
             raise TerminalExit(ExitCode.USAGE, "Give the operator key (--key) to create a "
                                "session, or --code (and --token) to host an existing one.")
+        StateFile(options.state_dir, "host", "").prepare()
         try:
             async with open_client(term.url, retry=REQUEST_RETRY) as client:
                 created = await client.create_session(options.key, quiz_path=options.quiz,

@@ -583,3 +583,49 @@ async def test_help_gives_every_option_a_text_its_default_and_the_exit_codes(
     generate = commands["quiz"]._subparsers._group_actions[0].choices["generate"]
     assert generate.parse_args(["--generator-model", "m", "--topic", "x"]).model == \
         generate.parse_args(["--model", "m", "--topic", "x"]).model == "m"
+
+
+async def test_refusals_are_one_line_saying_what_to_do(tmp_path: Path) -> None:
+    async def one_line(args: list[str], state_dir: Path, code: int) -> str:
+        async with terminal(args, state_dir=state_dir) as term:
+            assert await term.exit_code() == code, term.output
+        no_traceback(term)
+        lines = [line for line in term.output.splitlines() if line.strip()]
+        assert len(lines) == 1, term.output
+        return lines[0]
+
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="team")
+            code, url = session.code, address.url
+            said = await one_line(["play", code, "--name", "Zed", "--url", url], tmp_path, 1)
+            assert "team quiz" in said and "Add --team TEAM" in said
+            said = await one_line(["play", "ZZZZZZ", "--name", "Zed", "--url", url], tmp_path,
+                                  1)
+            assert f"No quiz is running with the join code ZZZZZZ at {url}" in said
+            said = await one_line(["host", "--code", code, "--token", "wrong", "--url", url],
+                                  tmp_path, 1)
+            assert f"does not accept this host token for {code}: check --token" in said
+
+            # A state directory that cannot be written is said before joining: no place is
+            # taken that could not be kept.
+            not_a_dir = tmp_path / "file"
+            not_a_dir.write_text("")
+            said = await one_line(["play", code, "--name", "Zed", "--team", "Z", "--url", url],
+                                  not_a_dir, 2)
+            assert f"Cannot keep your place in {not_a_dir}" in said and "--state-dir" in said
+            assert session.game.participants == {}
+
+            # A saved place the engine no longer knows (the quiz went with an engine restart):
+            # said, and forgotten.
+            place = tmp_path / f"player-{code}.json"
+            place.write_text(json.dumps({"role": "player", "url": url, "code": code,
+                                         "token": "rt_gone", "name": "Ann", "team": "Owls"}))
+            said = await one_line(["play", code], tmp_path, 1)
+            assert f"The engine at {url} no longer runs quiz {code}" in said
+            assert "the saved place is forgotten" in said and not place.exists()
+            # ...and a --url that is not the saved place's engine is told so.
+            place.write_text(json.dumps({"role": "player", "url": url, "code": code,
+                                         "token": "rt_gone", "name": "Ann"}))
+            said = await one_line(["play", code, "--url", "ws://127.0.0.1:1/"], tmp_path, 2)
+            assert f"the place this computer keeps in {code} is on {url}" in said
