@@ -497,7 +497,8 @@ class View:
                     f"{_seconds_left(message.deadline_ms, now)} s left."]
         if isinstance(message, m.Ended):
             reason = message.reason.replace("_", " ")
-            why = {"finished": "", "ended by host": " (ended by the quiz master)"}.get(
+            why = {"finished": "", "completed": "", "ended by host":
+                   " (ended by the quiz master)"}.get(
                 reason, f" ({reason})")
             return [f"The quiz has ended{why}."]
         if isinstance(message, m.PlayerJoined):
@@ -543,7 +544,8 @@ class View:
                          f"{_plural(int(you.get('score') or 0), 'point')}{rank}.")
             self.joker_round = you.get("joker")
             if you.get("joker") is not None:
-                lines.append(f"Your joker is on {self.round_name(you['joker'])}.")
+                whose = "Your team's" if you.get("team") else "Your"
+                lines.append(f"{whose} joker is on {self.round_name(you['joker'])}.")
             for round_index, amount in you.get("stakes") or ():
                 lines.append(f"You wagered {amount} on {self.round_name(round_index)}.")
         if phase == "lobby":
@@ -588,7 +590,8 @@ class View:
         if info.get("joker") and self.joker_round is None:  # one joker a quiz
             out.append(f"You may play your joker on {self.round_name(round_index)}: /joker")
         if info.get("wager"):
-            out.append(f"{self.round_name(round_index).capitalize()} takes wagers: /wager POINTS")
+            name = self.round_name(round_index)  # "round 4 (Music)": only the first letter up
+            out.append(f"{name[:1].upper()}{name[1:]} takes wagers: /wager POINTS")
         return out
 
 

@@ -629,3 +629,51 @@ async def test_refusals_are_one_line_saying_what_to_do(tmp_path: Path) -> None:
                                          "token": "rt_gone", "name": "Ann"}))
             said = await one_line(["play", code, "--url", "ws://127.0.0.1:1/"], tmp_path, 2)
             assert f"the place this computer keeps in {code} is on {url}" in said
+
+
+async def test_the_sample_quiz_to_its_end_reads_as_sentences(tmp_path: Path) -> None:
+    """The shipped quiz, every round, from a team player's terminal: the wager offer keeps its
+    round's title as written, the team's joker is the team's, the natural end is no 'reason'."""
+    from pubquiz_engine.game import load_quiz
+
+    sample = Path(__file__).parents[2] / "pubquiz_engine" / "game" / "samples" / "pub_quiz.toml"
+    with trio.fail_after(90):
+        # The host's script clicks faster than a person: lift the per-connection rate limit.
+        async with engine_at(tmp_path, message_rate=1000.0, message_burst=1000) as (
+                engine, address):
+            session, host_token = engine.create_session(load_quiz(str(sample)), mode="team")
+            code, game = session.code, session.game
+            async with open_client(address.url) as host, \
+                    terminal(["play", code, "--name", "Ann", "--team", "Owls", "--url",
+                              address.url], state_dir=tmp_path) as ann:
+                await ann.expect(f"Joined {code} as Ann")
+                await ann.type("/joker")
+                await ann.expect(r"Joker played on round 1 \(General Knowledge\)")
+                await host.host(code, host_token)
+                await host.request(m.Start)
+                offered = False
+                for _ in range(60):  # every slide, question and summary: ~30 steps
+                    if game.phase == "finished":
+                        break
+                    if game.phase == "round_summary" and game.next_round == 3:
+                        offered = True
+                        await ann.expect(r"Round 4 \(Music: the Wager Round\) takes wagers: "
+                                         r"/wager POINTS")
+                        await ann.type("/wager 0")
+                        await ann.expect(r"You wagered 0 points on round 4 \(Music: the Wager "
+                                         r"Round\)\.")
+                        # A team-mate who comes in now reads whose joker it is.
+                        async with terminal(["play", code, "--name", "Bob", "--team", "Owls",
+                                             "--url", address.url],
+                                            state_dir=tmp_path / "bob") as bob:
+                            await bob.expect(r"Your team's joker is on round 1 \(General "
+                                             r"Knowledge\)\.")
+                            await bob.type("/quit")
+                            assert await bob.exit_code() == 0
+                    await host.request(m.Reveal if game.phase == "question_open" else m.Next)
+                assert offered
+                await ann.expect(r"The quiz has ended\.\n")
+                assert await ann.exit_code() == 0
+    no_traceback(ann)
+    assert not re.search(r"\b[A-Z]\w+\(\w+=", ann.output), ann.output
+    assert "(completed)" not in ann.output
