@@ -1130,7 +1130,12 @@ async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:
     Python buffer lock), so a thread still waiting at exit cannot hold up the interpreter."""
 
     def read() -> bytes:
-        return os.read(sys.stdin.fileno(), 65536)
+        try:
+            return os.read(sys.stdin.fileno(), 65536)
+        except (AttributeError, ValueError, OSError):
+            # No standard input at all (``<&-``: sys.stdin is None), a closed one, or a
+            # terminal that went away (EIO): as Ctrl-D, the end of the person's input.
+            return b""
 
     pending = b""
     async with lines:

@@ -677,3 +677,22 @@ async def test_the_sample_quiz_to_its_end_reads_as_sentences(tmp_path: Path) -> 
     no_traceback(ann)
     assert not re.search(r"\b[A-Z]\w+\(\w+=", ann.output), ann.output
     assert "(completed)" not in ann.output
+
+
+async def test_no_standard_input_is_the_end_of_input_not_a_traceback(tmp_path: Path) -> None:
+    """``play ... <&-`` (a script, a service without stdin): as Ctrl-D, exit 0 with a line."""
+    import os
+    import shlex
+    import sys
+
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            command = shlex.join([sys.executable, "-m", "pubquiz_engine.cli", "play",
+                                  session.code, "--name", "Ann", "--url", address.url])
+            done = await trio.run_process(
+                ["sh", "-c", f"exec {command} <&-"], capture_stdout=True, capture_stderr=True,
+                check=False, env={**os.environ, "PUBQUIZ_STATE_DIR": str(tmp_path)})
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, output
+    assert "Traceback" not in output and output.strip().startswith("Bye."), output
