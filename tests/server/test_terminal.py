@@ -328,6 +328,9 @@ NIGHT = {
         {"title": "Finale", "items": [
             {"kind": "truefalse", "prompt": "Crows: a murder?", "answer": True,
              "time_limit": 120},
+            {"kind": "multiple", "prompt": "Noble gases?", "choices": ["Neon", "Iron",
+                                                                      "Argon"],
+             "answer": ["Neon", "Argon"], "partial": True, "points": 4, "time_limit": 120},
         ]},
     ],
 }
@@ -432,6 +435,16 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await ann.expect(r"The answer to Q3: true")
                     await ann.expect(rf"Your score: {score + 1} \(\+1 while you were away\)\.")
                     score += 1
+                    # Partial credit is named as such, with its points.
+                    await host.type("next")
+                    await ann.expect(r"Noble gases\?\n    A\) Neon\n    B\) Iron\n    C\) Argon\n"
+                                     r"  Answer with every right letter, e\.g\. A,C\.")
+                    await ann.type("a")
+                    await ann.expect(r"Answer received: A\) Neon\.")
+                    await host.type("reveal")
+                    await ann.expect(r"The answer to Q4: A\) Neon and C\) Argon")
+                    await ann.expect(rf"Partly right: \+2 points\. Your score: {score + 2}\.")
+                    score += 2
                     await host.type("end")
                     await ann.expect(r"Standings:\n    1\. Ann +" + str(score) + " points")
                     await ann.expect(r"The quiz has ended \(ended by the quiz master\)\.")
@@ -453,6 +466,11 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
         results = json.loads(out.read_text())
         assert [(s["name"], s["score"], s["rank"]) for s in results["standings"]] == \
             [("Ann", score, 1)]
+        # Per answer, what Ann was told: the mark on Q2, the partial credit on Q4.
+        told = {a["question"]: (a["question_text"], a["result"], a["points"])
+                for a in results["answers"] if a["counted"]}
+        assert told[1] == ("Band of Abbey Road?", "right", 2)
+        assert told[3] == ("Noble gases?", "partly right", 2)
         # `export -o` keeps an existing file unless --force.
         async with terminal(["export", code, "--data-dir", str(tmp_path), "-o", str(out)],
                             state_dir=tmp_path) as export:
