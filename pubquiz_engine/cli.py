@@ -96,8 +96,8 @@ def _validate(args: argparse.Namespace) -> int:
 # --- export --------------------------------------------------------------------------------------
 
 EXPORT_EXIT_CODES_HELP = (
-    "exit codes: 0 written, 1 no such session in the database or the output file exists "
-    "(add --force), 2 bad command line"
+    "exit codes: 0 written, 1 no such session or database, or the output file exists "
+    "(add --force), 2 bad command line or database URL"
 )
 
 async def _export(args: argparse.Namespace) -> int:
@@ -109,10 +109,29 @@ async def _export(args: argparse.Namespace) -> int:
     if output is not None and await output.exists() and not args.force:
         print(f"{output}: already exists: use --force to overwrite it", file=sys.stderr)
         return 1
-    store = await open_store(config.resolved_database_url())
+    url = config.resolved_database_url()
+    where = "give the engine's --data-dir or --database-url"
+    if url.startswith("sqlite:"):
+        from pubquiz_engine.store.sqlite import parse_sqlite_url
+
+        try:
+            path = parse_sqlite_url(url)[0]
+        except ValueError as exc:
+            print(f"pubquiz-engine export: {exc}", file=sys.stderr)
+            return 2
+        # Reading must not create: a mistyped --data-dir would leave an empty database behind.
+        if not await trio.Path(path).is_file():
+            print(f"No engine database at {path}: {where}.", file=sys.stderr)
+            return 1
+    try:
+        store = await open_store(url)
+    except ValueError as exc:
+        print(f"pubquiz-engine export: {exc}", file=sys.stderr)
+        return 2
     try:
         if await store.load_session(args.code.upper()) is None:
-            print(f"no session {args.code} in {config.resolved_database_url()}", file=sys.stderr)
+            print(f"No session {args.code.upper()} in {url.split('@')[-1]}: check the join "
+                  f"code, or {where}.", file=sys.stderr)
             return 1
         results = await store.session_results(args.code.upper())
     finally:

@@ -584,8 +584,8 @@ async def test_help_gives_every_option_a_text_its_default_and_the_exit_codes(
     assert "--new join anew" in screens["play"]
     assert "(default: csv)" in screens["export"] and "teams (team mode)" in screens["export"]
     assert "is kept unless --force (default: -)" in screens["export"]
-    assert ("exit codes: 0 written, 1 no such session in the database or the output file "
-            "exists (add --force), 2 bad command line") in screens["export"]
+    assert ("exit codes: 0 written, 1 no such session or database, or the output file "
+            "exists (add --force), 2 bad command line or database URL") in screens["export"]
     # One name for the model: serve's --generator-model is also quiz generate's.
     assert "--generator-model GENERATOR_MODEL" in screens["serve"]
     assert "--model MODEL, --generator-model MODEL" in screens["quiz generate"]
@@ -714,3 +714,26 @@ async def test_no_standard_input_is_the_end_of_input_not_a_traceback(tmp_path: P
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, output
     assert "Traceback" not in output and output.strip().startswith("Bye."), output
+
+
+async def test_export_failures_are_one_line_and_create_nothing(tmp_path: Path) -> None:
+    async def one_line(args: list[str], code: int) -> str:
+        async with terminal(["export", *args], state_dir=tmp_path) as term:
+            assert await term.exit_code() == code, term.output
+        no_traceback(term)
+        lines = [line for line in term.output.splitlines() if line.strip()]
+        assert len(lines) == 1, term.output
+        return lines[0]
+
+    with trio.fail_after(60):
+        missing = tmp_path / "typo"
+        said = await one_line(["ABCD", "--data-dir", str(missing)], 1)
+        assert said == (f"No engine database at {missing / 'pubquiz.sqlite3'}: give the "
+                        "engine's --data-dir or --database-url.")
+        assert not missing.exists()  # reading created nothing
+        async with engine_at(tmp_path):
+            pass  # an engine's database, with no session in it
+        said = await one_line(["nope", "--data-dir", str(tmp_path)], 1)
+        assert said.startswith("No session NOPE in sqlite:///") and "check the join code" in said
+        said = await one_line(["ABCD", "--database-url", "mysql://x/y"], 2)
+        assert "unsupported store URL scheme 'mysql'" in said
