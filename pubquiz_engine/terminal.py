@@ -27,6 +27,7 @@ import enum
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -49,6 +50,7 @@ from pubquiz_engine.client import (
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.protocol.messages import FieldError
 
 
 class ExitCode(enum.IntEnum):
@@ -295,6 +297,7 @@ class View:
     code: str | None = None
     mode: str | None = None
     names: dict[int, str] = attrs.Factory(dict)  # participant id -> name (host)
+    teams: dict[int, str | None] = attrs.Factory(dict)  # participant id -> team (host)
     rounds: list[dict[str, Any]] = attrs.Factory(list)
     next_round: int | None = None
     question: m.Question | None = None  # the current (or last) question
@@ -503,6 +506,7 @@ class View:
             return [f"The quiz has ended{why}."]
         if isinstance(message, m.PlayerJoined):
             self.names[message.participant] = message.name
+            self.teams[message.participant] = message.team
             team = f", team {message.team}" if message.team else ""
             return [f"+ {message.name} joined (#{message.participant}{team})"]
         if isinstance(message, m.PlayerLeft):
@@ -532,6 +536,7 @@ class View:
         self.next_round = state.get("next_round")
         for row in state.get("participants") or ():
             self.names[row["participant"]] = row["name"]
+            self.teams[row["participant"]] = row.get("team")
         phase = state.get("phase")
         lines = [f"{state.get('title', 'The quiz')}: {str(phase).replace('_', ' ')}, "
                  f"{_plural(int(state.get('participant_count') or 0), 'participant')}."]
@@ -621,6 +626,19 @@ HOST_USAGE: dict[str, str] = {
     "help": "help                      this list",
     "quit": "quit                      stop this terminal (the quiz goes on; come back with "
             "host --code)",
+}
+
+#: A phase id in a refusal, as the host reads it after "cannot be used".
+PHASE_WORDS = {
+    "lobby": "before the start (in the lobby)",
+    "slide": "while a slide is shown",
+    "question_open": "while a question is open",
+    "question_closed": "while a question is closed and not yet revealed",
+    "revealed": "after a reveal",
+    "leaderboard": "while the standings are shown",
+    "round_summary": "at the end of a round",
+    "paused": "while the quiz is paused",
+    "finished": "after the end",
 }
 
 SIMPLE_HOST_COMMANDS: dict[str, type[m.Message]] = {
@@ -1028,6 +1046,8 @@ class Terminal:
                     await self.host_line(text)
             except Usage as exc:
                 self.say(str(exc))
+            except FieldError as exc:  # e.g. /wager with a number past the protocol's range
+                self.say(f"Could not send that: {exc}.")
             except RemoteError as exc:
                 self.say(f"Refused: {exc.message} ({exc.code}).")
             except ClientClosed:
@@ -1080,6 +1100,10 @@ class Terminal:
             return
         self.reserve_rids(client)
         rid = client.next_rid
+        try:  # what the protocol cannot carry (a text too long, a number too big) is said here
+            m.Answer(rid=rid, q=question.q, value=value)
+        except FieldError as exc:
+            raise Usage(f"Could not send that answer: {exc}.") from None
         self._pending = (rid, question.q, value)
         try:
             await client.answer(question.q, value)
@@ -1118,11 +1142,24 @@ class Terminal:
             return
         if verb == "players":
             rows = sorted(self.view.names.items())
-            self.say(*(f"  #{pid} {name}" for pid, name in rows) if rows
-                     else ["  (no participants yet)"])
+            teams = self.view.teams
+            self.say(*(f"  #{pid} {name}" + (f" (team {teams[pid]})" if teams.get(pid) else "")
+                       for pid, name in rows) if rows else ["  (no participants yet)"])
             return
         cls, fields = host_request(words)
-        await self.request(cls, **fields)
+        try:  # a value the protocol does not carry (extend -5, a huge delta): its usage
+            cls(rid=0, **fields)
+        except FieldError as exc:
+            raise Usage(f"{exc}. Usage: {HOST_USAGE[verb].split('  ')[0].strip()}") from None
+        try:
+            await self.request(cls, **fields)
+        except RemoteError as exc:
+            wrong = re.match(r"\w+ is not possible during (\w+)", exc.message)
+            if exc.code is not ErrorCode.WRONG_PHASE or wrong is None:
+                raise
+            # The rules name their own command class and phase id: say the typed word.
+            phase = PHASE_WORDS.get(wrong[1], wrong[1].replace("_", " "))
+            raise Usage(f"Not now: {verb} cannot be used {phase} (wrong_phase).") from None
 
 
 async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:

@@ -397,8 +397,13 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await host.expect(r"SECONDS must be a whole number, not 'soon'")
                     await host.type("foo")
                     await host.expect(r"Unknown command 'foo'\. Type help for the list\.")
+                    await host.type("extend -5")  # past what the protocol carries
+                    await host.expect(r"seconds: not in 1\.\.600\. Usage: extend SECONDS")
                     await host.type("close")
-                    await host.expect(r"Refused: .* \(wrong_phase\)\.")
+                    await host.expect(r"Not now: close cannot be used after a reveal "
+                                      r"\(wrong_phase\)\.")
+                    await host.type("players")
+                    await host.expect(r"  #1 Ann\n")
 
                     await host.type("next")
                     await ann.expect(r"Band of Abbey Road\?\n  Type your answer\.")
