@@ -407,6 +407,9 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
 
                     await host.type("next")
                     await ann.expect(r"Band of Abbey Road\?\n  Type your answer\.")
+                    await ann.type("la" * 550)  # more than an answer may hold
+                    await ann.expect(r"Could not send that answer: value: longer than 1024 "
+                                     r"characters\.")
                     await ann.type("The Fab Four")
                     await ann.expect("Answer received: The Fab Four.")
                     await host.type("reveal")
