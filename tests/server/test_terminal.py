@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 import trio_websocket
 from engine_fixtures import engine_at, short_quiz
+from httpkit import http_get
 from proxykit import FaultProxy
 from termkit import Term, terminal
 
@@ -539,6 +540,11 @@ async def test_a_late_team_joiner_and_the_csv_export_say_what_the_screens_said(
                         said[name] = (int(found[1]), int(found[2]))
                         assert await term.exit_code() == 0
             await engine.persister.drain(timeout=20)
+            # The host's download (/results) while the finished session lingers.
+            status, _, live_csv = await http_get(
+                address.port, f"/results?code={code}",
+                headers={"Authorization": f"Bearer {host_token}"})
+            assert status == 200
     assert said == {"Ann": (1, 3), "Bob": (1, 3)}
     for term in (ann, bob):
         no_traceback(term)
@@ -566,6 +572,7 @@ async def test_a_late_team_joiner_and_the_csv_export_say_what_the_screens_said(
     ]
     assert '"""' not in text and '"beatles"' not in text  # texts are not double-encoded
     assert teams[2][:4] == ["1", "1", "Owls", "3"] and teams[2][4] == "Ann; Bob"
+    assert live_csv.decode() == text  # /results and `export` are one document
 
 
 async def test_help_gives_every_option_a_text_its_default_and_the_exit_codes(
