@@ -949,6 +949,12 @@ class Terminal:
             if self.role == "player":
                 await self._final_line(client)
             return True
+        if isinstance(message, m.State) and message.state.get("phase") == "finished":
+            # Back in a quiz that ended meanwhile (it lingers for its results): the state
+            # said how it ended; stop as after ``ended`` (rule 5) instead of waiting forever.
+            self.say("The quiz has ended.")
+            self._forget()
+            return True
         return False
 
     async def _final_line(self, client: Client) -> None:

@@ -752,3 +752,35 @@ async def test_export_failures_are_one_line_and_create_nothing(tmp_path: Path) -
         assert said.startswith("No session NOPE in sqlite:///") and "check the join code" in said
         said = await one_line(["ABCD", "--database-url", "mysql://x/y"], 2)
         assert "unsupported store URL scheme 'mysql'" in said
+
+
+async def test_coming_back_to_a_quiz_that_ended_meanwhile(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            code = session.code
+            async with terminal(["play", code, "--name", "Ann", "--url", address.url],
+                                state_dir=tmp_path) as term:
+                await term.expect("Waiting for the quiz master")
+                await term.type("/quit")
+                assert await term.exit_code() == 0
+            async with open_client(address.url) as host:
+                await host.host(code, host_token)
+                await host.request(m.Start)
+                await host.request(m.End)
+            # Back (the finished session lingers for its results): the final screen, then the
+            # terminal stops and forgets the place, as when it saw the end itself.
+            async with terminal(["play", code], state_dir=tmp_path) as term:
+                await term.expect(rf"Back in {code} as Ann\.\nTest night: finished, 1 "
+                                  r"participant\.\nYou are Ann: 0 points, rank 1\.\n"
+                                  r"Standings:\n    1\. Ann +0 points\nThe quiz has ended\.")
+                assert await term.exit_code() == 0
+            # The quiz master too.
+            async with terminal(["host", "--code", code, "--token", host_token, "--url",
+                                 address.url], state_dir=tmp_path) as host_term:
+                await host_term.expect(r"Test night: finished, 1 participant\.\n(.*\n)*"
+                                       r"The quiz has ended\.")
+                assert await host_term.exit_code() == 0
+            no_traceback(host_term)
+    no_traceback(term)
+    assert not (tmp_path / f"player-{code}.json").exists()
