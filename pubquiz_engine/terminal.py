@@ -741,7 +741,10 @@ class Terminal:
 
     @staticmethod
     def _print(text: str) -> None:
-        print(text, flush=True)
+        # One write per line, newline included (``print`` writes the end separately): what
+        # the person types is echoed between lines, never inside one.
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     def say(self, *lines: str) -> None:
         for line in lines:

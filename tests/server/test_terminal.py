@@ -390,6 +390,10 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     assert int(first[1]) == 4 + int(first[2]) == int(first[3])
                     score = int(first[3])
                     await host.expect(r"picked: A 1 · B 0 · C 0")
+                    await host.type("board")
+                    await host.expect(rf"Standings:\n    1\. Ann +{score} points")
+                    await ann.expect(rf"Standings:\n    1\. Ann +{score} points\n"
+                                     rf"You: rank 1 with {score} points\.")
 
                     # Host command mistakes get their usage, not a dict or a shrug.
                     await host.type("extend")
@@ -401,8 +405,8 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await host.type("extend -5")  # past what the protocol carries
                     await host.expect(r"seconds: not in 1\.\.600\. Usage: extend SECONDS")
                     await host.type("close")
-                    await host.expect(r"Not now: close cannot be used after a reveal "
-                                      r"\(wrong_phase\)\.")
+                    await host.expect(r"Not now: close cannot be used while the standings "
+                                      r"are shown \(wrong_phase\)\.")
                     await host.type("players")
                     await host.expect(r"  #1 Ann\n")
 
