@@ -788,3 +788,22 @@ async def test_coming_back_to_a_quiz_that_ended_meanwhile(tmp_path: Path) -> Non
             no_traceback(host_term)
     no_traceback(term)
     assert not (tmp_path / f"player-{code}.json").exists()
+
+
+async def test_removed_by_the_quiz_master_is_one_line_exit_1_and_the_place_forgotten(
+        tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            code = session.code
+            async with terminal(["play", code, "--name", "Ann", "--url", address.url],
+                                state_dir=tmp_path) as term:
+                await term.expect("Waiting for the quiz master")
+                async with open_client(address.url) as host:
+                    await host.host(code, host_token)
+                    await host.request(m.Kick, participant=1)
+                    assert await term.exit_code() == 1
+            no_traceback(term)
+            assert term.output.strip().endswith(
+                "/joker\nThe quiz master removed you from this quiz."), term.output
+            assert not (tmp_path / f"player-{code}.json").exists()
