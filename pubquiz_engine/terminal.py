@@ -877,7 +877,7 @@ class Terminal:
             delay = max(0.0, min(wait, give_up_at - now))
             asked = " (as the engine asked)" if after_ms is not None else ""
             if attempt == 0 and self.attached:
-                self.say(f"Connection lost ({why}); reconnecting in {delay:.1f} s{asked}...")
+                self.say(f"Connection lost: {why}; reconnecting in {delay:.1f} s{asked}...")
             else:
                 self.say(f"Still not connected: {why}; trying again in {delay:.1f} s{asked}...")
             attempt += 1

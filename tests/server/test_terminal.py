@@ -174,6 +174,15 @@ class RefusingFront:
         for ws in list(self._open):
             await ws.aclose(CloseCode.SERVICE_RESTART, "restarting")
 
+    async def notice_and_close(self) -> None:
+        """As an engine that stops serving a session: an unsolicited ``unavailable`` error
+        with ``retry_after_ms``, then close 1013 (try again later)."""
+        for ws in list(self._open):
+            await ws.send_message(codec.encode(m.ErrorReply(
+                rid=None, code=ErrorCode.UNAVAILABLE.value, message="the store is away",
+                retryable=True, retry_after_ms=self.retry_after_ms)))
+            await ws.aclose(1013, "try again later")
+
     async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
         down = await request.accept(subprotocol=SUBPROTOCOL)
         try:
@@ -232,12 +241,17 @@ async def test_comebacks_wait_what_the_engine_asks_with_unavailable(tmp_path: Pa
                 await term.expect("Waiting for the quiz master")
                 front.refuse = 2
                 await front.drop_all()
-                await term.expect(r"Connection lost \(the engine is stopping or restarting\); "
+                await term.expect(r"Connection lost: the engine is stopping or restarting; "
                                   r"reconnecting in \d\.\d s\.\.\.")
                 for _ in range(2):
                     await term.expect(r"Still not connected: the session is moving to another "
                                       r"node \(unavailable\); trying again in 1\.7 s \(as "
                                       r"the engine asked\)\.\.\.")
+                await term.expect(f"Back in {session.code} as Ann\\.")
+                # Told before the close: the notice and its wait are the reason and the delay.
+                await front.notice_and_close()
+                await term.expect(r"Connection lost: the store is away \(unavailable\); "
+                                  r"reconnecting in 1\.7 s \(as the engine asked\)\.\.\.")
                 await term.expect(f"Back in {session.code} as Ann\\.")
                 async with open_client(address.url) as host:
                     await host.host(session.code, host_token)
@@ -261,7 +275,7 @@ async def test_the_engine_stopping_is_one_line_and_exit_3_when_it_stays_away(
                 await term.expect(f"Joined {session.code}")
                 await term.expect("Waiting for the quiz master")
                 await engine.shutdown()
-                await term.expect(r"Connection lost \(the engine is stopping or restarting\); "
+                await term.expect(r"Connection lost: the engine is stopping or restarting; "
                                   r"reconnecting in \d\.\d s")
                 assert await term.exit_code() == 3
     no_traceback(term)
@@ -371,7 +385,7 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
 
                     # The network drops in the middle of the question, then comes back.
                     proxy.cut()
-                    await ann.expect(r"Connection lost \(the network dropped\); reconnecting "
+                    await ann.expect(r"Connection lost: the network dropped; reconnecting "
                                      r"in \d+\.\d s\.\.\.")
                     await ann.type("a")
                     await ann.expect(r"Not connected right now \(reconnecting\)")
@@ -440,7 +454,7 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     # sees the reveal she missed and what it gave her (results are not
                     # replayed: the comeback's score says it), not a quiz master's adjustment.
                     proxy.cut()
-                    await ann.expect(r"Connection lost \(the network dropped\)")
+                    await ann.expect(r"Connection lost: the network dropped;")
                     await host.type("reveal")
                     await host.expect(r"The answer to Q3: true")
                     proxy.restore()
