@@ -458,6 +458,9 @@ class View:
             self.next_round = None
             return self.question_lines(message)
         if isinstance(message, m.Slide):
+            # A slide is a step of its round: that round has started (a joker or wager on it
+            # is too late), so there is no "next round" to default to any more.
+            self.next_round = None
             return [f"== {message.title} ==", *(f"  {line}" for line in
                                                 message.body.splitlines())]
         if isinstance(message, m.Closed):
@@ -1134,7 +1137,8 @@ class Terminal:
         if words:
             return _int(words[0], "ROUND", usage) - 1
         if self.view.next_round is None:
-            raise Usage(f"Which round? Usage: {usage} (rounds count from 1).")
+            raise Usage(f"Which round? Usage: {usage} (rounds count from 1; a round takes "
+                        "them until it starts).")
         return self.view.next_round
 
     async def host_line(self, text: str) -> None:

@@ -702,6 +702,11 @@ async def test_the_sample_quiz_to_its_end_reads_as_sentences(tmp_path: Path) -> 
                 await ann.expect(r"Joker played on round 1 \(General Knowledge\)")
                 await host.host(code, host_token)
                 await host.request(m.Start)
+                # The welcome slide is round 1's first step: no round to default to now.
+                await ann.expect("== Welcome to the Red Lion Quiz! ==")
+                await ann.type("/wager 1")
+                await ann.expect(r"Which round\? Usage: /wager POINTS \[ROUND\] \(rounds count "
+                                 r"from 1; a round takes them until it starts\)\.")
                 offered = False
                 for _ in range(60):  # every slide, question and summary: ~30 steps
                     if game.phase == "finished":
