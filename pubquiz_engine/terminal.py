@@ -298,6 +298,7 @@ class View:
     mode: str | None = None
     names: dict[int, str] = attrs.Factory(dict)  # participant id -> name (host)
     teams: dict[int, str | None] = attrs.Factory(dict)  # participant id -> team (host)
+    gone: dict[int, str] = attrs.Factory(dict)  # participant id -> "left" | "removed" (host)
     rounds: list[dict[str, Any]] = attrs.Factory(list)
     next_round: int | None = None
     question: m.Question | None = None  # the current (or last) question
@@ -513,8 +514,10 @@ class View:
             team = f", team {message.team}" if message.team else ""
             return [f"+ {message.name} joined (#{message.participant}{team})"]
         if isinstance(message, m.PlayerLeft):
+            self.gone[message.participant] = "left"
             return [f"- {self.who(message.participant)} left"]
         if isinstance(message, m.PlayerKicked):
+            self.gone[message.participant] = "removed"
             return [f"- {self.who(message.participant)} was removed"]
         if isinstance(message, m.AnswerCount):
             return [f"  answers to Q{message.q + 1}: {message.answered} of {message.total}"]
@@ -540,6 +543,8 @@ class View:
         for row in state.get("participants") or ():
             self.names[row["participant"]] = row["name"]
             self.teams[row["participant"]] = row.get("team")
+            if row.get("kicked"):
+                self.gone[row["participant"]] = "removed"
         phase = state.get("phase")
         lines = [f"{state.get('title', 'The quiz')}: {str(phase).replace('_', ' ')}, "
                  f"{_plural(int(state.get('participant_count') or 0), 'participant')}."]
@@ -1155,8 +1160,9 @@ class Terminal:
             return
         if verb == "players":
             rows = sorted(self.view.names.items())
-            teams = self.view.teams
+            teams, gone = self.view.teams, self.view.gone
             self.say(*(f"  #{pid} {name}" + (f" (team {teams[pid]})" if teams.get(pid) else "")
+                       + (f" [{gone[pid]}]" if pid in gone else "")
                        for pid, name in rows) if rows else ["  (no participants yet)"])
             return
         cls, fields = host_request(words)
@@ -1165,7 +1171,7 @@ class Terminal:
         except FieldError as exc:
             raise Usage(f"{exc}. Usage: {HOST_USAGE[verb].split('  ')[0].strip()}") from None
         try:
-            await self.request(cls, **fields)
+            reply = await self.request(cls, **fields)
         except RemoteError as exc:
             wrong = re.match(r"\w+ is not possible during (\w+)", exc.message)
             if exc.code is not ErrorCode.WRONG_PHASE or wrong is None:
@@ -1173,6 +1179,11 @@ class Terminal:
             # The rules name their own command class and phase id: say the typed word.
             phase = PHASE_WORDS.get(wrong[1], wrong[1].replace("_", " "))
             raise Usage(f"Not now: {verb} cannot be used {phase} (wrong_phase).") from None
+        if reply is not None and cls is m.Mark:
+            # The engine tells the player (a new result), not the host: confirm it here.
+            verdict = "right" if fields["correct"] else "wrong"
+            self.say(f"Marked {self.view.who(fields['participant'])}'s answer to "
+                     f"Q{fields['q'] + 1} {verdict}.")
 
 
 async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:

@@ -436,6 +436,7 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await ann.expect(rf"Not right this time: 0 points\. Your score: {score}\.")
                     # The quiz master overrules, then adds points: Ann is told each time.
                     await host.type("mark 2 1 right")
+                    await host.expect(r"Marked Ann \(#1\)'s answer to Q2 right\.")
                     await ann.expect(rf"The quiz master marked your answer to Q2 right: now 2 "
                                      rf"points for it \(\+2\)\. Your score: {score + 2}\.")
                     await host.type("adjust 1 3 good sport")
@@ -818,10 +819,17 @@ async def test_removed_by_the_quiz_master_is_one_line_exit_1_and_the_place_forgo
             async with terminal(["play", code, "--name", "Ann", "--url", address.url],
                                 state_dir=tmp_path) as term:
                 await term.expect("Waiting for the quiz master")
-                async with open_client(address.url) as host:
-                    await host.host(code, host_token)
-                    await host.request(m.Kick, participant=1)
+                async with terminal(["host", "--code", code, "--token", host_token, "--url",
+                                     address.url], state_dir=tmp_path / "host") as host:
+                    await host.expect(f"Hosting {code}")
+                    await host.type("kick 1")
+                    await host.expect(r"- Ann \(#1\) was removed")
                     assert await term.exit_code() == 1
+                    await host.type("players")
+                    await host.expect(r"  #1 Ann \[removed\]\n")
+                    await host.type("quit")
+                    assert await host.exit_code() == 0
+                no_traceback(host)
             no_traceback(term)
             assert term.output.strip().endswith(
                 "/joker\nThe quiz master removed you from this quiz."), term.output
