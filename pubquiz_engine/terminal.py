@@ -1171,7 +1171,7 @@ class Terminal:
         except FieldError as exc:
             raise Usage(f"{exc}. Usage: {HOST_USAGE[verb].split('  ')[0].strip()}") from None
         try:
-            reply = await self.request(cls, **fields)
+            await self.request(cls, **fields)
         except RemoteError as exc:
             wrong = re.match(r"\w+ is not possible during (\w+)", exc.message)
             if exc.code is not ErrorCode.WRONG_PHASE or wrong is None:
@@ -1179,11 +1179,6 @@ class Terminal:
             # The rules name their own command class and phase id: say the typed word.
             phase = PHASE_WORDS.get(wrong[1], wrong[1].replace("_", " "))
             raise Usage(f"Not now: {verb} cannot be used {phase} (wrong_phase).") from None
-        if reply is not None and cls is m.Mark:
-            # The engine tells the player (a new result), not the host: confirm it here.
-            verdict = "right" if fields["correct"] else "wrong"
-            self.say(f"Marked {self.view.who(fields['participant'])}'s answer to "
-                     f"Q{fields['q'] + 1} {verdict}.")
 
 
 async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:

@@ -436,7 +436,6 @@ async def test_a_whole_quiz_from_two_terminals_with_a_network_drop(tmp_path: Pat
                     await ann.expect(rf"Not right this time: 0 points\. Your score: {score}\.")
                     # The quiz master overrules, then adds points: Ann is told each time.
                     await host.type("mark 2 1 right")
-                    await host.expect(r"Marked Ann \(#1\)'s answer to Q2 right\.")
                     await ann.expect(rf"The quiz master marked your answer to Q2 right: now 2 "
                                      rf"points for it \(\+2\)\. Your score: {score + 2}\.")
                     await host.type("adjust 1 3 good sport")
