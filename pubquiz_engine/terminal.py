@@ -27,6 +27,7 @@ import enum
 import json
 import math
 import os
+import random
 import re
 import signal
 import sys
@@ -881,9 +882,14 @@ class Terminal:
                 raise TerminalExit(ExitCode.UNREACHABLE, (
                     f"Lost the connection to {url} ({why}) and could not get back within "
                     f"{self.options.reconnect_for:g} s. {self.come_back_hint()}").strip())
-            wait = after_ms / 1000 if after_ms is not None else RECONNECT.delay(attempt)
+            if after_ms is not None:
+                # At least what the engine asked, plus up to as much again of jitter (SPEC
+                # section 12): a pub's phones do not all come back in the same instant.
+                wait = after_ms / 1000 * (1 + random.random())
+                asked = f" (the engine asked for at least {after_ms / 1000:g} s)"
+            else:
+                wait, asked = RECONNECT.delay(attempt), ""
             delay = max(0.0, min(wait, give_up_at - now))
-            asked = " (as the engine asked)" if after_ms is not None else ""
             if attempt == 0 and self.attached:
                 self.say(f"Connection lost: {why}; reconnecting in {delay:.1f} s{asked}...")
             else:
