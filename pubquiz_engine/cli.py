@@ -25,10 +25,7 @@ from pubquiz_engine.generate.cli import add_generate_command
 from pubquiz_engine.interchange.cli import add_import_command
 from pubquiz_engine.logs import add_secret, setup_logging
 from pubquiz_engine.server.config import ConfigError, add_arguments, load_config
-from pubquiz_engine.terminal import EXIT_CODES_HELP, TerminalExit
-
-#: Where ``play`` and ``host`` look for the engine by default (``serve``'s default port).
-DEFAULT_URL = "ws://127.0.0.1:8765/"
+from pubquiz_engine.terminal import DEFAULT_URL, EXIT_CODES_HELP, TerminalExit
 
 # --- serve -------------------------------------------------------------------------------------
 
@@ -99,6 +96,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 # --- export --------------------------------------------------------------------------------------
 
+EXPORT_EXIT_CODES_HELP = (
+    "exit codes: 0 written, 1 no such session or database, or the output file exists "
+    "(add --force), 2 bad command line or database URL"
+)
+
 async def _export(args: argparse.Namespace) -> int:
     from pubquiz_engine.store import open_store
     from pubquiz_engine.store.export import results_to_csv, results_to_json
@@ -108,10 +110,29 @@ async def _export(args: argparse.Namespace) -> int:
     if output is not None and await output.exists() and not args.force:
         print(f"{output}: already exists: use --force to overwrite it", file=sys.stderr)
         return 1
-    store = await open_store(config.resolved_database_url())
+    url = config.resolved_database_url()
+    where = "give the engine's --data-dir or --database-url"
+    if url.startswith("sqlite:"):
+        from pubquiz_engine.store.sqlite import parse_sqlite_url
+
+        try:
+            path = parse_sqlite_url(url)[0]
+        except ValueError as exc:
+            print(f"pubquiz-engine export: {exc}", file=sys.stderr)
+            return 2
+        # Reading must not create: a mistyped --data-dir would leave an empty database behind.
+        if not await trio.Path(path).is_file():
+            print(f"No engine database at {path}: {where}.", file=sys.stderr)
+            return 1
+    try:
+        store = await open_store(url)
+    except ValueError as exc:
+        print(f"pubquiz-engine export: {exc}", file=sys.stderr)
+        return 2
     try:
         if await store.load_session(args.code.upper()) is None:
-            print(f"no session {args.code} in {config.resolved_database_url()}", file=sys.stderr)
+            print(f"No session {args.code.upper()} in {url.split('@')[-1]}: check the join "
+                  f"code, or {where}.", file=sys.stderr)
             return 1
         results = await store.session_results(args.code.upper())
     finally:
@@ -189,8 +210,9 @@ def _positive_seconds(text: str) -> float:
 
 
 def _terminal_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", type=_ws_url, default=DEFAULT_URL,
-                        help="the engine's WebSocket address (ws:// or wss://)")
+    parser.add_argument("--url", type=_ws_url, default=None,
+                        help="the engine's WebSocket address, ws:// or wss:// (default: the "
+                        f"one the saved place is on, else {DEFAULT_URL})")
     parser.add_argument("--reconnect-for", type=_positive_seconds, default=120.0,
                         metavar="SECONDS", help="after a dropped connection, keep trying to "
                         "come back for this long")
@@ -295,12 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_command(quiz_sub)
 
     export = sub.add_parser("export", help="a session's results (answers and standings)",
-                            formatter_class=DefaultsFormatter,
+                            formatter_class=DefaultsFormatter, epilog=EXPORT_EXIT_CODES_HELP,
                             description="Write a session's standings and answers, read from "
                             "the engine's database, as CSV or JSON.")
     export.add_argument("code", help="the session's join code")
     export.add_argument("--format", choices=("csv", "json"), default="csv",
-                        help="csv: standings, then answers (two sections); json: one document")
+                        help="csv: standings, teams (team mode), then answers, as titled "
+                        "sections; json: one document")
     export.add_argument("-o", "--output", default="-",
                         help="file to write (- for standard output); an existing file is kept "
                         "unless --force")
@@ -411,11 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pubquiz-engine: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        # Ctrl-C before ``play``/``host`` listen for it themselves (while connecting).
+        print("Interrupted.", file=sys.stderr)
         return 130
     except BaseExceptionGroup as group:
         # Ctrl-C inside a nursery arrives wrapped: still an interrupt, not a crash.
         _, rest = group.split(KeyboardInterrupt)
         if rest is None:
+            print("Interrupted.", file=sys.stderr)
             return 130
         raise
 

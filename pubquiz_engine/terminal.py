@@ -27,6 +27,8 @@ import enum
 import json
 import math
 import os
+import random
+import re
 import signal
 import sys
 import time
@@ -49,6 +51,7 @@ from pubquiz_engine.client import (
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.protocol.messages import FieldError
 
 
 class ExitCode(enum.IntEnum):
@@ -96,6 +99,13 @@ DEAD_IDENTITY = frozenset({ErrorCode.BAD_TOKEN, ErrorCode.KICKED, ErrorCode.SESS
                            ErrorCode.BAD_CODE})
 #: Request ids reserved (written to the state file) ahead of use (rule 3).
 RID_BLOCK = 64
+#: Where ``play`` and ``host`` look for the engine when neither ``--url`` nor a saved place
+#: says (``serve``'s default port).
+DEFAULT_URL = "ws://127.0.0.1:8765/"
+#: ``resume``'s ``last_seq`` on a process's first connection: a fresh screen needs the whole
+#: state, not the events since the last one a previous run printed. A ``last_seq`` ahead of the
+#: server's is answered with one ``state`` (SPEC "Reconnecting", 3); ``host`` says nil instead.
+WHOLE_STATE = 2**53 - 1
 #: Reconnect back-off: 0.5 s doubling to 10 s (SPEC section 12's example).
 RECONNECT = Backoff(first=0.5, factor=2.0, limit=10.0, attempts=1_000_000)
 #: Retry of retryable refusals (busy, rate_limited, ...) of one request.
@@ -150,16 +160,35 @@ class StateFile:
         except (ValueError, TypeError, OSError):
             return None  # a damaged file is as good as none: the player joins anew
 
+    def prepare(self) -> None:
+        """Make sure a place can be kept here *before* joining or creating (``TerminalExit``
+        if not): a place taken that cannot be saved is a place lost at the next Ctrl-C."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            raise self._cannot(exc) from None
+
+    def _cannot(self, exc: OSError) -> TerminalExit:
+        return TerminalExit(ExitCode.USAGE, (
+            f"Cannot keep your place in {self.directory}: {exc.strerror or exc}. Give a "
+            "directory you can write with --state-dir (or PUBQUIZ_STATE_DIR)."))
+
     def save(self, saved: Saved) -> None:
-        """Write atomically (a crash leaves the old file or the new one, never half)."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(attrs.asdict(saved), out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        """Write atomically (a crash leaves the old file or the new one, never half). A place
+        that cannot be kept stops the terminal (``TerminalExit``): going on would lose it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(attrs.asdict(saved), out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise self._cannot(exc) from None
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -269,6 +298,8 @@ class View:
     code: str | None = None
     mode: str | None = None
     names: dict[int, str] = attrs.Factory(dict)  # participant id -> name (host)
+    teams: dict[int, str | None] = attrs.Factory(dict)  # participant id -> team (host)
+    gone: dict[int, str] = attrs.Factory(dict)  # participant id -> "left" | "removed" (host)
     rounds: list[dict[str, Any]] = attrs.Factory(list)
     next_round: int | None = None
     question: m.Question | None = None  # the current (or last) question
@@ -279,6 +310,8 @@ class View:
     joker_round: int | None = None  # the round my (team's) joker is on
     expect_you: bool = False  # a leaderboard was just shown: the next ``you`` goes with it
     notice: str | None = None  # why the engine is about to close the connection
+    notice_retry_after_ms: int | None = None  # and how long it asked us to wait
+    catching_up: bool = False  # just came back: the next ``you`` says what changed meanwhile
     now: Callable[[], float] = time.time
 
     # --- pieces ---------------------------------------------------------------------------------
@@ -402,11 +435,17 @@ class View:
 
     def you_lines(self, you: m.You) -> list[str]:
         previous, self.score = self.score, you.score
+        catching_up, self.catching_up = self.catching_up, False
         if not self.expect_you:
-            if previous is not None and previous != you.score:
-                return [f"The quiz master adjusted your score by {you.score - previous:+d}: "
-                        f"now {you.score}."]
-            return []
+            if previous is None or previous == you.score:
+                return []
+            if catching_up:
+                # The ``you`` after a comeback: results are not replayed (SPEC "Reconnecting"),
+                # so the difference is what was scored while the connection was down.
+                return [f"Your score: {you.score} ({you.score - previous:+d} while you were "
+                        "away)."]
+            return [f"The quiz master adjusted your score by {you.score - previous:+d}: "
+                    f"now {you.score}."]
         self.expect_you = False
         rank = f"rank {you.rank}" if you.rank is not None else "not ranked yet"
         if you.round_score is not None:
@@ -423,6 +462,9 @@ class View:
             self.next_round = None
             return self.question_lines(message)
         if isinstance(message, m.Slide):
+            # A slide is a step of its round: that round has started (a joker or wager on it
+            # is too late), so there is no "next round" to default to any more.
+            self.next_round = None
             return [f"== {message.title} ==", *(f"  {line}" for line in
                                                 message.body.splitlines())]
         if isinstance(message, m.Closed):
@@ -465,16 +507,20 @@ class View:
                     f"{_seconds_left(message.deadline_ms, now)} s left."]
         if isinstance(message, m.Ended):
             reason = message.reason.replace("_", " ")
-            why = {"finished": "", "ended by host": " (ended by the quiz master)"}.get(
+            why = {"finished": "", "completed": "", "ended by host":
+                   " (ended by the quiz master)"}.get(
                 reason, f" ({reason})")
             return [f"The quiz has ended{why}."]
         if isinstance(message, m.PlayerJoined):
             self.names[message.participant] = message.name
+            self.teams[message.participant] = message.team
             team = f", team {message.team}" if message.team else ""
             return [f"+ {message.name} joined (#{message.participant}{team})"]
         if isinstance(message, m.PlayerLeft):
+            self.gone[message.participant] = "left"
             return [f"- {self.who(message.participant)} left"]
         if isinstance(message, m.PlayerKicked):
+            self.gone[message.participant] = "removed"
             return [f"- {self.who(message.participant)} was removed"]
         if isinstance(message, m.AnswerCount):
             return [f"  answers to Q{message.q + 1}: {message.answered} of {message.total}"]
@@ -505,6 +551,7 @@ class View:
         if isinstance(message, m.ErrorReply):
             # Unsolicited: the engine says why it is about to close the connection.
             self.notice = f"{message.message} ({message.code})"
+            self.notice_retry_after_ms = message.retry_after_ms
             return []
         return [f"({message.TYPE})"]
 
@@ -515,6 +562,9 @@ class View:
         self.next_round = state.get("next_round")
         for row in state.get("participants") or ():
             self.names[row["participant"]] = row["name"]
+            self.teams[row["participant"]] = row.get("team")
+            if row.get("kicked"):
+                self.gone[row["participant"]] = "removed"
         phase = state.get("phase")
         lines = [f"{state.get('title', 'The quiz')}: {str(phase).replace('_', ' ')}, "
                  f"{_plural(int(state.get('participant_count') or 0), 'participant')}."]
@@ -527,7 +577,8 @@ class View:
                          f"{_plural(int(you.get('score') or 0), 'point')}{rank}.")
             self.joker_round = you.get("joker")
             if you.get("joker") is not None:
-                lines.append(f"Your joker is on {self.round_name(you['joker'])}.")
+                whose = "Your team's" if you.get("team") else "Your"
+                lines.append(f"{whose} joker is on {self.round_name(you['joker'])}.")
             for round_index, amount in you.get("stakes") or ():
                 lines.append(f"You wagered {amount} on {self.round_name(round_index)}.")
         if phase == "lobby":
@@ -572,7 +623,8 @@ class View:
         if info.get("joker") and self.joker_round is None:  # one joker a quiz
             out.append(f"You may play your joker on {self.round_name(round_index)}: /joker")
         if info.get("wager"):
-            out.append(f"{self.round_name(round_index).capitalize()} takes wagers: /wager POINTS")
+            name = self.round_name(round_index)  # "round 4 (Music)": only the first letter up
+            out.append(f"{name[:1].upper()}{name[1:]} takes wagers: /wager POINTS")
         return out
 
 
@@ -602,6 +654,19 @@ HOST_USAGE: dict[str, str] = {
     "help": "help                      this list",
     "quit": "quit                      stop this terminal (the quiz goes on; come back with "
             "host --code)",
+}
+
+#: A phase id in a refusal, as the host reads it after "cannot be used".
+PHASE_WORDS = {
+    "lobby": "before the start (in the lobby)",
+    "slide": "while a slide is shown",
+    "question_open": "while a question is open",
+    "question_closed": "while a question is closed and not yet revealed",
+    "revealed": "after a reveal",
+    "leaderboard": "while the standings are shown",
+    "round_summary": "at the end of a round",
+    "paused": "while the quiz is paused",
+    "finished": "after the end",
 }
 
 SIMPLE_HOST_COMMANDS: dict[str, type[m.Message]] = {
@@ -667,7 +732,7 @@ def host_request(words: list[str]) -> tuple[type[m.Message], dict[str, Any]]:
 class Options:
     """What ``play`` and ``host`` were asked for on the command line."""
 
-    url: str
+    url: str | None  # --url; None: the saved place's engine, else DEFAULT_URL
     code: str | None = None
     name: str | None = None
     team: str | None = None
@@ -688,6 +753,7 @@ class Terminal:
                  write: Callable[[str], None] | None = None) -> None:
         self.role = role
         self.options = options
+        self.url = options.url or DEFAULT_URL  # play and host settle it from the saved place
         self.view = View(role=role)
         self._write = write or self._print
         self.saved: Saved | None = None
@@ -698,10 +764,15 @@ class Terminal:
         self._scope: trio.CancelScope | None = None
         self._pending: tuple[int, int, Any] | None = None  # (rid, q, value) not yet acked
         self._rid_limit = 0  # ids below this are reserved in the state file (rule 3)
+        self.attached = False  # this process has been identified once (later: a comeback)
+        self.loaded = False  # ``saved`` came from the state file
 
     @staticmethod
     def _print(text: str) -> None:
-        print(text, flush=True)
+        # One write per line, newline included (``print`` writes the end separately): what
+        # the person types is echoed between lines, never inside one.
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
     def say(self, *lines: str) -> None:
         for line in lines:
@@ -757,31 +828,41 @@ class Terminal:
             raise TerminalExit(ExitCode.INTERRUPTED, "Interrupted. " + self.come_back_hint())
         return ExitCode.INTERRUPTED  # pragma: no cover  # the receiver never ends
 
+    def url_flag(self) -> str:
+        """`` --url URL`` when the engine is not at the default address, for the hints."""
+        return f" --url {self.url}" if self.url != DEFAULT_URL else ""
+
     def come_back_hint(self) -> str:
         if self.saved is None:
             return ""
         if self.role == "player":
-            return (f"Your place is kept: `{self.options.command} play {self.saved.code}` "
-                    "brings you back.")
-        return f"Come back with `{self.options.command} host --code {self.saved.code}`."
+            return (f"Your place is kept: `{self.options.command} play {self.saved.code}"
+                    f"{self.url_flag()}` brings you back.")
+        return (f"Come back with `{self.options.command} host --code {self.saved.code}"
+                f"{self.url_flag()}`.")
 
     # --- the connection, again and again (rule 2) ---------------------------------------------
 
     async def connection_loop(self, code: str, identify: Callable[[Client], Awaitable[m.Welcome]]
                               ) -> ExitCode:
-        url = self.options.url
-        attempt, give_up_at, ever = 0, None, False
+        """Connect, identify, print events; after a drop, come back with back-off (the
+        engine's ``retry_after_ms`` when it gives one) for ``--reconnect-for`` seconds."""
+        url = self.url
+        attempt, give_up_at = 0, None
         while True:
             why = ""
+            after_ms: int | None = None  # how long the engine asked us to wait, if it did
             first_rid = self._first_rid()
             if first_rid is not None:  # reserve this connection's first ids before using them
                 self._reserve_from(first_rid)
                 self._write_file()
             try:
-                async with open_session_client(
-                        url, code, identify, first_rid=first_rid,
-                        retry=REQUEST_RETRY) as client:
-                    ever, attempt, give_up_at = True, 0, None
+                # No request retry while identifying: a retryable refusal (busy, unavailable)
+                # comes back here, to be waited out in the open with a line that says so.
+                async with open_session_client(url, code, identify, first_rid=first_rid,
+                                               retry=None) as client:
+                    client.retry = REQUEST_RETRY  # answers and host commands: retried quietly
+                    attempt, give_up_at = 0, None
                     self.client = client
                     try:
                         outcome = await self._receive(client)
@@ -794,7 +875,7 @@ class Terminal:
                     # decide below. Raised here, not inside: the client's nursery stays simple.
                 raise outcome
             except ConnectFailed as exc:
-                if not ever:
+                if not self.attached:
                     raise TerminalExit(ExitCode.UNREACHABLE, (
                         f"No quiz engine answers at {url}: {exc.reason}. Start one with "
                         f"`{self.options.command} serve`, or give its address with --url."
@@ -808,11 +889,11 @@ class Terminal:
                     if exc.code in (CloseCode.KICKED, CloseCode.SESSION_ENDED):
                         self._forget()
                     raise TerminalExit(ending[0], ending[1]) from None
-                why = self._closed_reason(exc)
+                why, after_ms = self._closed_reason(exc)
             except RemoteError as exc:
                 if not exc.retryable:
-                    raise self._refused(exc) from None
-                why = f"{exc.message} ({exc.code})"
+                    raise self._refused(exc, code) from None
+                why, after_ms = f"{exc.message} ({exc.code})", exc.retry_after_ms
             now = trio.current_time()
             if give_up_at is None:
                 give_up_at = now + self.options.reconnect_for
@@ -820,33 +901,67 @@ class Terminal:
                 raise TerminalExit(ExitCode.UNREACHABLE, (
                     f"Lost the connection to {url} ({why}) and could not get back within "
                     f"{self.options.reconnect_for:g} s. {self.come_back_hint()}").strip())
-            delay = min(RECONNECT.delay(attempt), give_up_at - now)
+            if after_ms is not None:
+                # At least what the engine asked, plus up to as much again of jitter (SPEC
+                # section 12): a pub's phones do not all come back in the same instant.
+                wait = after_ms / 1000 * (1 + random.random())
+                asked = f" (the engine asked for at least {after_ms / 1000:g} s)"
+            else:
+                wait, asked = RECONNECT.delay(attempt), ""
+            delay = max(0.0, min(wait, give_up_at - now))
+            if attempt == 0 and self.attached:
+                self.say(f"Connection lost: {why}; reconnecting in {delay:.1f} s{asked}...")
+            else:
+                self.say(f"Still not connected: {why}; trying again in {delay:.1f} s{asked}...")
             attempt += 1
-            self.say(f"Connection lost ({why}); reconnecting in {delay:.1f} s...")
             await trio.sleep(delay)
 
-    def _closed_reason(self, exc: ClientClosed) -> str:
+    def _closed_reason(self, exc: ClientClosed) -> tuple[str, int | None]:
+        """Why the connection ended, in words, and the wait the engine asked for (if any)."""
         notice, self.view.notice = self.view.notice, None
+        after_ms, self.view.notice_retry_after_ms = self.view.notice_retry_after_ms, None
         if exc.code == CloseCode.SERVICE_RESTART:
-            return "the engine is stopping or restarting"
+            return "the engine is stopping or restarting", after_ms
         if notice:
-            return notice
+            return notice, after_ms
         if exc.code is None or exc.code == 1006:
-            return "the network dropped"
-        return f"closed with {exc.code}{' ' + exc.reason if exc.reason else ''}"
+            return "the network dropped", after_ms
+        return f"closed with {exc.code}{' ' + exc.reason if exc.reason else ''}", after_ms
 
-    def _refused(self, exc: RemoteError) -> TerminalExit:
-        if exc.code in DEAD_IDENTITY and self.saved is not None:
+    def _refused(self, exc: RemoteError, code: str) -> TerminalExit:
+        # The saved place is dead only if it was ours: a wrong --token is not a reason to forget
+        # the token this computer saved.
+        gone = self.saved is not None and exc.code in DEAD_IDENTITY and (self.attached
+                                                                          or self.loaded)
+        if gone:
             self._forget()
         if exc.code is ErrorCode.SESSION_ENDED:
             return TerminalExit(ExitCode.OK, "That quiz has ended.")
+        if exc.code is ErrorCode.KICKED:
+            return TerminalExit(ExitCode.REFUSED, "The quiz master removed you from this quiz.")
+        if gone:
+            # We were in this quiz (this run, or the saved place says so): it has gone.
+            return TerminalExit(ExitCode.REFUSED, (
+                f"The engine at {self.url} no longer runs quiz {code} (it ended, or the engine "
+                "restarted without keeping it); the saved place is forgotten."
+                + (f" To join a new quiz: `{self.options.command} play NEWCODE --name NAME"
+                   f"{self.url_flag()}`." if self.role == "player" else "")))
         if exc.code is ErrorCode.BAD_CODE:
-            return TerminalExit(ExitCode.REFUSED, "No quiz is running with that join code "
-                                "(check the code on the big screen).")
+            return TerminalExit(ExitCode.REFUSED, f"No quiz is running with the join code {code} "
+                                f"at {self.url} (check the code on the big screen).")
+        if exc.code is ErrorCode.INVALID_NAME and "team" in exc.message:
+            return TerminalExit(ExitCode.REFUSED, f"Refused: {exc.message}. Add --team TEAM "
+                                "(a new team name, or the one your team-mates gave).")
+        if exc.code is ErrorCode.INVALID_NAME:
+            return TerminalExit(ExitCode.REFUSED, f"Refused: {exc.message}. Choose another "
+                                "--name.")
         if exc.code is ErrorCode.NAME_TAKEN:
             return TerminalExit(ExitCode.REFUSED, "That name is taken in this quiz: choose "
                                 "another with --name (or, if it is you, run the same command "
                                 "on the computer you joined from: it resumes your place).")
+        if exc.code is ErrorCode.BAD_TOKEN:
+            return TerminalExit(ExitCode.REFUSED, f"The engine does not accept this host token "
+                                f"for {code}: check --token.")
         return TerminalExit(ExitCode.REFUSED, f"Refused: {exc.message} ({exc.code}).")
 
     async def _receive(self, client: Client) -> ExitCode | ClientClosed:
@@ -869,6 +984,12 @@ class Terminal:
             self._forget()
             if self.role == "player":
                 await self._final_line(client)
+            return True
+        if isinstance(message, m.State) and message.state.get("phase") == "finished":
+            # Back in a quiz that ended meanwhile (it lingers for its results): the state
+            # said how it ended; stop as after ``ended`` (rule 5) instead of waiting forever.
+            self.say("The quiz has ended.")
+            self._forget()
             return True
         return False
 
@@ -967,6 +1088,8 @@ class Terminal:
                     await self.host_line(text)
             except Usage as exc:
                 self.say(str(exc))
+            except FieldError as exc:  # e.g. /wager with a number past the protocol's range
+                self.say(f"Could not send that: {exc}.")
             except RemoteError as exc:
                 self.say(f"Refused: {exc.message} ({exc.code}).")
             except ClientClosed:
@@ -1019,6 +1142,10 @@ class Terminal:
             return
         self.reserve_rids(client)
         rid = client.next_rid
+        try:  # what the protocol cannot carry (a text too long, a number too big) is said here
+            m.Answer(rid=rid, q=question.q, value=value)
+        except FieldError as exc:
+            raise Usage(f"Could not send that answer: {exc}.") from None
         self._pending = (rid, question.q, value)
         try:
             await client.answer(question.q, value)
@@ -1040,7 +1167,8 @@ class Terminal:
         if words:
             return _int(words[0], "ROUND", usage) - 1
         if self.view.next_round is None:
-            raise Usage(f"Which round? Usage: {usage} (rounds count from 1).")
+            raise Usage(f"Which round? Usage: {usage} (rounds count from 1; a round takes "
+                        "them until it starts).")
         return self.view.next_round
 
     async def host_line(self, text: str) -> None:
@@ -1057,11 +1185,25 @@ class Terminal:
             return
         if verb == "players":
             rows = sorted(self.view.names.items())
-            self.say(*(f"  #{pid} {name}" for pid, name in rows) if rows
-                     else ["  (no participants yet)"])
+            teams, gone = self.view.teams, self.view.gone
+            self.say(*(f"  #{pid} {name}" + (f" (team {teams[pid]})" if teams.get(pid) else "")
+                       + (f" [{gone[pid]}]" if pid in gone else "")
+                       for pid, name in rows) if rows else ["  (no participants yet)"])
             return
         cls, fields = host_request(words)
-        await self.request(cls, **fields)
+        try:  # a value the protocol does not carry (extend -5, a huge delta): its usage
+            cls(rid=0, **fields)
+        except FieldError as exc:
+            raise Usage(f"{exc}. Usage: {HOST_USAGE[verb].split('  ')[0].strip()}") from None
+        try:
+            await self.request(cls, **fields)
+        except RemoteError as exc:
+            wrong = re.match(r"\w+ is not possible during (\w+)", exc.message)
+            if exc.code is not ErrorCode.WRONG_PHASE or wrong is None:
+                raise
+            # The rules name their own command class and phase id: say the typed word.
+            phase = PHASE_WORDS.get(wrong[1], wrong[1].replace("_", " "))
+            raise Usage(f"Not now: {verb} cannot be used {phase} (wrong_phase).") from None
 
 
 async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:
@@ -1069,7 +1211,12 @@ async def _read_stdin(lines: trio.MemorySendChannel[str | None]) -> None:
     Python buffer lock), so a thread still waiting at exit cannot hold up the interpreter."""
 
     def read() -> bytes:
-        return os.read(sys.stdin.fileno(), 65536)
+        try:
+            return os.read(sys.stdin.fileno(), 65536)
+        except (AttributeError, ValueError, OSError):
+            # No standard input at all (``<&-``: sys.stdin is None), a closed one, or a
+            # terminal that went away (EIO): as Ctrl-D, the end of the person's input.
+            return b""
 
     pending = b""
     async with lines:
@@ -1095,13 +1242,20 @@ async def play(options: Options) -> ExitCode:
     term = Terminal("player", options)
     term.file = StateFile(options.state_dir, "player", code)
     saved = None if options.new else term.file.load()
-    if saved is not None and saved.url != options.url:
+    if saved is not None and options.url is not None and saved.url != options.url:
         saved = None  # a place on another engine is not this one
-    if saved is None and not options.name:
-        raise TerminalExit(ExitCode.USAGE, f"Give your name: {options.command} play {code} "
-                           "--name NAME")
     if saved is not None:
-        term.saved = saved
+        term.url = options.url or saved.url  # no --url: the engine the place is on
+    if saved is None and not options.name:
+        elsewhere = None if options.new else term.file.load()
+        raise TerminalExit(ExitCode.USAGE, f"Give your name: {options.command} play {code} "
+                           f"--name NAME{term.url_flag()}" + (
+                               f" (the place this computer keeps in {code} is on "
+                               f"{elsewhere.url}: leave out --url to go back to it)"
+                               if elsewhere is not None else ""))
+    term.file.prepare()
+    if saved is not None:
+        term.saved, term.loaded = saved, True
         term.view.my_name = saved.name
         if saved.question is not None:
             try:
@@ -1118,19 +1272,23 @@ async def play(options: Options) -> ExitCode:
 
     async def identify(client: Client) -> m.Welcome:
         if term.saved is not None:
-            welcome = await client.resume(term.saved.token, term.saved.last_seq)
+            # A comeback in this run asks for what it missed; a new run for the whole state.
+            last_seq = term.saved.last_seq if term.attached else WHOLE_STATE
+            welcome = await client.resume(term.saved.token, last_seq)
+            term.view.catching_up = True
             term.say(f"Back in {welcome.code} as {welcome.name}"
                      f"{' (team ' + welcome.team + ')' if welcome.team else ''}.")
         else:
             assert options.name is not None
             welcome = await client.join(code, options.name, options.team)
             assert welcome.token is not None
-            term.saved = Saved(role="player", url=options.url, code=welcome.code,
+            term.saved = Saved(role="player", url=term.url, code=welcome.code,
                                token=welcome.token, name=welcome.name, team=welcome.team)
             term.say(f"Joined {welcome.code} as {welcome.name}"
                      f"{' (team ' + welcome.team + ')' if welcome.team else ''}. {PLAYER_HELP}")
         term.view.me, term.view.my_name = welcome.participant, welcome.name
         term.client = client
+        term.attached = True
         term.reserve_rids(client)
         term._save()
         return welcome
@@ -1148,43 +1306,56 @@ async def host(options: Options) -> ExitCode:
         code = code.upper()
         term.file = StateFile(options.state_dir, "host", code)
         saved = term.file.load()
+        if saved is not None and options.url is not None and saved.url != options.url:
+            saved = None  # a place on another engine is not this one
         if token is None:
             if saved is None:
-                raise TerminalExit(ExitCode.USAGE, f"No host token saved for {code}: give it "
+                raise TerminalExit(ExitCode.USAGE, f"No host token saved for {code}"
+                                   f"{' at ' + options.url if options.url else ''}: give it "
                                    "with --token.")
             token = saved.token
-        term.saved = saved if saved is not None and saved.token == token else Saved(
-            role="host", url=options.url, code=code, token=token)
+        if saved is not None and saved.token == token:
+            term.saved, term.loaded = saved, True
+            term.url = options.url or saved.url
+        else:
+            term.saved = Saved(role="host", url=term.url, code=code, token=token)
     else:
         if not options.key:
             raise TerminalExit(ExitCode.USAGE, "Give the operator key (--key) to create a "
                                "session, or --code (and --token) to host an existing one.")
+        StateFile(options.state_dir, "host", "").prepare()
         try:
-            async with open_client(options.url, retry=REQUEST_RETRY) as client:
+            async with open_client(term.url, retry=REQUEST_RETRY) as client:
                 created = await client.create_session(options.key, quiz_path=options.quiz,
                                                       mode=options.mode)
         except ConnectFailed as exc:
             raise TerminalExit(ExitCode.UNREACHABLE, (
-                f"No quiz engine answers at {options.url}: {exc.reason}. Start one with "
+                f"No quiz engine answers at {term.url}: {exc.reason}. Start one with "
                 f"`{options.command} serve`, or give its address with --url.")) from None
+        except ClientClosed as exc:
+            raise TerminalExit(ExitCode.REFUSED, "The engine closed the connection before "
+                               f"creating the session ({exc.code} {exc.reason or ''})."
+                               .replace(" )", ")")) from None
         except RemoteError as exc:
             raise TerminalExit(ExitCode.REFUSED, f"Could not create the session: "
                                f"{exc.message} ({exc.code}).") from None
         code, token = created.code, created.host_token
         term.file = StateFile(options.state_dir, "host", code)
-        term.saved = Saved(role="host", url=options.url, code=code, token=token)
+        term.saved = Saved(role="host", url=term.url, code=code, token=token)
         term.file.save(term.saved)
         term.say(f"Session {code} created ({options.mode} mode). Players join with: "
                  f"{options.command} play {code} --name NAME"
-                 + (" --team TEAM" if options.mode == "team" else ""),
+                 + (" --team TEAM" if options.mode == "team" else "") + term.url_flag(),
                  f"Host token (keep it secret; it is saved in {term.file.path}): {token}")
     session_code = code
 
     async def identify(client: Client) -> m.Welcome:
         assert term.saved is not None
-        last_seq = term.saved.last_seq or None
+        # A comeback in this run asks for what it missed; a new run for the whole state.
+        last_seq = (term.saved.last_seq or None) if term.attached else None
         welcome = await client.host(session_code, term.saved.token, last_seq)
         term.client = client
+        term.attached = True
         term.reserve_rids(client)
         term._save()
         term.say(f"Hosting {welcome.code}. Type help for the commands.")

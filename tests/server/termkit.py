@@ -99,6 +99,11 @@ async def terminal(args: list[str], *, state_dir: Path,
             nursery.start_soon(term._read)
             try:
                 yield term
+            except BaseException:
+                # A failed or timed-out expectation: show what the person would have seen.
+                print(f"--- pubquiz-engine {' '.join(args)} printed:\n{term.output}",
+                      file=sys.stderr)
+                raise
             finally:
                 if process.returncode is None:
                     process.kill()
