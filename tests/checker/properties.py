@@ -366,6 +366,8 @@ def check_last_acked_scored(histories: Sequence[History], facts: Facts) -> list[
                         f"{candidates!r}", history.client, shown))
             right = facts.correct.get(q)
             possible = {c == right for c in candidates if c is not None}
+            if None in candidates:  # no answer counts: a result says answered false, wrong
+                possible.add(False)
             for entry in results.get(q, []):
                 if bool(entry.frame.get("correct")) not in possible:
                     out.append(Anomaly(

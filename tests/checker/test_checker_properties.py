@@ -288,4 +288,6 @@ def test_properties_are_switched_per_fault_family() -> None:
     assert enabled_for(()) == enabled_for(("none",))
     assert set(enabled_for(("kill9", "db_cut"))) == (set(enabled_for(("kill9",)))
                                                    & set(enabled_for(("db_cut",))))
-    assert "state_deadline_real" not in enabled_for(())  # issue 24 point 4: not on main yet
+    # Since output commit, the epoch on resume and the state's real deadline: all of them.
+    every = ("kill9", "sigterm", "pause", "db_cut", "db_stall", "redis_cut")
+    assert set(enabled_for(every)) == set(enabled_for(())) == set(PROPERTIES)
