@@ -215,12 +215,14 @@ class Client:
         reply = await self.request(m.Host, code=code, token=token, last_seq=last_seq,
                                    epoch=epoch)
         assert isinstance(reply, m.Welcome)
+        self._replayed_from(reply, last_seq)
         return reply
 
     async def watch(self, code: str, last_seq: int | None = None,
                     epoch: int | None = None) -> m.Welcome:
         reply = await self.request(m.Watch, code=code, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
+        self._replayed_from(reply, last_seq)
         return reply
 
     async def resume(self, token: str, last_seq: int, epoch: int | None = None) -> m.Welcome:
@@ -229,7 +231,15 @@ class Client:
         any takeover, which is always safe."""
         reply = await self.request(m.Resume, token=token, last_seq=last_seq, epoch=epoch)
         assert isinstance(reply, m.Welcome)
+        self._replayed_from(reply, last_seq)
         return reply
+
+    def _replayed_from(self, reply: m.Welcome, last_seq: int | None) -> None:
+        """With ``replay: "events"`` the server replays what follows ``last_seq``: we have seen
+        up to it (SPEC 13.4), even when nothing was missed and no event comes. Without this a
+        second comeback would ask for everything since 0."""
+        if reply.replay == "events" and last_seq is not None:
+            self.last_seq = max(self.last_seq, last_seq)
 
     async def answer(self, q: int, value: Any, *, rid: int | None = None) -> m.AnswerAck:
         reply = await self.request(m.Answer, rid=rid, q=q, value=value)

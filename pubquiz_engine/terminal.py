@@ -1029,7 +1029,9 @@ class Terminal:
             return
         self._reserve_from(client.next_rid)
         if self.saved is not None:
-            self.saved.last_seq = client.last_seq
+            # A connection not yet welcomed has seen nothing: its last_seq (0) is not ours.
+            if client.welcome is not None:
+                self.saved.last_seq = client.last_seq
             self._write_file()
 
     def _reserve_from(self, first: int) -> None:
@@ -1273,8 +1275,10 @@ async def play(options: Options) -> ExitCode:
     async def identify(client: Client) -> m.Welcome:
         if term.saved is not None:
             # A comeback in this run asks for what it missed; a new run for the whole state.
+            # The epoch its last_seq counts in: after a takeover the server sends a full state.
             last_seq = term.saved.last_seq if term.attached else WHOLE_STATE
-            welcome = await client.resume(term.saved.token, last_seq)
+            epoch = term.saved.epoch if term.attached else None
+            welcome = await client.resume(term.saved.token, last_seq, epoch)
             term.view.catching_up = True
             term.say(f"Back in {welcome.code} as {welcome.name}"
                      f"{' (team ' + welcome.team + ')' if welcome.team else ''}.")
@@ -1353,7 +1357,8 @@ async def host(options: Options) -> ExitCode:
         assert term.saved is not None
         # A comeback in this run asks for what it missed; a new run for the whole state.
         last_seq = (term.saved.last_seq or None) if term.attached else None
-        welcome = await client.host(session_code, term.saved.token, last_seq)
+        epoch = term.saved.epoch if last_seq is not None else None
+        welcome = await client.host(session_code, term.saved.token, last_seq, epoch)
         term.client = client
         term.attached = True
         term.reserve_rids(client)

@@ -159,6 +159,7 @@ class RefusingFront:
         self.retry_after_ms = retry_after_ms
         self.refuse = 0
         self.refused = 0
+        self.hellos: list[m.Message] = []  # every connection's first message, in order
         self.port = 0
         self._open: set[trio_websocket.WebSocketConnection] = set()
 
@@ -191,6 +192,7 @@ class RefusingFront:
             return
         assert isinstance(first, bytes)
         hello = codec.decode(first, direction=m.Direction.CLIENT_TO_SERVER)
+        self.hellos.append(hello)
         if self.refuse > 0 and isinstance(hello, m.Join | m.Resume):
             self.refuse -= 1
             self.refused += 1
@@ -272,6 +274,12 @@ async def test_comebacks_wait_what_the_engine_asks_with_unavailable(tmp_path: Pa
     no_traceback(term)
     assert front.refused == 3
     assert [p.name for p in session.game.participants.values()] == ["Ann"]
+    # Each comeback names the epoch its last_seq counts in (SPEC 13.4): after a takeover the
+    # engine would answer with a full state rather than an empty replay over a stale view.
+    resumes = [h for h in front.hellos if isinstance(h, m.Resume)]
+    assert len(resumes) == 4 and all(r.epoch == session.epoch for r in resumes), resumes
+    # ... and the last seq it saw, even when the comeback begins a new block of request ids.
+    assert all(r.last_seq == 1 for r in resumes), resumes
 
 
 async def test_the_engine_stopping_is_one_line_and_exit_3_when_it_stays_away(
