@@ -32,7 +32,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -52,14 +52,11 @@ from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS, Moved
-from pubquiz_engine.server.generation import generate_round
+from pubquiz_engine.server.ports import ConnectionHost
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
 from pubquiz_engine.snapshot.records import CoordinationError
-
-if TYPE_CHECKING:
-    from pubquiz_engine.server.engine import Engine
 
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
@@ -127,9 +124,12 @@ class _OperatorLockout(Rejected):
 
 
 class Connection:
-    """The handler of one WebSocket (``Engine`` runs ``handle`` for each)."""
+    """The handler of one WebSocket (the engine runs ``handle`` for each).
 
-    def __init__(self, engine: Engine, ws: WebSocket, address: str) -> None:
+    ``engine`` is what the connection needs from the engine (``ports.ConnectionHost``): it
+    admits the address, finds or creates the session, and holds the shared limits."""
+
+    def __init__(self, engine: ConnectionHost, ws: WebSocket, address: str) -> None:
         self.engine = engine
         self.ws = ws
         self.address = address
@@ -371,7 +371,7 @@ class Connection:
     async def _generate(self, msg: m.Generate) -> None:
         self._check_operator(msg.key)
         session = await self._session_for(msg.code)
-        self._send(await generate_round(self.engine, session, msg))
+        self._send(await self.engine.generate_round(session, msg))
 
     async def _create_session(self, msg: m.CreateSession) -> None:
         self._check_operator(msg.key)

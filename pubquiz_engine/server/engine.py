@@ -36,6 +36,11 @@ Rules this module keeps:
 5. Every log line a connection's task writes carries its ``conn`` id and, once it joined, its
    ``session`` code (``logs.log_fields``); a session's own task carries its code. Host tokens
    are registered with the log redactor while their session lives.
+6. **The one place that composes the server.** This module imports the parts (connections,
+   web routes, failover, generation, sessions, transport, store) and hands each the engine
+   typed as the port it declares in ``server/ports.py`` (``ConnectionHost``,
+   ``ResultsSource``, ``SessionHost``); none of them imports this module, so the imports run
+   one way (``docs/architecture.md``, checked by ``tests/test_architecture.py``).
 """
 
 from __future__ import annotations
@@ -67,11 +72,13 @@ from pubquiz_engine.game import (
     sample_quiz_path,
 )
 from pubquiz_engine.logs import add_secret, bind_log_fields, discard_secret, log_fields
+from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.protocol.limits import Limits
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.connection import Connection, client_address
 from pubquiz_engine.server.failover import Coordination
+from pubquiz_engine.server.generation import generate_round
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, Router
 from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter, address_key
@@ -84,7 +91,8 @@ from pubquiz_engine.server.transport import (
     WebSocket,
     serve,
 )
-from pubquiz_engine.store import Store, WriteBehind, open_store
+from pubquiz_engine.store import Results, Store, WriteBehind, open_store
+from pubquiz_engine.web import web_routes
 
 log = logging.getLogger(__name__)
 
@@ -505,6 +513,10 @@ class Engine:
             quiz = load_quiz(self._quiz_file(quiz_path))
         return await self.open_session(quiz, mode=mode, options=options)
 
+    async def generate_round(self, session: LiveSession, msg: m.Generate) -> m.Generated:
+        """An operator's ``generate`` for ``session`` (``server/generation.py``)."""
+        return await generate_round(self.config, self.store, session, msg)
+
     def _quiz_file(self, name: str) -> Path:
         """A quiz file operators may name: the sample, or a file inside ``quiz_dir``."""
         if name == "sample":
@@ -626,10 +638,21 @@ class Engine:
             "/health": {"GET": health}, "/ready": {"GET": ready}}
         if metrics:
             routes["/metrics"] = {"GET": render_metrics}
-        # The browser clients and /results (imported here: the web package imports server.http).
-        from pubquiz_engine.web import web_routes
-        routes.update(web_routes(self))
+        routes.update(web_routes(self))  # the browser clients and /results
         return Router(routes)
+
+    # --- what the web routes need (ports.ResultsSource) ------------------------------------
+
+    @property
+    def coordinated(self) -> bool:
+        """Sessions may live on other nodes (Redis): a miss here is asked of ``coord``."""
+        return self.coord is not None
+
+    async def drain_writes(self, *, timeout: float) -> bool:
+        return await self.persister.drain(timeout=timeout)
+
+    async def session_results(self, code: str) -> Results:
+        return await self.store.session_results(code)
 
 
 def _node_name(port: int) -> str:

@@ -52,6 +52,8 @@ import trio
 from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StoreError
 from pubquiz_engine.game import GameSession, commands
 from pubquiz_engine.game.events import ParticipantJoined
+from pubquiz_engine.server import credentials
+from pubquiz_engine.server.ports import SessionHost
 from pubquiz_engine.server.session import SNAPSHOT_FORMAT, LiveSession
 from pubquiz_engine.snapshot import (
     CoordinationError,
@@ -62,7 +64,6 @@ from pubquiz_engine.snapshot import (
 )
 
 if TYPE_CHECKING:
-    from pubquiz_engine.server.engine import Engine
     from pubquiz_engine.snapshot import RedisStore
     from pubquiz_engine.snapshot.redis_store import SessionRoute
 
@@ -105,9 +106,12 @@ class _Attempt:
 
 
 class Coordination:
-    """The engine's Redis side: lease keeper, snapshotter, node registry and takeover."""
+    """The engine's Redis side: lease keeper, snapshotter, node registry and takeover.
 
-    def __init__(self, engine: Engine, redis: RedisStore, node: str, url: str) -> None:
+    ``engine`` is what it needs of the engine (``ports.SessionHost``): this node's sessions,
+    the store it replays from, and ``adopt_session`` to serve a session it restored."""
+
+    def __init__(self, engine: SessionHost, redis: RedisStore, node: str, url: str) -> None:
         cfg = engine.config
         self.engine = engine
         self.redis = redis
@@ -130,7 +134,7 @@ class Coordination:
         self._taking: dict[str, _Attempt] = {}
 
     @classmethod
-    def open(cls, engine: Engine, host: str, port: int) -> Coordination:
+    def open(cls, engine: SessionHost, host: str, port: int) -> Coordination:
         cfg = engine.config
         assert cfg.redis_url is not None
         redis = open_redis_store(cfg.redis_url, prefix=cfg.redis_prefix)
@@ -167,8 +171,6 @@ class Coordination:
 
     async def reserve(self) -> tuple[str, int]:
         """A fresh join code and the epoch of the lease taken on it."""
-        from pubquiz_engine.server import credentials
-
         for _ in range(8):
             code = credentials.new_join_code()
             if code in self.engine.sessions:

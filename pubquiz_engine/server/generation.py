@@ -9,28 +9,29 @@ Rules this module keeps:
    and the session's one-writer rule holds.
 3. Every question went through the quiz validator (``generate``); the whole quiz is validated
    again with the new round; anything refused is reported, nothing half-added.
+4. It needs the engine's configuration (the model server) and its store (the cache of
+   generated questions), nothing else of the engine. The ``generate`` package is imported on
+   the first request (not to dodge a cycle: it is the only user of the HTTP client, which an
+   engine that never generates need not load).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
 from pubquiz_engine.game import quiz_to_data
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server.config import ServerConfig
+from pubquiz_engine.server.session import LiveSession
+from pubquiz_engine.store import Store
 
-if TYPE_CHECKING:
-    from pubquiz_engine.server.engine import Engine
-    from pubquiz_engine.server.session import LiveSession
 
-
-async def generate_round(engine: Engine, session: LiveSession, msg: m.Generate) -> m.Generated:
+async def generate_round(cfg: ServerConfig, store: Store, session: LiveSession,
+                         msg: m.Generate) -> m.Generated:
     from pubquiz_engine.generate import GenerationRequest, GeneratorError, generate_questions
     from pubquiz_engine.generate.cache import StoreCache
     from pubquiz_engine.generate.client import ChatClient, ModelConfig
     from pubquiz_engine.generate.core import new_round, quiz_prompts
 
-    cfg = engine.config
     if session.game.phase != "lobby":
         raise Rejected(ErrorCode.WRONG_PHASE, "rounds can only be added before the start")
     if not cfg.generator_url or not cfg.generator_model:
@@ -48,7 +49,7 @@ async def generate_round(engine: Engine, session: LiveSession, msg: m.Generate) 
     try:
         async with ChatClient(model_config) as model:
             result = await generate_questions(
-                request, model, cache=StoreCache(engine.store),
+                request, model, cache=StoreCache(store),
                 existing=quiz_prompts(quiz_to_data(session.game.quiz)))
     except GeneratorError as exc:
         raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE, str(exc)) from None

@@ -29,19 +29,18 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import attrs
 import trio
 
 from pubquiz_engine.errors import Rejected, RemoteError, StoreError
+from pubquiz_engine.server import credentials
+from pubquiz_engine.server.failover import Moved
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse, text_response
+from pubquiz_engine.server.ports import ResultsSource
+from pubquiz_engine.server.session import LiveSession
 from pubquiz_engine.store.export import results_to_csv, results_to_json
-
-if TYPE_CHECKING:
-    from pubquiz_engine.server.engine import Engine
-    from pubquiz_engine.server.session import LiveSession
 
 __all__ = [
     "PAGES",
@@ -182,19 +181,16 @@ def node_results_url(public_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/results", "", ""))
 
 
-async def _find_elsewhere(engine: Engine, raw_code: str, fmt: str,
+async def _find_elsewhere(source: ResultsSource, raw_code: str, fmt: str,
                           headers: tuple[tuple[str, str], ...]
                           ) -> LiveSession | HttpResponse | None:
     """The session ``raw_code`` found through the failover coordination: taken over here,
     or a 307 to its node's ``/results``, or a 503 while it moves; None if there is none."""
-    from pubquiz_engine.server import credentials
-    from pubquiz_engine.server.failover import Moved
-
     code = credentials.normalise_code(raw_code)
     if code is None:
         return None
     try:
-        return await engine.find_session(code)
+        return await source.find_session(code)
     except Moved as moved:
         query = urlencode({"code": code, "format": fmt})
         return HttpResponse(307, (("location", f"{node_results_url(moved.url)}?{query}"),
@@ -208,9 +204,9 @@ async def _find_elsewhere(engine: Engine, raw_code: str, fmt: str,
                              headers=(("retry-after", str(seconds)), *headers))
 
 
-def results_handler(engine: Engine) -> HttpHandler:
+def results_handler(source: ResultsSource) -> HttpHandler:
     """``GET /results?code=CODE&format=csv|json`` with ``Authorization: Bearer HOSTTOKEN``
-    (see rule 3)."""
+    (see rule 3). ``source`` is what it needs of the engine (``ports.ResultsSource``)."""
 
     async def results(request: HttpRequest) -> HttpResponse:
         query = parse_qs(request.query, keep_blank_values=True)
@@ -227,11 +223,11 @@ def results_handler(engine: Engine) -> HttpHandler:
         if token is None:
             return text_response(401, "the host token is required\n",
                                  headers=(("www-authenticate", "Bearer"), *headers))
-        session = engine.sessions.get(code)
-        if session is None and engine.coord is not None:
+        session = source.sessions.get(code)
+        if session is None and source.coordinated:
             # nginx hashes /results by code like /ws, but the session may have moved: take it
             # over if its node is gone, else send the browser to its node's own address.
-            found = await _find_elsewhere(engine, code, fmt, headers)
+            found = await _find_elsewhere(source, code, fmt, headers)
             if isinstance(found, HttpResponse):
                 return found
             session = found
@@ -245,12 +241,12 @@ def results_handler(engine: Engine) -> HttpHandler:
                                     headers=(("retry-after", RESULTS_RETRY_AFTER), *headers))
         # Answers accepted in fast ack mode may still be queued: commit them first (bounded:
         # under steady load the queue may never be empty; the file is then as of the read).
-        await engine.persister.drain(timeout=RESULTS_DRAIN_SECONDS)
+        await source.drain_writes(timeout=RESULTS_DRAIN_SECONDS)
         try:
             # Bounded too: a database that does not answer at all is a 503, not a request
             # that hangs until TCP gives up.
             with trio.fail_after(RESULTS_READ_SECONDS):
-                data = await engine.store.session_results(code)
+                data = await source.session_results(code)
         except trio.TooSlowError:
             log.warning("results for %s: the database did not answer in time", code)
             return unavailable
@@ -272,12 +268,13 @@ def results_handler(engine: Engine) -> HttpHandler:
     return results
 
 
-def web_routes(engine: Engine, *, directory: Path = STATIC_DIR
+def web_routes(source: ResultsSource, *, directory: Path = STATIC_DIR
                ) -> dict[str, Mapping[str, HttpHandler]]:
     """Every route of the web clients: the pages, their static files and ``/results``.
 
-    The engine's router merges these into its table (``Engine._router``).
+    The engine's router merges these into its table (``Engine._router``); the web package
+    never imports the engine, only the port it needs (``ports.ResultsSource``).
     """
     routes = static_routes(load_static(directory))
-    routes["/results"] = {"GET": results_handler(engine)}
+    routes["/results"] = {"GET": results_handler(source)}
     return routes
