@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pubquiz_engine.errors import ErrorCode, Rejected
+from pubquiz_engine.errors import CorruptData, ErrorCode, QuizFileError, Rejected
 from pubquiz_engine.game import commands as c
 from pubquiz_engine.game import events as e
 from pubquiz_engine.game.loader import MAX_TIME_LIMIT, load_quiz_data, quiz_to_data
@@ -1270,9 +1270,22 @@ class GameSession:
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> GameSession:
-        """Restore a session from ``to_snapshot`` output (raises ``ValueError`` if unknown)."""
+        """Restore a session from ``to_snapshot`` output.
+
+        Raises ``CorruptData`` (a ``ValueError``) for an unknown format or anything it cannot
+        read: a missing key, a value of the wrong shape, a quiz that no longer loads."""
+        try:
+            return cls._restore(data)
+        except CorruptData:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError,
+                QuizFileError) as exc:
+            raise CorruptData(f"game snapshot unreadable: {exc!r}") from exc
+
+    @classmethod
+    def _restore(cls, data: Mapping[str, Any]) -> GameSession:
         if data.get("format") not in _READABLE_FORMATS:
-            raise ValueError(f"unknown snapshot format {data.get('format')!r}")
+            raise CorruptData(f"unknown snapshot format {data.get('format')!r}")
         quiz = load_quiz_data(data["quiz"], source="<snapshot>")
         self = cls(quiz, SessionOptions.from_data(data["options"]))
         self._phase = Phase(data["phase"])

@@ -47,7 +47,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-import msgpack
 import trio
 
 from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch, StoreError
@@ -591,7 +590,7 @@ class LiveSession:
         # What this state holds is stored in the database once this ticket commits: the
         # snapshot is written after that (``snapshot_durable``), never before.
         self._snapshot_ticket = self._last_record
-        return msgpack.packb(data), self.seq, self.seq
+        return codec.pack_stored(data), self.seq, self.seq
 
     async def snapshot_durable(self) -> bool:
         """Wait until the records of the last built snapshot's state are committed: True,

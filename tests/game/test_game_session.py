@@ -9,7 +9,7 @@ import attrs
 import pytest
 from gamekit import RIGHT, T0, WRONG, Game, make_quiz, round_trip
 
-from pubquiz_engine.errors import ErrorCode
+from pubquiz_engine.errors import CorruptData, ErrorCode
 from pubquiz_engine.game import (
     AdjustScore,
     CloseQuestion,
@@ -736,6 +736,25 @@ def test_snapshot_refuses_unknown_formats() -> None:
     snapshot["format"] = 99
     with pytest.raises(ValueError, match="unknown snapshot format"):
         GameSession.from_snapshot(snapshot)
+
+
+def test_an_unreadable_snapshot_is_corrupt_data_whatever_is_wrong() -> None:
+    """The game restores itself and says, with one typed error, when it cannot: the takeover
+    maps it (``SnapshotCorrupt``) instead of catching whatever a missing key raised."""
+    g = Game()
+    joined(g, "A")
+    good = g.session.to_snapshot()
+    damaged: list[dict[str, Any]] = [
+        {k: v for k, v in good.items() if k != "participants"},  # a key missing
+        {**good, "participants": [[1]]},  # a row too short
+        {**good, "phase": "dancing"},  # not a phase
+        {**good, "quiz": {"format": 1, "rounds": []}},  # a quiz that does not load
+        {**good, "qstate": None},  # the wrong shape
+    ]
+    for data in damaged:
+        with pytest.raises(CorruptData):
+            GameSession.from_snapshot(data)
+    assert GameSession.from_snapshot(good) == g.session
 
 
 def test_a_format_1_snapshot_still_restores() -> None:
