@@ -13,6 +13,7 @@ formula and ranking), ``commands`` and ``events`` (what goes in and comes out), 
 
 from pubquiz_engine.game import commands, events
 from pubquiz_engine.game.commands import (
+    AddRound,
     AdjustScore,
     CloseQuestion,
     Command,
@@ -60,6 +61,7 @@ from pubquiz_engine.game.session import (
 __all__ = [
     "FORMAT_VERSION",
     "SNAPSHOT_FORMAT",
+    "AddRound",
     "AdjustScore",
     "Answer",
     "CloseQuestion",

@@ -14,6 +14,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -98,6 +99,18 @@ class Resume:
 
 
 @attrs.frozen
+class AddRound:
+    """Append a round to the quiz, in the lobby only (nobody has seen a question yet).
+
+    ``round`` is one round as the quiz format writes it (``docs/quiz-format.md``); the whole
+    quiz with it is validated again, and ``source`` names it in the problems found.
+    """
+
+    round: Mapping[str, Any]
+    source: str = "added round"
+
+
+@attrs.frozen
 class Reveal:
     """Reveal the closed question's answer; this is when its points are awarded."""
 
@@ -146,5 +159,6 @@ class End:
 
 Command = (
     Join | SubmitAnswer | PlayJoker | PlaceWager | Leave | Start | Next | CloseQuestion | Extend
-    | Pause | Resume | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick | End
+    | Pause | Resume | AddRound | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick
+    | End
 )

@@ -263,6 +263,7 @@ class GameSession:
         c.Extend: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_extend"),
         c.Pause: (_LIVE - {Phase.PAUSED}, "_on_pause"),
         c.Resume: (frozenset({Phase.PAUSED}), "_on_resume"),
+        c.AddRound: (frozenset({Phase.LOBBY}), "_on_add_round"),
         c.Reveal: (_QUESTION, "_on_reveal"),
         c.Skip: (_QUESTION, "_on_skip"),
         c.ShowLeaderboard: (_BETWEEN | {Phase.FINISHED}, "_on_leaderboard"),
@@ -273,14 +274,8 @@ class GameSession:
     }
 
     def __init__(self, quiz: Quiz, options: SessionOptions | None = None) -> None:
-        self.quiz = quiz
         self.options = options if options is not None else SessionOptions()
-        self._steps = _program(quiz)
-        first: dict[int, int] = {}
-        for i, step in enumerate(self._steps):
-            first.setdefault(step.round, i)
-        self._round_first_step = tuple(first[r] for r in range(len(quiz.rounds)))
-        self._tiebreak_q = next((i for i, q in enumerate(quiz.questions) if q.tiebreak), None)
+        self._set_quiz(quiz)
         # Progress and the clock.
         self._phase = Phase.LOBBY
         self._resume_phase: Phase | None = None  # the phase a pause returns to
@@ -311,6 +306,17 @@ class GameSession:
         self._totals: dict[int, int] = {}  # scorer -> total
         self._tiebreak: dict[int, float] = {}  # scorer -> distance to the tie-break answer
         self._rebuild_indexes()
+
+    def _set_quiz(self, quiz: Quiz) -> None:
+        """The quiz and what is derived from it alone: the program of steps, where each round
+        starts, the tie-break question."""
+        self.quiz = quiz
+        self._steps = _program(quiz)
+        first: dict[int, int] = {}
+        for i, step in enumerate(self._steps):
+            first.setdefault(step.round, i)
+        self._round_first_step = tuple(first[r] for r in range(len(quiz.rounds)))
+        self._tiebreak_q = next((i for i, q in enumerate(quiz.questions) if q.tiebreak), None)
 
     def _rebuild_indexes(self) -> None:
         """Derived indexes: rebuilt from the state above (after a restore), then kept in step."""
@@ -1016,6 +1022,25 @@ class GameSession:
         self._running_since = now
         self._remaining = None
         return [e.Resumed(self._deadline), *self._close_if_all_answered(now)]
+
+    def _on_add_round(self, cmd: c.AddRound, now: float) -> list[e.Event]:
+        # Lobby only (the table): no question has a state, an answer or a mark yet, and the
+        # new round comes last, so jokers and wagers already placed keep their rounds.
+        data = quiz_to_data(self.quiz)
+        try:
+            quiz = load_quiz_data({**data, "rounds": [*data["rounds"], cmd.round]},
+                                  source=cmd.source)
+        except QuizFileError as exc:
+            raise _reject(ErrorCode.INVALID_COMMAND, "the quiz with this round is not valid: "
+                          + "; ".join(exc.problems[:5])) from None
+        added = len(quiz.questions) - len(self.quiz.questions)
+        self._set_quiz(quiz)
+        self._qstate.extend([QState.PENDING] * added)
+        self._answers.extend({} for _ in range(added))
+        r = len(quiz.rounds) - 1
+        return [e.RoundAdded(round=r, title=quiz.rounds[r].title,
+                             questions=len(quiz.rounds[r].questions),
+                             data=quiz_to_data(quiz)["rounds"][r])]
 
     def _on_skip(self, cmd: c.Skip, now: float) -> list[e.Event]:
         self._unpause_into(frozenset({Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED}), "skip")

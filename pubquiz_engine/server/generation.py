@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.errors import ErrorCode, Rejected
 from pubquiz_engine.game import quiz_to_data
 from pubquiz_engine.protocol import messages as m
 
@@ -55,12 +55,9 @@ async def generate_round(engine: Engine, session: LiveSession, msg: m.Generate) 
     if not result.questions:
         raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE,
                        "the model gave no usable question; nothing was added")
-    try:
-        index = session.add_round(new_round(msg.round_title or msg.topic, result.questions))
-    except QuizFileError as exc:
-        raise Rejected(ErrorCode.INVALID_COMMAND,
-                       "the quiz with this round is not valid: " + "; ".join(exc.problems[:5])
-                       ) from None
+    # A round the quiz refuses is ``invalid_command`` from the game itself (commands.AddRound).
+    index = session.add_round(new_round(msg.round_title or msg.topic, result.questions),
+                              source="generate")
     notes = [*result.notes]
     if result.dropped:
         notes.append(f"{len(result.dropped)} question(s) dropped: "

@@ -11,6 +11,7 @@ from gamekit import RIGHT, T0, WRONG, Game, make_quiz, round_trip
 
 from pubquiz_engine.errors import CorruptData, ErrorCode
 from pubquiz_engine.game import (
+    AddRound,
     AdjustScore,
     CloseQuestion,
     End,
@@ -838,3 +839,44 @@ def test_a_joker_on_a_round_without_jokers_is_invalid_command() -> None:
     assert not g.session.quiz.rounds[2].joker
     g.refuse(PlayJoker(alice, 2), ErrorCode.INVALID_COMMAND)
     g.refuse(PlayJoker(alice, 9), ErrorCode.UNKNOWN_ROUND)
+
+
+# --- adding a round (issue 21 point 3: the game owns every change to a game) -----------------
+
+EXTRA_ROUND: dict[str, Any] = {"title": "Bonus", "items": [
+    {"kind": "truefalse", "prompt": "Added?", "answer": True},
+    {"kind": "single", "prompt": "Which?", "choices": ["a", "b"], "answer": "a"}]}
+
+
+def test_adding_a_round_in_the_lobby_is_a_command_with_its_event() -> None:
+    g = Game()
+    joined(g, "A")
+    g.do(PlayJoker(participant=1, round=1))
+    before = len(g.session.quiz.questions)
+    events = g.do(AddRound(round=EXTRA_ROUND))
+    assert len(events) == 1 and isinstance(events[0], ev.RoundAdded)
+    added = events[0]
+    assert (added.round, added.title, added.questions) == (4, "Bonus", 2)
+    assert [i["prompt"] for i in added.data["items"]] == ["Added?", "Which?"]
+    assert len(g.session.quiz.questions) == before + 2
+    assert [g.session.question_state(q) for q in (before, before + 1)] == [QState.PENDING] * 2
+    assert g.session.joker_of(1) == 1  # what was placed keeps its round
+    assert round_trip(g.session) == g.session  # the snapshot holds the quiz as played
+    # The added questions are played like any other: the last two steps of the program.
+    g.do(Start())
+    for _ in range(40):
+        if g.session.phase is Phase.QUESTION_OPEN and g.session.current_question == before:
+            break
+        g.do(Skip() if g.session.phase in (Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED)
+             else Next())
+    assert g.session.current_question == before
+    assert g.session.question_view(before).prompt == "Added?"
+
+
+def test_a_round_is_added_in_the_lobby_only_and_a_bad_one_changes_nothing() -> None:
+    g = Game()
+    joined(g, "A")
+    g.refuse(AddRound(round={"title": "Empty", "items": []}), ErrorCode.INVALID_COMMAND)
+    g.refuse(AddRound(round={"items": [{"kind": "dance"}]}), ErrorCode.INVALID_COMMAND)
+    g.do(Start())
+    g.refuse(AddRound(round=EXTRA_ROUND), ErrorCode.WRONG_PHASE)
