@@ -27,12 +27,12 @@ from pubquiz_engine.game.commands import (
     Pause,
     PlaceWager,
     PlayJoker,
-    Resume,
     Reveal,
     ShowLeaderboard,
     Skip,
     Start,
     SubmitAnswer,
+    Unpause,
 )
 from pubquiz_engine.game.events import Event, event_to_data, event_type
 from pubquiz_engine.game.loader import (
@@ -88,7 +88,6 @@ __all__ = [
     "QuestionKind",
     "QuestionView",
     "Quiz",
-    "Resume",
     "Reveal",
     "Round",
     "SessionOptions",
@@ -99,6 +98,7 @@ __all__ = [
     "Start",
     "SubmitAnswer",
     "Team",
+    "Unpause",
     "commands",
     "event_to_data",
     "event_type",

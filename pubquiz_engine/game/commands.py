@@ -94,8 +94,9 @@ class Pause:
 
 
 @attrs.frozen
-class Resume:
-    pass
+class Unpause:
+    """Go on from where ``Pause`` stopped: the open question's clock runs again. (Not the
+    wire's ``resume``, which is a player reconnecting: that is the server's, not a command.)"""
 
 
 @attrs.frozen
@@ -159,6 +160,6 @@ class End:
 
 Command = (
     Join | SubmitAnswer | PlayJoker | PlaceWager | Leave | Start | Next | CloseQuestion | Extend
-    | Pause | Resume | AddRound | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick
+    | Pause | Unpause | AddRound | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick
     | End
 )

@@ -262,7 +262,7 @@ class GameSession:
         c.CloseQuestion: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_close"),
         c.Extend: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_extend"),
         c.Pause: (_LIVE - {Phase.PAUSED}, "_on_pause"),
-        c.Resume: (frozenset({Phase.PAUSED}), "_on_resume"),
+        c.Unpause: (frozenset({Phase.PAUSED}), "_on_unpause"),
         c.AddRound: (frozenset({Phase.LOBBY}), "_on_add_round"),
         c.Reveal: (_QUESTION, "_on_reveal"),
         c.Skip: (_QUESTION, "_on_skip"),
@@ -1012,7 +1012,7 @@ class GameSession:
         self._phase = Phase.PAUSED
         return [e.Paused(remaining)]
 
-    def _on_resume(self, cmd: c.Resume, now: float) -> list[e.Event]:
+    def _on_unpause(self, cmd: c.Unpause, now: float) -> list[e.Event]:
         assert self._resume_phase is not None
         self._phase, self._resume_phase = self._resume_phase, None
         if self._phase is not Phase.QUESTION_OPEN:

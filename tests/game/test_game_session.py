@@ -30,7 +30,6 @@ from pubquiz_engine.game import (
     QState,
     QuestionKind,
     QuestionView,
-    Resume,
     Reveal,
     SessionOptions,
     ShowLeaderboard,
@@ -38,6 +37,7 @@ from pubquiz_engine.game import (
     Standing,
     Start,
     SubmitAnswer,
+    Unpause,
     event_to_data,
 )
 from pubquiz_engine.game import events as ev
@@ -324,7 +324,7 @@ def test_pause_freezes_the_clock_and_the_speed_bonus() -> None:
     # pause would earn the speed bonus of the moment it began).
     g.refuse(SubmitAnswer(alice, 0, 1, g.next_rid()), ErrorCode.WRONG_PHASE)
     assert g.do(Extend(5)) == [ev.TimeExtended(0, None, 25.0)]
-    assert g.do(Resume()) == [ev.Resumed(g.now + 25.0)]
+    assert g.do(Unpause()) == [ev.Resumed(g.now + 25.0)]
     answer(g, alice, 1)  # at once: 10 s of running time, the pause not counted
     assert g.session.answers(0)[alice].elapsed == 10.0
     g.now += 3
@@ -357,7 +357,7 @@ def test_pause_between_questions_resumes_to_the_same_phase() -> None:
     g.refuse(Pause(), ErrorCode.WRONG_PHASE)
     for command in (CloseQuestion(), Reveal(), Skip()):  # the pause is on a slide
         g.refuse(command, ErrorCode.WRONG_PHASE)
-    assert g.do(Resume()) == [ev.Resumed(None)]
+    assert g.do(Unpause()) == [ev.Resumed(None)]
     assert g.session.phase is Phase.SLIDE
 
 
@@ -663,7 +663,7 @@ def test_joining_mid_question_updates_the_count() -> None:
 
 # --- phases and the table --------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "command", [Next(), CloseQuestion(), Reveal(), Skip(), ShowLeaderboard(), Resume(), Extend(5)]
+    "command", [Next(), CloseQuestion(), Reveal(), Skip(), ShowLeaderboard(), Unpause(), Extend(5)]
 )
 def test_host_commands_out_of_phase_are_refused_in_the_lobby(command: Any) -> None:
     Game().refuse(command, ErrorCode.WRONG_PHASE)
@@ -807,7 +807,7 @@ def test_the_question_deadline_outlives_the_open_phase() -> None:
     g.do(Pause())
     assert g.session.question_deadline == opened + 5  # paused: remaining says the rest
     g.now += 100
-    (resumed, *_) = g.do(Resume())
+    (resumed, *_) = g.do(Unpause())
     assert isinstance(resumed, ev.Resumed) and resumed.deadline is not None
     assert g.session.question_deadline == resumed.deadline
     g.do(CloseQuestion())

@@ -49,7 +49,6 @@ from pubquiz_engine.game import (
     Phase,
     PlaceWager,
     PlayJoker,
-    Resume,
     Reveal,
     SessionOptions,
     ShowLeaderboard,
@@ -57,6 +56,7 @@ from pubquiz_engine.game import (
     Standing,
     Start,
     SubmitAnswer,
+    Unpause,
 )
 from pubquiz_engine.game import events as ev
 from pubquiz_engine.game.commands import Command
@@ -327,7 +327,7 @@ class GameMachine(RuleBasedStateMachine):
         elif phase is Phase.QUESTION_CLOSED:
             self.run(Reveal())
         elif phase is Phase.PAUSED:
-            self.run(Resume())
+            self.run(Unpause())
         elif phase is not Phase.FINISHED:
             self.run(Next())
 
@@ -359,7 +359,7 @@ class GameMachine(RuleBasedStateMachine):
 
     @rule()
     def resume(self) -> None:
-        self.run(Resume())
+        self.run(Unpause())
 
     @rule()
     def skip(self) -> None:
