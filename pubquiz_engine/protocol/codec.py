@@ -42,14 +42,13 @@ import attrs
 import msgpack
 
 from pubquiz_engine.errors import CorruptData, ErrorCode, ProtocolError
+from pubquiz_engine.protocol.fields import U31_MAX, FieldError
 from pubquiz_engine.protocol.limits import CLIENT_LIMITS, SERVER_LIMITS, Limits
 from pubquiz_engine.protocol.messages import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
-    U31_MAX,
     CreateSession,
     Direction,
-    FieldError,
     Message,
 )
 

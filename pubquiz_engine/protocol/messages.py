@@ -19,8 +19,8 @@ Rules this module keeps:
 
 The validation framework the fields are declared with (``Spec`` and its kinds, ``wire``,
 ``FieldError``, the numeric ranges and per-field limits) is ``fields.py``; this module is the
-message table, and re-exports the framework's names so that ``messages.FieldError`` & co. keep
-working.
+message table. The framework's names it uses (``FieldError``, the specs, the limits) are
+importable from here too, as before.
 """
 
 from __future__ import annotations
@@ -33,115 +33,39 @@ import attrs
 
 from pubquiz_engine.errors import ErrorCode
 from pubquiz_engine.protocol.fields import (
-    MAX_ANSWER_CHARS as MAX_ANSWER_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_CHOICE_CHARS as MAX_CHOICE_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_CHOICES as MAX_CHOICES,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_CODE_CHARS as MAX_CODE_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_ERROR_CODE_CHARS as MAX_ERROR_CODE_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_KEY_CHARS as MAX_KEY_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_LEADERBOARD as MAX_LEADERBOARD,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_NAME_CHARS as MAX_NAME_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_PATH_CHARS as MAX_PATH_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_PLAIN_DEPTH as MAX_PLAIN_DEPTH,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_REASON_CHARS as MAX_REASON_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_SCORE_ROWS as MAX_SCORE_ROWS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_TEXT_CHARS as MAX_TEXT_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_TITLE_CHARS as MAX_TITLE_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_TOKEN_CHARS as MAX_TOKEN_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    MAX_URL_CHARS as MAX_URL_CHARS,
-)
-from pubquiz_engine.protocol.fields import (
-    SAFE_MAX as SAFE_MAX,
-)
-from pubquiz_engine.protocol.fields import (
-    SAFE_MIN as SAFE_MIN,
-)
-from pubquiz_engine.protocol.fields import (
-    SPEC_KEY as SPEC_KEY,
+    MAX_CHOICE_CHARS,
+    MAX_CHOICES,
+    MAX_CODE_CHARS,
+    MAX_ERROR_CODE_CHARS,
+    MAX_KEY_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_PATH_CHARS,
+    MAX_REASON_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    MAX_TOKEN_CHARS,
+    MAX_URL_CHARS,
+    SAFE_MAX,
+    SAFE_MIN,
+    AnswerSpec,
+    BoolSpec,
+    EnumSpec,
+    FieldError,
+    IntListSpec,
+    IntSpec,
+    LeaderboardSpec,
+    MapSpec,
+    Nullable,
+    ScoreListSpec,
+    Spec,
+    TextListSpec,
+    TextSpec,
+    field_spec,
+    wire,
 )
 from pubquiz_engine.protocol.fields import (  # the framework, re-exported by name
     U31_MAX as U31_MAX,
-)
-from pubquiz_engine.protocol.fields import (
-    AnswerSpec as AnswerSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    BoolSpec as BoolSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    EnumSpec as EnumSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    FieldError as FieldError,
-)
-from pubquiz_engine.protocol.fields import (
-    IntListSpec as IntListSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    IntSpec as IntSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    LeaderboardSpec as LeaderboardSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    MapSpec as MapSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    Nullable as Nullable,
-)
-from pubquiz_engine.protocol.fields import (
-    NumberSpec as NumberSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    ScoreListSpec as ScoreListSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    Spec as Spec,
-)
-from pubquiz_engine.protocol.fields import (
-    TextListSpec as TextListSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    TextSpec as TextSpec,
-)
-from pubquiz_engine.protocol.fields import (
-    field_spec as field_spec,
-)
-from pubquiz_engine.protocol.fields import (
-    wire as wire,
 )
 
 ROLES = ("player", "host", "display")
