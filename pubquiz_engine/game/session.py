@@ -41,7 +41,6 @@ exist in solo mode too, as labels: team standings then sum their members' scores
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -49,168 +48,33 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pubquiz_engine.errors import CorruptData, ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
 from pubquiz_engine.game import commands as c
 from pubquiz_engine.game import events as e
+from pubquiz_engine.game import snapshot
 from pubquiz_engine.game.loader import MAX_TIME_LIMIT, load_quiz_data, quiz_to_data
 from pubquiz_engine.game.matching import closest_winners, evaluate, is_closest, validate_answer
 from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
 from pubquiz_engine.game.scoring import Entry, Standing, award, rank
+from pubquiz_engine.game.snapshot import SNAPSHOT_FORMAT
+from pubquiz_engine.game.values import (
+    Adjustment,
+    Answer,
+    CorrectView,
+    Mode,
+    Participant,
+    Phase,
+    QState,
+    QuestionView,
+    SessionOptions,
+    Step,
+    Team,
+)
 
-SNAPSHOT_FORMAT = 3
-# 1: before ``next_team``; 2: before ``question_deadline`` (both derived when restoring).
-_READABLE_FORMATS = (1, 2, 3)
 MAX_EXTEND = 600.0  # seconds one Extend may add
 MAX_ADJUST = 100_000  # points one AdjustScore may add or remove
 MAX_REASON = 200
-
-
-class Mode(enum.StrEnum):
-    SOLO = "solo"
-    TEAM = "team"
-
-
-class Phase(enum.StrEnum):
-    LOBBY = "lobby"
-    SLIDE = "slide"
-    QUESTION_OPEN = "question_open"
-    QUESTION_CLOSED = "question_closed"
-    REVEALED = "revealed"
-    LEADERBOARD = "leaderboard"
-    ROUND_SUMMARY = "round_summary"
-    PAUSED = "paused"
-    FINISHED = "finished"
-
-
-class QState(enum.StrEnum):
-    """Where one question is in its life."""
-
-    PENDING = "pending"
-    OPEN = "open"
-    CLOSED = "closed"
-    REVEALED = "revealed"
-    SKIPPED = "skipped"
-
-
-def _positive(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1")
-
-
-@attrs.frozen
-class SessionOptions:
-    """How a session plays.
-
-    - ``mode``: solo (each player scores) or team (one answer and one score per team).
-    - ``close_when_all_answered``: close the question as soon as every active player (solo) or
-      every team with an active member (team mode) has answered.
-    - ``max_participants``: active (not left, not kicked) participants at once.
-    - ``max_team_size``: active members per team.
-    - ``speed_bonus``: award the per-question speed bonuses the quiz defines (False: ignore them;
-      the bonus amount itself is per question, in the quiz file).
-    """
-
-    mode: Mode = attrs.field(default=Mode.SOLO, converter=Mode)
-    close_when_all_answered: bool = False
-    max_participants: int = attrs.field(default=1000, validator=_positive)
-    max_team_size: int = attrs.field(default=10, validator=_positive)
-    speed_bonus: bool = True
-
-    def to_data(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "close_when_all_answered": self.close_when_all_answered,
-                "max_participants": self.max_participants, "max_team_size": self.max_team_size,
-                "speed_bonus": self.speed_bonus}
-
-    @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> SessionOptions:
-        return cls(**data)
-
-
-@attrs.frozen
-class Participant:
-    id: int
-    name: str
-    team: str | None  # team display name
-    team_id: int | None
-    joined_at: float
-    kicked: bool = False
-    left: bool = False
-
-    @property
-    def active(self) -> bool:
-        return not (self.kicked or self.left)
-
-
-@attrs.frozen
-class Team:
-    id: int
-    name: str
-
-
-@attrs.frozen
-class Answer:
-    """The answer that currently counts for one scorer on one question."""
-
-    participant: int  # who submitted it (in team mode: the last member to answer)
-    value: Any
-    at: float
-    elapsed: float
-    revision: int
-    request_id: int
-
-
-@attrs.frozen
-class Adjustment:
-    scorer: int
-    participant: int
-    delta: int
-    reason: str
-    at: float
-
-
-@attrs.frozen
-class Step:
-    """One stop in the quiz's program: a slide, a question or a round's summary."""
-
-    kind: str  # "slide" | "question" | "summary"
-    round: int
-    ref: int  # the slide's index in the round's items, or the global question index
-
-
-@attrs.frozen
-class QuestionView:
-    """What players and displays may see of a question (no answer)."""
-
-    index: int
-    round: int
-    round_title: str
-    number: int  # 1-based within the round
-    round_size: int
-    total: int  # questions in the quiz
-    kind: QuestionKind
-    prompt: str
-    choices: tuple[str, ...]
-    media: str | None
-    media_type: str | None
-    points: int
-    time_limit: float
-    speed_bonus: int
-    multiplier: float
-    unit: str
-    tiebreak: bool
-
-
-@attrs.frozen
-class CorrectView:
-    """The answer, for the reveal. ``answer`` is plain data: a choice index (single), a list of
-    indices (multiple, ordering), a bool, a list of accepted texts, or a number."""
-
-    index: int
-    kind: QuestionKind
-    answer: Any
-    choices: tuple[str, ...]
-    explanation: str
 
 
 def _program(quiz: Quiz) -> tuple[Step, ...]:
@@ -1256,98 +1120,33 @@ class GameSession:
     __hash__ = None  # type: ignore[assignment]  # mutable: equal by value, never hashed
 
     def to_snapshot(self) -> dict[str, Any]:
-        """The whole state as plain data (format ``SNAPSHOT_FORMAT``; see the module docs)."""
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "quiz": quiz_to_data(self.quiz),
-            "options": self.options.to_data(),
-            "phase": self._phase.value,
-            "resume_phase": None if self._resume_phase is None else self._resume_phase.value,
-            "step": self._step,
-            "deadline": self._deadline,
-            "question_deadline": self._question_deadline,
-            "remaining": self._remaining,
-            "elapsed_base": self._elapsed_base,
-            "running_since": self._running_since,
-            "finish_reason": self._finish_reason,
-            "next_id": self._next_id,
-            "next_team": self._next_team,
-            "participants": [[p.id, p.name, p.team, p.team_id, p.joined_at, p.kicked, p.left]
-                             for p in self._participants.values()],
-            "teams": [[t.id, t.name] for t in self._teams.values()],
-            "qstate": [s.value for s in self._qstate],
-            "answers": [[q, s, a.participant, a.value, a.at, a.elapsed, a.revision, a.request_id]
-                        for q, answers in enumerate(self._answers) for s, a in answers.items()],
-            "seen": [[a.participant, a.team, a.question, a.value, a.request_id, a.at, a.elapsed,
-                      a.revision] for a in self._seen.values()],
-            "marks": [[q, s, ok] for q, m in self._marks.items() for s, ok in m.items()],
-            "awards": [[q, s, f, pts] for q, aw in self._awards.items()
-                       for s, (f, pts) in aw.items()],
-            "jokers": [[s, r] for s, r in self._jokers.items()],
-            "wagers": [[r, s, amount] for r, w in self._wagers.items() for s, amount in w.items()],
-            "wager_results": [[r, s, v] for r, w in self._wager_results.items()
-                              for s, v in w.items()],
-            "adjustments": [[a.scorer, a.participant, a.delta, a.reason, a.at]
-                            for a in self._adjustments],
-            "totals": [[s, v] for s, v in self._totals.items()],
-            "tiebreak": [[s, d] for s, d in self._tiebreak.items()],
-        }
+        """The whole state as plain data (``game.snapshot``: format ``SNAPSHOT_FORMAT``)."""
+        return snapshot.encode(self)
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> GameSession:
-        """Restore a session from ``to_snapshot`` output.
+        """Restore a session from ``to_snapshot`` output; ``CorruptData`` (a ``ValueError``)
+        for an unknown format or anything it cannot read (``game.snapshot``)."""
+        return snapshot.restore(cls, data)
 
-        Raises ``CorruptData`` (a ``ValueError``) for an unknown format or anything it cannot
-        read: a missing key, a value of the wrong shape, a quiz that no longer loads."""
-        try:
-            return cls._restore(data)
-        except CorruptData:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError,
-                QuizFileError) as exc:
-            raise CorruptData(f"game snapshot unreadable: {exc!r}") from exc
 
-    @classmethod
-    def _restore(cls, data: Mapping[str, Any]) -> GameSession:
-        if data.get("format") not in _READABLE_FORMATS:
-            raise CorruptData(f"unknown snapshot format {data.get('format')!r}")
-        quiz = load_quiz_data(data["quiz"], source="<snapshot>")
-        self = cls(quiz, SessionOptions.from_data(data["options"]))
-        self._phase = Phase(data["phase"])
-        rp = data["resume_phase"]
-        self._resume_phase = None if rp is None else Phase(rp)
-        self._step = data["step"]
-        self._deadline = data["deadline"]
-        # Formats 1 and 2 kept only the running deadline: a closed question's is lost there.
-        self._question_deadline = data.get("question_deadline", self._deadline)
-        self._remaining = data["remaining"]
-        self._elapsed_base = data["elapsed_base"]
-        self._running_since = data["running_since"]
-        self._finish_reason = data["finish_reason"]
-        self._next_id = data["next_id"]
-        self._participants = {
-            row[0]: Participant(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
-            for row in data["participants"]
-        }
-        self._teams = {tid: Team(tid, name) for tid, name in data["teams"]}
-        self._next_team = data.get("next_team", max(self._teams, default=0) + 1)
-        self._qstate = [QState(s) for s in data["qstate"]]
-        for q, s, pid, value, at, elapsed, revision, rid in data["answers"]:
-            self._answers[q][s] = Answer(pid, value, at, elapsed, revision, rid)
-        for pid, team, q, value, rid, at, elapsed, revision in data["seen"]:
-            self._seen[(pid, rid)] = e.AnswerAccepted(pid, team, q, value, rid, at, elapsed,
-                                                      revision)
-        for q, s, ok in data["marks"]:
-            self._marks.setdefault(q, {})[s] = ok
-        for q, s, f, pts in data["awards"]:
-            self._awards.setdefault(q, {})[s] = (f, pts)
-        self._jokers = {s: r for s, r in data["jokers"]}
-        for r, s, amount in data["wagers"]:
-            self._wagers.setdefault(r, {})[s] = amount
-        for r, s, v in data["wager_results"]:
-            self._wager_results.setdefault(r, {})[s] = v
-        self._adjustments = [Adjustment(*row) for row in data["adjustments"]]
-        self._totals = {s: v for s, v in data["totals"]}
-        self._tiebreak = {s: d for s, d in data["tiebreak"]}
-        self._rebuild_indexes()
-        return self
+# The values and the snapshot format are defined beside the state machine (``game.values``,
+# ``game.snapshot``) and importable from here as before.
+__all__ = [
+    "MAX_ADJUST",
+    "MAX_EXTEND",
+    "MAX_REASON",
+    "SNAPSHOT_FORMAT",
+    "Adjustment",
+    "Answer",
+    "CorrectView",
+    "GameSession",
+    "Mode",
+    "Participant",
+    "Phase",
+    "QState",
+    "QuestionView",
+    "SessionOptions",
+    "Step",
+    "Team",
+]
