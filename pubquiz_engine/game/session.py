@@ -23,11 +23,13 @@ Rules this module keeps (they are what the property tests hammer):
    is O(1) apart from validating the value: it never touches scores or standings. A reveal or
    a mark re-scores one question (O(its answers)) and applies the difference to the totals, so
    ``totals == recompute_scores()`` at all times. Standings are sorted on demand, O(n log n),
-   and cached until the next command that can change them.
+   and cached until the next command that can change them. How much an answer or a stake
+   earns is ``game.awards``; this module decides when.
 6. **The state is plain data.** ``to_snapshot()`` gives dicts, lists, strs, ints, floats, bools
    and None only (JSON- and msgpack-safe) and ``from_snapshot`` restores an equal session
    (``==`` compares the whole state, derived indexes included). ``SNAPSHOT_FORMAT`` is bumped
-   whenever the layout changes; ``from_snapshot`` refuses versions it does not know.
+   whenever the layout changes; ``from_snapshot`` refuses versions it does not know. The
+   encoding is ``game.snapshot``; the values the state is made of are ``game.values``.
 
 Leaving: a player who leaves once play has started keeps their line (marked left); one who
 leaves the lobby with nothing naming them (no joker, wager or adjustment; in team mode no score
@@ -49,14 +51,14 @@ from typing import Any, ClassVar
 import attrs
 
 from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.game import awards, snapshot
 from pubquiz_engine.game import commands as c
 from pubquiz_engine.game import events as e
-from pubquiz_engine.game import snapshot
 from pubquiz_engine.game.loader import MAX_TIME_LIMIT, load_quiz_data, quiz_to_data
-from pubquiz_engine.game.matching import closest_winners, evaluate, is_closest, validate_answer
+from pubquiz_engine.game.matching import closest_winners, validate_answer
 from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
-from pubquiz_engine.game.scoring import Entry, Standing, award, rank
+from pubquiz_engine.game.scoring import Entry, Standing, rank
 from pubquiz_engine.game.snapshot import SNAPSHOT_FORMAT
 from pubquiz_engine.game.values import (
     Adjustment,
@@ -956,40 +958,13 @@ class GameSession:
 
     def _score_question(self, q: int) -> dict[int, tuple[float, int]]:
         """Fraction and points for every answer to question ``q``, from scratch."""
-        question = self.quiz.questions[q]
-        if question.tiebreak:
-            return {}  # the tie-break orders ties; it scores nothing
-        r = self.quiz.question_round[q]
-        multiplier = self.quiz.rounds[r].multiplier
-        max_bonus = question.speed_bonus if self.options.speed_bonus else 0
-        answers = self._answers[q]
-        marks = self._marks.get(q, {})
-        winners: set[int] = set()
-        if is_closest(question):
-            winners = closest_winners(question, {s: a.value for s, a in answers.items()})
-        out: dict[int, tuple[float, int]] = {}
-        for s, a in answers.items():
-            if s in marks:
-                fraction = 1.0 if marks[s] else 0.0
-            elif is_closest(question):
-                fraction = 1.0 if s in winners else 0.0
-            else:
-                fraction = evaluate(question, a.value)
-            points = award(points=question.points, fraction=fraction, max_bonus=max_bonus,
-                           elapsed=a.elapsed, time_limit=question.time_limit,
-                           multiplier=multiplier, joker=self._jokers.get(s) == r)
-            out[s] = (fraction, points)
-        return out
+        return awards.score_question(self.quiz, q, self._answers[q], self._marks.get(q, {}),
+                                     self._jokers, speed_bonus=self.options.speed_bonus)
 
     def _set_awards(self, q: int, new: dict[int, tuple[float, int]]) -> set[int]:
         """Replace question ``q``'s awards, apply the difference to the totals."""
-        old = self._awards.get(q, {})
-        changed: set[int] = set()
-        for s in old.keys() | new.keys():
-            delta = new.get(s, (0.0, 0))[1] - old.get(s, (0.0, 0))[1]
-            if delta:
-                self._totals[s] = self._totals.get(s, 0) + delta
-                changed.add(s)
+        changed = awards.move_totals(self._totals, awards.points_of(self._awards.get(q, {})),
+                                     awards.points_of(new))
         if new:
             self._awards[q] = new
         else:
@@ -997,23 +972,8 @@ class GameSession:
         return changed
 
     def _wager_outcome(self, r: int) -> dict[int, int] | None:
-        """Each stake won (+) or lost (-), or None while the round is still being played.
-
-        A stake is won when every revealed question of the round was answered fully right
-        (host marks included); it is lost otherwise. A round whose questions were all skipped
-        returns every stake (no result).
-        """
-        qs = self.quiz.round_questions[r]
-        if any(self._qstate[q] not in (QState.REVEALED, QState.SKIPPED) for q in qs):
-            return None
-        revealed = [q for q in qs if self._qstate[q] is QState.REVEALED]
-        out: dict[int, int] = {}
-        if not revealed:
-            return out
-        for s, stake in self._wagers.get(r, {}).items():
-            won = all(self._awards.get(q, {}).get(s, (0.0, 0))[0] >= 1.0 for q in revealed)
-            out[s] = stake if won else -stake
-        return out
+        return awards.wager_outcome(self.quiz, r, self._qstate, self._awards,
+                                    self._wagers.get(r, {}))
 
     def _settle_wagers(self, r: int) -> set[int]:
         """(Re)settle round ``r``'s stakes if it is over; return the scorers whose total moved."""
@@ -1022,13 +982,7 @@ class GameSession:
         outcome = self._wager_outcome(r)
         if outcome is None:
             return set()
-        old = self._wager_results.get(r, {})
-        changed: set[int] = set()
-        for s in old.keys() | outcome.keys():
-            delta = outcome.get(s, 0) - old.get(s, 0)
-            if delta:
-                self._totals[s] = self._totals.get(s, 0) + delta
-                changed.add(s)
+        changed = awards.move_totals(self._totals, self._wager_results.get(r, {}), outcome)
         if outcome:
             self._wager_results[r] = outcome
         else:
