@@ -15,12 +15,13 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from pubquiz_engine.errors import CorruptData, QuizFileError
 from pubquiz_engine.game import events as e
 from pubquiz_engine.game.loader import load_quiz_data, quiz_to_data
+from pubquiz_engine.game.quiz import Quiz
 from pubquiz_engine.game.values import (
     Adjustment,
     Answer,
@@ -31,16 +32,17 @@ from pubquiz_engine.game.values import (
     Team,
 )
 
-if TYPE_CHECKING:
-    from pubquiz_engine.game.session import GameSession
-
 SNAPSHOT_FORMAT = 3
 #: 1: before ``next_team``; 2: before ``question_deadline`` (both derived when restoring).
 READABLE_FORMATS = (1, 2, 3)
 
+#: The session type ``restore`` builds (``GameSession``; not imported here, so that the state
+#: machine and its encoding do not import each other).
+_Game = TypeVar("_Game")
 
-def encode(game: GameSession) -> dict[str, Any]:
-    """The whole state of ``game`` as plain data (format ``SNAPSHOT_FORMAT``)."""
+
+def encode(game: Any) -> dict[str, Any]:
+    """The whole state of ``game`` (a ``GameSession``) as plain data (``SNAPSHOT_FORMAT``)."""
     return {
         "format": SNAPSHOT_FORMAT,
         "quiz": quiz_to_data(game.quiz),
@@ -78,24 +80,26 @@ def encode(game: GameSession) -> dict[str, Any]:
     }
 
 
-def restore(cls: type[GameSession], data: Mapping[str, Any]) -> GameSession:
-    """A ``cls`` equal to the session ``data`` was encoded from.
+def restore(make: Callable[[Quiz, SessionOptions], _Game], data: Mapping[str, Any]) -> _Game:
+    """The session ``data`` was encoded from, rebuilt: ``make(quiz, options)`` (the
+    ``GameSession`` class) builds it in the lobby, then its state is set from ``data``.
 
     Raises ``CorruptData`` (a ``ValueError``) for an unknown format or anything it cannot
     read: a missing key, a value of the wrong shape, a quiz that no longer loads."""
     try:
-        return _restore(cls, data)
+        game: _Game = _restore(make, data)
+        return game
     except CorruptData:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, QuizFileError) as exc:
         raise CorruptData(f"game snapshot unreadable: {exc!r}") from exc
 
 
-def _restore(cls: type[GameSession], data: Mapping[str, Any]) -> GameSession:
+def _restore(make: Callable[[Quiz, SessionOptions], Any], data: Mapping[str, Any]) -> Any:
     if data.get("format") not in READABLE_FORMATS:
         raise CorruptData(f"unknown snapshot format {data.get('format')!r}")
     quiz = load_quiz_data(data["quiz"], source="<snapshot>")
-    game = cls(quiz, SessionOptions.from_data(data["options"]))
+    game = make(quiz, SessionOptions.from_data(data["options"]))
     game._phase = Phase(data["phase"])
     rp = data["resume_phase"]
     game._resume_phase = None if rp is None else Phase(rp)
