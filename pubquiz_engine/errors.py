@@ -205,6 +205,13 @@ class StaleEpoch(StoreError):
     """A write carried a fencing epoch lower than the session's current one: we are fenced."""
 
 
+class CorruptData(LocalError, ValueError):
+    """Stored bytes (a snapshot record, a session state) are not what an engine wrote: damaged,
+    truncated, over a limit, or of another format. Raised by the codec's ``unpack_stored`` and
+    by the game's ``GameSession.from_snapshot``; a ``ValueError`` too, for callers that already
+    caught that."""
+
+
 class QueueFull(LocalError):
     """The write-behind queue is at its bound; the client gets a retryable ``busy`` error."""
 

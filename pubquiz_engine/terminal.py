@@ -51,7 +51,7 @@ from pubquiz_engine.client import (
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
-from pubquiz_engine.protocol.messages import FieldError
+from pubquiz_engine.protocol.fields import FieldError
 
 
 class ExitCode(enum.IntEnum):

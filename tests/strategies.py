@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
+from pubquiz_engine.protocol import fields as pf
 from pubquiz_engine.protocol import messages as m
 
 # ---------------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def texts(max_chars: int) -> st.SearchStrategy[str]:
 
 
 def finite_numbers() -> st.SearchStrategy[int | float]:
-    return st.integers(m.SAFE_MIN, m.SAFE_MAX) | st.floats(allow_nan=False, allow_infinity=False)
+    return st.integers(pf.SAFE_MIN, pf.SAFE_MAX) | st.floats(allow_nan=False, allow_infinity=False)
 
 
 _SCALARS: st.SearchStrategy[Any] = st.none() | st.booleans() | finite_numbers() | texts(MAX_TEXT)
@@ -49,48 +50,48 @@ def plain_maps(depth: int = 4) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _choice_lists() -> st.SearchStrategy[tuple[int, ...]]:
-    return st.lists(st.integers(0, m.MAX_CHOICES - 1), max_size=8).map(tuple)
+    return st.lists(st.integers(0, pf.MAX_CHOICES - 1), max_size=8).map(tuple)
 
 
-def spec_strategy(spec: m.Spec) -> st.SearchStrategy[Any]:
+def spec_strategy(spec: pf.Spec) -> st.SearchStrategy[Any]:
     """Values that ``spec`` accepts (as they are stored after construction)."""
-    if isinstance(spec, m.Nullable):
+    if isinstance(spec, pf.Nullable):
         return st.none() | spec_strategy(spec.inner)
-    if isinstance(spec, m.IntSpec):
+    if isinstance(spec, pf.IntSpec):
         return st.integers(spec.lo, spec.hi)
-    if isinstance(spec, m.BoolSpec):
+    if isinstance(spec, pf.BoolSpec):
         return st.booleans()
-    if isinstance(spec, m.TextSpec):
+    if isinstance(spec, pf.TextSpec):
         return texts(spec.max_chars)
-    if isinstance(spec, m.EnumSpec):
+    if isinstance(spec, pf.EnumSpec):
         return st.sampled_from(spec.values)
-    if isinstance(spec, m.NumberSpec):
+    if isinstance(spec, pf.NumberSpec):
         return finite_numbers()
-    if isinstance(spec, m.IntListSpec):
+    if isinstance(spec, pf.IntListSpec):
         ints = st.integers(spec.lo, spec.hi)
         return st.lists(ints, max_size=min(spec.max_len, 8)).map(tuple)
-    if isinstance(spec, m.TextListSpec):
+    if isinstance(spec, pf.TextListSpec):
         strs = texts(spec.max_chars)
         return st.lists(strs, max_size=min(spec.max_len, 6)).map(tuple)
-    if isinstance(spec, m.AnswerSpec):
+    if isinstance(spec, pf.AnswerSpec):
         answers: st.SearchStrategy[Any] = (
-            st.booleans() | finite_numbers() | texts(m.MAX_ANSWER_CHARS) | _choice_lists()
+            st.booleans() | finite_numbers() | texts(pf.MAX_ANSWER_CHARS) | _choice_lists()
         )
         if spec.accepted_texts:
-            answers |= st.lists(texts(m.MAX_ANSWER_CHARS), min_size=1, max_size=4).map(tuple)
+            answers |= st.lists(texts(pf.MAX_ANSWER_CHARS), min_size=1, max_size=4).map(tuple)
         return answers
-    if isinstance(spec, m.LeaderboardSpec):
+    if isinstance(spec, pf.LeaderboardSpec):
         row = st.tuples(
-            st.integers(1, m.U31_MAX),
-            st.integers(0, m.U31_MAX),
-            texts(m.MAX_NAME_CHARS),
-            st.integers(m.SAFE_MIN, m.SAFE_MAX),
+            st.integers(1, pf.U31_MAX),
+            st.integers(0, pf.U31_MAX),
+            texts(pf.MAX_NAME_CHARS),
+            st.integers(pf.SAFE_MIN, pf.SAFE_MAX),
         )
         return st.lists(row, max_size=6).map(tuple)
-    if isinstance(spec, m.ScoreListSpec):
-        pair = st.tuples(st.integers(0, m.U31_MAX), st.integers(m.SAFE_MIN, m.SAFE_MAX))
+    if isinstance(spec, pf.ScoreListSpec):
+        pair = st.tuples(st.integers(0, pf.U31_MAX), st.integers(pf.SAFE_MIN, pf.SAFE_MAX))
         return st.lists(pair, max_size=6).map(tuple)
-    if isinstance(spec, m.MapSpec):
+    if isinstance(spec, pf.MapSpec):
         return plain_maps()
     raise TypeError(f"no strategy for {spec!r}")  # a new Spec class needs a branch here
 
@@ -104,9 +105,9 @@ def _create_session(draw: st.DrawFn) -> m.CreateSession:
     # The one cross-field rule: exactly one of quiz_path and quiz.
     inline = draw(st.booleans())
     return m.CreateSession(
-        rid=draw(st.integers(0, m.U31_MAX)),
-        key=draw(texts(m.MAX_KEY_CHARS)),
-        quiz_path=None if inline else draw(texts(m.MAX_PATH_CHARS)),
+        rid=draw(st.integers(0, pf.U31_MAX)),
+        key=draw(texts(pf.MAX_KEY_CHARS)),
+        quiz_path=None if inline else draw(texts(pf.MAX_PATH_CHARS)),
         quiz=draw(plain_maps()) if inline else None,
         mode=draw(st.sampled_from(m.MODES)),
         options=draw(st.none() | plain_maps()),
@@ -117,7 +118,7 @@ def message_strategy(cls: type[m.Message]) -> st.SearchStrategy[m.Message]:
     """Valid instances of one message class."""
     if cls is m.CreateSession:
         return _create_session()
-    kwargs = {f.name: spec_strategy(m.field_spec(f)) for f in attrs.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {f.name: spec_strategy(pf.field_spec(f)) for f in attrs.fields(cls)}  # type: ignore[arg-type]
     return st.builds(cls, **kwargs)
 
 

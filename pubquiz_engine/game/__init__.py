@@ -13,6 +13,7 @@ formula and ranking), ``commands`` and ``events`` (what goes in and comes out), 
 
 from pubquiz_engine.game import commands, events
 from pubquiz_engine.game.commands import (
+    AddRound,
     AdjustScore,
     CloseQuestion,
     Command,
@@ -26,12 +27,12 @@ from pubquiz_engine.game.commands import (
     Pause,
     PlaceWager,
     PlayJoker,
-    Resume,
     Reveal,
     ShowLeaderboard,
     Skip,
     Start,
     SubmitAnswer,
+    Unpause,
 )
 from pubquiz_engine.game.events import Event, event_to_data, event_type
 from pubquiz_engine.game.loader import (
@@ -60,6 +61,7 @@ from pubquiz_engine.game.session import (
 __all__ = [
     "FORMAT_VERSION",
     "SNAPSHOT_FORMAT",
+    "AddRound",
     "AdjustScore",
     "Answer",
     "CloseQuestion",
@@ -86,7 +88,6 @@ __all__ = [
     "QuestionKind",
     "QuestionView",
     "Quiz",
-    "Resume",
     "Reveal",
     "Round",
     "SessionOptions",
@@ -97,6 +98,7 @@ __all__ = [
     "Start",
     "SubmitAnswer",
     "Team",
+    "Unpause",
     "commands",
     "event_to_data",
     "event_type",

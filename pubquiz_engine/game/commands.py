@@ -14,6 +14,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -93,8 +94,21 @@ class Pause:
 
 
 @attrs.frozen
-class Resume:
-    pass
+class Unpause:
+    """Go on from where ``Pause`` stopped: the open question's clock runs again. (Not the
+    wire's ``resume``, which is a player reconnecting: that is the server's, not a command.)"""
+
+
+@attrs.frozen
+class AddRound:
+    """Append a round to the quiz, in the lobby only (nobody has seen a question yet).
+
+    ``round`` is one round as the quiz format writes it (``docs/quiz-format.md``); the whole
+    quiz with it is validated again, and ``source`` names it in the problems found.
+    """
+
+    round: Mapping[str, Any]
+    source: str = "added round"
 
 
 @attrs.frozen
@@ -146,5 +160,6 @@ class End:
 
 Command = (
     Join | SubmitAnswer | PlayJoker | PlaceWager | Leave | Start | Next | CloseQuestion | Extend
-    | Pause | Resume | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick | End
+    | Pause | Unpause | AddRound | Reveal | Skip | ShowLeaderboard | Mark | AdjustScore | Kick
+    | End
 )

@@ -189,6 +189,17 @@ class WagerPlaced:
 
 
 @attrs.frozen
+class RoundAdded:
+    """A round was appended to the quiz (lobby only): ``data`` is the round as the quiz format
+    writes it, validated, so that whoever stores the event keeps the quiz as it is played."""
+
+    round: int
+    title: str
+    questions: int
+    data: dict[str, Any]
+
+
+@attrs.frozen
 class Finished:
     reason: str  # "completed" or the host's reason
 
@@ -197,7 +208,7 @@ Event = (
     ParticipantJoined | ParticipantLeft | ParticipantKicked | Started | RoundStarted | SlideShown
     | QuestionOpened | AnswerAccepted | AnswerCountChanged | QuestionClosed | QuestionSkipped
     | Paused | Resumed | TimeExtended | Revealed | AnswerMarked | ScoresChanged | ScoreAdjusted
-    | LeaderboardShown | RoundSummary | JokerPlayed | WagerPlaced | Finished
+    | LeaderboardShown | RoundSummary | JokerPlayed | WagerPlaced | RoundAdded | Finished
 )
 
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")

@@ -23,11 +23,13 @@ Rules this module keeps (they are what the property tests hammer):
    is O(1) apart from validating the value: it never touches scores or standings. A reveal or
    a mark re-scores one question (O(its answers)) and applies the difference to the totals, so
    ``totals == recompute_scores()`` at all times. Standings are sorted on demand, O(n log n),
-   and cached until the next command that can change them.
+   and cached until the next command that can change them. How much an answer or a stake
+   earns is ``game.awards``; this module decides when.
 6. **The state is plain data.** ``to_snapshot()`` gives dicts, lists, strs, ints, floats, bools
    and None only (JSON- and msgpack-safe) and ``from_snapshot`` restores an equal session
    (``==`` compares the whole state, derived indexes included). ``SNAPSHOT_FORMAT`` is bumped
-   whenever the layout changes; ``from_snapshot`` refuses versions it does not know.
+   whenever the layout changes; ``from_snapshot`` refuses versions it does not know. The
+   encoding is ``game.snapshot``; the values the state is made of are ``game.values``.
 
 Leaving: a player who leaves once play has started keeps their line (marked left); one who
 leaves the lobby with nothing naming them (no joker, wager or adjustment; in team mode no score
@@ -41,7 +43,6 @@ exist in solo mode too, as labels: team standings then sum their members' scores
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -49,168 +50,33 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pubquiz_engine.errors import ErrorCode, Rejected
+from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.game import awards, snapshot
 from pubquiz_engine.game import commands as c
 from pubquiz_engine.game import events as e
 from pubquiz_engine.game.loader import MAX_TIME_LIMIT, load_quiz_data, quiz_to_data
-from pubquiz_engine.game.matching import closest_winners, evaluate, is_closest, validate_answer
+from pubquiz_engine.game.matching import closest_winners, validate_answer
 from pubquiz_engine.game.names import NAME_MAX, TEAM_MAX, clean_name, skeleton
 from pubquiz_engine.game.quiz import QuestionKind, Quiz, Slide
-from pubquiz_engine.game.scoring import Entry, Standing, award, rank
+from pubquiz_engine.game.scoring import Entry, Standing, rank
+from pubquiz_engine.game.snapshot import SNAPSHOT_FORMAT
+from pubquiz_engine.game.values import (
+    Adjustment,
+    Answer,
+    CorrectView,
+    Mode,
+    Participant,
+    Phase,
+    QState,
+    QuestionView,
+    SessionOptions,
+    Step,
+    Team,
+)
 
-SNAPSHOT_FORMAT = 3
-# 1: before ``next_team``; 2: before ``question_deadline`` (both derived when restoring).
-_READABLE_FORMATS = (1, 2, 3)
 MAX_EXTEND = 600.0  # seconds one Extend may add
 MAX_ADJUST = 100_000  # points one AdjustScore may add or remove
 MAX_REASON = 200
-
-
-class Mode(enum.StrEnum):
-    SOLO = "solo"
-    TEAM = "team"
-
-
-class Phase(enum.StrEnum):
-    LOBBY = "lobby"
-    SLIDE = "slide"
-    QUESTION_OPEN = "question_open"
-    QUESTION_CLOSED = "question_closed"
-    REVEALED = "revealed"
-    LEADERBOARD = "leaderboard"
-    ROUND_SUMMARY = "round_summary"
-    PAUSED = "paused"
-    FINISHED = "finished"
-
-
-class QState(enum.StrEnum):
-    """Where one question is in its life."""
-
-    PENDING = "pending"
-    OPEN = "open"
-    CLOSED = "closed"
-    REVEALED = "revealed"
-    SKIPPED = "skipped"
-
-
-def _positive(_: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1")
-
-
-@attrs.frozen
-class SessionOptions:
-    """How a session plays.
-
-    - ``mode``: solo (each player scores) or team (one answer and one score per team).
-    - ``close_when_all_answered``: close the question as soon as every active player (solo) or
-      every team with an active member (team mode) has answered.
-    - ``max_participants``: active (not left, not kicked) participants at once.
-    - ``max_team_size``: active members per team.
-    - ``speed_bonus``: award the per-question speed bonuses the quiz defines (False: ignore them;
-      the bonus amount itself is per question, in the quiz file).
-    """
-
-    mode: Mode = attrs.field(default=Mode.SOLO, converter=Mode)
-    close_when_all_answered: bool = False
-    max_participants: int = attrs.field(default=1000, validator=_positive)
-    max_team_size: int = attrs.field(default=10, validator=_positive)
-    speed_bonus: bool = True
-
-    def to_data(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "close_when_all_answered": self.close_when_all_answered,
-                "max_participants": self.max_participants, "max_team_size": self.max_team_size,
-                "speed_bonus": self.speed_bonus}
-
-    @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> SessionOptions:
-        return cls(**data)
-
-
-@attrs.frozen
-class Participant:
-    id: int
-    name: str
-    team: str | None  # team display name
-    team_id: int | None
-    joined_at: float
-    kicked: bool = False
-    left: bool = False
-
-    @property
-    def active(self) -> bool:
-        return not (self.kicked or self.left)
-
-
-@attrs.frozen
-class Team:
-    id: int
-    name: str
-
-
-@attrs.frozen
-class Answer:
-    """The answer that currently counts for one scorer on one question."""
-
-    participant: int  # who submitted it (in team mode: the last member to answer)
-    value: Any
-    at: float
-    elapsed: float
-    revision: int
-    request_id: int
-
-
-@attrs.frozen
-class Adjustment:
-    scorer: int
-    participant: int
-    delta: int
-    reason: str
-    at: float
-
-
-@attrs.frozen
-class Step:
-    """One stop in the quiz's program: a slide, a question or a round's summary."""
-
-    kind: str  # "slide" | "question" | "summary"
-    round: int
-    ref: int  # the slide's index in the round's items, or the global question index
-
-
-@attrs.frozen
-class QuestionView:
-    """What players and displays may see of a question (no answer)."""
-
-    index: int
-    round: int
-    round_title: str
-    number: int  # 1-based within the round
-    round_size: int
-    total: int  # questions in the quiz
-    kind: QuestionKind
-    prompt: str
-    choices: tuple[str, ...]
-    media: str | None
-    media_type: str | None
-    points: int
-    time_limit: float
-    speed_bonus: int
-    multiplier: float
-    unit: str
-    tiebreak: bool
-
-
-@attrs.frozen
-class CorrectView:
-    """The answer, for the reveal. ``answer`` is plain data: a choice index (single), a list of
-    indices (multiple, ordering), a bool, a list of accepted texts, or a number."""
-
-    index: int
-    kind: QuestionKind
-    answer: Any
-    choices: tuple[str, ...]
-    explanation: str
 
 
 def _program(quiz: Quiz) -> tuple[Step, ...]:
@@ -262,7 +128,8 @@ class GameSession:
         c.CloseQuestion: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_close"),
         c.Extend: (frozenset({Phase.QUESTION_OPEN, Phase.PAUSED}), "_on_extend"),
         c.Pause: (_LIVE - {Phase.PAUSED}, "_on_pause"),
-        c.Resume: (frozenset({Phase.PAUSED}), "_on_resume"),
+        c.Unpause: (frozenset({Phase.PAUSED}), "_on_unpause"),
+        c.AddRound: (frozenset({Phase.LOBBY}), "_on_add_round"),
         c.Reveal: (_QUESTION, "_on_reveal"),
         c.Skip: (_QUESTION, "_on_skip"),
         c.ShowLeaderboard: (_BETWEEN | {Phase.FINISHED}, "_on_leaderboard"),
@@ -273,14 +140,8 @@ class GameSession:
     }
 
     def __init__(self, quiz: Quiz, options: SessionOptions | None = None) -> None:
-        self.quiz = quiz
         self.options = options if options is not None else SessionOptions()
-        self._steps = _program(quiz)
-        first: dict[int, int] = {}
-        for i, step in enumerate(self._steps):
-            first.setdefault(step.round, i)
-        self._round_first_step = tuple(first[r] for r in range(len(quiz.rounds)))
-        self._tiebreak_q = next((i for i, q in enumerate(quiz.questions) if q.tiebreak), None)
+        self._set_quiz(quiz)
         # Progress and the clock.
         self._phase = Phase.LOBBY
         self._resume_phase: Phase | None = None  # the phase a pause returns to
@@ -311,6 +172,17 @@ class GameSession:
         self._totals: dict[int, int] = {}  # scorer -> total
         self._tiebreak: dict[int, float] = {}  # scorer -> distance to the tie-break answer
         self._rebuild_indexes()
+
+    def _set_quiz(self, quiz: Quiz) -> None:
+        """The quiz and what is derived from it alone: the program of steps, where each round
+        starts, the tie-break question."""
+        self.quiz = quiz
+        self._steps = _program(quiz)
+        first: dict[int, int] = {}
+        for i, step in enumerate(self._steps):
+            first.setdefault(step.round, i)
+        self._round_first_step = tuple(first[r] for r in range(len(quiz.rounds)))
+        self._tiebreak_q = next((i for i, q in enumerate(quiz.questions) if q.tiebreak), None)
 
     def _rebuild_indexes(self) -> None:
         """Derived indexes: rebuilt from the state above (after a restore), then kept in step."""
@@ -1006,7 +878,7 @@ class GameSession:
         self._phase = Phase.PAUSED
         return [e.Paused(remaining)]
 
-    def _on_resume(self, cmd: c.Resume, now: float) -> list[e.Event]:
+    def _on_unpause(self, cmd: c.Unpause, now: float) -> list[e.Event]:
         assert self._resume_phase is not None
         self._phase, self._resume_phase = self._resume_phase, None
         if self._phase is not Phase.QUESTION_OPEN:
@@ -1016,6 +888,25 @@ class GameSession:
         self._running_since = now
         self._remaining = None
         return [e.Resumed(self._deadline), *self._close_if_all_answered(now)]
+
+    def _on_add_round(self, cmd: c.AddRound, now: float) -> list[e.Event]:
+        # Lobby only (the table): no question has a state, an answer or a mark yet, and the
+        # new round comes last, so jokers and wagers already placed keep their rounds.
+        data = quiz_to_data(self.quiz)
+        try:
+            quiz = load_quiz_data({**data, "rounds": [*data["rounds"], cmd.round]},
+                                  source=cmd.source)
+        except QuizFileError as exc:
+            raise _reject(ErrorCode.INVALID_COMMAND, "the quiz with this round is not valid: "
+                          + "; ".join(exc.problems[:5])) from None
+        added = len(quiz.questions) - len(self.quiz.questions)
+        self._set_quiz(quiz)
+        self._qstate.extend([QState.PENDING] * added)
+        self._answers.extend({} for _ in range(added))
+        r = len(quiz.rounds) - 1
+        return [e.RoundAdded(round=r, title=quiz.rounds[r].title,
+                             questions=len(quiz.rounds[r].questions),
+                             data=quiz_to_data(quiz)["rounds"][r])]
 
     def _on_skip(self, cmd: c.Skip, now: float) -> list[e.Event]:
         self._unpause_into(frozenset({Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED}), "skip")
@@ -1067,40 +958,13 @@ class GameSession:
 
     def _score_question(self, q: int) -> dict[int, tuple[float, int]]:
         """Fraction and points for every answer to question ``q``, from scratch."""
-        question = self.quiz.questions[q]
-        if question.tiebreak:
-            return {}  # the tie-break orders ties; it scores nothing
-        r = self.quiz.question_round[q]
-        multiplier = self.quiz.rounds[r].multiplier
-        max_bonus = question.speed_bonus if self.options.speed_bonus else 0
-        answers = self._answers[q]
-        marks = self._marks.get(q, {})
-        winners: set[int] = set()
-        if is_closest(question):
-            winners = closest_winners(question, {s: a.value for s, a in answers.items()})
-        out: dict[int, tuple[float, int]] = {}
-        for s, a in answers.items():
-            if s in marks:
-                fraction = 1.0 if marks[s] else 0.0
-            elif is_closest(question):
-                fraction = 1.0 if s in winners else 0.0
-            else:
-                fraction = evaluate(question, a.value)
-            points = award(points=question.points, fraction=fraction, max_bonus=max_bonus,
-                           elapsed=a.elapsed, time_limit=question.time_limit,
-                           multiplier=multiplier, joker=self._jokers.get(s) == r)
-            out[s] = (fraction, points)
-        return out
+        return awards.score_question(self.quiz, q, self._answers[q], self._marks.get(q, {}),
+                                     self._jokers, speed_bonus=self.options.speed_bonus)
 
     def _set_awards(self, q: int, new: dict[int, tuple[float, int]]) -> set[int]:
         """Replace question ``q``'s awards, apply the difference to the totals."""
-        old = self._awards.get(q, {})
-        changed: set[int] = set()
-        for s in old.keys() | new.keys():
-            delta = new.get(s, (0.0, 0))[1] - old.get(s, (0.0, 0))[1]
-            if delta:
-                self._totals[s] = self._totals.get(s, 0) + delta
-                changed.add(s)
+        changed = awards.move_totals(self._totals, awards.points_of(self._awards.get(q, {})),
+                                     awards.points_of(new))
         if new:
             self._awards[q] = new
         else:
@@ -1108,23 +972,8 @@ class GameSession:
         return changed
 
     def _wager_outcome(self, r: int) -> dict[int, int] | None:
-        """Each stake won (+) or lost (-), or None while the round is still being played.
-
-        A stake is won when every revealed question of the round was answered fully right
-        (host marks included); it is lost otherwise. A round whose questions were all skipped
-        returns every stake (no result).
-        """
-        qs = self.quiz.round_questions[r]
-        if any(self._qstate[q] not in (QState.REVEALED, QState.SKIPPED) for q in qs):
-            return None
-        revealed = [q for q in qs if self._qstate[q] is QState.REVEALED]
-        out: dict[int, int] = {}
-        if not revealed:
-            return out
-        for s, stake in self._wagers.get(r, {}).items():
-            won = all(self._awards.get(q, {}).get(s, (0.0, 0))[0] >= 1.0 for q in revealed)
-            out[s] = stake if won else -stake
-        return out
+        return awards.wager_outcome(self.quiz, r, self._qstate, self._awards,
+                                    self._wagers.get(r, {}))
 
     def _settle_wagers(self, r: int) -> set[int]:
         """(Re)settle round ``r``'s stakes if it is over; return the scorers whose total moved."""
@@ -1133,13 +982,7 @@ class GameSession:
         outcome = self._wager_outcome(r)
         if outcome is None:
             return set()
-        old = self._wager_results.get(r, {})
-        changed: set[int] = set()
-        for s in old.keys() | outcome.keys():
-            delta = outcome.get(s, 0) - old.get(s, 0)
-            if delta:
-                self._totals[s] = self._totals.get(s, 0) + delta
-                changed.add(s)
+        changed = awards.move_totals(self._totals, self._wager_results.get(r, {}), outcome)
         if outcome:
             self._wager_results[r] = outcome
         else:
@@ -1231,85 +1074,33 @@ class GameSession:
     __hash__ = None  # type: ignore[assignment]  # mutable: equal by value, never hashed
 
     def to_snapshot(self) -> dict[str, Any]:
-        """The whole state as plain data (format ``SNAPSHOT_FORMAT``; see the module docs)."""
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "quiz": quiz_to_data(self.quiz),
-            "options": self.options.to_data(),
-            "phase": self._phase.value,
-            "resume_phase": None if self._resume_phase is None else self._resume_phase.value,
-            "step": self._step,
-            "deadline": self._deadline,
-            "question_deadline": self._question_deadline,
-            "remaining": self._remaining,
-            "elapsed_base": self._elapsed_base,
-            "running_since": self._running_since,
-            "finish_reason": self._finish_reason,
-            "next_id": self._next_id,
-            "next_team": self._next_team,
-            "participants": [[p.id, p.name, p.team, p.team_id, p.joined_at, p.kicked, p.left]
-                             for p in self._participants.values()],
-            "teams": [[t.id, t.name] for t in self._teams.values()],
-            "qstate": [s.value for s in self._qstate],
-            "answers": [[q, s, a.participant, a.value, a.at, a.elapsed, a.revision, a.request_id]
-                        for q, answers in enumerate(self._answers) for s, a in answers.items()],
-            "seen": [[a.participant, a.team, a.question, a.value, a.request_id, a.at, a.elapsed,
-                      a.revision] for a in self._seen.values()],
-            "marks": [[q, s, ok] for q, m in self._marks.items() for s, ok in m.items()],
-            "awards": [[q, s, f, pts] for q, aw in self._awards.items()
-                       for s, (f, pts) in aw.items()],
-            "jokers": [[s, r] for s, r in self._jokers.items()],
-            "wagers": [[r, s, amount] for r, w in self._wagers.items() for s, amount in w.items()],
-            "wager_results": [[r, s, v] for r, w in self._wager_results.items()
-                              for s, v in w.items()],
-            "adjustments": [[a.scorer, a.participant, a.delta, a.reason, a.at]
-                            for a in self._adjustments],
-            "totals": [[s, v] for s, v in self._totals.items()],
-            "tiebreak": [[s, d] for s, d in self._tiebreak.items()],
-        }
+        """The whole state as plain data (``game.snapshot``: format ``SNAPSHOT_FORMAT``)."""
+        return snapshot.encode(self)
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> GameSession:
-        """Restore a session from ``to_snapshot`` output (raises ``ValueError`` if unknown)."""
-        if data.get("format") not in _READABLE_FORMATS:
-            raise ValueError(f"unknown snapshot format {data.get('format')!r}")
-        quiz = load_quiz_data(data["quiz"], source="<snapshot>")
-        self = cls(quiz, SessionOptions.from_data(data["options"]))
-        self._phase = Phase(data["phase"])
-        rp = data["resume_phase"]
-        self._resume_phase = None if rp is None else Phase(rp)
-        self._step = data["step"]
-        self._deadline = data["deadline"]
-        # Formats 1 and 2 kept only the running deadline: a closed question's is lost there.
-        self._question_deadline = data.get("question_deadline", self._deadline)
-        self._remaining = data["remaining"]
-        self._elapsed_base = data["elapsed_base"]
-        self._running_since = data["running_since"]
-        self._finish_reason = data["finish_reason"]
-        self._next_id = data["next_id"]
-        self._participants = {
-            row[0]: Participant(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
-            for row in data["participants"]
-        }
-        self._teams = {tid: Team(tid, name) for tid, name in data["teams"]}
-        self._next_team = data.get("next_team", max(self._teams, default=0) + 1)
-        self._qstate = [QState(s) for s in data["qstate"]]
-        for q, s, pid, value, at, elapsed, revision, rid in data["answers"]:
-            self._answers[q][s] = Answer(pid, value, at, elapsed, revision, rid)
-        for pid, team, q, value, rid, at, elapsed, revision in data["seen"]:
-            self._seen[(pid, rid)] = e.AnswerAccepted(pid, team, q, value, rid, at, elapsed,
-                                                      revision)
-        for q, s, ok in data["marks"]:
-            self._marks.setdefault(q, {})[s] = ok
-        for q, s, f, pts in data["awards"]:
-            self._awards.setdefault(q, {})[s] = (f, pts)
-        self._jokers = {s: r for s, r in data["jokers"]}
-        for r, s, amount in data["wagers"]:
-            self._wagers.setdefault(r, {})[s] = amount
-        for r, s, v in data["wager_results"]:
-            self._wager_results.setdefault(r, {})[s] = v
-        self._adjustments = [Adjustment(*row) for row in data["adjustments"]]
-        self._totals = {s: v for s, v in data["totals"]}
-        self._tiebreak = {s: d for s, d in data["tiebreak"]}
-        self._rebuild_indexes()
-        return self
+        """Restore a session from ``to_snapshot`` output; ``CorruptData`` (a ``ValueError``)
+        for an unknown format or anything it cannot read (``game.snapshot``)."""
+        return snapshot.restore(cls, data)
+
+
+# The values and the snapshot format are defined beside the state machine (``game.values``,
+# ``game.snapshot``) and importable from here as before.
+__all__ = [
+    "MAX_ADJUST",
+    "MAX_EXTEND",
+    "MAX_REASON",
+    "SNAPSHOT_FORMAT",
+    "Adjustment",
+    "Answer",
+    "CorrectView",
+    "GameSession",
+    "Mode",
+    "Participant",
+    "Phase",
+    "QState",
+    "QuestionView",
+    "SessionOptions",
+    "Step",
+    "Team",
+]

@@ -14,6 +14,7 @@ Typical use on the server::
 """
 
 from pubquiz_engine.protocol.codec import DecodeError, decode, encode, encode_many, from_wire
+from pubquiz_engine.protocol.fields import FieldError
 from pubquiz_engine.protocol.limits import CLIENT_LIMITS, SERVER_LIMITS, Limits
 from pubquiz_engine.protocol.messages import (
     CLIENT_MESSAGES,
@@ -36,7 +37,6 @@ from pubquiz_engine.protocol.messages import (
     ErrorReply,
     Extend,
     Extended,
-    FieldError,
     Generate,
     Generated,
     Host,

@@ -26,6 +26,10 @@ Rules this module keeps:
    and operator ``key`` with it when it will refuse the frame without building it (throttled,
    or bigger than ``max_frame_bytes`` and not shown the operator key).
 7. msgpack's exceptions are translated here and nowhere else (one module per library).
+8. Stored data (snapshot records and the session state inside them) is msgpack too, and goes
+   through ``pack_stored`` / ``unpack_stored`` here: the same library, other limits
+   (``StoredLimits``: what a large session's state needs, not what a client may send), and one
+   typed error, ``errors.CorruptData``, for bytes that are not what we wrote.
 """
 
 from __future__ import annotations
@@ -37,19 +41,30 @@ from typing import Any, NoReturn
 import attrs
 import msgpack
 
-from pubquiz_engine.errors import ErrorCode, ProtocolError
+from pubquiz_engine.errors import CorruptData, ErrorCode, ProtocolError
+from pubquiz_engine.protocol.fields import U31_MAX, FieldError
 from pubquiz_engine.protocol.limits import CLIENT_LIMITS, SERVER_LIMITS, Limits
 from pubquiz_engine.protocol.messages import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
-    U31_MAX,
     CreateSession,
     Direction,
-    FieldError,
     Message,
 )
 
-__all__ = ["DecodeError", "Envelope", "decode", "encode", "encode_many", "from_wire", "peek"]
+__all__ = [
+    "STORED_LIMITS",
+    "DecodeError",
+    "Envelope",
+    "StoredLimits",
+    "decode",
+    "encode",
+    "encode_many",
+    "from_wire",
+    "pack_stored",
+    "peek",
+    "unpack_stored",
+]
 
 
 class DecodeError(ProtocolError):
@@ -88,6 +103,66 @@ def encode(message: Message) -> bytes:
 def encode_many(messages: Iterable[Message]) -> list[bytes]:
     """``[encode(m) for m in messages]``: one frame per message (frames are never batched)."""
     return [_packb(m.to_wire()) for m in messages]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored data: snapshot records and session states (rule 8).
+
+
+@attrs.frozen
+class StoredLimits:
+    """Bounds on stored msgpack data (a snapshot written by an engine, read back by another).
+
+    The writer is us, so these are not a defence against a hostile peer but against damage
+    (a truncated or overwritten value, a key holding something else): a corrupt length must
+    fail cleanly instead of allocating gigabytes. They are generous because a session's state
+    grows with its players and answers (one array row per accepted answer).
+    """
+
+    #: Largest stored value, in bytes.
+    max_bytes: int = 256 * 1024 * 1024
+    #: Longest string (a question's text, a free-text answer, a quiz title).
+    max_str_bytes: int = 1024 * 1024
+    #: Longest binary value (a snapshot record carries the session state as one bin).
+    max_bin_bytes: int = 256 * 1024 * 1024
+    #: Most entries in one array (answers: one row per scorer and question).
+    max_array_len: int = 16 * 1024 * 1024
+    #: Most entries in one map.
+    max_map_len: int = 1024 * 1024
+
+
+STORED_LIMITS = StoredLimits()
+
+
+def pack_stored(value: Any) -> bytes:
+    """``value`` (plain data: dict, list, str, int, float, bool, None, bytes) as msgpack."""
+    try:
+        data: bytes = _packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # Our own state failed to pack: a bug (a value that is not plain data), not damage.
+        raise TypeError(f"not storable as msgpack: {exc}") from exc
+    return data
+
+
+def _no_stored_ext(code: int, data: bytes) -> NoReturn:
+    raise ValueError(f"ext type {code} in stored data")
+
+
+def unpack_stored(raw: bytes, limits: StoredLimits = STORED_LIMITS) -> Any:
+    """The value ``pack_stored`` wrote; ``CorruptData`` for anything else (never another
+    exception, whatever the bytes): over a limit, not msgpack, trailing bytes, an ext value,
+    a non-string map key."""
+    if len(raw) > limits.max_bytes:
+        raise CorruptData(f"stored value of {len(raw)} bytes is over {limits.max_bytes}")
+    try:
+        return msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, ext_hook=_no_stored_ext,
+            max_str_len=limits.max_str_bytes, max_bin_len=limits.max_bin_bytes,
+            max_array_len=limits.max_array_len, max_map_len=limits.max_map_len,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated classes for bad input
+        raise CorruptData(f"stored value is not readable msgpack: {exc!r}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ _HOST_SIMPLE: dict[type[m.Message], Callable[[], commands.Command]] = {
     m.Next: commands.Next,
     m.Close: commands.CloseQuestion,
     m.Pause: commands.Pause,
-    m.Unpause: commands.Resume,
+    m.Unpause: commands.Unpause,
     m.Reveal: commands.Reveal,
     m.Skip: commands.Skip,
 }

@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import socket
 import time
 from collections import Counter
@@ -141,7 +140,7 @@ class Engine:
     """See the module docstring."""
 
     def __init__(self, config: ServerConfig, store: Store, *,
-                 clock: Any = time.time, rng: random.Random | None = None,
+                 clock: Any = time.time,
                  notifier: Notifier | None = None) -> None:
         self.config = config
         self.store = store
@@ -157,7 +156,7 @@ class Engine:
         self.operator_limiter = AddressLimiter(config.operator_attempt_rate,
                                                config.operator_attempt_burst)
         self._per_address: Counter[str] = Counter()
-        self._clock = clock
+        #: Wall-clock time (seconds): the sessions' clock too, so a test can move both.
         self.clock = clock
         self._stopped = trio.Event()  # set once a graceful stop has finished
         # Requests whose reply waits on a commit or a snapshot (durable acks): a graceful stop
@@ -244,7 +243,7 @@ class Engine:
                                        else None)
         if node is None:
             return
-        now = self._clock()
+        now = self.clock()
         try:
             codes = await self.store.interrupt_sessions(node, created_before=now, ended_at=now)
         except StoreError as exc:  # the database may be away at start: the next start retries
@@ -305,8 +304,7 @@ class Engine:
         flushed while connections are still open, so that durable acks waiting on a commit
         still reach their players; only then are members told (1012) and the ports closed.
         """
-        first = not self.stopping  # the CLI, then running_engine's exit, both call this
-        if not first:
+        if self.stopping:  # the CLI, then running_engine's exit, both call this
             # The drain already ran (or is running): never wait for it a second time, so a
             # stop with the database away takes one drain_timeout, not two.
             await self._stopped.wait()
@@ -488,7 +486,7 @@ class Engine:
         return await self.coord.find(code)
 
     def _new_session(self, **kwargs: Any) -> LiveSession:
-        return LiveSession(persister=self.persister, settings=self._settings, clock=self._clock,
+        return LiveSession(persister=self.persister, settings=self._settings, clock=self.clock,
                            on_change=self.coord.changed if self.coord is not None else None,
                            **kwargs)
 

@@ -28,7 +28,10 @@ Rules this module keeps:
    ``StoreError`` for the connection to answer ``unavailable``, and a takeover that takes more
    than half the client's ``join_timeout`` (a database that does not answer at all) is
    abandoned as ``unavailable`` too. A takeover that fails or is abandoned after taking the
-   lease releases it (``_take_over``), so the next attempt starts clean.
+   lease releases it (``_take_over``), so the next attempt starts clean. A snapshot that cannot
+   be read (the record, or the session state in it: ``read_state``) is ``SnapshotCorrupt``,
+   answered ``unavailable`` like the rest, and logged as an error: it never takes the node
+   down nor leaves the lease held.
 7. **Routing converges in one redirect.** Every node registers its own public address
    (``public_url``: through nginx, ``/ws/node/<name>``). A node asked for a session another
    node holds redirects to that node's address only while its registration is live; once the
@@ -44,14 +47,14 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgpack
 import trio
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StoreError
+from pubquiz_engine.errors import CloseCode, CorruptData, ErrorCode, Rejected, StoreError
 from pubquiz_engine.game import GameSession, commands
 from pubquiz_engine.game.events import ParticipantJoined
+from pubquiz_engine.protocol.codec import unpack_stored
 from pubquiz_engine.server import credentials
 from pubquiz_engine.server.ports import SessionHost
 from pubquiz_engine.server.session import SNAPSHOT_FORMAT, LiveSession
@@ -59,6 +62,7 @@ from pubquiz_engine.snapshot import (
     CoordinationError,
     LeaseKeeper,
     NodeRegistry,
+    SnapshotCorrupt,
     Snapshotter,
     open_redis_store,
 )
@@ -73,6 +77,49 @@ log = logging.getLogger(__name__)
 #: step of the write-behind and the lease keeper, which retry the store and Redis meanwhile.
 #: Clients add their own jitter on top, so that a whole pub does not come back in step.
 OUTAGE_RETRY_AFTER_MS = 1000
+
+
+class SessionState(NamedTuple):
+    """The session state a snapshot carries (``LiveSession.snapshot``), read back."""
+
+    seq: int
+    created_at: float
+    host_token_hash: str
+    resume_hashes: dict[int, str]
+    game: GameSession
+
+
+def read_state(raw: bytes) -> SessionState:
+    """Read the session state in a snapshot; ``SnapshotCorrupt`` if it is not one (rule 6).
+
+    The bytes go through the codec's stored-data limits; the game restores its own part
+    (``GameSession.from_snapshot``, which raises ``CorruptData`` for what it cannot read)."""
+    try:
+        data = unpack_stored(raw)
+        if not isinstance(data, dict):
+            raise CorruptData(f"session state is a {type(data).__name__}, not a map")
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise CorruptData(f"unknown session state format {data.get('format')!r}")
+        seq, created_at, host_hash = data.get("seq"), data.get("created_at"), data.get(
+            "host_token_hash")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise CorruptData(f"session state seq is {seq!r}")
+        if not isinstance(created_at, int | float) or isinstance(created_at, bool):
+            raise CorruptData(f"session state created_at is {created_at!r}")
+        if not isinstance(host_hash, str):
+            raise CorruptData("session state host_token_hash is not a string")
+        rows = data.get("resume_hashes")
+        if not isinstance(rows, list) or not all(
+                isinstance(r, list) and len(r) == 2 and isinstance(r[0], int)
+                and isinstance(r[1], str) for r in rows):
+            raise CorruptData("session state resume_hashes are not [id, hash] pairs")
+        game_data = data.get("game")
+        if not isinstance(game_data, dict):
+            raise CorruptData("session state has no game map")
+        game = GameSession.from_snapshot(game_data)
+    except CorruptData as exc:
+        raise SnapshotCorrupt(f"snapshot session state unreadable: {exc}") from exc
+    return SessionState(seq, float(created_at), host_hash, {pid: h for pid, h in rows}, game)
 
 
 def registration_ttl_ms(lease_ttl_ms: int) -> int:
@@ -304,7 +351,13 @@ class Coordination:
         # silence) is ``unavailable`` well within the client's join timeout, not a handshake
         # timeout. A cancelled takeover hands its lease back like a failed one.
         with trio.move_on_after(self.engine.config.join_timeout / 2) as bound:
-            return await self._take_over(code, snapshot)
+            try:
+                return await self._take_over(code, snapshot)
+            except SnapshotCorrupt as exc:
+                # Its lease is released already (``_take_over_now``); an operator must look.
+                log.error("session %s: not taken over, its snapshot is unreadable: %s", code, exc)
+                raise Rejected(ErrorCode.UNAVAILABLE, "the session's snapshot is unreadable; "
+                               "retry", retry_after_ms=OUTAGE_RETRY_AFTER_MS) from None
         assert bound.cancelled_caught
         raise Rejected(ErrorCode.UNAVAILABLE, "the database did not answer in time; retry",
                        retry_after_ms=OUTAGE_RETRY_AFTER_MS)
@@ -376,20 +429,17 @@ class Coordination:
             # commit: its writes are fenced from here on).
             snapshot = await self.redis.load_snapshot(code) or snapshot
             await engine.store.claim_session(code, lease.epoch, owner=self.node)
-            data = msgpack.unpackb(snapshot.data)
-            if data.get("format") != SNAPSHOT_FORMAT:
-                raise ValueError(f"unknown snapshot format {data.get('format')!r}")
-            game = GameSession.from_snapshot(data["game"])
-            resume = {int(pid): h for pid, h in data["resume_hashes"]}
+            state = read_state(snapshot.data)
+            game, resume = state.game, state.resume_hashes
             joins, answers = await self._replay(code, game, resume, snapshot.watermark)
             # Above anything the old owner stored, also after its last snapshot: our events
             # must not collide with its rows, nor our score rows lose to its newer seqs.
             stored_seq = await engine.store.last_seq(code)
-            seq = max([data["seq"], stored_seq, *(a.seq for a in answers)]) + 1
+            seq = max([state.seq, stored_seq, *(a.seq for a in answers)]) + 1
             # Synchronous from here on: once adopted, nothing can fail half way.
             session = engine.adopt_session(
-                code=code, game=game, host_token_hash=data["host_token_hash"],
-                epoch=lease.epoch, seq=seq, created_at=data["created_at"],
+                code=code, game=game, host_token_hash=state.host_token_hash,
+                epoch=lease.epoch, seq=seq, created_at=state.created_at,
                 resume_hashes=resume)
         except BaseException as exc:
             log.warning("session %s: takeover at epoch %d abandoned, lease released: %r",

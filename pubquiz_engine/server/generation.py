@@ -17,7 +17,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from pubquiz_engine.errors import ErrorCode, QuizFileError, Rejected
+from pubquiz_engine.errors import ErrorCode, Rejected
 from pubquiz_engine.game import quiz_to_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
@@ -56,12 +56,9 @@ async def generate_round(cfg: ServerConfig, store: Store, session: LiveSession,
     if not result.questions:
         raise Rejected(ErrorCode.GENERATOR_UNAVAILABLE,
                        "the model gave no usable question; nothing was added")
-    try:
-        index = session.add_round(new_round(msg.round_title or msg.topic, result.questions))
-    except QuizFileError as exc:
-        raise Rejected(ErrorCode.INVALID_COMMAND,
-                       "the quiz with this round is not valid: " + "; ".join(exc.problems[:5])
-                       ) from None
+    # A round the quiz refuses is ``invalid_command`` from the game itself (commands.AddRound).
+    index = session.add_round(new_round(msg.round_title or msg.topic, result.questions),
+                              source="generate")
     notes = [*result.notes]
     if result.dropped:
         notes.append(f"{len(result.dropped)} question(s) dropped: "

@@ -47,18 +47,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-import msgpack
 import trio
 
 from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch, StoreError
-from pubquiz_engine.game import (
-    GameSession,
-    QState,
-    Quiz,
-    commands,
-    load_quiz_data,
-    quiz_to_data,
-)
+from pubquiz_engine.game import GameSession, Quiz, commands, quiz_to_data
 from pubquiz_engine.game import events as ev
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
@@ -474,27 +466,23 @@ class LiveSession:
         self._last_ticket[participant] = ticket
         return ticket
 
-    def add_round(self, round_data: dict[str, Any]) -> int:
+    def add_round(self, round_data: dict[str, Any], *, source: str = "added round") -> int:
         """Append a round to the quiz (only in the lobby: nobody has seen a question yet).
 
-        The whole quiz is validated again; returns the new round's index. Jokers and wagers
-        already placed keep their rounds (the new round comes last).
+        The game applies it (``commands.AddRound``: the whole quiz is validated again, a bad
+        round is ``invalid_command``); returns the new round's index. The stored event carries
+        the round itself, so the database keeps the quiz as it is played (the export reads
+        it back: ``store/export_results.py``).
         """
-        if self.game.phase != "lobby":
-            raise Rejected(ErrorCode.WRONG_PHASE, "rounds can only be added before the start")
         self._admit(1)
-        state = self.game.to_snapshot()
-        quiz = load_quiz_data({**state["quiz"], "rounds": [*state["quiz"]["rounds"], round_data]},
-                              source="generate")
-        state["quiz"] = quiz_to_data(quiz)
-        state["qstate"] = [str(QState.PENDING)] * len(quiz.questions)
-        self.game = GameSession.from_snapshot(state)
+        events = self.game.apply(commands.AddRound(round=round_data, source=source),
+                                 self._clock())
+        [added] = events
+        assert isinstance(added, ev.RoundAdded)
         self.seq += 1
         ticket = self._record([EventRecord(
-            code=self.code, seq=self.seq, type="round_added",
-            payload={"round": len(quiz.rounds) - 1, "title": quiz.rounds[-1].title,
-                     "questions": len(quiz.rounds[-1].questions)},
-            at=self._clock(), epoch=self.epoch)])
+            code=self.code, seq=self.seq, type=ev.event_type(added),
+            payload=_plain(ev.event_to_data(added)), at=self._clock(), epoch=self.epoch)])
         self._touch()
         self.critical_seq = self.seq
         # Everyone's screen knows the rounds (state.rounds): send each member the new state,
@@ -508,7 +496,7 @@ class LiveSession:
             ticket)
         if self._on_change is not None:
             self._on_change(self, True)
-        return len(quiz.rounds) - 1
+        return added.round
 
     def rewrite_scores(self) -> None:
         """Queue every participant's current score row (after a takeover: the rows the old
@@ -591,7 +579,7 @@ class LiveSession:
         # What this state holds is stored in the database once this ticket commits: the
         # snapshot is written after that (``snapshot_durable``), never before.
         self._snapshot_ticket = self._last_record
-        return msgpack.packb(data), self.seq, self.seq
+        return codec.pack_stored(data), self.seq, self.seq
 
     async def snapshot_durable(self) -> bool:
         """Wait until the records of the last built snapshot's state are committed: True,

@@ -34,7 +34,8 @@ Unknown extra keys are ignored (a later format 1 writer may add optional keys); 
 mistyped key makes the record unreadable. A change that older readers would misread bumps
 ``format``.
 
-This module imports no trio and no redis.
+The bytes go through the codec's ``pack_stored`` / ``unpack_stored`` (its limits, its one
+error): this module imports no msgpack, no trio and no redis.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import attrs
-import msgpack
 
-from pubquiz_engine.errors import LocalError
+from pubquiz_engine.errors import CorruptData, LocalError
+from pubquiz_engine.protocol.codec import pack_stored, unpack_stored
 
 #: The snapshot record format this module writes and the only one it reads.
 SNAPSHOT_FORMAT = 1
@@ -66,8 +67,9 @@ class CoordinationUnavailable(CoordinationError):
     back-off; a session never stops because of it."""
 
 
-class SnapshotCorrupt(CoordinationError):
-    """A stored snapshot record is not a readable format-1 record."""
+class SnapshotCorrupt(CoordinationError, CorruptData):
+    """A stored snapshot record is not a readable format-1 record, or the session state it
+    carries is not readable (``server.failover.read_state``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class Snapshot:
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
     """The format-1 record for ``snapshot``."""
-    packed: bytes = msgpack.packb(
+    return pack_stored(
         {
             "format": SNAPSHOT_FORMAT,
             "code": snapshot.code,
@@ -147,19 +149,17 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
             "watermark": snapshot.watermark,
             "saved_at": float(snapshot.saved_at),
             "data": bytes(snapshot.data),
-        },
-        use_bin_type=True,
+        }
     )
-    return packed
 
 
 def decode_snapshot(raw: bytes) -> Snapshot:
     """Read a format-1 record; raise ``SnapshotCorrupt`` for anything else."""
     try:
-        # raw=False: str keys and values come back as str, bin as bytes; no ext types, no
-        # non-str map keys: a record is written by us, so anything odd means damage.
-        record: Any = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_no_ext)
-    except Exception as exc:  # msgpack raises several unrelated classes for bad input
+        # str keys and values come back as str, bin as bytes; no ext types, no non-str map
+        # keys: a record is written by us, so anything odd means damage.
+        record: Any = unpack_stored(raw)
+    except CorruptData as exc:
         raise SnapshotCorrupt(f"snapshot is not msgpack: {exc}") from exc
     if not isinstance(record, dict):
         raise SnapshotCorrupt(f"snapshot is a {type(record).__name__}, not a map")
@@ -182,10 +182,6 @@ def decode_snapshot(raw: bytes) -> Snapshot:
         )
     except ValueError as exc:
         raise SnapshotCorrupt(f"snapshot field invalid: {exc}") from exc
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"ext type {code} in a snapshot record")
 
 
 # --------------------------------------------------------------------------------------------

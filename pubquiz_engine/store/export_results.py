@@ -15,6 +15,9 @@ Rules this module keeps:
 3. **Ranks as the game ranks** (``game.scoring.rank``): score, then the distance to the
    tie-break answer, then name (case-folded), then id; equal score and distance share a rank.
 4. A participant who left the lobby (before the start) is forgotten by the game, and here.
+5. **The quiz as it was played**: the stored quiz (as the session was created) plus every
+   round a ``round_added`` event appended, in order (``quiz_as_played``). Questions of an
+   added round are named in the export like any other.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pubquiz_engine.store.records import (
 
 #: The event types ``assemble`` reads (backends fetch only these).
 EVENT_TYPES = ("participant_joined", "participant_left", "started", "scores_changed",
-               "revealed", "answer_marked")
+               "revealed", "answer_marked", "round_added")
 
 
 @attrs.frozen
@@ -57,6 +60,16 @@ def _rank(lines: Iterable[_Line]) -> list[tuple[int, _Line]]:
             rank, previous = position, (line.score, line.tiebreak)
         out.append((rank, line))
     return out
+
+
+def quiz_as_played(quiz: Mapping[str, Any] | None,
+                   events: Iterable[tuple[str, Mapping[str, Any]]]) -> Mapping[str, Any] | None:
+    """The stored quiz with the rounds ``round_added`` events appended, in order (rule 5)."""
+    added = [payload["data"] for kind, payload in events
+             if kind == "round_added" and isinstance(payload.get("data"), Mapping)]
+    if not added or quiz is None:
+        return quiz
+    return {**quiz, "rounds": [*(quiz.get("rounds") or ()), *added]}
 
 
 def _questions(quiz: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
@@ -96,7 +109,7 @@ def assemble(session: SessionRow, participants: Sequence[tuple[int, str, str | N
     seq);
     ``events``: (type, payload) of ``EVENT_TYPES`` in seq order; ``quiz``: the stored quiz."""
     team_mode = session.mode == "team"
-    questions = _questions(quiz)
+    questions = _questions(quiz_as_played(quiz, events))
 
     # What the events say: teams, lobby leavers, team totals, outcomes per question.
     team_of: dict[int, int] = {}  # participant -> team id

@@ -37,8 +37,8 @@ import psycopg.errors
 from pubquiz_engine.errors import StoreError, StoreUnavailable
 from pubquiz_engine.store import migrations
 from pubquiz_engine.store._worker import Worker
-from pubquiz_engine.store.export_results import EVENT_TYPES, assemble
 from pubquiz_engine.store.plan import decide_fence, plan_batch
+from pubquiz_engine.store.reads import POSTGRES, Reads
 from pubquiz_engine.store.records import (
     AnswerRow,
     EventRow,
@@ -131,23 +131,12 @@ _UPSERT_CACHE = (
     " created_at = excluded.created_at, expires_at = excluded.expires_at"
 )
 
-_SESSION_COLUMNS = (
-    "code, quiz_id, title, mode, status, created_at, ended_at, epoch, host_token_hash, owner_node"
-)
-_ANSWER_COLUMNS = (
-    "session_code, participant_id, team, question, value, request_id, submitted_at, seq, epoch"
-)
+#: The read statements (store/reads.py), rendered for this driver.
+_READS = Reads(POSTGRES)
 
 # See sqlite.py: every score row, plus participants without one at 0.
 
 
-def _session_row(row: Sequence[Any]) -> SessionRow:
-    return SessionRow(*row)
-
-
-def _answer_row(row: Sequence[Any]) -> AnswerRow:
-    # jsonb comes back already decoded by psycopg.
-    return AnswerRow(*row)
 
 
 class _Connection:
@@ -333,118 +322,35 @@ class PostgresStore:
         return await self._write_call(job)
 
     async def load_session(self, code: str) -> SessionRow | None:
-        def fn(conn: psycopg.Connection[Any]) -> SessionRow | None:
-            row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = %s", (code,)
-            ).fetchone()
-            return None if row is None else _session_row(row)
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_session(conn, code))
 
     async def list_sessions(self, *, status: str | None = None) -> list[SessionRow]:
-        def fn(conn: psycopg.Connection[Any]) -> list[SessionRow]:
-            rows = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions"
-                " WHERE %(status)s::text IS NULL OR status = %(status)s::text"
-                " ORDER BY created_at, code",
-                {"status": status},
-            ).fetchall()
-            return [_session_row(r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.list_sessions(conn, status))
 
     async def load_participants(self, code: str) -> list[ParticipantRow]:
-        def fn(conn: psycopg.Connection[Any]) -> list[ParticipantRow]:
-            rows = conn.execute(
-                "SELECT session_code, participant_id, name, team, joined_at, resume_token_hash"
-                " FROM participants WHERE session_code = %s ORDER BY participant_id",
-                (code,),
-            ).fetchall()
-            return [ParticipantRow(*r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_participants(conn, code))
 
     async def load_events(self, code: str, *, after_seq: int,
                           types: Sequence[str]) -> list[EventRow]:
-        def fn(conn: psycopg.Connection[Any]) -> list[EventRow]:
-            rows = conn.execute(
-                "SELECT session_code, seq, type, payload, at FROM events WHERE session_code = %s"
-                " AND seq > %s AND type = ANY(%s) ORDER BY seq",
-                (code, after_seq, list(types)),
-            ).fetchall()
-            return [EventRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]  # jsonb -> dict
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_events(conn, code, after_seq, types))
 
     async def last_seq(self, code: str) -> int:
-        def fn(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(
-                "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM events WHERE session_code = %s"
-                " UNION ALL SELECT MAX(seq) FROM answers WHERE session_code = %s"
-                " UNION ALL SELECT MAX(updated_seq) FROM participant_scores"
-                " WHERE session_code = %s) AS m",
-                (code, code, code),
-            ).fetchone()
-            return int(row[0]) if row is not None and row[0] is not None else 0
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.read_last_seq(conn, code))
 
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
-        def fn(conn: psycopg.Connection[Any]) -> list[AnswerRow]:
-            rows = conn.execute(
-                f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = %s AND seq > %s"
-                " ORDER BY seq, participant_id, request_id",
-                (code, after_seq),
-            ).fetchall()
-            return [_answer_row(r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_answers(conn, code, after_seq))
 
     async def session_results(self, code: str) -> Results:
         def fn(conn: psycopg.Connection[Any]) -> Results:
-            # REPEATABLE READ: the three queries see one snapshot.
+            # REPEATABLE READ: the queries see one snapshot.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                row = conn.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = %s", (code,)
-                ).fetchone()
-                if row is None:
-                    raise KeyError(code)
-                people = conn.execute(
-                    "SELECT participant_id, name, team FROM participants"
-                    " WHERE session_code = %s", (code,)).fetchall()
-                scores = conn.execute(
-                    "SELECT participant_id, score, updated_seq FROM participant_scores"
-                    " WHERE session_code = %s", (code,)).fetchall()
-                events = conn.execute(
-                    "SELECT type, payload FROM events WHERE session_code = %s"
-                    " AND type = ANY(%s)"
-                    " ORDER BY seq", (code, list(EVENT_TYPES))).fetchall()
-                quiz = conn.execute("SELECT data FROM quizzes WHERE quiz_id = %s",
-                                    (row[1],)).fetchone()
-                answers = conn.execute(
-                    f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = %s"
-                    " ORDER BY seq, participant_id, request_id",
-                    (code,),
-                ).fetchall()
-            return assemble(  # jsonb comes back decoded
-                _session_row(row), [tuple(p) for p in people], [tuple(s) for s in scores],
-                [_answer_row(r) for r in answers], [(kind, payload) for kind, payload in events],
-                quiz[0] if quiz is not None else None,
-            )
+                return _READS.session_results(conn, code)
 
         return await self._read(fn)
 
     async def cache_get(self, key: str) -> str | None:
-        def fn(conn: psycopg.Connection[Any]) -> str | None:
-            row = conn.execute(
-                "SELECT value FROM generation_cache WHERE key = %s::text"
-                " AND expires_at > %s::float8",
-                (key, time.time()),
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.cache_get(conn, key, time.time()))
 
     async def cache_put(self, key: str, value: str, ttl_seconds: float) -> None:
         if not ttl_seconds > 0:

@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pubquiz_engine.errors import StoreError, StoreUnavailable
 from pubquiz_engine.store import migrations
 from pubquiz_engine.store._worker import Worker
-from pubquiz_engine.store.export_results import EVENT_TYPES, assemble
 from pubquiz_engine.store.plan import decide_fence, plan_batch
+from pubquiz_engine.store.reads import SQLITE, Reads
 from pubquiz_engine.store.records import (
     AnswerRow,
     EventRow,
@@ -105,21 +105,10 @@ _UPSERT_CACHE = (
     " expires_at = excluded.expires_at"
 )
 
-_SESSION_COLUMNS = (
-    "code, quiz_id, title, mode, status, created_at, ended_at, epoch, host_token_hash, owner_node"
-)
-_ANSWER_COLUMNS = (
-    "session_code, participant_id, team, question, value, request_id, submitted_at, seq, epoch"
-)
+#: The read statements (store/reads.py), rendered for this driver.
+_READS = Reads(SQLITE)
 
 
-def _session_row(row: Sequence[Any]) -> SessionRow:
-    return SessionRow(*row)
-
-
-def _answer_row(row: Sequence[Any]) -> AnswerRow:
-    code, pid, team, question, value, rid, at, seq, epoch = row
-    return AnswerRow(code, pid, team, question, json.loads(value), rid, at, seq, epoch)
 
 
 def parse_sqlite_url(url: str) -> tuple[Path, str]:
@@ -283,121 +272,34 @@ class SqliteStore:
         return await self._on(self._writer, job)
 
     async def load_session(self, code: str) -> SessionRow | None:
-        def fn(conn: sqlite3.Connection) -> SessionRow | None:
-            row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = ?", (code,)
-            ).fetchone()
-            return None if row is None else _session_row(row)
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_session(conn, code))
 
     async def list_sessions(self, *, status: str | None = None) -> list[SessionRow]:
-        def fn(conn: sqlite3.Connection) -> list[SessionRow]:
-            if status is None:
-                rows = conn.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions ORDER BY created_at, code"
-                )
-            else:
-                rows = conn.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE status = ?"
-                    " ORDER BY created_at, code",
-                    (status,),
-                )
-            return [_session_row(r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.list_sessions(conn, status))
 
     async def load_participants(self, code: str) -> list[ParticipantRow]:
-        def fn(conn: sqlite3.Connection) -> list[ParticipantRow]:
-            rows = conn.execute(
-                "SELECT session_code, participant_id, name, team, joined_at, resume_token_hash"
-                " FROM participants WHERE session_code = ? ORDER BY participant_id",
-                (code,),
-            ).fetchall()
-            return [ParticipantRow(*r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_participants(conn, code))
 
     async def load_events(self, code: str, *, after_seq: int,
                           types: Sequence[str]) -> list[EventRow]:
-        def fn(conn: sqlite3.Connection) -> list[EventRow]:
-            rows = conn.execute(
-                "SELECT session_code, seq, type, payload, at FROM events WHERE session_code = ?"
-                " AND seq > ? AND type IN (SELECT value FROM json_each(?)) ORDER BY seq",
-                (code, after_seq, json.dumps(list(types))),
-            ).fetchall()
-            return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_events(conn, code, after_seq, types))
 
     async def last_seq(self, code: str) -> int:
-        def fn(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM events WHERE session_code = ?"
-                " UNION ALL SELECT MAX(seq) FROM answers WHERE session_code = ?"
-                " UNION ALL SELECT MAX(updated_seq) FROM participant_scores"
-                " WHERE session_code = ?) AS m",
-                (code, code, code),
-            ).fetchone()
-            return int(row[0]) if row is not None and row[0] is not None else 0
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.read_last_seq(conn, code))
 
     async def load_answers(self, code: str, *, after_seq: int = 0) -> list[AnswerRow]:
-        def fn(conn: sqlite3.Connection) -> list[AnswerRow]:
-            rows = conn.execute(
-                f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = ? AND seq > ?"
-                " ORDER BY seq, participant_id, request_id",
-                (code, after_seq),
-            )
-            return [_answer_row(r) for r in rows]
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.load_answers(conn, code, after_seq))
 
     async def session_results(self, code: str) -> Results:
         def fn(conn: sqlite3.Connection) -> Results:
-            # One read transaction: the three queries see the same commit.
+            # One read transaction: the queries see the same commit.
             with _transaction(conn, "BEGIN"):
-                row = conn.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM quiz_sessions WHERE code = ?", (code,)
-                ).fetchone()
-                if row is None:
-                    raise KeyError(code)
-                people = conn.execute(
-                    "SELECT participant_id, name, team FROM participants"
-                    " WHERE session_code = ?", (code,)).fetchall()
-                scores = conn.execute(
-                    "SELECT participant_id, score, updated_seq FROM participant_scores"
-                    " WHERE session_code = ?", (code,)).fetchall()
-                events = conn.execute(
-                    "SELECT type, payload FROM events WHERE session_code = ?"
-                    " AND type IN (SELECT value FROM json_each(?))"
-                    " ORDER BY seq", (code, json.dumps(list(EVENT_TYPES)))).fetchall()
-                quiz = conn.execute("SELECT data FROM quizzes WHERE quiz_id = ?",
-                                    (row[1],)).fetchone()
-                answers = conn.execute(
-                    f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_code = ?"
-                    " ORDER BY seq, participant_id, request_id",
-                    (code,),
-                ).fetchall()
-            return assemble(
-                _session_row(row), [tuple(p) for p in people], [tuple(s) for s in scores],
-                [_answer_row(r) for r in answers],
-                [(kind, json.loads(payload)) for kind, payload in events],
-                json.loads(quiz[0]) if quiz is not None else None,
-            )
+                return _READS.session_results(conn, code)
 
         return await self._read(fn)
 
     async def cache_get(self, key: str) -> str | None:
-        def fn(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT value FROM generation_cache WHERE key = ? AND expires_at > ?",
-                (key, time.time()),
-            ).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self._read(fn)
+        return await self._read(lambda conn: _READS.cache_get(conn, key, time.time()))
 
     async def cache_put(self, key: str, value: str, ttl_seconds: float) -> None:
         if not ttl_seconds > 0:

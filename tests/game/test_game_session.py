@@ -9,8 +9,9 @@ import attrs
 import pytest
 from gamekit import RIGHT, T0, WRONG, Game, make_quiz, round_trip
 
-from pubquiz_engine.errors import ErrorCode
+from pubquiz_engine.errors import CorruptData, ErrorCode
 from pubquiz_engine.game import (
+    AddRound,
     AdjustScore,
     CloseQuestion,
     End,
@@ -29,7 +30,6 @@ from pubquiz_engine.game import (
     QState,
     QuestionKind,
     QuestionView,
-    Resume,
     Reveal,
     SessionOptions,
     ShowLeaderboard,
@@ -37,6 +37,7 @@ from pubquiz_engine.game import (
     Standing,
     Start,
     SubmitAnswer,
+    Unpause,
     event_to_data,
 )
 from pubquiz_engine.game import events as ev
@@ -323,7 +324,7 @@ def test_pause_freezes_the_clock_and_the_speed_bonus() -> None:
     # pause would earn the speed bonus of the moment it began).
     g.refuse(SubmitAnswer(alice, 0, 1, g.next_rid()), ErrorCode.WRONG_PHASE)
     assert g.do(Extend(5)) == [ev.TimeExtended(0, None, 25.0)]
-    assert g.do(Resume()) == [ev.Resumed(g.now + 25.0)]
+    assert g.do(Unpause()) == [ev.Resumed(g.now + 25.0)]
     answer(g, alice, 1)  # at once: 10 s of running time, the pause not counted
     assert g.session.answers(0)[alice].elapsed == 10.0
     g.now += 3
@@ -356,7 +357,7 @@ def test_pause_between_questions_resumes_to_the_same_phase() -> None:
     g.refuse(Pause(), ErrorCode.WRONG_PHASE)
     for command in (CloseQuestion(), Reveal(), Skip()):  # the pause is on a slide
         g.refuse(command, ErrorCode.WRONG_PHASE)
-    assert g.do(Resume()) == [ev.Resumed(None)]
+    assert g.do(Unpause()) == [ev.Resumed(None)]
     assert g.session.phase is Phase.SLIDE
 
 
@@ -662,7 +663,7 @@ def test_joining_mid_question_updates_the_count() -> None:
 
 # --- phases and the table --------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "command", [Next(), CloseQuestion(), Reveal(), Skip(), ShowLeaderboard(), Resume(), Extend(5)]
+    "command", [Next(), CloseQuestion(), Reveal(), Skip(), ShowLeaderboard(), Unpause(), Extend(5)]
 )
 def test_host_commands_out_of_phase_are_refused_in_the_lobby(command: Any) -> None:
     Game().refuse(command, ErrorCode.WRONG_PHASE)
@@ -738,6 +739,25 @@ def test_snapshot_refuses_unknown_formats() -> None:
         GameSession.from_snapshot(snapshot)
 
 
+def test_an_unreadable_snapshot_is_corrupt_data_whatever_is_wrong() -> None:
+    """The game restores itself and says, with one typed error, when it cannot: the takeover
+    maps it (``SnapshotCorrupt``) instead of catching whatever a missing key raised."""
+    g = Game()
+    joined(g, "A")
+    good = g.session.to_snapshot()
+    damaged: list[dict[str, Any]] = [
+        {k: v for k, v in good.items() if k != "participants"},  # a key missing
+        {**good, "participants": [[1]]},  # a row too short
+        {**good, "phase": "dancing"},  # not a phase
+        {**good, "quiz": {"format": 1, "rounds": []}},  # a quiz that does not load
+        {**good, "qstate": None},  # the wrong shape
+    ]
+    for data in damaged:
+        with pytest.raises(CorruptData):
+            GameSession.from_snapshot(data)
+    assert GameSession.from_snapshot(good) == g.session
+
+
 def test_a_format_1_snapshot_still_restores() -> None:
     g = Game(SessionOptions(mode=Mode.TEAM))
     joined(g, "A", team="Reds")
@@ -787,7 +807,7 @@ def test_the_question_deadline_outlives_the_open_phase() -> None:
     g.do(Pause())
     assert g.session.question_deadline == opened + 5  # paused: remaining says the rest
     g.now += 100
-    (resumed, *_) = g.do(Resume())
+    (resumed, *_) = g.do(Unpause())
     assert isinstance(resumed, ev.Resumed) and resumed.deadline is not None
     assert g.session.question_deadline == resumed.deadline
     g.do(CloseQuestion())
@@ -819,3 +839,44 @@ def test_a_joker_on_a_round_without_jokers_is_invalid_command() -> None:
     assert not g.session.quiz.rounds[2].joker
     g.refuse(PlayJoker(alice, 2), ErrorCode.INVALID_COMMAND)
     g.refuse(PlayJoker(alice, 9), ErrorCode.UNKNOWN_ROUND)
+
+
+# --- adding a round (issue 21 point 3: the game owns every change to a game) -----------------
+
+EXTRA_ROUND: dict[str, Any] = {"title": "Bonus", "items": [
+    {"kind": "truefalse", "prompt": "Added?", "answer": True},
+    {"kind": "single", "prompt": "Which?", "choices": ["a", "b"], "answer": "a"}]}
+
+
+def test_adding_a_round_in_the_lobby_is_a_command_with_its_event() -> None:
+    g = Game()
+    joined(g, "A")
+    g.do(PlayJoker(participant=1, round=1))
+    before = len(g.session.quiz.questions)
+    events = g.do(AddRound(round=EXTRA_ROUND))
+    assert len(events) == 1 and isinstance(events[0], ev.RoundAdded)
+    added = events[0]
+    assert (added.round, added.title, added.questions) == (4, "Bonus", 2)
+    assert [i["prompt"] for i in added.data["items"]] == ["Added?", "Which?"]
+    assert len(g.session.quiz.questions) == before + 2
+    assert [g.session.question_state(q) for q in (before, before + 1)] == [QState.PENDING] * 2
+    assert g.session.joker_of(1) == 1  # what was placed keeps its round
+    assert round_trip(g.session) == g.session  # the snapshot holds the quiz as played
+    # The added questions are played like any other: the last two steps of the program.
+    g.do(Start())
+    for _ in range(40):
+        if g.session.phase is Phase.QUESTION_OPEN and g.session.current_question == before:
+            break
+        g.do(Skip() if g.session.phase in (Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED)
+             else Next())
+    assert g.session.current_question == before
+    assert g.session.question_view(before).prompt == "Added?"
+
+
+def test_a_round_is_added_in_the_lobby_only_and_a_bad_one_changes_nothing() -> None:
+    g = Game()
+    joined(g, "A")
+    g.refuse(AddRound(round={"title": "Empty", "items": []}), ErrorCode.INVALID_COMMAND)
+    g.refuse(AddRound(round={"items": [{"kind": "dance"}]}), ErrorCode.INVALID_COMMAND)
+    g.do(Start())
+    g.refuse(AddRound(round=EXTRA_ROUND), ErrorCode.WRONG_PHASE)

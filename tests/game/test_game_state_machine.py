@@ -34,6 +34,7 @@ from hypothesis.stateful import (
 
 from pubquiz_engine.errors import Rejected
 from pubquiz_engine.game import (
+    AddRound,
     AdjustScore,
     CloseQuestion,
     End,
@@ -49,7 +50,6 @@ from pubquiz_engine.game import (
     Phase,
     PlaceWager,
     PlayJoker,
-    Resume,
     Reveal,
     SessionOptions,
     ShowLeaderboard,
@@ -57,6 +57,7 @@ from pubquiz_engine.game import (
     Standing,
     Start,
     SubmitAnswer,
+    Unpause,
 )
 from pubquiz_engine.game import events as ev
 from pubquiz_engine.game.commands import Command
@@ -64,6 +65,15 @@ from pubquiz_engine.game.matching import closest_winners, evaluate, is_closest
 from pubquiz_engine.game.scoring import award
 
 QUIZ = make_quiz()
+
+
+def _right(q: int) -> Any:
+    """A right answer to question ``q``; the rounds ``add_round`` appends are true/false."""
+    return RIGHT[q] if q < len(RIGHT) else True
+
+
+def _wrong(q: int) -> Any:
+    return WRONG[q] if q < len(WRONG) else False
 NAMES = ["Ann", "ann", "\u0430nn", "Bob", "Cid", "Dee", "Eve", "Fay"]
 TEAMS = [None, "Reds", "reds", "Blues", "Greens"]
 WHO = st.integers(min_value=0, max_value=1000)  # picks a participant, or now and then a stranger
@@ -186,14 +196,15 @@ class GameMachine(RuleBasedStateMachine):
 
     def oracle_totals(self) -> dict[int, int]:
         """Every total recomputed from the events alone, with the documented formula."""
+        quiz = self.session.quiz  # with any round added in the lobby
         totals: dict[int, int] = dict(self.adjusted)
         fractions: dict[tuple[int, int], float] = {}
         bonus_on = self.session.options.speed_bonus
         for q in self.revealed:
-            question = QUIZ.questions[q]
+            question = quiz.questions[q]
             if question.tiebreak:
                 continue
-            r = QUIZ.question_round[q]
+            r = quiz.question_round[q]
             answers = {s: a for (qq, s), a in self.last.items() if qq == q}
             winners = closest_winners(question, {s: a.value for s, a in answers.items()}) if (
                 is_closest(question)) else set()
@@ -208,10 +219,10 @@ class GameMachine(RuleBasedStateMachine):
                 totals[s] = totals.get(s, 0) + award(
                     points=question.points, fraction=fraction,
                     max_bonus=question.speed_bonus if bonus_on else 0, elapsed=a.elapsed,
-                    time_limit=question.time_limit, multiplier=QUIZ.rounds[r].multiplier,
+                    time_limit=question.time_limit, multiplier=quiz.rounds[r].multiplier,
                     joker=self.jokers.get(s) == r)
         for (r, s), stake in self.stakes.items():
-            qs = QUIZ.round_questions[r]
+            qs = quiz.round_questions[r]
             played = [q for q in qs if q in self.revealed]
             if all(q in self.revealed or q in self.skipped for q in qs) and played:
                 won = all(fractions.get((q, s), 0.0) >= 1.0 for q in played)
@@ -232,7 +243,7 @@ class GameMachine(RuleBasedStateMachine):
         if deadline is not None and q is not None:
             self.now = max(self.now, deadline + offset)
             self.rid += 1
-            self.run(SubmitAnswer(self.pid(who), q, RIGHT[q], self.rid))
+            self.run(SubmitAnswer(self.pid(who), q, _right(q), self.rid))
 
     @rule()
     def tick(self) -> None:
@@ -257,13 +268,13 @@ class GameMachine(RuleBasedStateMachine):
         pid = self.pid(who)
         q = self.session.current_question
         if q is None or stale == 0:
-            q = pick % len(QUIZ.questions)
+            q = pick % len(self.session.quiz.questions)
         if kind == "replay" and self.rids.get(pid):
             rid = self.rids[pid][pick % len(self.rids[pid])]
         else:
             self.rid += 1
             rid = self.rid
-        value = {"right": RIGHT[q], "wrong": WRONG[q]}.get(kind, other)
+        value = {"right": _right(q), "wrong": _wrong(q)}.get(kind, other)
         self.run(SubmitAnswer(pid, q, value, rid))
 
     @rule(who=WHO, right=st.booleans())
@@ -271,7 +282,7 @@ class GameMachine(RuleBasedStateMachine):
         q = self.session.current_question
         if q is not None:
             self.rid += 1
-            self.run(SubmitAnswer(self.pid(who), q, (RIGHT if right else WRONG)[q], self.rid))
+            self.run(SubmitAnswer(self.pid(who), q, (_right if right else _wrong)(q), self.rid))
 
     @rule(rng=st.randoms(use_true_random=False))
     def burst(self, rng: random.Random) -> None:
@@ -287,7 +298,7 @@ class GameMachine(RuleBasedStateMachine):
             else:
                 self.rid += 1
                 rid = self.rid
-            value = (RIGHT if rng.random() < 0.6 else WRONG)[q]
+            value = (_right if rng.random() < 0.6 else _wrong)(q)
             self.run(SubmitAnswer(pid, q, value, rid))
             self.now += rng.random() * 0.5
 
@@ -327,7 +338,7 @@ class GameMachine(RuleBasedStateMachine):
         elif phase is Phase.QUESTION_CLOSED:
             self.run(Reveal())
         elif phase is Phase.PAUSED:
-            self.run(Resume())
+            self.run(Unpause())
         elif phase is not Phase.FINISHED:
             self.run(Next())
 
@@ -359,7 +370,7 @@ class GameMachine(RuleBasedStateMachine):
 
     @rule()
     def resume(self) -> None:
-        self.run(Resume())
+        self.run(Unpause())
 
     @rule()
     def skip(self) -> None:
@@ -385,6 +396,15 @@ class GameMachine(RuleBasedStateMachine):
     def adjust(self, who: int, delta: int, reason: str) -> None:
         self.run(AdjustScore(self.pid(who), delta, reason))
 
+    # A round added in the lobby (refused once play started, or when it is not valid): the
+    # oracle and the invariants read the session's quiz, so its questions are played like any.
+    @precondition(lambda self: len(self.session.quiz.rounds) < 7)
+    @rule(valid=st.booleans(), points=st.integers(1, 3))
+    def add_round(self, valid: bool, points: int) -> None:
+        items = ([{"kind": "truefalse", "prompt": f"Added {points}?", "answer": True,
+                   "points": points}] if valid else [])
+        self.run(AddRound(round={"title": "Added", "items": items}))
+
     @rule(who=WHO)
     def kick(self, who: int) -> None:
         self.run(Kick(self.pid(who)))
@@ -398,7 +418,7 @@ class GameMachine(RuleBasedStateMachine):
     @invariant()
     def answers_are_exactly_the_last_accepted(self) -> None:
         s = self.session
-        held = {(q, scorer): a for q in range(len(QUIZ.questions))
+        held = {(q, scorer): a for q in range(len(self.session.quiz.questions))
                 for scorer, a in s.answers(q).items()}
         assert held.keys() == self.last.keys()
         for key, a in held.items():

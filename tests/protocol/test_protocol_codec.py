@@ -11,7 +11,7 @@ import attrs
 import msgpack
 import pytest
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, ProtocolError, RemoteError
+from pubquiz_engine.errors import CloseCode, CorruptData, ErrorCode, ProtocolError, RemoteError
 from pubquiz_engine.protocol import (
     CLIENT_LIMITS,
     CLIENT_MESSAGES,
@@ -29,6 +29,7 @@ from pubquiz_engine.protocol import (
     Ping,
     Question,
     State,
+    codec,
     decode,
     encode,
     from_wire,
@@ -313,3 +314,38 @@ def test_limits_validate() -> None:
     with pytest.raises(ValueError):
         Limits(max_frame_bytes=100, max_operator_frame_bytes=50)
     assert SERVER_LIMITS.max_frame_bytes >= CLIENT_LIMITS.max_operator_frame_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored data (snapshots): the codec is the only module that imports msgpack.
+
+
+def test_stored_data_round_trips() -> None:
+    value = {"format": 1, "game": {"quiz": {"title": "Q"}, "answers": [[0, 1, 2, "x", 1.5]]},
+             "blob": b"\x00\x01", "none": None, "flag": True}
+    assert codec.unpack_stored(codec.pack_stored(value)) == value
+
+
+@pytest.mark.parametrize("raw", [
+    b"",  # nothing
+    b"\xc1",  # a reserved byte
+    msgpack.packb({"a": [1, 2, 3]})[:-1],  # truncated
+    msgpack.packb({"a": 1}) + b"\x00",  # trailing bytes
+    msgpack.packb({1: "int key"}),  # non-str map key
+    msgpack.packb(msgpack.ExtType(5, b"x")),  # an ext value
+    b"\xdd\xff\xff\xff\xff",  # an array declaring 4 billion entries
+])
+def test_unreadable_stored_data_is_corrupt_data(raw: bytes) -> None:
+    with pytest.raises(CorruptData):
+        codec.unpack_stored(raw)
+
+
+def test_stored_data_over_its_limits_is_corrupt_data() -> None:
+    limits = codec.StoredLimits(max_bytes=100, max_str_bytes=10, max_array_len=3)
+    with pytest.raises(CorruptData, match="over 100"):
+        codec.unpack_stored(b"\x90" * 101, limits)
+    with pytest.raises(CorruptData):
+        codec.unpack_stored(codec.pack_stored("x" * 11), limits)
+    with pytest.raises(CorruptData):
+        codec.unpack_stored(codec.pack_stored([1, 2, 3, 4]), limits)
+    assert codec.unpack_stored(codec.pack_stored([1, 2, 3]), limits) == [1, 2, 3]

@@ -27,7 +27,7 @@ from pubquiz_engine.protocol import (
     decode,
     encode,
 )
-from pubquiz_engine.protocol.messages import U31_MAX
+from pubquiz_engine.protocol.fields import U31_MAX
 
 C2S = Direction.CLIENT_TO_SERVER
 S2C = Direction.SERVER_TO_CLIENT

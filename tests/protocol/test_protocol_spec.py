@@ -20,6 +20,7 @@ import pytest
 
 from pubquiz_engine.errors import CloseCode, ErrorCode
 from pubquiz_engine.protocol import CLIENT_LIMITS, CLIENT_MESSAGES, SERVER_MESSAGES, Message
+from pubquiz_engine.protocol import fields as pf
 from pubquiz_engine.protocol import messages as m
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "protocol" / "SPEC.md"
@@ -29,32 +30,32 @@ SERVER_SECTION = "## 9. Server to client messages"
 
 
 def _bound(n: int) -> str:
-    return {m.U31_MAX: "2^31-1", m.SAFE_MAX: "2^53-1", m.SAFE_MIN: "-(2^53-1)"}.get(n, str(n))
+    return {pf.U31_MAX: "2^31-1", pf.SAFE_MAX: "2^53-1", pf.SAFE_MIN: "-(2^53-1)"}.get(n, str(n))
 
 
-def describe(spec: m.Spec) -> str:
+def describe(spec: pf.Spec) -> str:
     """How SPEC.md writes a field's type."""
-    if isinstance(spec, m.Nullable):
+    if isinstance(spec, pf.Nullable):
         return describe(spec.inner) + " or nil"
-    if isinstance(spec, m.IntSpec):
+    if isinstance(spec, pf.IntSpec):
         return f"int {_bound(spec.lo)}..{_bound(spec.hi)}"
-    if isinstance(spec, m.BoolSpec):
+    if isinstance(spec, pf.BoolSpec):
         return "bool"
-    if isinstance(spec, m.TextSpec):
+    if isinstance(spec, pf.TextSpec):
         return f"str ≤ {spec.max_chars}"
-    if isinstance(spec, m.EnumSpec):
+    if isinstance(spec, pf.EnumSpec):
         return " \\| ".join(f'"{v}"' for v in spec.values)
-    if isinstance(spec, m.IntListSpec):
+    if isinstance(spec, pf.IntListSpec):
         return f"array ≤ {spec.max_len} of int {_bound(spec.lo)}..{_bound(spec.hi)}"
-    if isinstance(spec, m.TextListSpec):
+    if isinstance(spec, pf.TextListSpec):
         return f"array ≤ {spec.max_len} of str ≤ {spec.max_chars}"
-    if isinstance(spec, m.AnswerSpec):
+    if isinstance(spec, pf.AnswerSpec):
         return "answer value" + (" or accepted texts" if spec.accepted_texts else "")
-    if isinstance(spec, m.LeaderboardSpec):
-        return f"array ≤ {m.MAX_LEADERBOARD} of [rank, id, name, score]"
-    if isinstance(spec, m.ScoreListSpec):
-        return f"array ≤ {m.MAX_SCORE_ROWS} of [participant, score]"
-    if isinstance(spec, m.MapSpec):
+    if isinstance(spec, pf.LeaderboardSpec):
+        return f"array ≤ {pf.MAX_LEADERBOARD} of [rank, id, name, score]"
+    if isinstance(spec, pf.ScoreListSpec):
+        return f"array ≤ {pf.MAX_SCORE_ROWS} of [participant, score]"
+    if isinstance(spec, pf.MapSpec):
         return "map (plain data)"
     raise AssertionError(f"describe() needs a branch for {spec!r}")
 
@@ -103,7 +104,7 @@ def test_every_message_class_is_documented_and_vice_versa(
 def test_message_table_matches_the_schema(title: str, cls: type[Message]) -> None:
     documented = _documented(title)[cls.TYPE]
     expected = [
-        (f.name, describe(m.field_spec(f)))
+        (f.name, describe(pf.field_spec(f)))
         for f in attrs.fields(cls)  # type: ignore[arg-type]
     ]
     assert documented == expected

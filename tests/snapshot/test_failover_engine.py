@@ -14,16 +14,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import trio
 
 from pubquiz_engine.client import Client, open_client
-from pubquiz_engine.errors import CloseCode, RemoteError
+from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.protocol.codec import pack_stored
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress
+from pubquiz_engine.snapshot import decode_snapshot, encode_snapshot
 from pubquiz_engine.store import (
     AnswerRecord,
     EventRecord,
@@ -483,3 +486,49 @@ async def test_sessions_go_on_while_redis_is_away(
                     assert session.snapshot_seq >= session.critical_seq
                     assert a.coord.snapshotter.stats().redis_up
             nursery.cancel_scope.cancel()
+
+
+async def test_a_corrupt_snapshot_is_a_typed_error_the_takeover_handles(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """A snapshot whose record reads but whose session state does not (damaged in Redis) is
+    ``SnapshotCorrupt``: the client is told ``unavailable`` (retryable), the lease the
+    takeover took is handed back, the orphan scan skips it without raising, and the node
+    goes on serving. Before, the raw ``msgpack.unpackb`` of the state raised whatever msgpack
+    or a missing key raised."""
+    with trio.fail_after(30):
+        async with two_nodes(tmp_path, postgres_url, redis_url, redis_prefix) as (
+                a, addr_a, kill_a, b, addr_b):
+            assert b.coord is not None
+            session, _ = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            async with open_client(addr_a.url) as ann:
+                await ann.join(code, "Ann")
+                await session.wait_snapshot()
+                token = ann.token
+            assert token is not None
+            assert await a.persister.drain(timeout=10)
+            await kill_a(code)
+            key = f"{redis_prefix}snap:{{{code}}}"
+            client = redis.Redis.from_url(redis_url)
+            try:
+                good = decode_snapshot(client.get(key))  # type: ignore[arg-type]
+                for damage in (b"\xc1 not msgpack", pack_stored({"format": 1, "seq": 3}),
+                               good.data[: len(good.data) // 2]):
+                    client.set(key, encode_snapshot(attrs.evolve(good, data=damage)))
+                    async with open_client(addr_b.url) as again:
+                        with pytest.raises(RemoteError) as refused:
+                            await again.resume(token, 0)
+                    assert refused.value.code == ErrorCode.UNAVAILABLE
+                    assert refused.value.retryable
+                    assert code not in b.sessions
+                    assert client.get(f"{redis_prefix}lease:{{{code}}}") is None  # released
+                    assert await b.coord.scan_orphans() == 0  # skipped, not raised
+                # The real snapshot back: the very next attempt takes the session over.
+                client.set(key, encode_snapshot(good))
+            finally:
+                client.close()
+            async with open_client(addr_b.url) as again:
+                await again.resume(token, 0)
+            assert code in b.sessions
+            assert b.sessions[code].game.participants[1].name == "Ann"

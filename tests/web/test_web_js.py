@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from pubquiz_engine.protocol import fields as pf
 from pubquiz_engine.protocol import messages as m
 
 HERE = Path(__file__).parent
@@ -35,23 +36,23 @@ def test_node_tests_pass(node: str) -> None:
     assert int(counts["pass"]) >= every_vector  # one test per vector, plus the others
 
 
-def _spec(spec: m.Spec) -> dict[str, Any]:
-    nullable = isinstance(spec, m.Nullable)
-    inner = spec.inner if isinstance(spec, m.Nullable) else spec
-    kinds: dict[type[m.Spec], tuple[str, dict[str, Any]]] = {
-        m.IntSpec: ("int", {"lo": getattr(inner, "lo", None), "hi": getattr(inner, "hi", None)}),
-        m.TextSpec: ("str", {"max": getattr(inner, "max_chars", None)}),
-        m.EnumSpec: ("enum", {"values": list(getattr(inner, "values", ()))}),
-        m.IntListSpec: ("ints", {"maxLen": getattr(inner, "max_len", None),
+def _spec(spec: pf.Spec) -> dict[str, Any]:
+    nullable = isinstance(spec, pf.Nullable)
+    inner = spec.inner if isinstance(spec, pf.Nullable) else spec
+    kinds: dict[type[pf.Spec], tuple[str, dict[str, Any]]] = {
+        pf.IntSpec: ("int", {"lo": getattr(inner, "lo", None), "hi": getattr(inner, "hi", None)}),
+        pf.TextSpec: ("str", {"max": getattr(inner, "max_chars", None)}),
+        pf.EnumSpec: ("enum", {"values": list(getattr(inner, "values", ()))}),
+        pf.IntListSpec: ("ints", {"maxLen": getattr(inner, "max_len", None),
                                  "lo": getattr(inner, "lo", None),
                                  "hi": getattr(inner, "hi", None)}),
-        m.TextListSpec: ("strs", {"maxLen": getattr(inner, "max_len", None),
+        pf.TextListSpec: ("strs", {"maxLen": getattr(inner, "max_len", None),
                                   "max": getattr(inner, "max_chars", None)}),
-        m.AnswerSpec: ("answer", {"acceptedTexts": getattr(inner, "accepted_texts", None)}),
-        m.BoolSpec: ("bool", {}),
-        m.MapSpec: ("map", {}),
-        m.LeaderboardSpec: ("leaderboard", {}),
-        m.ScoreListSpec: ("scores", {}),
+        pf.AnswerSpec: ("answer", {"acceptedTexts": getattr(inner, "accepted_texts", None)}),
+        pf.BoolSpec: ("bool", {}),
+        pf.MapSpec: ("map", {}),
+        pf.LeaderboardSpec: ("leaderboard", {}),
+        pf.ScoreListSpec: ("scores", {}),
     }
     kind, fields = kinds[type(inner)]
     return {"nullable": nullable, "kind": kind, **fields}
@@ -65,7 +66,7 @@ def test_js_schema_matches_the_python_messages(node: str) -> None:
     js = json.loads(result.stdout)
     python = {
         str(direction): {
-            name: [[f.name, _spec(m.field_spec(f))] for f in attrs.fields(cls)]
+            name: [[f.name, _spec(pf.field_spec(f))] for f in attrs.fields(cls)]
             for name, cls in m.registry(direction).items()
         }
         for direction in m.Direction
