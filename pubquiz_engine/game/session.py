@@ -219,6 +219,19 @@ class GameSession:
         return None
 
     @property
+    def current_slide(self) -> Slide | None:
+        """The slide on screen: in phase ``slide``, or paused on one; None otherwise."""
+        shown = self._phase is Phase.SLIDE or (
+            self._phase is Phase.PAUSED and self._resume_phase is Phase.SLIDE
+        )
+        if shown and 0 <= self._step < len(self._steps):
+            step = self._steps[self._step]
+            if step.kind == "slide":
+                item = self.quiz.rounds[step.round].items[step.ref]
+                return item if isinstance(item, Slide) else None
+        return None
+
+    @property
     def current_round(self) -> int | None:
         if 0 <= self._step < len(self._steps):
             return self._steps[self._step].round

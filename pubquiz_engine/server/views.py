@@ -207,6 +207,12 @@ def _question_map(game: GameSession, index: int) -> dict[str, Any]:
     return data
 
 
+def _slide_map(game: GameSession) -> dict[str, Any] | None:
+    """The slide on screen as in the ``slide`` event (``{title, body}``), or None."""
+    slide = game.current_slide
+    return None if slide is None else {"title": slide.title, "body": slide.text}
+
+
 def state(game: GameSession, *, role: str, participant: int | None, code: str,
           connected: Collection[int] = ()) -> dict[str, Any]:
     """The full state a (re)connecting member needs to render the current screen (SPEC §11)."""
@@ -226,7 +232,7 @@ def state(game: GameSession, *, role: str, participant: int | None, code: str,
         "round": game.current_round,
         "next_round": game.next_round,
         "question": _question_map(game, index) if index is not None else None,
-        "slide": None,
+        "slide": _slide_map(game),
         "answered": len(game.answers(index)) if index is not None else None,
         "total": game.active_count() if index is not None else None,
         "reveal": None,

@@ -60,16 +60,18 @@ QUIZ = {
 }
 
 def _game_states() -> dict[str, m.State]:
-    """``state`` messages as the engine builds them (``server.views.state``) at three points of
+    """``state`` messages as the engine builds them (``server.views.state``) at four points of
     a small team quiz: every key of SPEC section 11, for a player and for a host, with a joker,
     a stake and the rounds list; and after the question closed, its real deadline (issue 24.4:
-    ``deadline_ms`` as in the ``question`` event, never 0)."""
+    ``deadline_ms`` as in the ``question`` event, never 0); and on a slide, ``slide`` as in
+    the ``slide`` event."""
     from pubquiz_engine.game import (
         AdjustScore,
         CloseQuestion,
         GameSession,
         Join,
         Mode,
+        Next,
         PlaceWager,
         PlayJoker,
         Reveal,
@@ -86,6 +88,7 @@ def _game_states() -> dict[str, m.State]:
              "choices": ["Venus", "Mars", "Jupiter"], "answer": "Mars", "points": 10,
              "time_limit": 20}]},
         {"title": "Music", "wager": True, "joker": False, "items": [
+            {"kind": "slide", "title": "Round 2: Music", "text": "Stakes are in. Phones ready."},
             {"kind": "text", "prompt": "Who recorded Abbey Road?", "answer": "The Beatles"}]},
         {"title": "Finale", "multiplier": 2, "items": [
             {"kind": "truefalse", "prompt": "Crows: a murder?", "answer": True}]},
@@ -109,6 +112,9 @@ def _game_states() -> dict[str, m.State]:
     out["state_after_close"] = m.State(seq=60, state=render("player", bob))
     game.apply(Reveal(), t0 + 8)
     out["state_host"] = m.State(seq=62, state=render("host", None))
+    game.apply(Next(), t0 + 10)  # the round's summary
+    game.apply(Next(), t0 + 12)  # round 2 begins with its slide
+    out["state_slide"] = m.State(seq=64, state=render("player", bob))
     return out
 
 
@@ -251,6 +257,7 @@ VALID: list[tuple[str, Direction, Message]] = [
     ("state", S2C, STATES["state"]),
     ("state_after_close", S2C, STATES["state_after_close"]),
     ("state_host", S2C, STATES["state_host"]),
+    ("state_slide", S2C, STATES["state_slide"]),
     (
         "player_joined",
         S2C,

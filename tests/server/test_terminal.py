@@ -137,10 +137,11 @@ async def test_ctrl_c_in_host_and_the_hint_brings_the_host_back(tmp_path: Path) 
             no_traceback(term)
             async with terminal(hinted_args(term, "Interrupted. Come back with"),
                                 state_dir=tmp_path) as term:
-                # A new run gets the whole state: where the quiz is now. (The slide's text is
-                # not in it: the engine sends ``state.slide`` as nil, against SPEC section 11.)
+                # A new run gets the whole state: where the quiz is now, the slide on screen
+                # included (SPEC section 11).
                 await term.expect(rf"Hosting {code}\.")
                 await term.expect(r"The Red Lion Thursday Quiz: slide, 0 participants\.")
+                await term.expect("== Welcome to the Red Lion Quiz! ==")
                 await term.type("quit")
                 assert await term.exit_code() == 0
             no_traceback(term)
