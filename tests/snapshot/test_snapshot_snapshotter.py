@@ -24,9 +24,17 @@ def _build(tag: int) -> Build:
     return lambda: (b"", tag, 0)
 
 
-def _pop(schedule: DebounceSchedule, now: float) -> Due:
+def _start(schedule: DebounceSchedule, now: float) -> Due:
+    """Start the write due at ``now``: it is in flight until ``finish``."""
     item = schedule.pop_due(now)
     assert item is not None, f"nothing due at {now}"
+    return item
+
+
+def _pop(schedule: DebounceSchedule, now: float) -> Due:
+    """Start the write due at ``now`` and finish it at once (an instant, successful write)."""
+    item = _start(schedule, now)
+    assert not schedule.finish(item, now=now)
     return item
 
 
@@ -71,25 +79,27 @@ def test_sessions_are_independent_and_ordered_by_due_time() -> None:
 def test_retry_hurry_and_forget() -> None:
     s = DebounceSchedule(1.0)
     s.request("A", 1, _build(1), urgent=False, now=0.0)
-    failed = _pop(s, 0.0)
-    s.retry(failed, now=0.3)
+    failed = _start(s, 0.0)
+    assert s.finish(failed, now=0.3, failed=True)
     assert s.next_due() == 0.3 and _pop(s, 0.3).build() == (b"", 1, 0)
     # A newer request that came in during the failed write keeps its build, due at once.
-    s.request("A", 1, _build(2), urgent=False, now=0.4)  # due 1.3
-    s.retry(failed, now=0.5)
-    assert _pop(s, 0.5).build() == (b"", 2, 0)
-    s.request("A", 1, _build(3), urgent=False, now=0.6)  # due 1.5
-    s.hurry(now=0.7)
-    assert _pop(s, 0.7).build() == (b"", 3, 0)
-    s.request("A", 1, _build(4), urgent=True, now=0.8)
+    s.request("A", 1, _build(1), urgent=False, now=1.2)  # due 1.3
+    failed = _start(s, 1.3)
+    s.request("A", 1, _build(2), urgent=False, now=1.4)  # due 2.3
+    assert s.finish(failed, now=1.5, failed=True)
+    assert _pop(s, 1.5).build() == (b"", 2, 0)
+    s.request("A", 1, _build(3), urgent=False, now=1.6)  # due 2.5
+    s.hurry(now=1.7)
+    assert _pop(s, 1.7).build() == (b"", 3, 0)
+    s.request("A", 1, _build(4), urgent=True, now=1.8)
     s.forget("A", below_epoch=1)  # epoch 1 is not below 1: kept
     assert "A" in s
     s.forget("A", below_epoch=2)
     assert "A" not in s and s.next_due() is None
-    s.request("A", 2, _build(5), urgent=False, now=0.9)
+    s.request("A", 2, _build(5), urgent=False, now=1.9)
     s.forget("A")  # session closed: history goes too, so the next request is due at once
-    s.request("A", 2, _build(6), urgent=False, now=1.0)
-    assert s.next_due() == 1.0
+    s.request("A", 2, _build(6), urgent=False, now=2.0)
+    assert s.next_due() == 2.0
 
 
 requests = st.lists(
@@ -121,6 +131,7 @@ def test_schedule_properties(reqs: list[tuple[float, str, bool]], interval: floa
             item = s.pop_due(due)
             assert item is not None
             written.append((due, item.code, item.build()[1]))
+            s.finish(item, now=due)
 
     for i, ((_, code, urgent), t) in enumerate(zip(reqs, times, strict=True)):
         drain_until(t)
