@@ -52,7 +52,7 @@ def open_redis_store(
     prefix: str = "pubquiz:",
     timeout: float = 1.0,
     connect_timeout: float = 1.0,
-    threads: int = 4,
+    threads: int = 8,
     snapshot_ttl_ms: int | None = None,
 ) -> RedisStore:
     """A ``RedisStore`` on ``url`` (does not connect yet: the first call does)."""
