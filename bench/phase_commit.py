@@ -18,7 +18,7 @@ absolute). Measured, per run:
 - **phase change**: ``--changes`` times, the host sends ``close``, ``reveal`` and ``next`` (opens
   a question); the latency is from the host's send to the moment the *last* player has the
   event (and, for ``close``, to the host's ``ok``). Output commit adds one group commit (and
-  with Redis one snapshot write, concurrently) to it.
+  with Redis one snapshot write after it) to it.
 - **answers**: every player sends ``--answers`` answers back to back on an open question
   (changing its choice); answers/s is acked answers over the wall time of the burst.
 - **broadcast**: the ``next`` latency above with ``--players`` members is the broadcast.
