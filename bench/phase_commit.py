@@ -18,13 +18,18 @@ absolute). Measured, per run:
 - **phase change**: ``--changes`` times, the host sends ``close``, ``reveal`` and ``next`` (opens
   a question); the latency is from the host's send to the moment the *last* player has the
   event (and, for ``close``, to the host's ``ok``). Output commit adds one group commit (and
-  with Redis one snapshot write, concurrently) to it.
+  with Redis one snapshot write after it) to it.
 - **answers**: every player sends ``--answers`` answers back to back on an open question
   (changing its choice); answers/s is acked answers over the wall time of the burst.
 - **broadcast**: the ``next`` latency above with ``--players`` members is the broadcast.
 - **held**: inside the engine, how long each phase change's frames waited in the session's
   outbox for their commit (and snapshot): what output commit adds, without the clients'
   own time (none on a build without the outbox).
+
+``--sessions N`` plays N sessions at once (each with ``--players`` players and a host, each
+running its own rounds concurrently), so their phase changes, commits and snapshot writes
+overlap: the figures pool every session's. It prints the 1-minute load average at the start
+and at the end (the machine may be shared).
 
 It prints one JSON object (and ``--out`` writes it).
 """
@@ -42,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 if __package__ in (None, ""):
@@ -101,61 +107,87 @@ def watch_holds(held: list[float]) -> None:
     live.LiveSession._pump = pump  # type: ignore[method-assign]
 
 
+@attrs.define
+class Figures:
+    """Every session's timings, pooled."""
+
+    opened: list[float] = attrs.Factory(list)
+    closed: list[float] = attrs.Factory(list)
+    revealed: list[float] = attrs.Factory(list)
+    ok_after: list[float] = attrs.Factory(list)
+    rates: list[float] = attrs.Factory(list)
+
+
 async def bench(args: argparse.Namespace, config: ServerConfig) -> dict[str, Any]:
     changes = args.changes
     held: list[float] = []
     watch_holds(held)
+    figures = Figures()
     async with running_engine(config) as (engine, address):
-        session, host_token = await engine.open_session(load_quiz_data(quiz(changes + 1)),
-                                                        mode="solo")
         url = address.url
-        async with open_client(url) as host:
-            await host.host(session.code, host_token)
-            players: list[Client] = []
-            async with trio.open_nursery() as keep:
+        async with trio.open_nursery() as keep:
+            games: list[tuple[Client, list[Client]]] = []
+            for _ in range(args.sessions):
+                session, host_token = await engine.open_session(
+                    load_quiz_data(quiz(changes + 1)), mode="solo")
+                host = await keep.start(_player, url)
+                await host.host(session.code, host_token)
+                players: list[Client] = []
                 for i in range(args.players):
                     client = await keep.start(_player, url)
                     await client.join(session.code, f"P{i}")
                     players.append(client)
-                opened: list[float] = []
-                closed: list[float] = []
-                revealed: list[float] = []
-                ok_after: list[float] = []
-                rates: list[float] = []
-                await host.request(m.Start)
-                await wait_all(players, m.Question)
-                for n in range(changes):
-                    # Answers on the open question (the first `answer_rounds` questions).
-                    if n < args.answer_rounds:
-                        started = trio.current_time()
-                        async with trio.open_nursery() as burst:
-                            for player in players:
-                                burst.start_soon(_answers, player, n, args.answers)
-                        rates.append(args.answers * len(players)
-                                     / (trio.current_time() - started))
-                    started = trio.current_time()
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(wait_all, players, m.Closed)
-                        await host.request(m.Close)
-                        ok_after.append(trio.current_time() - started)
-                    closed.append(trio.current_time() - started)
-                    started = trio.current_time()
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(wait_all, players, m.Revealed)
-                        await host.request(m.Reveal)
-                    revealed.append(trio.current_time() - started)
-                    started = trio.current_time()
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(wait_all, players, m.Question)
-                        await host.request(m.Next)
-                    opened.append(trio.current_time() - started)
-                keep.cancel_scope.cancel()
-    # Only the chunks of host commands (close, reveal, next), not the joins and the start.
-    holds = held[-3 * changes:]
+                games.append((host, players))
+            async with trio.open_nursery() as starting:
+                for host, players in games:
+                    starting.start_soon(_start, host, players)
+            # Only the chunks of host commands (close, reveal, next), not the joins and starts.
+            baseline = len(held)
+            async with trio.open_nursery() as play:
+                for host, players in games:
+                    play.start_soon(_play, host, players, args, figures)
+            keep.cancel_scope.cancel()
+    holds = held[baseline:]
     return {"held_by_output_commit": ms(holds) if holds else None,
-            "close_to_all": ms(closed), "reveal_to_all": ms(revealed),
-            "next_to_all": ms(opened), "close_ok": ms(ok_after),
-            "answers_per_s": round(statistics.median(rates), 1) if rates else None}
+            "close_to_all": ms(figures.closed), "reveal_to_all": ms(figures.revealed),
+            "next_to_all": ms(figures.opened), "close_ok": ms(figures.ok_after),
+            "answers_per_s": (round(statistics.median(figures.rates), 1)
+                              if figures.rates else None)}
+
+
+async def _start(host: Client, players: list[Client]) -> None:
+    await host.request(m.Start)
+    await wait_all(players, m.Question)
+
+
+async def _play(host: Client, players: list[Client], args: argparse.Namespace,
+                figures: Figures) -> None:
+    """One session's rounds; with ``--sessions`` above 1 the sessions play theirs at once."""
+    for n in range(args.changes):
+        # Answers on the open question (the first `answer_rounds` questions).
+        if n < args.answer_rounds:
+            started = trio.current_time()
+            async with trio.open_nursery() as burst:
+                for player in players:
+                    burst.start_soon(_answers, player, n, args.answers)
+            figures.rates.append(args.answers * len(players)
+                                 / (trio.current_time() - started))
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_all, players, m.Closed)
+            await host.request(m.Close)
+            figures.ok_after.append(trio.current_time() - started)
+        figures.closed.append(trio.current_time() - started)
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_all, players, m.Revealed)
+            await host.request(m.Reveal)
+        figures.revealed.append(trio.current_time() - started)
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_all, players, m.Question)
+            await host.request(m.Next)
+        figures.opened.append(trio.current_time() - started)
 
 
 async def _player(url: str, *, task_status: trio.TaskStatus[Client] = trio.TASK_STATUS_IGNORED
@@ -208,9 +240,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     client.delete(*keys)
                 client.close()
     return {"engine": os.path.dirname(os.path.dirname(pubquiz_engine.__file__)),
-            "backend": args.backend, "ack_mode": args.ack_mode, "players": args.players,
+            "backend": args.backend, "ack_mode": args.ack_mode, "sessions": args.sessions,
+            "players": args.players,
             "changes": args.changes, "answers_each": args.answers, **figures,
-            "load_1min": os.getloadavg()[0], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+            "load_1min_at_start": args.load_at_start, "load_1min": os.getloadavg()[0],
+            "started": args.started, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                   time.gmtime())}
 
 
@@ -220,12 +254,16 @@ def main() -> None:
     p.add_argument("--backend", choices=("sqlite", "postgres", "postgres+redis"),
                    default="sqlite")
     p.add_argument("--ack-mode", choices=("durable", "fast"), default="durable")
-    p.add_argument("--players", type=int, default=50)
+    p.add_argument("--players", type=int, default=50, help="players per session")
+    p.add_argument("--sessions", type=int, default=1,
+                   help="sessions played at once, their phase changes concurrent")
     p.add_argument("--changes", type=int, default=40, help="close + reveal + next rounds")
     p.add_argument("--answers", type=int, default=10, help="answers per player per burst")
     p.add_argument("--answer-rounds", type=int, default=5, help="questions with a burst")
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args()
+    args.load_at_start = os.getloadavg()[0]
+    args.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result = trio.run(main_async, args)
     text = json.dumps(result, indent=1)
     print(text)

@@ -84,6 +84,9 @@ class ServerConfig:
         15.0, "seconds between scans for live sessions whose node died and that nobody has "
         "reconnected to (with Redis); 0 turns the scan off",
         validator=attrs.validators.ge(0.0))
+    snapshot_concurrency: int = _setting(
+        32, "sessions whose snapshots are written at once (with Redis); a session has at most "
+        "one write in flight, so a slow one delays no other session's", validator=_positive)
     snapshot_wait: float = _setting(
         1.0, "seconds a change may wait for its commit and (with Redis) its snapshot before "
         "the session refuses new work with unavailable",

@@ -594,7 +594,8 @@ class Engine:
                        "renewals": leases.renewals, "renewals_failed": leases.failures,
                        "lost": leases.lost, "redis_up": leases.redis_up,
                        "takeovers": coord.takeovers},
-            "snapshots": {"pending": snaps.pending, "lag_events": self._snapshot_lag(),
+            "snapshots": {"pending": snaps.pending, "in_flight": snaps.in_flight,
+                          "lag_events": self._snapshot_lag(),
                           "writes": snaps.writes, "failures": snaps.failures,
                           "stale": snaps.stale, "redis_up": snaps.redis_up},
         }

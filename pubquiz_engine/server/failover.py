@@ -167,6 +167,7 @@ class Coordination:
         self.keeper = LeaseKeeper(redis, node, on_lost=self._lost, ttl_ms=cfg.lease_ttl_ms,
                                   reclaim=True)
         self.snapshotter = Snapshotter(redis, interval=cfg.snapshot_interval,
+                                       concurrency=cfg.snapshot_concurrency,
                                        on_fenced=self._snapshot_fenced, on_written=self._written,
                                        durable=self._durable)
         # The registration lapses before the lease of a node that dies (rule 7).

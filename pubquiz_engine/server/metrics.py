@@ -79,6 +79,8 @@ class SnapshotStats(Protocol):
     @property
     def pending(self) -> int: ...
     @property
+    def in_flight(self) -> int: ...
+    @property
     def writes(self) -> int: ...
     @property
     def failures(self) -> int: ...
@@ -341,6 +343,8 @@ class _EngineCollector(Collector):
 def _snapshot_families(snap: SnapshotStats) -> Iterator[Metric]:
     yield _gauge("pubquiz_snapshot_pending", "Sessions waiting for a snapshot write.",
                  snap.pending)
+    yield _gauge("pubquiz_snapshot_in_flight", "Snapshot writes started and not finished "
+                 "(at most snapshot_concurrency).", snap.in_flight)
     yield _gauge("pubquiz_snapshot_redis_up", "1 if the last snapshot write reached Redis.",
                  1.0 if snap.redis_up else 0.0)
     for name, help_text, count in (

@@ -6,7 +6,8 @@
   imports redis; it is loaded only when ``open_redis_store()`` is called or ``RedisStore`` is
   looked up, so the server runs without the ``redis`` extra.
 - ``LeaseKeeper``: holds this node's leases and renews them; ``on_lost(code)`` when one is gone.
-- ``Snapshotter``: one writer task; urgent snapshots at once, the rest debounced per session.
+- ``Snapshotter``: urgent snapshots at once, the rest debounced per session; sessions written
+  concurrently (one write in flight per session, at most ``concurrency`` in all).
 - ``NodeRegistry``: this node's heartbeat; ``nodes()`` / ``url_of(node)`` for redirects.
 
 Takeover, as the server drives it: ``lease = await keeper.acquire(code, at_least=db_epoch)``;
@@ -51,7 +52,7 @@ def open_redis_store(
     prefix: str = "pubquiz:",
     timeout: float = 1.0,
     connect_timeout: float = 1.0,
-    threads: int = 4,
+    threads: int = 8,
     snapshot_ttl_ms: int | None = None,
 ) -> RedisStore:
     """A ``RedisStore`` on ``url`` (does not connect yet: the first call does)."""

@@ -4,8 +4,11 @@ Rules this module keeps:
 
 1. The event loop never waits on Redis. Every call runs the synchronous ``redis.Redis`` client
    on a worker thread (``trio.to_thread.run_sync``) behind a ``trio.CapacityLimiter`` of
-   ``threads`` (default 4, the connection pool's size too), so a slow snapshot write cannot
-   starve lease renewals of threads.
+   ``threads`` (default 8, the connection pool's size too). Snapshot writes may hold at most
+   half of them (the snapshotter writes several sessions at once), so slow or stalled snapshot
+   writes cannot starve lease renewals of threads. (8 rather than 4: with 20 sessions changing
+   phase at once on a loaded 2-core machine, 4 snapshot threads instead of 2 cut a phase
+   change's wait in the outbox by half, docs/performance.md: each call is a thread hop.)
 2. Every call is bounded: ``socket_connect_timeout`` and ``socket_timeout`` (default 1 s each)
    and redis-py's own retry reduced to one immediate retry (for a pooled connection that died
    while idle). The callers - the lease keeper, the snapshotter, the registry - own the real
@@ -188,7 +191,7 @@ class RedisStore:
         client: redis.Redis,
         *,
         prefix: str = "pubquiz:",
-        threads: int = 4,
+        threads: int = 8,
         snapshot_ttl_ms: int | None = None,
     ) -> None:
         if not 1 <= threads <= 16:
@@ -198,6 +201,9 @@ class RedisStore:
         self._client = client
         self._prefix = prefix
         self._limiter = trio.CapacityLimiter(threads)
+        # Taken before ``_limiter`` by snapshot writes only (rule 1): the other half of the
+        # threads stays for leases, the registry and takeovers however many sessions write.
+        self._save_limiter = trio.CapacityLimiter(max(1, threads // 2))
         self._snapshot_ttl_ms = snapshot_ttl_ms or 0
         # Script objects cache the SHA and fall back to SCRIPT LOAD on NOSCRIPT (e.g. after a
         # Redis restart), so a restarted Redis needs nothing from us.
@@ -214,7 +220,7 @@ class RedisStore:
         prefix: str = "pubquiz:",
         timeout: float = 1.0,
         connect_timeout: float = 1.0,
-        threads: int = 4,
+        threads: int = 8,
         snapshot_ttl_ms: int | None = None,
     ) -> RedisStore:
         """A store on ``url`` (``redis://host:port/db``) with bounded calls (see the rules)."""
@@ -367,10 +373,11 @@ class RedisStore:
                      saved_at=time.time(), data=data)
         )
         keys = [self.key("snap", code), self.key("epoch", code)]
-        result = await self._call(
-            "save_snapshot",
-            lambda: self._save(keys=keys, args=[epoch, record, self._snapshot_ttl_ms]),
-        )
+        async with self._save_limiter:
+            result = await self._call(
+                "save_snapshot",
+                lambda: self._save(keys=keys, args=[epoch, record, self._snapshot_ttl_ms]),
+            )
         stored, current = int(result[0]), int(result[1])
         if not stored:
             raise StaleEpoch(

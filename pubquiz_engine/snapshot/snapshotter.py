@@ -1,33 +1,47 @@
-"""The snapshot writer: urgent writes at once, the rest at most once per interval per session.
+"""The snapshot writer: urgent writes at once, the rest at most once per interval per session,
+many sessions at once.
 
 Sessions call ``Snapshotter.request(code, epoch, build, urgent)``: urgent on a phase change, not
-urgent on every other change (an answer during a question). One writer task drains the requests
-and writes through a ``SnapshotStore`` (in production ``RedisStore``).
+urgent on every other change (an answer during a question). One dispatcher task (``run``) starts
+each write that falls due as a task of its own, through a ``SnapshotStore`` (in production
+``RedisStore``), so one session's write never waits for another's.
 
 Rules this module keeps:
 
 1. ``request`` never blocks and never raises: a session must not stop, or even wait, because
-   Redis is down or slow. It only records "this session is dirty" and wakes the writer.
-2. The state is built when it is written, not when it is requested: ``build()`` runs on the trio
+   Redis is down or slow. It only records "this session is dirty" and wakes the dispatcher.
+2. Writes of different sessions run concurrently, bounded: at most one write per session in
+   flight (build, durable wait and save), so a session's snapshots are stored in the order they
+   were built and never older after newer; a request that comes in meanwhile waits for it and
+   is coalesced with later ones (rule 4). At most ``concurrency`` writes are in flight in all
+   (it bounds the built states held in memory and the tasks; Redis round trips are bounded
+   further by the store's threads, see ``redis_store``). A session whose commit or save stalls
+   holds one place, not everyone's phase changes.
+3. The state is built when it is written, not when it is requested: ``build()`` runs on the trio
    thread just before the write (so it sees a consistent state - the session mutates its state
    only on that thread, never across an await) and returns the newest state. Ten answers in one
    interval cost one build and one write, and the write is never older than the last request.
-3. Debouncing is a throttle, not a postponement: a non-urgent request is written at
+4. Debouncing is a throttle, not a postponement: a non-urgent request is written at
    ``max(now, last write of that session + interval)``; later requests never push it back, so a
    busy question is snapshotted every ``interval``, not only once it goes quiet. An urgent request
-   is due at once. Every request is eventually written (or superseded by a newer one).
-4. A failed write is retried (re-built, so with the newest state) after a back-off shared by the
-   whole writer: if Redis is down it is down for every session. Failures are counted, logged on
-   the transitions, and shown by ``stats()``.
-5. A write refused as stale (``errors.StaleEpoch``) is not retried: the session's pending request
+   is due at once (or as soon as the session's write in flight ends). Every request is
+   eventually written (or superseded by a newer one).
+5. A failed write is retried (re-built, so with the newest state) after a back-off shared by
+   every session: if Redis is down it is down for all of them, so one failure pauses the start
+   of every write (those in flight finish) and the writes that fail together count as one
+   failure of the back-off, not ``concurrency`` of them. Failures are counted, logged on the
+   transitions, and shown by ``stats()``.
+6. A write refused as stale (``errors.StaleEpoch``) is not retried: the session's pending request
    is dropped and ``on_fenced(code)`` tells the server to stop serving it.
-6. With ``durable``, a built state is written only once ``durable(code)`` says what it holds is
+7. With ``durable``, a built state is written only once ``durable(code)`` says what it holds is
    stored elsewhere first (the server: the database commit of the session's records so far),
    so a snapshot never holds a change the database refused (output commit, see
-   ``server/session.py``); ``False`` drops the write.
+   ``server/session.py``); ``False`` drops the write. The wait holds the session's place
+   (rule 2): the commit is one group commit for every session, so those places free together.
 
-The scheduling decisions are the pure ``DebounceSchedule`` (time is an argument), tested without
-a clock; ``Snapshotter`` is the thin trio shell around it.
+The scheduling decisions are the pure ``DebounceSchedule`` (time is an argument; in flight,
+the bound and the back-off's pause included), tested without a clock; ``Snapshotter`` is the
+thin trio shell around it.
 """
 
 from __future__ import annotations
@@ -64,34 +78,53 @@ class _Pending:
 
 @attrs.frozen
 class Due:
-    """A write the schedule says to do now."""
+    """A write the schedule says to do now. It is in flight from ``pop_due`` until ``finish``."""
 
     code: str
     epoch: int
     build: Build
+    started: float  # when ``pop_due`` handed it out
 
 
 class DebounceSchedule:
-    """Which session to write next, and when (pure: ``now`` is always an argument).
+    """Which sessions to write next, and when (pure: ``now`` is always an argument).
 
     At most one pending entry per session, ordered by due time in a heap (stale heap items -
-    superseded by a newer due time for the same session - are skipped when they surface).
+    superseded by a newer due time for the same session - are skipped when they surface). At
+    most one write per session in flight, and at most ``limit`` in all: a pending entry of a
+    session whose write is in flight leaves the heap when it surfaces and goes back in when that
+    write finishes (rule 2 of the module: never two writes of one session at once, never out
+    of order). ``pause_until`` holds every start back (the shared back-off, rule 5).
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, *, limit: int = 1) -> None:
         if not interval >= 0:
             raise ValueError(f"interval must be >= 0, got {interval!r}")
+        if not limit >= 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
         self.interval = interval
+        self.limit = limit
         self._pending: dict[str, _Pending] = {}
         self._last_start: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._tokens = 0
+        # Sessions with a write in flight -> whether it was forgotten meanwhile (then a failure
+        # is not retried: the session is gone, or fenced at that epoch).
+        self._flying: dict[str, bool] = {}
+        self._paused_until = -math.inf
+        self._paused_at = -math.inf  # when the current back-off was decided
 
     def __len__(self) -> int:
+        """Sessions waiting for a write (a session in flight with a newer request counts)."""
         return len(self._pending)
 
     def __contains__(self, code: object) -> bool:
         return code in self._pending
+
+    @property
+    def in_flight(self) -> int:
+        """Writes handed out by ``pop_due`` and not finished yet."""
+        return len(self._flying)
 
     def _push(self, code: str, entry: _Pending, due: float) -> None:
         self._tokens += 1
@@ -109,35 +142,60 @@ class DebounceSchedule:
             self._push(code, entry, due)
             return
         # The newest request carries the newest build and epoch; the due time only moves
-        # earlier (rule 3: never postponed by a later request).
+        # earlier (rule 4: never postponed by a later request).
         entry.epoch, entry.build = epoch, build
         if due < entry.due:
             self._push(code, entry, due)
 
     def next_due(self) -> float | None:
-        """When the earliest pending write falls due (``None`` if nothing is pending)."""
-        self._drop_stale_heads()
-        return self._heap[0][0] if self._heap else None
+        """When ``pop_due`` can next hand out a write: ``None`` while nothing can start (nothing
+        pending but what waits for its session's write in flight, or ``limit`` in flight: a
+        ``finish`` changes that). Never earlier than a pause's end."""
+        if len(self._flying) >= self.limit:
+            return None
+        self._drop_unstartable_heads()
+        return max(self._heap[0][0], self._paused_until) if self._heap else None
 
     def pop_due(self, now: float) -> Due | None:
-        """The earliest pending write if it is due at ``now``; it counts as started at ``now``."""
-        self._drop_stale_heads()
+        """The earliest pending write that can start at ``now``; it is in flight (started at
+        ``now``) until ``finish``."""
+        if len(self._flying) >= self.limit or now < self._paused_until:
+            return None
+        self._drop_unstartable_heads()
         if not self._heap or self._heap[0][0] > now:
             return None
         _, _, code = heapq.heappop(self._heap)
         entry = self._pending.pop(code)
         self._last_start[code] = now
-        return Due(code, entry.epoch, entry.build)
+        self._flying[code] = False
+        return Due(code, entry.epoch, entry.build, now)
 
-    def retry(self, item: Due, *, now: float) -> None:
-        """A write failed: make the session due again at ``now`` (the caller backs off first).
-        A newer request that arrived meanwhile keeps its build, due no later than ``now``."""
+    def finish(self, item: Due, *, now: float, failed: bool = False) -> bool:
+        """``item``'s write ended. A newer request for its session that waited becomes
+        startable (due when it was due).
+
+        ``failed``: write the session again, due at ``now`` but behind any pause (re-built, so
+        with the newest state; a newer request that arrived meanwhile keeps its build, due no
+        later than ``now``), unless it was forgotten meanwhile. The result then says whether
+        the caller should back off further (``pause_until``): ``True`` when the write started
+        after the current back-off was decided, ``False`` when it started before (it failed in
+        the outage already paused for: N writes failing together back off once, not N times).
+        """
+        forgotten = self._flying.pop(item.code)
         entry = self._pending.get(item.code)
-        if entry is None:
-            self._pending[item.code] = entry = _Pending(item.epoch, item.build, now, 0)
-            self._push(item.code, entry, now)
-        elif entry.due > now:
-            self._push(item.code, entry, now)
+        if failed and not forgotten:
+            if entry is None:
+                self._pending[item.code] = entry = _Pending(item.epoch, item.build, now, 0)
+            entry.due = min(entry.due, now)
+        if entry is not None:
+            # Its heap item (if any) left when it surfaced while this write was in flight.
+            self._push(item.code, entry, entry.due)
+        return failed and item.started > self._paused_at
+
+    def pause_until(self, until: float, *, now: float) -> None:
+        """Start no write before ``until`` (a back-off decided at ``now``). In-flight writes go
+        on; ``hurry`` does not lift it."""
+        self._paused_until, self._paused_at = until, now
 
     def hurry(self, *, now: float) -> None:
         """Make every pending write due at ``now`` (a flush before shutdown)."""
@@ -147,20 +205,26 @@ class DebounceSchedule:
 
     def forget(self, code: str, *, below_epoch: int | None = None) -> None:
         """Drop the session's pending write and its history (the session closed), or with
-        ``below_epoch`` only a pending write whose epoch is lower (we were fenced at it)."""
+        ``below_epoch`` only a pending write whose epoch is lower (we were fenced at it).
+        A write in flight goes on (it cannot be taken back) but is not retried if it fails,
+        and the session's next write still waits for it (never two at once)."""
         entry = self._pending.get(code)
         if below_epoch is None:
             self._pending.pop(code, None)
             self._last_start.pop(code, None)
+            if code in self._flying:
+                self._flying[code] = True
         elif entry is not None and entry.epoch < below_epoch:
             del self._pending[code]
 
-    def _drop_stale_heads(self) -> None:
+    def _drop_unstartable_heads(self) -> None:
+        """Pop heap items that are stale (superseded) or whose session has a write in flight
+        (``finish`` pushes that session's entry again)."""
         heap = self._heap
         while heap:
             _, token, code = heap[0]
             entry = self._pending.get(code)
-            if entry is not None and entry.token == token:
+            if entry is not None and entry.token == token and code not in self._flying:
                 return
             heapq.heappop(heap)
 
@@ -169,7 +233,8 @@ class DebounceSchedule:
 class SnapshotterStats:
     """What ``/health`` shows about snapshots."""
 
-    pending: int  # sessions waiting for a write
+    pending: int  # sessions waiting for a write (not counting writes in flight)
+    in_flight: int  # writes started and not finished (building, awaiting durable, or saving)
     writes: int  # snapshots stored
     failures: int  # write attempts that failed (Redis down, slow, or refusing)
     stale: int  # writes refused because another node has a higher epoch
@@ -179,10 +244,14 @@ class SnapshotterStats:
     redis_up: bool  # whether the last write attempt reached Redis
 
 
-class Snapshotter:
-    """One writer task for every session's snapshots (see the module rules).
+#: Default of ``concurrency``: sessions written at once (the engine's ``snapshot_concurrency``).
+DEFAULT_CONCURRENCY = 32
 
-    ``on_fenced(code)`` is called, on the writer task, when a write for ``code`` is refused as
+
+class Snapshotter:
+    """Every session's snapshots, written by one task per write in flight (see the module rules).
+
+    ``on_fenced(code)`` is called, on a writer task, when a write for ``code`` is refused as
     stale; it must not block (the server closes the session with ``CloseCode.FENCED``).
     ``on_written(code, seq)`` is called after each successful write with the seq it stored
     (the server releases durable acks that waited for the snapshot holding their question).
@@ -193,6 +262,7 @@ class Snapshotter:
         store: SnapshotStore,
         *,
         interval: float = 0.5,
+        concurrency: int = DEFAULT_CONCURRENCY,
         on_fenced: Callable[[str], None] | None = None,
         on_written: Callable[[str, int], None] | None = None,
         durable: Durable | None = None,
@@ -201,7 +271,7 @@ class Snapshotter:
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
-        self._schedule = DebounceSchedule(interval)
+        self._schedule = DebounceSchedule(interval, limit=concurrency)
         self._on_fenced = on_fenced
         self._on_written = on_written
         self._durable = durable
@@ -209,7 +279,6 @@ class Snapshotter:
         self._log = FailureLog("snapshotter", log)
         self._wake = trio.Event()
         self._progress = trio.Event()
-        self._busy = False
         self._writes = 0
         self._stale = 0
         self._build_errors = 0
@@ -222,12 +291,15 @@ class Snapshotter:
         self._wake.set()
 
     def forget(self, code: str) -> None:
-        """The session is gone from this node: drop its pending write, if any."""
+        """The session is gone from this node: drop its pending write, if any (a write in
+        flight finishes, and is not retried)."""
         self._schedule.forget(code)
+        self._wake.set()
 
     def stats(self) -> SnapshotterStats:
         return SnapshotterStats(
             pending=len(self._schedule),
+            in_flight=self._schedule.in_flight,
             writes=self._writes,
             failures=self._log.failures,
             stale=self._stale,
@@ -246,39 +318,47 @@ class Snapshotter:
         """
         self._schedule.hurry(now=trio.current_time())
         self._wake.set()
-        while len(self._schedule) or self._busy:
+        while len(self._schedule) or self._schedule.in_flight:
             await self._progress.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The writer. Runs until cancelled; readiness is immediate.
+        """The dispatcher: starts each write that falls due as a task of its own (at most
+        ``concurrency`` at once). Runs until cancelled; readiness is immediate.
 
-        Error handling: ``CoordinationError`` from the store is counted and retried with
-        back-off; ``StaleEpoch`` fences the session; an exception from ``build()`` is logged and
-        that request dropped. Anything else is a bug and propagates.
+        Error handling: ``CoordinationError`` from the store is counted and retried after the
+        shared back-off; ``StaleEpoch`` fences the session; an exception from ``build()`` is
+        logged and that request dropped. Anything else is a bug and propagates (cancelling the
+        other writes in flight).
         """
-        task_status.started()
-        while True:
-            # A fresh event before looking at the schedule: a request made after the look sets
-            # this one, so the wait below cannot miss it.
-            self._wake = trio.Event()
-            item = self._schedule.pop_due(trio.current_time())
-            if item is None:
-                self._signal_progress()
+        async with trio.open_nursery() as writers:
+            task_status.started()
+            while True:
+                # A fresh event before looking at the schedule: a request (or a finished
+                # write) after the look sets this one, so the wait below cannot miss it.
+                self._wake = trio.Event()
+                now = trio.current_time()
+                while (item := self._schedule.pop_due(now)) is not None:
+                    writers.start_soon(self._write, item)
+                if not len(self._schedule) and not self._schedule.in_flight:
+                    self._signal_progress()
                 due = self._schedule.next_due()
                 with trio.move_on_at(math.inf if due is None else due):
                     await self._wake.wait()
-                continue
-            self._busy = True
-            try:
-                failed = await self._write(item)
-            finally:
-                self._busy = False
-                self._signal_progress()
-            if failed:
-                await trio.sleep(self._backoff.next_delay())
 
-    async def _write(self, item: Due) -> bool:
-        """Write one snapshot; ``True`` if it failed and should be retried after a back-off."""
+    async def _write(self, item: Due) -> None:
+        """Write one snapshot, then tell the schedule (and the dispatcher) it finished."""
+        failed = False
+        try:
+            failed = await self._attempt(item)
+        finally:
+            now = trio.current_time()
+            if self._schedule.finish(item, now=now, failed=failed):
+                self._schedule.pause_until(now + self._backoff.next_delay(), now=now)
+            self._wake.set()
+            self._signal_progress()
+
+    async def _attempt(self, item: Due) -> bool:
+        """Build, wait for durable, save; ``True`` if it failed and should be retried."""
         try:
             data, seq, watermark = item.build()
         except Exception:
@@ -300,7 +380,6 @@ class Snapshotter:
             return False
         except CoordinationError as exc:
             self._log.failed(exc)
-            self._schedule.retry(item, now=trio.current_time())
             return True
         self._writes += 1
         self._bytes += len(data)
@@ -315,4 +394,11 @@ class Snapshotter:
         self._progress = trio.Event()
 
 
-__all__ = ["Build", "DebounceSchedule", "Due", "Snapshotter", "SnapshotterStats"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "Build",
+    "DebounceSchedule",
+    "Due",
+    "Snapshotter",
+    "SnapshotterStats",
+]

@@ -141,6 +141,7 @@ def test_snapshot_and_lease_stats_are_exposed_when_given() -> None:
     @attrs.frozen
     class Snap:
         pending: int = 2
+        in_flight: int = 5
         writes: int = 40
         failures: int = 1
         stale: int = 0
@@ -174,6 +175,7 @@ def test_snapshot_and_lease_stats_are_exposed_when_given() -> None:
     metrics.watch(lambda: sample(snapshots=Snap(), leases=Leases()))
     assert metrics.value("pubquiz_snapshot_writes_total") == 40
     assert metrics.value("pubquiz_snapshot_pending") == 2
+    assert metrics.value("pubquiz_snapshot_in_flight") == 5
     assert metrics.value("pubquiz_snapshot_redis_up") == 1
     assert metrics.value("pubquiz_leases_held") == 3
     assert metrics.value("pubquiz_leases_lost_total") == 1

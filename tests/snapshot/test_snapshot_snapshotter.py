@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import pytest
 import trio
@@ -24,9 +25,17 @@ def _build(tag: int) -> Build:
     return lambda: (b"", tag, 0)
 
 
-def _pop(schedule: DebounceSchedule, now: float) -> Due:
+def _start(schedule: DebounceSchedule, now: float) -> Due:
+    """Start the write due at ``now``: it is in flight until ``finish``."""
     item = schedule.pop_due(now)
     assert item is not None, f"nothing due at {now}"
+    return item
+
+
+def _pop(schedule: DebounceSchedule, now: float) -> Due:
+    """Start the write due at ``now`` and finish it at once (an instant, successful write)."""
+    item = _start(schedule, now)
+    assert not schedule.finish(item, now=now)
     return item
 
 
@@ -71,25 +80,94 @@ def test_sessions_are_independent_and_ordered_by_due_time() -> None:
 def test_retry_hurry_and_forget() -> None:
     s = DebounceSchedule(1.0)
     s.request("A", 1, _build(1), urgent=False, now=0.0)
-    failed = _pop(s, 0.0)
-    s.retry(failed, now=0.3)
+    failed = _start(s, 0.0)
+    assert s.finish(failed, now=0.3, failed=True)
     assert s.next_due() == 0.3 and _pop(s, 0.3).build() == (b"", 1, 0)
     # A newer request that came in during the failed write keeps its build, due at once.
-    s.request("A", 1, _build(2), urgent=False, now=0.4)  # due 1.3
-    s.retry(failed, now=0.5)
-    assert _pop(s, 0.5).build() == (b"", 2, 0)
-    s.request("A", 1, _build(3), urgent=False, now=0.6)  # due 1.5
-    s.hurry(now=0.7)
-    assert _pop(s, 0.7).build() == (b"", 3, 0)
-    s.request("A", 1, _build(4), urgent=True, now=0.8)
+    s.request("A", 1, _build(1), urgent=False, now=1.2)  # due 1.3
+    failed = _start(s, 1.3)
+    s.request("A", 1, _build(2), urgent=False, now=1.4)  # due 2.3
+    assert s.finish(failed, now=1.5, failed=True)
+    assert _pop(s, 1.5).build() == (b"", 2, 0)
+    s.request("A", 1, _build(3), urgent=False, now=1.6)  # due 2.5
+    s.hurry(now=1.7)
+    assert _pop(s, 1.7).build() == (b"", 3, 0)
+    s.request("A", 1, _build(4), urgent=True, now=1.8)
     s.forget("A", below_epoch=1)  # epoch 1 is not below 1: kept
     assert "A" in s
     s.forget("A", below_epoch=2)
     assert "A" not in s and s.next_due() is None
-    s.request("A", 2, _build(5), urgent=False, now=0.9)
+    s.request("A", 2, _build(5), urgent=False, now=1.9)
     s.forget("A")  # session closed: history goes too, so the next request is due at once
-    s.request("A", 2, _build(6), urgent=False, now=1.0)
-    assert s.next_due() == 1.0
+    s.request("A", 2, _build(6), urgent=False, now=2.0)
+    assert s.next_due() == 2.0
+
+
+def test_one_write_in_flight_per_session_and_newer_requests_wait_for_it() -> None:
+    s = DebounceSchedule(1.0, limit=8)
+    s.request("A", 1, _build(1), urgent=True, now=0.0)
+    a1 = _start(s, 0.0)
+    # While A's write is in flight, urgent requests for A coalesce and wait for it; B goes on.
+    s.request("A", 1, _build(2), urgent=True, now=0.1)
+    s.request("A", 1, _build(3), urgent=True, now=0.2)
+    s.request("B", 1, _build(4), urgent=True, now=0.2)
+    assert len(s) == 2 and s.in_flight == 1
+    b = _start(s, 0.2)
+    assert b.code == "B" and s.pop_due(5.0) is None and s.next_due() is None
+    assert not s.finish(a1, now=0.3)
+    assert s.next_due() == 0.1  # the first urgent request's due time (never postponed)
+    a2 = _start(s, 0.3)
+    assert (a2.code, a2.build()) == ("A", (b"", 3, 0)) and a2.started == 0.3
+    assert s.in_flight == 2 and len(s) == 0
+    s.finish(a2, now=0.4)
+    s.finish(b, now=0.4)
+    assert s.in_flight == 0 and s.next_due() is None
+
+
+def test_limit_bounds_the_writes_in_flight() -> None:
+    s = DebounceSchedule(0.0, limit=2)
+    for code in "ABC":
+        s.request(code, 1, _build(0), urgent=True, now=0.0)
+    first, second = _start(s, 0.0), _start(s, 0.0)
+    assert s.in_flight == 2 and len(s) == 1
+    assert s.pop_due(0.0) is None and s.next_due() is None  # full: only a finish changes that
+    s.finish(first, now=1.0)
+    assert s.next_due() == 0.0 and _start(s, 1.0).code == "C"
+    assert {first.code, second.code} == {"A", "B"}
+
+
+def test_a_failure_pauses_every_start_and_writes_failing_together_back_off_once() -> None:
+    s = DebounceSchedule(0.0, limit=8)
+    for code in "ABC":
+        s.request(code, 1, _build(0), urgent=True, now=0.0)
+    a, b, c = (_start(s, 0.0) for _ in range(3))
+    # A fails first: news, the caller decides a back-off.
+    assert s.finish(a, now=0.5, failed=True)
+    s.pause_until(1.5, now=0.5)
+    s.request("D", 1, _build(1), urgent=True, now=0.6)
+    assert s.pop_due(1.4) is None and s.next_due() == 1.5  # D waits for the pause too
+    # B and C started before that back-off was decided: the same outage, no further back-off.
+    assert not s.finish(b, now=0.7, failed=True)
+    assert s.finish(c, now=0.8) is False  # C went through
+    assert len(s) == 3  # A and B to retry, D new
+    retried = [_start(s, 1.5) for _ in range(3)]
+    assert sorted(item.code for item in retried) == ["A", "B", "D"]
+    # A write started after the pause that fails again is news: the back-off grows.
+    assert s.finish(retried[0], now=2.1, failed=True)
+
+
+def test_a_forgotten_session_is_not_retried_and_its_next_write_waits_for_the_old_one() -> None:
+    s = DebounceSchedule(0.0, limit=8)
+    s.request("A", 1, _build(1), urgent=True, now=0.0)
+    old = _start(s, 0.0)
+    s.forget("A")  # the session closed while its write was in flight
+    s.request("A", 2, _build(2), urgent=True, now=0.1)  # it came back (a takeover) meanwhile
+    assert s.pop_due(0.1) is None  # never two writes of one session at once
+    assert s.finish(old, now=0.2, failed=True)  # Redis failed: back off, but no retry
+    item = _start(s, 0.2)
+    assert (item.epoch, item.build()) == (2, (b"", 2, 0))
+    s.finish(item, now=0.3)
+    assert len(s) == 0 and s.in_flight == 0  # the failed old write was not requeued
 
 
 requests = st.lists(
@@ -121,6 +199,7 @@ def test_schedule_properties(reqs: list[tuple[float, str, bool]], interval: floa
             item = s.pop_due(due)
             assert item is not None
             written.append((due, item.code, item.build()[1]))
+            s.finish(item, now=due)
 
     for i, ((_, code, urgent), t) in enumerate(zip(reqs, times, strict=True)):
         drain_until(t)
@@ -137,6 +216,58 @@ def test_schedule_properties(reqs: list[tuple[float, str, bool]], interval: floa
             assert t1 >= t0
             if t1 - t0 < interval - 1e-9:
                 assert any(t0 <= u <= t1 for u in urgent_at.get(code, []))
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, st.lists(st.floats(min_value=0, max_value=0.3), min_size=1, max_size=10),
+       st.sampled_from([1, 2, 3]), st.sampled_from([0.0, 0.25]))
+def test_schedule_properties_with_writes_in_flight(
+    reqs: list[tuple[float, str, bool]], durations: list[float], limit: int, interval: float
+) -> None:
+    """A writer whose writes take time (``durations``, cycled), at most ``limit`` at once. Then:
+    never more than ``limit`` in flight, never two of one session; each session's writes carry
+    ever newer builds; every session's last request is written."""
+    s = DebounceSchedule(interval, limit=limit)
+    flying: list[tuple[float, Due]] = []  # (ends at, write)
+    stored: dict[str, list[int]] = {}
+    cycle = itertools.cycle(durations)
+    clock = [0.0]  # the simulation's time: events are processed in time order
+
+    def run_until(limit_time: float) -> None:
+        for _ in range(10_000):
+            due = s.next_due()
+            start = None if due is None else max(due, clock[0])
+            end = min((f[0] for f in flying), default=math.inf)
+            if flying and end <= limit_time and (start is None or end <= start):
+                flying.sort(key=lambda f: f[0])
+                clock[0], item = flying.pop(0)
+                s.finish(item, now=clock[0])
+                stored.setdefault(item.code, []).append(item.build()[1])
+                continue
+            if start is None or start > limit_time:
+                return
+            clock[0] = now = start
+            item = s.pop_due(now)
+            assert item is not None
+            assert item.code not in {f[1].code for f in flying}
+            flying.append((now + next(cycle), item))
+            assert len(flying) <= limit and s.in_flight == len(flying)
+        raise AssertionError("did not settle")
+
+    builds: dict[str, int] = {}
+    now = 0.0
+    for i, (gap, code, urgent) in enumerate(reqs):
+        now += gap
+        run_until(now)
+        clock[0] = now
+        builds[code] = i
+        s.request(code, 1, _build(i), urgent=urgent, now=now)
+    run_until(math.inf)
+    assert len(s) == 0 and s.in_flight == 0
+    for code, last in builds.items():
+        seqs = stored[code]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+        assert seqs[-1] == last
 
 
 # ------------------------------------------------------------------------------ trio writer
