@@ -28,8 +28,9 @@ Rules this module keeps:
    handled in the order they arrived. An answer is handed to the session's intake
    (``LiveSession.submit_answer``) without waiting, so the answers of one scheduler pass are
    applied together (session rule 8); any other frame that follows an answer of the same
-   connection waits until that answer's outcome is decided (its error or its ack sent), so
-   replies keep the order of the requests. A connection has at most ``ANSWERS_PER_PASS``
+   connection waits until that answer's outcome is decided (its error or its ack sent), and
+   so does the refusal of a frame that does not decode (or is throttled), so replies keep the
+   order of the requests. A connection has at most ``ANSWERS_PER_PASS``
    answers submitted and unanswered; at the bound it waits for their replies, so one flooding
    socket adds at most that many answers to a pass and cannot starve the others.
 """
@@ -145,6 +146,9 @@ class Connection:
     # Class-level defaults: an idle connection's instance dict does not hold them.
     _unanswered: int = 0
     _answered: trio.Event | None = None
+    # Errors ``_decode`` refused a frame with while answers were unanswered: they go out
+    # after those answers' replies (rule 6).
+    _held: list[tuple[Any, ...]] | None = None
 
     def __init__(self, engine: ConnectionHost, ws: WebSocket, address: str) -> None:
         self.engine = engine
@@ -172,6 +176,9 @@ class Connection:
                close: CloseCode | None = None, retry_after_ms: int | None = None) -> None:
         """Answer ``error{rid, code}``; then close with ``close``, or the code's own close code
         if it has one."""
+        if self._held is not None:
+            self._held.append((rid, code, message, close, retry_after_ms))
+            return
         self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
                                 retryable=code.retryable, retry_after_ms=retry_after_ms))
         self.engine.metrics.frame_error(str(code))
@@ -220,6 +227,20 @@ class Connection:
             self._error(getattr(exc, "rid", None), exc.code, exc.message)
             return None
 
+    async def _decode_in_order(self, data: bytes | str) -> m.Message | None:
+        """``_decode`` while answers wait for their replies: a refusal of this frame goes out
+        after them (rule 6), the message itself is dispatched in order by ``_dispatch``."""
+        self._held = []
+        try:
+            msg = self._decode(data)
+        finally:
+            held, self._held = self._held, None
+        if held:
+            await self._wait_answered()
+            for rid, code, message, close, retry_after_ms in held:
+                self._error(rid, code, message, close=close, retry_after_ms=retry_after_ms)
+        return msg
+
     def _throttled(self, rid: int | None, now: float) -> None:
         """Answer a rate-limited message: a strike, and the connection closed when the strikes
         run out (they come back one per ``flood_strike_decay`` seconds)."""
@@ -254,7 +275,11 @@ class Connection:
                 self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
                 return
             while not ws.closed:
-                msg = self._decode(await ws.receive())
+                data = await ws.receive()
+                if self._unanswered:
+                    msg = await self._decode_in_order(data)
+                else:
+                    msg = self._decode(data)
                 if msg is not None:
                     await self._dispatch(msg)
         except ConnectionClosed:

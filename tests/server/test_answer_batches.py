@@ -87,8 +87,10 @@ class Player:
         self.raw = raw
         self.participant = participant
 
-    def send_now(self, *messages: m.Message) -> None:
-        data = b"".join(masked(codec.encode(msg)) for msg in messages)
+    def send_now(self, *messages: m.Message | bytes) -> None:
+        """Send ``messages`` (raw bytes: a frame's payload as is) in one ``send()``."""
+        data = b"".join(masked(msg if isinstance(msg, bytes) else codec.encode(msg))
+                        for msg in messages)
         assert self.raw.send_now(data) == len(data)
 
     async def next_message(self, cls: type[m.Message]) -> m.Message:
@@ -214,18 +216,22 @@ async def test_an_answer_then_a_command_are_answered_in_order(
                 quiz_with_players(address, eng, 1) as (_session, _host, [ann], q):
             if ack_mode == "durable":
                 held.shut()  # the ack waits for its commit: the pong must wait behind it
+            # (b"\x81\xa3rid\x08\xc1": a map with rid 8, then a byte msgpack never uses.)
             ann.send_now(m.Answer(rid=1, q=q, value=0), m.Ping(rid=2),
                          m.Answer(rid=3, q=q, value="bad"), m.Ping(rid=4),
                          m.Answer(rid=5, q=q, value=1), m.Answer(rid=6, q=q, value=2),
-                         m.Ping(rid=7))
+                         m.Ping(rid=7), m.Answer(rid=9, q=q, value=0), b"\x82\xa3rid\x08\xc1",
+                         m.Ping(rid=10))
             if ack_mode == "durable":
                 await idle(held)
                 assert ann.nothing_yet()
                 held.open()
-            replies = [await ann.next_reply() for _ in range(7)]
-            assert [r.rid for r in replies] == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[attr-defined]
+            replies = [await ann.next_reply() for _ in range(10)]
+            assert [r.rid for r in replies] == [  # type: ignore[attr-defined]
+                1, 2, 3, 4, 5, 6, 7, 9, 8, 10]
             assert [type(r) for r in replies] == [m.AnswerAck, m.Pong, m.ErrorReply, m.Pong,
-                                                  m.AnswerAck, m.AnswerAck, m.Pong]
+                                                  m.AnswerAck, m.AnswerAck, m.Pong,
+                                                  m.AnswerAck, m.ErrorReply, m.Pong]
 
 
 async def test_durable_acks_wait_for_the_commit_and_all_come_after_it(
