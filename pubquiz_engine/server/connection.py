@@ -30,9 +30,9 @@ Rules this module keeps:
    applied together (session rule 8); any other frame that follows an answer of the same
    connection waits until that answer's outcome is decided (its error or its ack sent), and
    so does the refusal of a frame that does not decode (or is throttled), so replies keep the
-   order of the requests. A connection has at most ``ANSWERS_PER_PASS``
-   answers submitted and unanswered; at the bound it waits for their replies, so one flooding
-   socket adds at most that many answers to a pass and cannot starve the others.
+   order of the requests. A connection has at most ``ANSWERS_PER_PASS`` answers submitted and
+   unanswered; at the bound it waits for their replies, so one flooding socket adds at most
+   that many answers to a pass and cannot starve the others.
 """
 
 from __future__ import annotations
