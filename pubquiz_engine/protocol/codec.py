@@ -4,7 +4,10 @@ Rules this module keeps:
 
 1. ``encode`` trusts its input: a ``Message`` was validated when it was built, so encoding is one
    generated dict display (``Message.to_wire``) and one ``msgpack.packb`` call. It is on the hot
-   path (a broadcast is encoded once per event, then handed to every member).
+   path (a broadcast is encoded once per event, then handed to every member). ``Encoder`` does
+   the same with one reused ``msgpack.Packer`` (measured: about half the time of ``packb``, which
+   builds a packer per call); an encoder is not shared between threads (the engine's are used
+   on the trio thread only), ``encode`` is safe anywhere.
 2. ``decode`` trusts nothing. Every way a frame can be wrong raises ``DecodeError`` (a
    ``ProtocolError``) with a stable ``ErrorCode``; nothing else escapes, whatever the bytes. The
    limits are enforced *before* the cost: the frame size before msgpack runs, declared string /
@@ -55,6 +58,7 @@ from pubquiz_engine.protocol.messages import (
 __all__ = [
     "STORED_LIMITS",
     "DecodeError",
+    "Encoder",
     "Envelope",
     "StoredLimits",
     "decode",
@@ -98,6 +102,20 @@ def encode(message: Message) -> bytes:
     """The frame for ``message``: a msgpack map, ``"t"`` first, then every field in order."""
     data: bytes = _packb(message.to_wire())
     return data
+
+
+class Encoder:
+    """``encode`` with one reused ``msgpack.Packer`` (rule 1): for one thread's hot path."""
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer().pack  # autoreset: each call returns its own bytes
+
+    def encode(self, message: Message) -> bytes:
+        """The same bytes as ``encode(message)``."""
+        data: bytes = self._pack(message.to_wire())
+        return data
 
 
 def encode_many(messages: Iterable[Message]) -> list[bytes]:

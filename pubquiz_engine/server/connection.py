@@ -24,6 +24,15 @@ Rules this module keeps:
    mapped here, at the boundary, once: ``StoreError`` and ``CoordinationError`` (the store's and
    the Redis module's translations of their drivers' exceptions), never a bare ``Exception``.
    The callers below leave nothing half done when they raise (see ``failover``).
+6. **Frames are handled in order, answers a pass at a time.** A connection's frames are
+   handled in the order they arrived. An answer is handed to the session's intake
+   (``LiveSession.submit_answer``) without waiting, so the answers of one scheduler pass are
+   applied together (session rule 8); any other frame that follows an answer of the same
+   connection waits until that answer's outcome is decided (its error or its ack sent), and
+   so does the refusal of a frame that does not decode (or is throttled), so replies keep the
+   order of the requests. A connection has at most ``ANSWERS_PER_PASS`` answers submitted and
+   unanswered; at the bound it waits for their replies, so one flooding socket adds at most
+   that many answers to a pass and cannot starve the others.
 """
 
 from __future__ import annotations
@@ -32,19 +41,17 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
 from pubquiz_engine.errors import (
     CloseCode,
     ErrorCode,
-    LocalError,
     ProtocolError,
     QuizFileError,
     Rejected,
     RemoteError,
-    StaleEpoch,
     StoreError,
 )
 from pubquiz_engine.game import commands
@@ -54,12 +61,18 @@ from pubquiz_engine.server import credentials
 from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS, Moved
 from pubquiz_engine.server.ports import ConnectionHost
 from pubquiz_engine.server.ratelimit import TokenBucket
-from pubquiz_engine.server.session import LiveSession, Member
+from pubquiz_engine.server.session import AnswerSubmission, LiveSession, Member
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
 from pubquiz_engine.snapshot.records import CoordinationError
 
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
+
+#: Answers one connection may have submitted and not yet answered (rule 6).
+ANSWERS_PER_PASS: Final = 16
+
+#: A connection's own frames are encoded on the trio thread only: one reused packer.
+_encode = codec.Encoder().encode
 
 # Host commands without arguments, from wire type to game command.
 _HOST_SIMPLE: dict[type[m.Message], Callable[[], commands.Command]] = {
@@ -129,6 +142,14 @@ class Connection:
     ``engine`` is what the connection needs from the engine (``ports.ConnectionHost``): it
     admits the address, finds or creates the session, and holds the shared limits."""
 
+    # Rule 6: answers submitted and not yet answered, and the event their last reply sets.
+    # Class-level defaults: an idle connection's instance dict does not hold them.
+    _unanswered: int = 0
+    _answered: trio.Event | None = None
+    # Errors ``_decode`` refused a frame with while answers were unanswered: they go out
+    # after those answers' replies (rule 6).
+    _held: list[tuple[Any, ...]] | None = None
+
     def __init__(self, engine: ConnectionHost, ws: WebSocket, address: str) -> None:
         self.engine = engine
         self.ws = ws
@@ -149,12 +170,15 @@ class Connection:
     # --- plumbing -----------------------------------------------------------------------------
 
     def _send(self, message: m.Message) -> None:
-        self.ws.send(codec.encode(message))
+        self.ws.send(_encode(message))
 
     def _error(self, rid: int | None, code: ErrorCode, message: str, *,
                close: CloseCode | None = None, retry_after_ms: int | None = None) -> None:
         """Answer ``error{rid, code}``; then close with ``close``, or the code's own close code
         if it has one."""
+        if self._held is not None:
+            self._held.append((rid, code, message, close, retry_after_ms))
+            return
         self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
                                 retryable=code.retryable, retry_after_ms=retry_after_ms))
         self.engine.metrics.frame_error(str(code))
@@ -203,6 +227,20 @@ class Connection:
             self._error(getattr(exc, "rid", None), exc.code, exc.message)
             return None
 
+    async def _decode_in_order(self, data: bytes | str) -> m.Message | None:
+        """``_decode`` while answers wait for their replies: a refusal of this frame goes out
+        after them (rule 6), the message itself is dispatched in order by ``_dispatch``."""
+        self._held = []
+        try:
+            msg = self._decode(data)
+        finally:
+            held, self._held = self._held, None
+        if held:
+            await self._wait_answered()
+            for rid, code, message, close, retry_after_ms in held:
+                self._error(rid, code, message, close=close, retry_after_ms=retry_after_ms)
+        return msg
+
     def _throttled(self, rid: int | None, now: float) -> None:
         """Answer a rate-limited message: a strike, and the connection closed when the strikes
         run out (they come back one per ``flood_strike_decay`` seconds)."""
@@ -237,7 +275,11 @@ class Connection:
                 self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
                 return
             while not ws.closed:
-                msg = self._decode(await ws.receive())
+                data = await ws.receive()
+                if self._unanswered:
+                    msg = await self._decode_in_order(data)
+                else:
+                    msg = self._decode(data)
                 if msg is not None:
                     await self._dispatch(msg)
         except ConnectionClosed:
@@ -392,6 +434,13 @@ class Connection:
         session, member = self.session, self.member
         assert session is not None and member is not None
         rid: int | None = getattr(msg, "rid", None)
+        # Rule 6: an answer waits only at the bound; anything else waits for the replies to
+        # this connection's answers before it.
+        if isinstance(msg, m.Answer):
+            if self._unanswered >= ANSWERS_PER_PASS:
+                await self._wait_answered()
+        elif self._unanswered:
+            await self._wait_answered()
         try:
             if isinstance(msg, m.Ping):
                 self._send(m.Pong(rid=msg.rid))
@@ -402,11 +451,12 @@ class Connection:
                 command = _host_command(msg)
             elif member.role == "player" and member.participant is not None:
                 if isinstance(msg, m.Answer):
-                    # A graceful stop lets this reply (a durable ack may wait on a commit) go
-                    # out before it closes the connection; no await between the block's end
-                    # and the reply.
-                    with self.engine.reply_pending():
-                        await self._answer(session, member.participant, msg)
+                    # Applied by the session's intake with the rest of this pass; the reply
+                    # comes through ``_answered_one``.
+                    self._unanswered += 1
+                    session.submit_answer(member, msg.q, msg.value, msg.rid,
+                                          durable=self.engine.config.ack_mode == "durable",
+                                          done=self._answered_one)
                     return
                 command = _player_command(msg, member.participant)
             else:
@@ -427,38 +477,31 @@ class Connection:
         except (StoreError, CoordinationError) as exc:
             self._outage(rid, msg, exc)
 
-    async def _answer(self, session: LiveSession, participant: int, msg: m.Answer) -> None:
+    async def _wait_answered(self) -> None:
+        """Wait until every answer this connection submitted has its reply decided."""
+        while self._unanswered:
+            if self._answered is None:
+                self._answered = trio.Event()
+            await self._answered.wait()
+
+    def _answered_one(self, submission: AnswerSubmission) -> None:
+        """The session decided an answer's outcome (``AnswerSubmission.done``): its ack went
+        out, or its error is answered here, or (the session stopped unsaved) nothing is."""
         metrics = self.engine.metrics
-        started = trio.current_time()
-        try:
-            ticket = session.answer(participant, msg.q, msg.value, msg.rid)
-        except Rejected as exc:
-            metrics.answer_rejected(str(exc.code))
-            raise
-        metrics.answer_accepted()
-        ack = m.AnswerAck(rid=msg.rid, q=msg.q)
-        if ticket is not None and self.engine.config.ack_mode == "durable":
-            # Behind everything queued before it (the question it answers included): so with
-            # Redis a snapshot holds that question and a takeover can replay this answer.
-            # No time limit here: new work is refused (``unavailable``) while a change waits
-            # too long for its commit or snapshot, so nothing new joins this wait meanwhile.
-            mark = session.outbox_mark
-            try:
-                await ticket.wait()
-                released = await session.wait_released(mark)
-            except StaleEpoch:
-                raise Rejected(ErrorCode.FENCED, "this node no longer owns the session") from None
-            except (StoreError, LocalError):
-                raise Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry") from None
-            if not released:
-                if session.closing_code == CloseCode.FENCED:
-                    raise Rejected(ErrorCode.FENCED, "this node no longer owns the session")
-                return  # the session stopped here unsaved: no reply, the connection closes
-            self._send(ack)
-        else:
-            assert self.member is not None
-            session.reply(self.member, ack)
-        metrics.ack_latency(trio.current_time() - started)
+        error = submission.error
+        if submission.accepted:
+            metrics.answer_accepted()
+        elif error is not None:
+            metrics.answer_rejected(str(error.code))
+        if error is not None:
+            self._error(submission.rid, error.code, error.message, close=error.close_code,
+                        retry_after_ms=error.retry_after_ms)
+        elif submission.acked:
+            metrics.ack_latency(trio.current_time() - submission.started)
+        self._unanswered -= 1
+        if not self._unanswered and self._answered is not None:
+            self._answered.set()
+            self._answered = None
 
 
 def client_address(ws: WebSocket, trust_forwarded_for: bool) -> str:

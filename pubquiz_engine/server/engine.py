@@ -22,9 +22,9 @@ Rules this module keeps:
    end time; (b) drain the write-behind queue to empty (it only shrinks now; bounded by
    ``drain_timeout`` for a database that is away); (c) with Redis, write the final snapshots,
    so another node resumes each live session from its last state; (d) let the replies that
-   waited on (b) and (c) go out (durable acks); (e) close every member with 1012 and the
-   ports. Nothing acked is lost in either ack mode: intake stopped before the drain, so every
-   acked answer is in the queue the drain empties.
+   waited on (b) and (c) go out (each session's durable acks: ``wait_acks_sent``); (e) close
+   every member with 1012 and the ports. Nothing acked is lost in either ack mode: intake
+   stopped before the drain, so every acked answer is in the queue the drain empties.
 3. Sessions are created synchronously (``create_session``), so a caller gets the join code and
    host token at once; the session's nursery is started in the sessions nursery. Creating one
    is new work: refused (``busy``) before anything happens when the write-behind queue is at
@@ -51,7 +51,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +161,6 @@ class Engine:
         self._stopped = trio.Event()  # set once a graceful stop has finished
         # Requests whose reply waits on a commit or a snapshot (durable acks): a graceful stop
         # lets them answer before it closes their connections.
-        self._replies = 0
-        self._replies_idle = trio.Event()
         self._flushed = False
         #: The Redis side (leases, snapshots, takeover), when ``redis_url`` is set.
         self.coord: Coordination | None = None
@@ -343,8 +341,8 @@ class Engine:
         # they cannot be acked, so there is nothing to wait for.
         if flushed:
             with trio.move_on_after(self.config.snapshot_wait + 1.0):
-                while self._replies:
-                    await self._replies_idle.wait()
+                for session in list(self.sessions.values()):
+                    await session.wait_acks_sent()
         # (e) Tell everyone.
         members = [mb for session in self.sessions.values() for mb in session.members()]
         for session in list(self.sessions.values()):
@@ -359,19 +357,6 @@ class Engine:
         return flushed
 
     # --- connections --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def reply_pending(self) -> Iterator[None]:
-        """Around a request whose reply waits on a commit or a snapshot (a durable ack): a
-        graceful stop waits for it before closing connections (step d of rule 2)."""
-        self._replies += 1
-        try:
-            yield
-        finally:
-            self._replies -= 1
-            if not self._replies:
-                self._replies_idle.set()
-                self._replies_idle = trio.Event()
 
     def _handle_ws(self, ws: WebSocket) -> Awaitable[None]:
         """The transport's handler: a plain function returning the connection's coroutine,

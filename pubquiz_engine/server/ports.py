@@ -28,7 +28,6 @@ and the driver that owns the event loop provides them. Rules this module keeps:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from pubquiz_engine.game import GameSession
@@ -95,10 +94,6 @@ class ConnectionHost(Protocol):
 
     async def generate_round(self, session: LiveSession, msg: m.Generate) -> m.Generated:
         """An operator's ``generate``: a model-written round added to ``session``."""
-        ...
-
-    def reply_pending(self) -> AbstractContextManager[None]:
-        """Around a reply that waits on a commit: a graceful stop lets it go out first."""
         ...
 
 

@@ -35,6 +35,19 @@ Rules this module keeps:
    phase change: its write is refused as stale, the chunk is dropped, the session fenced.
    One commit covers the event and the answers queued before it (group commit); frames with
    no record of their own (answer counts, acks) go out at once while nothing is held.
+8. **Answers are taken a pass at a time.** ``submit_answer`` (sync) only queues an answer on
+   the session's intake; the intake task (in the session's nursery) takes everything queued
+   since it last ran, which is what the scheduler pass delivered, and applies it in one
+   synchronous step: each answer through the game in order, each admitted (rule 5: ``busy``
+   before anything changes) and refused on its own, one write-behind ticket for the records of
+   the batch, one ``answer_count`` to the hosts (the last of the batch, where the last change
+   of the count was), the ``fast`` acks at once. The ``durable`` acks of the batch leave
+   together from the ack task once the batch's ticket committed and the outbox released what
+   was queued before them (``wait_released``, rule 7: no ack before what it covers is
+   durable). A player's replies keep its order: an answer refused behind a durable ack still
+   waiting goes out behind that ack. Every submission is answered exactly once
+   (``AnswerSubmission.done``), also when the session stops first; an exception while applying
+   one answer is that answer's ``internal`` error, never the intake's end.
 """
 
 from __future__ import annotations
@@ -49,7 +62,14 @@ from typing import Any
 import attrs
 import trio
 
-from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, StaleEpoch, StoreError
+from pubquiz_engine.errors import (
+    CloseCode,
+    ErrorCode,
+    LocalError,
+    Rejected,
+    StaleEpoch,
+    StoreError,
+)
 from pubquiz_engine.game import GameSession, Quiz, commands, quiz_to_data
 from pubquiz_engine.game import events as ev
 from pubquiz_engine.protocol import codec
@@ -75,6 +95,9 @@ SNAPSHOT_FORMAT = 1
 #: Events not worth a row in the session history (derivable from the answers table).
 _UNLOGGED = (ev.AnswerAccepted, ev.AnswerCountChanged)
 
+#: The session module's frames are encoded on the trio thread only: one reused packer.
+_encode = codec.Encoder().encode
+
 
 @attrs.define(eq=False, slots=True)
 class Member:
@@ -86,6 +109,79 @@ class Member:
     conn_id: int
     participant: int | None = None
     audience: int = 0
+
+
+class AnswerSubmission:
+    """One player's answer on its way through the session's intake (rule 8), and its outcome.
+
+    The session calls ``done(self)`` exactly once, when the outcome is decided: ``acked``
+    (the ack went out), or ``error`` (the caller answers it), or neither (the session stopped
+    on this node before the answer was saved: no reply, the connection is being closed).
+    ``accepted`` says whether the game took the answer (a durable one may still fail after).
+    """
+
+    __slots__ = ("accepted", "acked", "done", "durable", "error", "member", "question",
+                 "queued", "rid", "started", "value")
+
+    def __init__(self, member: Member, question: Any, value: Any, rid: int, *, durable: bool,
+                 done: Callable[[AnswerSubmission], None]) -> None:
+        self.member = member
+        self.question = question
+        self.value = value
+        self.rid = rid
+        self.durable = durable
+        self.done = done
+        self.started = trio.current_time()
+        self.accepted = False
+        self.acked = False
+        self.error: Rejected | None = None
+        self.queued = False  # its reply is decided or waits in the ack task's queue
+
+
+class _Batch:
+    """A marker: the answer's record is in this batch (its ticket is made at the end)."""
+
+
+_IN_BATCH = _Batch()
+
+#: The outcome of a batch whose session stopped here before it was saved: no reply.
+_UNSAVED = Rejected(ErrorCode.UNAVAILABLE, "not saved")
+
+
+class _AckBatch:
+    """Replies that wait for ``tickets`` to commit and the outbox to release ``mark``: a
+    batch's durable acks (with their frames) and the errors queued behind them (None)."""
+
+    __slots__ = ("mark", "replies", "tickets")
+
+    def __init__(self, tickets: list[Ticket], mark: int,
+                 replies: list[tuple[AnswerSubmission, bytes | None]]) -> None:
+        self.tickets = tickets
+        self.mark = mark
+        self.replies = replies
+
+
+class _Parking:
+    """Where one task waits for work (the intake, the ack task): no ``Event`` per wake-up."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    def wake(self) -> None:
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 @attrs.frozen
@@ -192,6 +288,17 @@ class LiveSession:
         self._players: dict[int, Member] = {}  # participant -> its connection
         self._watchers: set[Member] = set()  # hosts and displays
         self._last_ticket: dict[int, Ticket] = {}  # participant -> latest answer's ticket
+        # Rule 8: answers waiting for the intake task; batches of replies waiting for their
+        # commit (the ack task); how many of those replies each member waits for.
+        self._intake: list[AnswerSubmission] = []
+        self._intake_parking = _Parking()
+        self._acks: collections.deque[_AckBatch] = collections.deque()
+        self._acks_parking = _Parking()
+        self._acks_sent: trio.Event | None = None  # set when _acks empties (if waited for)
+        self._unsent: dict[Member, int] = {}
+        #: Statistics: batches the intake applied, and the most answers one held.
+        self.answer_batches = 0
+        self.answer_batch_max = 0
         self._last_activity = self.created_at
         self._wakeup = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
@@ -226,12 +333,15 @@ class LiveSession:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._timer)
                     nursery.start_soon(self._release)
+                    nursery.start_soon(self._take_answers)
+                    nursery.start_soon(self._send_acks)
                     task_status.started()
         finally:
             if self.end_reason is None:
                 self.end_reason = "engine stopping"
                 self.closing_code = CloseCode.SERVICE_RESTART
             self._settle_outbox()
+            self._abandon_answers()
             for member in self.members():
                 member.ws.close(self.closing_code, self.end_reason)
             self._players.clear()
@@ -450,21 +560,229 @@ class LiveSession:
             self._wakeup.set()
         return events
 
-    def answer(self, participant: int, question: int, value: Any, rid: int) -> Ticket | None:
-        """Submit a player's answer. Returns the ticket of its record (or, for a repeat of an
-        answer already accepted, of that player's latest record), None if nothing to wait for."""
-        self._admit(1)  # its AnswerRecord (no event row for answers)
-        events = self.game.apply(
-            commands.SubmitAnswer(participant=participant, question=question, value=value,
-                                  request_id=rid),
-            self._clock(),
-        )
-        self._touch()
-        ticket = self._publish(events)
-        if ticket is None:
-            return self._last_ticket.get(participant)
-        self._last_ticket[participant] = ticket
-        return ticket
+    # --- answers (rule 8) ---------------------------------------------------------------------
+
+    def submit_answer(self, member: Member, question: Any, value: Any, rid: int, *,
+                      durable: bool, done: Callable[[AnswerSubmission], None]) -> None:
+        """Queue a player's answer for the intake task (sync, never blocks). ``done`` is
+        called once with its outcome (``AnswerSubmission``); ``durable``: its ack waits for
+        its commit."""
+        assert member.participant is not None
+        submission = AnswerSubmission(member, question, value, rid, durable=durable, done=done)
+        if self.end_reason is not None:
+            submission.error = Rejected(ErrorCode.SESSION_ENDED, "this session has ended")
+            _finish(submission)
+            return
+        self._intake.append(submission)
+        self._intake_parking.wake()
+
+    async def _take_answers(self) -> None:
+        """The intake task: apply what was queued since the last pass, as one batch."""
+        while True:
+            if not self._intake:
+                await self._intake_parking.wait()
+                continue
+            batch, self._intake = self._intake, []
+            self.answer_batches += 1
+            if len(batch) > self.answer_batch_max:
+                self.answer_batch_max = len(batch)
+            try:
+                self._apply_answers(batch)
+            except Exception:
+                # A bug while publishing the batch (each answer's own failures are caught
+                # inside): its answers get ``internal``, the intake and the session go on.
+                log.exception("session %s: a batch of %d answers failed", self.code, len(batch))
+                for submission in batch:
+                    if not submission.queued:
+                        submission.error = Rejected(ErrorCode.INTERNAL,
+                                                    "the answer could not be applied; retry")
+                        self._reply_later_or_now(submission)
+
+    def _apply_answers(self, batch: list[AnswerSubmission]) -> None:
+        """Apply ``batch`` in order (sync: nothing interleaves, rule 1), then reply."""
+        game = self.game
+        events: list[ev.Event] = []
+        count: ev.AnswerCountChanged | None = None  # the batch's latest, not yet placed
+        tickets: list[Ticket | _Batch | None] = []  # what each accepted answer's ack covers
+        fresh: set[int] = set()  # participants with a new record in this batch
+        new_records = 0
+        touched = False
+        for submission in batch:
+            participant = submission.member.participant
+            assert participant is not None
+            try:
+                # Room for this answer's record beside the batch's (rule 5), before it changes
+                # anything; refused alone, the batch goes on.
+                self._admit(new_records + 1)
+                got = game.apply(
+                    commands.SubmitAnswer(participant=participant, question=submission.question,
+                                          value=submission.value, request_id=submission.rid),
+                    self._clock(),
+                )
+            except Rejected as exc:
+                submission.error = exc
+                continue
+            except Exception:
+                log.exception("session %s: answer rid %s failed", self.code, submission.rid)
+                submission.error = Rejected(ErrorCode.INTERNAL,
+                                            "the answer could not be applied; retry")
+                continue
+            submission.accepted = touched = True
+            new = False
+            for event in got:
+                if isinstance(event, ev.AnswerCountChanged):
+                    count = event  # the hosts see the batch's last count only
+                    continue
+                if isinstance(event, ev.AnswerAccepted):
+                    new = new or not event.duplicate
+                elif count is not None:
+                    events.append(count)  # before what follows it (a question closing)
+                    count = None
+                events.append(event)
+            if new:
+                new_records += 1
+                fresh.add(participant)
+                tickets.append(_IN_BATCH)
+            elif participant in fresh:
+                tickets.append(_IN_BATCH)  # a resend of an answer of this batch
+            else:
+                tickets.append(self._last_ticket.get(participant))
+        if count is not None:
+            events.append(count)
+        if touched:
+            self._touch()
+        answer_ticket = self._publish(events) if events else None
+        if answer_ticket is not None:
+            for participant in fresh:
+                self._last_ticket[participant] = answer_ticket
+        self._reply(batch, tickets, answer_ticket)
+
+    def _reply(self, batch: list[AnswerSubmission], tickets: list[Ticket | _Batch | None],
+               answer_ticket: Ticket | None) -> None:
+        """Answer a batch: ``fast`` acks and errors now, ``durable`` acks (and whatever the
+        same member is answered after them) once their records are durable."""
+        later: list[tuple[AnswerSubmission, bytes | None]] = []
+        waiting: set[Member] = set()  # members with a reply in ``later``
+        waits: dict[Ticket, None] = {}
+        unsent = self._unsent
+        covers = iter(tickets)
+        for submission in batch:
+            member = submission.member
+            frame: bytes | None = None
+            if submission.error is None:
+                frame = frame_binary(_encode(m.AnswerAck(rid=submission.rid,
+                                                         q=submission.question)))
+                cover = next(covers)
+                ticket = answer_ticket if cover is _IN_BATCH else cover
+                if submission.durable and isinstance(ticket, Ticket):
+                    waits[ticket] = None
+                    later.append((submission, frame))
+                    waiting.add(member)
+                    continue
+            if member in unsent or member in waiting:
+                later.append((submission, frame))  # behind that member's waiting ack
+                continue
+            submission.queued = True
+            if frame is not None:
+                # Behind the frames held (an ack never announces more than is durable).
+                self._deliver(member.ws, frame)
+                submission.acked = True
+            _finish(submission)
+        if later:
+            self._queue_acks(list(waits), later)
+
+    def _reply_later_or_now(self, submission: AnswerSubmission) -> None:
+        """Send an error now, or behind the replies its member already waits for."""
+        if submission.member in self._unsent:
+            self._queue_acks([], [(submission, None)])
+        else:
+            submission.queued = True
+            _finish(submission)
+
+    def _queue_acks(self, waits: list[Ticket],
+                    replies: list[tuple[AnswerSubmission, bytes | None]]) -> None:
+        unsent = self._unsent
+        for submission, _frame in replies:
+            submission.queued = True
+            unsent[submission.member] = unsent.get(submission.member, 0) + 1
+        self._acks.append(_AckBatch(waits, self.outbox_mark, replies))
+        self._acks_parking.wake()
+
+    async def _send_acks(self) -> None:
+        """The ack task: send each batch's replies, in order, once its records are durable
+        (rule 7) and the outbox released what was queued before them."""
+        acks = self._acks
+        while True:
+            if not acks:
+                if self._acks_sent is not None:
+                    self._acks_sent.set()
+                    self._acks_sent = None
+                await self._acks_parking.wait()
+                continue
+            head = acks[0]
+            outcome = await self._saved(head)
+            acks.popleft()
+            self._send_replies(head, outcome)
+
+    async def _saved(self, head: _AckBatch) -> Rejected | None:
+        """None once ``head``'s records are durable and released; else what its acks become
+        (``_UNSAVED``: no reply)."""
+        try:
+            for ticket in head.tickets:
+                await ticket.wait()
+            released = await self.wait_released(head.mark)
+        except StaleEpoch:
+            return Rejected(ErrorCode.FENCED, "this node no longer owns the session")
+        except (StoreError, LocalError):
+            return Rejected(ErrorCode.INTERNAL, "the answer could not be saved; retry")
+        if released:
+            return None
+        if self.closing_code == CloseCode.FENCED:
+            return Rejected(ErrorCode.FENCED, "this node no longer owns the session")
+        return _UNSAVED  # the session stopped here unsaved: no reply, the connection closes
+
+    def _send_replies(self, batch: _AckBatch, outcome: Rejected | None) -> None:
+        unsent = self._unsent
+        for submission, frame in batch.replies:
+            member = submission.member
+            left = unsent.get(member, 1) - 1
+            if left:
+                unsent[member] = left
+            else:
+                unsent.pop(member, None)
+            if frame is not None and submission.error is None:
+                if outcome is None:
+                    member.ws.send_frame(frame)
+                    submission.acked = True
+                elif outcome is not _UNSAVED:
+                    submission.error = outcome
+            _finish(submission)
+
+    async def wait_acks_sent(self) -> None:
+        """Return once every answer submitted so far has its reply sent (or decided): the
+        graceful stop waits for this after the drain, before it closes connections."""
+        while self._acks or self._intake:
+            if not self._acks:
+                await trio.lowlevel.checkpoint()  # the intake's turn: it replies or queues
+                continue
+            if self._acks_sent is None:
+                self._acks_sent = trio.Event()
+            await self._acks_sent.wait()
+
+    def _abandon_answers(self) -> None:
+        """The session stops here: answers not applied or not acked yet get no reply (their
+        connections are being closed), but their callers learn it (``done``)."""
+        pending = self._intake
+        self._intake = []
+        for batch in self._acks:
+            pending.extend(s for s, _frame in batch.replies)
+        self._acks.clear()
+        self._unsent.clear()
+        for submission in pending:
+            _finish(submission)
+        if self._acks_sent is not None:
+            self._acks_sent.set()
+            self._acks_sent = None
 
     def add_round(self, round_data: dict[str, Any], *, source: str = "added round") -> int:
         """Append a round to the quiz (only in the lobby: nobody has seen a question yet).
@@ -512,8 +830,9 @@ class LiveSession:
     # --- publishing ---------------------------------------------------------------------------
 
     def _publish(self, events: Iterable[ev.Event]) -> Ticket | None:
-        """Number, render, send, remember and persist events. Returns the last answer's ticket."""
-        answer_ticket: Ticket | None = None
+        """Number, render, send, remember and persist events. Returns the ticket of the
+        answers' records (one for all the answers among ``events``: rule 8)."""
+        answers: list[AnswerRecord] = []
         records: list[Any] = []
         out: list[_Entry] = []  # what this call sends, in order (rule 7)
         urgent = False
@@ -528,7 +847,7 @@ class LiveSession:
                 if not event.duplicate:
                     # Every accepted answer has its own seq: the failover replay order.
                     self.seq = max(self.seq, first_seq)
-                    answer_ticket = self._record([self._answer_record(event)])
+                    answers.append(self._answer_record(event))
                     changed = True
             elif not isinstance(event, ev.AnswerCountChanged):
                 urgent = changed = True
@@ -551,8 +870,11 @@ class LiveSession:
                     payload=payload, at=at, epoch=self.epoch,
                 ))
             self._personal(event, out)
-        # Records of accepted work, never refused (rule 5). Their ticket is the barrier of
-        # this call's frames: the batch also holds every answer queued before (group commit).
+        # Records of accepted work, never refused (rule 5): the answers first (they happened
+        # before the events that follow them, a question closing when all have answered).
+        # The events' ticket is the barrier of this call's frames: its batch also holds every
+        # answer queued before (group commit).
+        answer_ticket = self._record(answers) if answers else None
         ticket = self._record(records) if records else None
         if urgent:
             self.critical_seq = self.seq
@@ -726,7 +1048,7 @@ class LiveSession:
     def _broadcast(self, audience: int, message: m.Message, out: list[_Entry]) -> None:
         # The recipients are the members now: one who arrives later gets this event in its
         # welcome's replay or state, which is queued after it.
-        frame = frame_binary(codec.encode(message))
+        frame = frame_binary(_encode(message))
         self._replay.append((self.seq, audience, frame))
         targets = ([member.ws for member in self._players.values()]
                    if audience & views.PLAYERS else [])
@@ -755,7 +1077,7 @@ class LiveSession:
                 if outcome is not None:
                     frame = frames.get(outcome)
                     if frame is None:
-                        frame = frames[outcome] = frame_binary(codec.encode(outcome))
+                        frame = frames[outcome] = frame_binary(_encode(outcome))
                     out.append((member.ws, frame))
         elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
             # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
@@ -774,7 +1096,7 @@ class LiveSession:
                 line = views.you(self.game, pid, round_index)
                 frame = frames.get(line)
                 if frame is None:
-                    frame = frames[line] = frame_binary(codec.encode(line))
+                    frame = frames[line] = frame_binary(_encode(line))
                 out.append((member.ws, frame))
 
     def _submit(self, records: list[Any]) -> None:
@@ -792,7 +1114,15 @@ class LiveSession:
 
 
 def _frame(message: m.Message) -> bytes:
-    return frame_binary(codec.encode(message))
+    return frame_binary(_encode(message))
+
+
+def _finish(submission: AnswerSubmission) -> None:
+    """Tell the submitter its answer's outcome; a failing callback is its bug, not ours."""
+    try:
+        submission.done(submission)
+    except Exception:
+        log.exception("replying to answer rid %s failed", submission.rid)
 
 
 def _plain(value: Any) -> Any:
@@ -806,4 +1136,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["LiveSession", "Member", "SessionSettings"]
+__all__ = ["AnswerSubmission", "LiveSession", "Member", "SessionSettings"]
