@@ -230,11 +230,15 @@ class Coordination:
         raise Rejected(ErrorCode.INTERNAL, "could not reserve a join code; retry")
 
     async def ended(self, session: LiveSession) -> None:
-        """The session left this node: hand its lease back unless another node holds it."""
-        self.snapshotter.forget(session.code)
+        """The session left this node: hand its lease back unless another node holds it.
+
+        A snapshot write of the session already in flight is waited for first: stored after
+        the delete below, it would leave a free lease with a snapshot, an orphan to adopt."""
         if session.closing_code == CloseCode.FENCED:
+            self.snapshotter.forget(session.code)
             self.keeper.drop(session.code)
             return
+        await self.snapshotter.settle(session.code)
         try:
             if session.closing_code == CloseCode.SESSION_ENDED:
                 # Before the lease goes: a free lease with a snapshot is an orphan to adopt.

@@ -38,6 +38,10 @@ Rules this module keeps:
    so a snapshot never holds a change the database refused (output commit, see
    ``server/session.py``); ``False`` drops the write. The wait holds the session's place
    (rule 2): the commit is one group commit for every session, so those places free together.
+8. A session that leaves the node is forgotten; a write of it in flight then stores nothing
+   once its ``durable`` wait ends, and ``settle(code)`` returns once a save already under way
+   has returned: an ended session deletes its snapshot after that, so no late write of this
+   node leaves a snapshot without a lease (an orphan to adopt).
 
 The scheduling decisions are the pure ``DebounceSchedule`` (time is an argument; in flight,
 the bound and the back-off's pause included), tested without a clock; ``Snapshotter`` is the
@@ -125,6 +129,11 @@ class DebounceSchedule:
     def in_flight(self) -> int:
         """Writes handed out by ``pop_due`` and not finished yet."""
         return len(self._flying)
+
+    def forgotten(self, code: str) -> bool:
+        """Whether ``code``'s write in flight was forgotten since it started (its session
+        left this node: storing it now would only leave a stale snapshot behind)."""
+        return self._flying.get(code, False)
 
     def _push(self, code: str, entry: _Pending, due: float) -> None:
         self._tokens += 1
@@ -283,6 +292,7 @@ class Snapshotter:
         self._stale = 0
         self._build_errors = 0
         self._bytes = 0
+        self._saving: set[str] = set()  # sessions whose save is under way (``settle``)
 
     # ------------------------------------------------------------------ sync API (never blocks)
     def request(self, code: str, epoch: int, build: Build, urgent: bool = False) -> None:
@@ -295,6 +305,16 @@ class Snapshotter:
         flight finishes, and is not retried)."""
         self._schedule.forget(code)
         self._wake.set()
+
+    async def settle(self, code: str) -> None:
+        """Forget ``code`` and wait until its save under way, if any, has returned: after
+        this, nothing of this node stores a snapshot of ``code`` (an ended session deletes
+        its snapshot after this, so a late write cannot bring it back as an orphan). A write
+        still waiting for ``durable`` is not waited for: it sees that it was forgotten and
+        does not save. A save is bounded by the store's call timeouts."""
+        self.forget(code)
+        while code in self._saving:
+            await self._progress.wait()
 
     def stats(self) -> SnapshotterStats:
         return SnapshotterStats(
@@ -368,6 +388,9 @@ class Snapshotter:
         if self._durable is not None and not await self._durable(item.code):
             log.info("snapshotter: %s not written: its state will never be durable", item.code)
             return False
+        if self._schedule.forgotten(item.code):
+            return False  # the session left this node meanwhile (``settle``)
+        self._saving.add(item.code)
         try:
             await self._store.save_snapshot(item.code, item.epoch, data, seq, watermark)
         except StaleEpoch as exc:
@@ -381,6 +404,8 @@ class Snapshotter:
         except CoordinationError as exc:
             self._log.failed(exc)
             return True
+        finally:
+            self._saving.discard(item.code)
         self._writes += 1
         self._bytes += len(data)
         self._log.succeeded()

@@ -293,6 +293,62 @@ async def test_flush_waits_for_a_write_in_flight(
     assert store.seqs("F") == [1]
 
 
+async def test_settle_waits_for_a_save_under_way_then_nothing_more_is_stored(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """An ended session deletes its snapshot after ``settle``: a save still under way must
+    have returned by then (stored after the delete, it would leave an orphan)."""
+    store = MemoryStore()
+    store.hold("END")
+    writer = Snapshotter(store, interval=0.5)
+    await nursery.start(writer.run)
+    session = Session()
+    writer.request("END", 1, session, urgent=True)
+    with trio.fail_after(1):
+        await store.wait_until(lambda: store.flying.get("END") == 1)
+    writer.request("END", 1, session.change(), urgent=True)  # waits behind the one in flight
+    settled = trio.Event()
+
+    async def settle() -> None:
+        await writer.settle("END")
+        settled.set()
+
+    nursery.start_soon(settle)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not settled.is_set()  # the save under way has not returned
+    store.release("END")
+    with trio.fail_after(1):
+        await settled.wait()
+    assert store.seqs("END") == [1]  # the one under way, never the forgotten request
+    with trio.fail_after(1):
+        await writer.flush()
+    assert store.seqs("END") == [1] and writer.stats().in_flight == 0
+
+
+async def test_a_forgotten_write_waiting_for_its_commit_stores_nothing(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """``settle`` does not wait for a commit (it may never come); the write that waited for
+    it sees that its session left and stores nothing."""
+    store = MemoryStore()
+    commit = trio.Event()
+
+    async def durable(code: str) -> bool:
+        await commit.wait()
+        return True
+
+    writer = Snapshotter(store, interval=0.5, durable=durable)
+    await nursery.start(writer.run)
+    writer.request("GONE", 1, Session(), urgent=True)
+    await trio.testing.wait_all_tasks_blocked()  # waiting for its commit
+    with trio.fail_after(1):
+        await writer.settle("GONE")  # returns at once: no save under way
+    commit.set()
+    with trio.fail_after(1):
+        await writer.flush()
+    assert store.attempts == [] and writer.stats().in_flight == 0
+
+
 class HeldSaves:
     """A real store whose saves of one session wait until released (Redis slow for it)."""
 
