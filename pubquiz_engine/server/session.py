@@ -614,9 +614,10 @@ class LiveSession:
                 # Room for this answer's record beside the batch's (rule 5), before it changes
                 # anything; refused alone, the batch goes on.
                 self._admit(new_records + 1)
+                # Positional: a frozen attrs class built by keyword costs ~1.1 us, ~0.65 us so.
                 got = game.apply(
-                    commands.SubmitAnswer(participant=participant, question=submission.question,
-                                          value=submission.value, request_id=submission.rid),
+                    commands.SubmitAnswer(participant, submission.question, submission.value,
+                                          submission.rid),
                     self._clock(),
                 )
             except Rejected as exc:
