@@ -1071,14 +1071,17 @@ class LiveSession:
     def _personal(self, event: ev.Event, out: list[_Entry]) -> None:
         # Players with equal lines get equal bytes: encode and frame each distinct line once
         # (measured: the per-player encode was the top cost of a reveal to 1,000 players).
-        frames: dict[m.Message, bytes] = {}
+        frames: dict[Any, bytes] = {}
         if isinstance(event, ev.Revealed):
+            q = event.question
+            if self.game.question_state(q) != "revealed":
+                return
             for pid, member in self._players.items():
-                outcome = views.result(self.game, pid, event.question)
-                if outcome is not None:
-                    frame = frames.get(outcome)
+                fields = views.result_fields(self.game, pid, q)
+                if fields is not None:
+                    frame = frames.get(fields)
                     if frame is None:
-                        frame = frames[outcome] = frame_binary(_encode(outcome))
+                        frame = frames[fields] = _frame(views.result_message(q, fields))
                     out.append((member.ws, frame))
         elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
             # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
