@@ -79,7 +79,9 @@ _conn_ids = itertools.count(1)
 ANSWERS_PER_PASS: Final = 16
 
 #: A connection's own frames are encoded on the trio thread only: one reused packer.
-_encode = codec.Encoder().encode
+_encoder = codec.Encoder()
+_encode = _encoder.encode
+_encode_error = _encoder.encode_error
 
 # Host commands without arguments, from wire type to game command.
 _HOST_SIMPLE: dict[type[m.Message], Callable[[], commands.Command]] = {
@@ -186,14 +188,16 @@ class Connection:
         if self._held is not None:
             self._held.append((rid, code, message, close, retry_after_ms))
             return
-        # ``code.value``: the plain str (``str()`` of a StrEnum member costs ~0.5 us, an
-        # f-string of one ~1.5 us: measured, a refused answer paid it three times).
-        self._send(m.ErrorReply(rid=rid, code=code.value, message=message[:1000],
-                                retryable=code.retryable, retry_after_ms=retry_after_ms))
-        self.engine.metrics.frame_error(code.value)
+        # ``code._value_``: the plain str (measured per call: ``str()`` of a StrEnum member
+        # 0.56 us, an f-string of one 1.48 us, ``.value`` 0.50 us, ``._value_`` 0.17 us; a
+        # refused answer needs it three times). The ``ErrorReply`` is not built: its bytes are
+        # encoded directly (``encode_error``, ~4 us less).
+        self.ws.send(_encode_error(rid, code._value_, message[:1000], code.retryable,
+                                   retry_after_ms))
+        self.engine.metrics.frame_error(code._value_)
         close = close if close is not None else code.close_code
         if close is not None:
-            self.ws.close(close, f"{code.value}: {message}"[:120])
+            self.ws.close(close, f"{code._value_}: {message}"[:120])
 
     def session_code(self) -> str | None:
         """The code of the session this connection is in (for log lines)."""
@@ -540,7 +544,7 @@ class Connection:
         if submission.accepted:
             metrics.answer_accepted()
         elif error is not None:
-            metrics.answer_rejected(error.code.value)
+            metrics.answer_rejected(error.code._value_)
         if error is not None:
             self._error(submission.rid, error.code, error.message, close=error.close_code,
                         retry_after_ms=error.retry_after_ms)
