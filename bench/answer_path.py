@@ -4,14 +4,16 @@ does not move (issue 18: the 2-core VM's timings swing by a third between runs m
 Run: ``.venv/bin/python -m bench.answer_path [--players 40] [--rounds 10] [--ack-mode fast]``
 
 The engine runs as its own process (``pubquiz-engine serve``, SQLite, no Redis) under
-``valgrind --tool=callgrind`` with collection off; ``--players`` clients (trio-websocket, in this
-process, not counted) join one session, the host starts a question, then collection is switched
-on (``callgrind_control -i on``) for ``--rounds`` rounds in which every player sends one answer
-(a new ``rid``: a change of answer, applied, stored and acked) and waits for its ack, and off
-again. Every thread of the engine is counted (the SQLite writer's too). Prints instructions
-per answer, and the same per round for comparing builds: run it from a checkout of each build
-(``PYTHONPATH`` at that tree) and compare. Deterministic up to the batching of a run (how many
-answers share a scheduler pass), which the counts per pass printed beside it show.
+``valgrind --tool=callgrind`` with instrumentation off; ``--players`` clients (trio-websocket, in
+this process, not counted) join one session, the host starts a question, then collection is
+switched on (``callgrind_control -i on``) for ``--rounds`` rounds in which every player sends
+one answer (a new ``rid``: a change of answer, applied, stored and acked) and waits for its
+ack, and off again. ``--plain`` runs the same load without callgrind (to attach a profiler:
+the engine's pid is printed). ``--refused`` closes the question first: every answer is then refused
+(``question_closed``), the path of the answers that arrive late. Every thread of the engine is
+counted (the SQLite writer's too); the kernel's work (system calls) is not. Prints instructions
+per answer. To compare builds, run it from a checkout of each (``PYTHONPATH`` at that tree).
+Repeatable within a few per cent: what varies is how many answers share a scheduler pass.
 
 Only 127.0.0.1; every loop is bounded by ``--players`` and ``--rounds``.
 """
@@ -30,6 +32,7 @@ import trio
 from bench.harness.engine import OPERATOR_KEY, engine_process
 from bench.harness.quizzes import bench_quiz
 from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.errors import RemoteError
 from pubquiz_engine.protocol import messages as m
 
 
@@ -38,15 +41,19 @@ class _Callgrind:
 
     engine: tuple[int, ...] = (0,)
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path | None) -> None:
         self.out = out
 
     def prefix(self, _cores: tuple[int, ...]) -> list[str]:
+        if self.out is None:
+            return []
         return ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                 f"--callgrind-out-file={self.out}", "--dump-instr=no"]
 
 
 def _control(*args: str) -> None:
+    if args[-1] == "-":
+        return  # --plain: no callgrind to control
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=120)
 
 
@@ -60,12 +67,14 @@ def _total_ir(path: Path) -> int:
     return total
 
 
-async def main(players: int, rounds: int, ack_mode: str) -> dict[str, Any]:
+async def main(players: int, rounds: int, ack_mode: str, refused: bool, plain: bool
+               ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="pubquiz-answer-path-"))
     out = work / "callgrind.out"
-    plan: Any = _Callgrind(out)
+    plan: Any = _Callgrind(None if plain else out)
     async with engine_process(plan, work, ack_mode=ack_mode, ready_timeout=600) as engine:
-        pid = str(engine.pid)
+        pid = "-" if plain else str(engine.pid)
+        print(f"engine pid {engine.pid}", flush=True)
         url = engine.url
         async with open_client(url) as operator:
             created = await operator.create_session(
@@ -82,20 +91,33 @@ async def main(players: int, rounds: int, ack_mode: str) -> dict[str, Any]:
             q = (await host.next_event(m.Question, timeout=300)).q
             for client in clients:
                 await client.next_event(m.Question, timeout=300)
+            if refused:
+                await host.request(m.Close)  # every answer from now on: question_closed
             _control("-i", "on", pid)
+            started = trio.current_time()
             for r in range(rounds):
                 async with trio.open_nursery() as nursery:
                     for i, client in enumerate(clients):
-                        nursery.start_soon(_answer, client, q, (i + r) % 4)
+                        nursery.start_soon(_answer, client, q, (i + r) % 4, refused)
+            seconds = trio.current_time() - started
             _control("-i", "off", pid)
             _control("-d", pid)
     answers = players * rounds
-    ir = _total_ir(out)
-    return {"players": players, "rounds": rounds, "ack_mode": ack_mode, "answers": answers,
-            "instructions": ir, "instructions_per_answer": round(ir / answers)}
+    ir = 0 if plain else _total_ir(out)
+    return {"players": players, "rounds": rounds, "ack_mode": ack_mode, "refused": refused,
+            "answers": answers,
+            "instructions": ir, "instructions_per_answer": round(ir / answers),
+            "seconds": seconds}
 
 
-async def _answer(client: Client, q: int, value: int) -> None:
+async def _answer(client: Client, q: int, value: int, refused: bool) -> None:
+    if refused:
+        try:
+            await client.answer(q, value)
+        except RemoteError as exc:
+            assert exc.code == "question_closed", exc
+            return
+        raise AssertionError("an answer to a closed question was acked")
     ack = await client.answer(q, value)
     assert isinstance(ack, m.AnswerAck), ack
 
@@ -105,13 +127,18 @@ def cli() -> None:
     parser.add_argument("--players", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--ack-mode", default="fast", choices=("fast", "durable"))
+    parser.add_argument("--plain", action="store_true",
+                        help="no callgrind: the same load at full speed (to attach a profiler)")
+    parser.add_argument("--refused", action="store_true",
+                        help="close the question first: every answer is refused (late)")
     args = parser.parse_args()
     if not 1 <= args.players <= 500 or not 1 <= args.rounds <= 200:
         parser.error("--players 1..500, --rounds 1..200")
-    result = trio.run(main, args.players, args.rounds, args.ack_mode)
+    result = trio.run(main, args.players, args.rounds, args.ack_mode, args.refused, args.plain)
+    what = "refused (late)" if result["refused"] else result["ack_mode"]
     print(f"{result['answers']:,} answers ({result['players']} players x {result['rounds']} "
-          f"rounds, {result['ack_mode']}): {result['instructions']:,} instructions, "
-          f"{result['instructions_per_answer']:,} per answer")
+          f"rounds, {what}): {result['instructions']:,} instructions, "
+          f"{result['instructions_per_answer']:,} per answer; {result['seconds']:.2f} s")
 
 
 if __name__ == "__main__":
