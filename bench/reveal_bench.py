@@ -4,8 +4,9 @@ Run: ``.venv/bin/python bench/reveal_bench.py 1000`` (N players, default 1000).
 
 After ``Revealed`` every player who answered gets their own ``result`` message. This times,
 in one process and without I/O, the old way (per player: ``rank_of`` for the score, encode,
-frame) against the engine's way since the fan-out profile (``score_of``; players with equal
-lines share one encoded frame: ``LiveSession._personal``), and checks both give the same bytes.
+frame) against the engine's ways since the fan-out profile (``score_of``; players with equal
+lines share one encoded frame: ``LiveSession._personal``, keyed first by the ``Result``, since
+2026-12-06 by a tuple of its fields), and checks all give the same bytes.
 The ranking cache is emptied before each run: a reveal invalidates it in the engine too.
 """
 
@@ -63,9 +64,25 @@ def main() -> None:
             out.append(frame)
         return out
 
-    assert old() == new(), "both ways must send the same bytes"
+    def keyed() -> list[bytes]:
+        # The engine's way since 2026-12-06: lines compared as plain tuples, a Result built
+        # once per distinct line (``views.result_fields``).
+        frames: dict[tuple[bool, int, int, bool], bytes] = {}
+        out = []
+        for pid in pids:
+            fields = views.result_fields(game, pid, 0)
+            assert fields is not None
+            frame = frames.get(fields)
+            if frame is None:
+                frame = frames[fields] = frame_binary(
+                    codec.encode(views.result_message(0, fields)))
+            out.append(frame)
+        return out
+
+    assert old() == new() == keyed(), "every way must send the same bytes"
     for name, fn in (("before (rank_of, encode per player)", old),
-                     ("after (score_of, one frame per line)", new)):
+                     ("score_of, one frame per Result", new),
+                     ("score_of, one frame per line as a tuple", keyed)):
         times = []
         for _ in range(15):
             game._cache.clear()  # a reveal empties it in the engine too

@@ -165,7 +165,7 @@ class RemoteError(PubquizError):
 
     def __init__(self, code: ErrorCode, message: str, *,
                  retry_after_ms: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(f"{code._value_}: {message}")  # not f"{code}": 1.5 us (a StrEnum)
         self.code = code
         self.message = message
         #: For a retryable refusal: how long the client should wait before retrying, when the

@@ -52,6 +52,7 @@ from pubquiz_engine.protocol.messages import (
     SERVER_MESSAGES,
     CreateSession,
     Direction,
+    ErrorReply,
     Message,
 )
 
@@ -115,6 +116,19 @@ class Encoder:
     def encode(self, message: Message) -> bytes:
         """The same bytes as ``encode(message)``."""
         data: bytes = self._pack(message.to_wire())
+        return data
+
+    def encode_error(self, rid: int | None, code: str, message: str, retryable: bool,
+                     retry_after_ms: int | None) -> bytes:
+        """The same bytes as ``encode(ErrorReply(rid=..., code=..., ...))`` (the same dict,
+        in ``ErrorReply.to_wire``'s order), without building the message: the refusal path,
+        where the message's validators cost ~4 us a refusal. The caller passes what
+        ``ErrorReply`` accepts (an ``ErrorCode``'s value, a message of at most
+        ``MAX_MESSAGE_CHARS``); a test checks the bytes against ``encode``.
+        """
+        data: bytes = self._pack({"t": ErrorReply.TYPE, "rid": rid, "code": code,
+                                  "message": message, "retryable": retryable,
+                                  "retry_after_ms": retry_after_ms})
         return data
 
 

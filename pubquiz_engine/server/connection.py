@@ -33,6 +33,13 @@ Rules this module keeps:
    order of the requests. A connection has at most ``ANSWERS_PER_PASS`` answers submitted and
    unanswered; at the bound it waits for their replies, so one flooding socket adds at most
    that many answers to a pass and cannot starve the others.
+7. **An answer costs no task switch.** With the Linux reader, a player's connection gives
+   its WebSocket a consumer (``_take_answers_now``): the reader's pass submits the answers at
+   the head of what it read while the connection's task waits, and wakes the task only for
+   what is left (any other message, a frame to refuse, an answer over the bound). What the
+   consumer takes is checked as ``_decode`` and ``_dispatch`` would check it, in the same
+   order, so the outcome of every frame, and the order of the replies, is the same either
+   way. (The portable reader has no pass to hook: its task takes every frame.)
 """
 
 from __future__ import annotations
@@ -72,7 +79,9 @@ _conn_ids = itertools.count(1)
 ANSWERS_PER_PASS: Final = 16
 
 #: A connection's own frames are encoded on the trio thread only: one reused packer.
-_encode = codec.Encoder().encode
+_encoder = codec.Encoder()
+_encode = _encoder.encode
+_encode_error = _encoder.encode_error
 
 # Host commands without arguments, from wire type to game command.
 _HOST_SIMPLE: dict[type[m.Message], Callable[[], commands.Command]] = {
@@ -179,12 +188,16 @@ class Connection:
         if self._held is not None:
             self._held.append((rid, code, message, close, retry_after_ms))
             return
-        self._send(m.ErrorReply(rid=rid, code=str(code), message=message[:1000],
-                                retryable=code.retryable, retry_after_ms=retry_after_ms))
-        self.engine.metrics.frame_error(str(code))
+        # ``code._value_``: the plain str (measured per call: ``str()`` of a StrEnum member
+        # 0.56 us, an f-string of one 1.48 us, ``.value`` 0.50 us, ``._value_`` 0.17 us; a
+        # refused answer needs it three times). The ``ErrorReply`` is not built: its bytes are
+        # encoded directly (``encode_error``, ~4 us less).
+        self.ws.send(_encode_error(rid, code._value_, message[:1000], code.retryable,
+                                   retry_after_ms))
+        self.engine.metrics.frame_error(code._value_)
         close = close if close is not None else code.close_code
         if close is not None:
-            self.ws.close(close, f"{code}: {message}"[:120])
+            self.ws.close(close, f"{code._value_}: {message}"[:120])
 
     def session_code(self) -> str | None:
         """The code of the session this connection is in (for log lines)."""
@@ -274,6 +287,8 @@ class Connection:
             if scope.cancelled_caught and self.member is None:
                 self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
                 return
+            if self.member is not None and self.member.role == "player":
+                ws.set_consumer(self._take_answers_now)  # rule 7
             while not ws.closed:
                 data = await ws.receive()
                 if self._unanswered:
@@ -285,6 +300,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
+            ws.set_consumer(None)
             if self.session is not None and self.member is not None:
                 self.session.detach(self.member)
             engine.release(self.address)
@@ -477,6 +493,42 @@ class Connection:
         except (StoreError, CoordinationError) as exc:
             self._outage(rid, msg, exc)
 
+    def _take_answers_now(self) -> None:
+        """Rule 7: the reader's pass brought this player's frames while its task waits in
+        ``receive()``: submit the answers at the head of the queue here, as ``_decode`` and
+        ``_dispatch`` would, and leave everything else (in order) to the task.
+
+        A frame is taken only if it is an answer that nothing would refuse before the
+        session: binary, at most ``max_frame_bytes``, a token in the bucket (checked before
+        anything is built, rule 4), decodable, the session live, fewer than
+        ``ANSWERS_PER_PASS`` unanswered. Any other frame stops the loop and stays at the
+        head, so the task handles it, and every refusal, exactly as before.
+        """
+        ws, session, member = self.ws, self.session, self.member
+        if session is None or member is None or member.participant is None:
+            return
+        limits, bucket = self._limits, self._bucket
+        durable = self.engine.config.ack_mode == "durable"
+        while self._unanswered < ANSWERS_PER_PASS and session.end_reason is None:
+            data = ws.peek_message()
+            if data is None or isinstance(data, str) or len(data) > limits.max_frame_bytes:
+                return
+            now = trio.current_time()
+            if not bucket.can_take(now):
+                return  # throttled: the task answers it (a strike, maybe a close)
+            try:
+                msg = codec.decode(data, limits=limits)
+            except ProtocolError:
+                return  # the task decodes it again and answers the error in order
+            if type(msg) is not m.Answer:
+                return
+            ws.receive_nowait()
+            self.engine.metrics.message_in()
+            bucket.take(now)
+            self._unanswered += 1
+            session.submit_answer(member, msg.q, msg.value, msg.rid, durable=durable,
+                                  done=self._answered_one)
+
     async def _wait_answered(self) -> None:
         """Wait until every answer this connection submitted has its reply decided."""
         while self._unanswered:
@@ -492,7 +544,7 @@ class Connection:
         if submission.accepted:
             metrics.answer_accepted()
         elif error is not None:
-            metrics.answer_rejected(str(error.code))
+            metrics.answer_rejected(error.code._value_)
         if error is not None:
             self._error(submission.rid, error.code, error.message, close=error.close_code,
                         retry_after_ms=error.retry_after_ms)

@@ -280,9 +280,13 @@ class Engine:
             else:
                 self.notifier.status(self.status_line())
 
+    def transport_statistics(self) -> TransportStatistics | None:
+        """The game port's transport counters (None before it listens)."""
+        return self._listener.statistics() if self._listener is not None else None
+
     def status_line(self) -> str:
         """One line on what the engine is doing (systemd's STATUS=, ``systemctl status``)."""
-        transport = self._listener.statistics() if self._listener is not None else None
+        transport = self.transport_statistics()
         connections = transport.connections_open if transport is not None else 0
         stats = self.persister.stats()
         counts = (f"{len(self.sessions)} sessions, "
@@ -539,7 +543,7 @@ class Engine:
 
     def health(self) -> dict[str, Any]:
         stats = self.persister.stats()
-        transport = self._listener.statistics() if self._listener is not None else None
+        transport = self.transport_statistics()
         return {
             "status": "stopping" if self.stopping else "ok",
             "version": pubquiz_engine.__version__,
@@ -599,7 +603,7 @@ class Engine:
             members=sum(s.member_count for s in self.sessions.values()),
             ready=self.ready,
             stopping=self.stopping,
-            transport=self._listener.statistics() if self._listener is not None else None,
+            transport=self.transport_statistics(),
             write_behind=self.persister.stats(),
             now=time.time(),
             snapshots=self.coord.snapshotter.stats() if self.coord is not None else None,

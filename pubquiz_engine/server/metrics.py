@@ -14,8 +14,13 @@ Rules this module keeps:
 
 1. **One registry per engine** (``Metrics.registry``), never the global one: several engines
    in one process (tests) keep separate counts, and nothing else in the process leaks in.
-2. **The hot path pays one counter increment**, about 0.3 us (measured with prometheus-client
-   0.26): labelled children are looked up once and cached, so a label costs no more.
+2. **The hot path pays one counter increment.** What every answer bumps (messages in,
+   answers accepted, the ack latency histogram) is plain ints in ``_HotCounters``, read by
+   a collector at scrape time: a prometheus-client ``inc()`` takes a lock (measured 1.15 us
+   per call, ``observe()`` 3.2 us, on a loaded 2-core VM; an attribute increment ~0.05 us,
+   a bisect into the buckets ~0.3 us), and an answer paid three of them (a refused one also
+   two labelled ones, now plain dict entries). The rarer events
+   keep prometheus-client's counters; their labelled children are looked up once and cached.
 3. **Label values are bounded**: error codes, rejection reasons and event kinds come from fixed
    enums in the code, never from a client's input, so a client cannot grow the series set.
 4. **No ``*_created`` series.** prometheus-client adds a ``<name>_created`` gauge (the Unix time
@@ -26,6 +31,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -38,7 +44,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -152,20 +163,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._messages_in = Counter(
-            "pubquiz_messages_in", "Client messages received and handled (decoded or not).",
-            registry=r)
-        self._frame_errors = Counter(
-            "pubquiz_frame_errors", "Error replies sent to clients, by error code.", ["code"],
-            registry=r)
-        self._answers_accepted = Counter(
-            "pubquiz_answers_accepted", "Answers the session accepted.", registry=r)
-        self._answers_rejected = Counter(
-            "pubquiz_answers_rejected", "Answers the session refused, by error code.",
-            ["reason"], registry=r)
-        self._ack = Histogram(
-            "pubquiz_ack_latency_seconds", "Answer received to answer_ack sent (durable: "
-            "includes the commit).", buckets=ACK_BUCKETS, registry=r)
+        # Rule 2: messages in, answers accepted and the ack latency are plain ints.
+        self._hot = _HotCounters()
+        r.register(self._hot)
         self._sessions_created = Counter(
             "pubquiz_sessions_created", "Sessions created on this process.", registry=r)
         self._sessions_ended = Counter(
@@ -199,8 +199,6 @@ class Metrics:
             self._child(self._lease, "lease", kind)
         for kind in ROUTE_EVENTS:
             self._child(self._route, "route", kind)
-        for code in WATCHED_FRAME_ERRORS:
-            self._child(self._frame_errors, "frame_error", code)
 
     def _child(self, family: Counter, name: str, label: str) -> Any:
         child = self._children.get((name, label))
@@ -211,19 +209,24 @@ class Metrics:
     # --- the hot path (names kept from the first Metrics: connection.py calls them) ---------
 
     def message_in(self) -> None:
-        self._messages_in.inc()
+        self._hot.messages_in += 1
 
     def frame_error(self, code: str) -> None:
-        self._child(self._frame_errors, "frame_error", code).inc()
+        errors = self._hot.frame_errors
+        errors[code] = errors.get(code, 0) + 1
 
     def answer_accepted(self) -> None:
-        self._answers_accepted.inc()
+        self._hot.answers_accepted += 1
 
     def answer_rejected(self, reason: str) -> None:
-        self._child(self._answers_rejected, "answer_rejected", reason).inc()
+        rejected = self._hot.answers_rejected
+        rejected[reason] = rejected.get(reason, 0) + 1
 
     def ack_latency(self, seconds: float) -> None:
-        self._ack.observe(seconds)
+        hot = self._hot
+        # A bucket's bound is inclusive (le): the first bound >= seconds counts it.
+        hot.ack_counts[bisect.bisect_left(ACK_BUCKETS, seconds)] += 1
+        hot.ack_sum += seconds
 
     # --- engine events ------------------------------------------------------------------------
 
@@ -263,6 +266,57 @@ class Metrics:
         """One sample's current value (0.0 when absent): for tests and ``/health``."""
         found = self.registry.get_sample_value(name, labels)
         return 0.0 if found is None else found
+
+
+class _HotCounters(Collector):
+    """The series every answer bumps, as plain ints (rule 2), exposed at scrape time with
+    the names and types prometheus-client's own counters and histogram gave them."""
+
+    __slots__ = ("ack_counts", "ack_sum", "answers_accepted", "answers_rejected", "frame_errors",
+                 "messages_in")
+
+    def __init__(self) -> None:
+        self.messages_in = 0
+        self.answers_accepted = 0
+        #: By error code (rule 3: codes of the engine's enums). The watched frame errors are
+        #: shown at zero from the start, so that rate() and alerts see a series before the
+        #: first error.
+        self.frame_errors: dict[str, int] = dict.fromkeys(WATCHED_FRAME_ERRORS, 0)
+        self.answers_rejected: dict[str, int] = {}
+        #: Per bucket of ``ACK_BUCKETS`` (not cumulative), the last one for ``+Inf``.
+        self.ack_counts = [0] * (len(ACK_BUCKETS) + 1)
+        self.ack_sum = 0.0
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "pubquiz_messages_in", "Client messages received and handled (decoded or not).",
+            value=self.messages_in)
+        yield CounterMetricFamily(
+            "pubquiz_answers_accepted", "Answers the session accepted.",
+            value=self.answers_accepted)
+        for name, help_text, label, counts in (
+            ("pubquiz_frame_errors", "Error replies sent to clients, by error code.", "code",
+             self.frame_errors),
+            ("pubquiz_answers_rejected", "Answers the session refused, by error code.",
+             "reason", self.answers_rejected),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=[label])
+            for value, count in counts.items():
+                family.add_metric([value], count)
+            yield family
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(_bound, ACK_BUCKETS), "+Inf"), self.ack_counts,
+                                strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "pubquiz_ack_latency_seconds", "Answer received to answer_ack sent (durable: "
+            "includes the commit).", buckets=buckets, sum_value=self.ack_sum)
+
+
+def _bound(le: float) -> str:
+    """A bucket bound as prometheus-client writes it (``0.005``, ``1.0``)."""
+    return repr(float(le))
 
 
 class _EngineCollector(Collector):

@@ -365,3 +365,39 @@ async def test_an_answer_that_raises_gets_internal_and_the_intake_goes_on(
             players[1].send_now(m.Answer(rid=911, q=q, value=1))
             assert await players[1].next_reply() == m.AnswerAck(rid=911, q=q)
             assert not session.ended.is_set()
+
+
+async def test_answers_are_taken_in_the_readers_pass_and_the_rest_by_the_task(
+    tmp_path: Path, reader: str
+) -> None:
+    """Connection rule 7: with the Linux reader a waiting player's answers are submitted in
+    the reader's pass (no task switch); a ping behind them, and anything after it, is left to
+    the connection's task, in order. The portable reader's task takes everything."""
+    count = 12
+    with trio.fail_after(30):
+        async with engine(tmp_path, reader, ack_mode="fast") as (eng, address, _held), \
+                quiz_with_players(address, eng, count) as (session, _host, players, q):
+            stats = eng.transport_statistics()
+            assert stats is not None
+            consumed = stats.messages_consumed
+            for i, player in enumerate(players):
+                player.send_now(m.Answer(rid=10 + i, q=q, value=i % 3))
+            for i, player in enumerate(players):
+                assert await player.next_reply() == m.AnswerAck(rid=10 + i, q=q)
+            first = players[0]
+            first.send_now(m.Answer(rid=30, q=q, value=1), m.Ping(rid=31),
+                           m.Answer(rid=32, q=q, value=2))
+            assert [await first.next_reply() for _ in range(3)] == [
+                m.AnswerAck(rid=30, q=q), m.Pong(rid=31), m.AnswerAck(rid=32, q=q)]
+            stats = eng.transport_statistics()
+            assert stats is not None
+            taken = stats.messages_consumed - consumed
+            if reader == "epoll":
+                # Every first answer, and the answer before the ping; not the ping, and not
+                # the answer behind it (the task had the ping, so it took that one too).
+                assert taken == count + 1
+            else:
+                assert taken == 0
+            assert session.game.answers(q)[first.participant].request_id == 32
+            assert await stored_rids(eng, session.code) == {
+                *(10 + i for i in range(count)), 30, 32}

@@ -108,6 +108,9 @@ class TransportStatistics:
     read_passes: int = 0
     read_sockets: int = 0
     read_pass_sockets_max: int = 0
+    #: Messages a connection's consumer took in the reader's pass (``WebSocket.set_consumer``:
+    #: the engine's answers), i.e. without waking the connection's task.
+    messages_consumed: int = 0
 
 
 class Counters:
@@ -124,6 +127,7 @@ class Counters:
         "frames_out",
         "handshake_failures",
         "http_requests",
+        "messages_consumed",
         "read_pass_sockets_max",
         "read_passes",
         "read_sockets",
@@ -151,6 +155,7 @@ class Counters:
         self.read_passes = 0
         self.read_sockets = 0
         self.read_pass_sockets_max = 0
+        self.messages_consumed = 0
 
     def snapshot(self) -> TransportStatistics:
         return TransportStatistics(**{name: getattr(self, name) for name in self.__slots__})

@@ -6,7 +6,10 @@ per connection costs an ``epoll_ctl`` and a task switch per received frame. Here
 task awaits ``trio.lowlevel.wait_readable`` on the epoll's own fd, then reads each ready
 socket once (one ``recv`` of up to ``RECV_SIZE``), parses it (``WebSocket._feed``: the fast
 path for whole masked data frames, wsproto for the rest) and wakes the connection's handler,
-which takes every message of the pass without another wait.
+which takes every message of the pass without another wait. A handler may also give the
+connection a synchronous consumer (``WebSocket.set_consumer``): while the handler waits, the
+reader offers it the pass's messages first and wakes the handler only for what it leaves (the
+engine submits answers this way: no task switch per answer).
 
 Guarantees, by construction:
 
@@ -117,6 +120,7 @@ class EpollReader:
         self._counters.read_sockets += 1
         try:
             ws._read_now()
+            ws._consume()
         except Exception:
             LOGGER.exception("reading WebSocket %s failed", ws.remote_address)
             ws._fail_internal()

@@ -77,6 +77,7 @@ class WebSocket:
         "_closer_wakeup",
         "_coalescer",
         "_config",
+        "_consumer",
         "_counters",
         "_fragments",
         "_inbuf",
@@ -155,6 +156,9 @@ class WebSocket:
         self._reader = reader
         self._waiter: trio.lowlevel.Task | None = None
         self._paused = False
+        # With the Linux reader: a synchronous consumer the reader calls in its pass while
+        # the handler waits in receive() (``set_consumer``).
+        self._consumer: Callable[[], None] | None = None
         self._out = bytearray()
         self._out_ends: list[int] = []
         # Incoming: complete messages not yet returned by receive() (a list read from
@@ -438,6 +442,7 @@ class WebSocket:
         self._backlog = None
         if self._reader is not None:
             self._reader.unregister(self)
+            self._consumer = None
             task = self._waiter
             if task is not None:
                 self._waiter = None
@@ -503,6 +508,55 @@ class WebSocket:
             finally:
                 self._after_wait()
             self._read_now()
+
+    def set_consumer(self, consumer: Callable[[], None] | None) -> None:
+        """Let ``consumer`` take messages in the reader's own pass (Linux reader only).
+
+        When the reader has queued messages and the handler's task waits in ``receive()``,
+        the reader calls ``consumer()`` before it wakes that task; the consumer may take
+        messages from the head with ``peek_message`` and ``receive_nowait``, in order, and
+        leave the rest. The task is woken only if messages are left (or the connection is
+        closing). So a message that needs nothing asynchronous costs no task switch, and the
+        handler still sees every other message in the order it arrived, after those taken.
+        ``None`` removes it (the handler must, before it stops receiving). A no-op on the
+        portable path, where ``receive()`` reads the socket itself.
+        """
+        if self._reader is not None:
+            self._consumer = consumer
+
+    def peek_message(self) -> bytes | str | None:
+        """The message ``receive()`` would return next, left in place; ``None`` if none."""
+        messages = self._messages
+        return messages[self._messages_head] if messages else None
+
+    def receive_nowait(self) -> bytes | str | None:
+        """Take the next message without waiting; ``None`` if none is queued."""
+        messages = self._messages
+        if not messages:
+            return None
+        head = self._messages_head
+        data = messages[head]
+        if head + 1 == len(messages):
+            messages.clear()
+            self._messages_head = 0
+        else:
+            messages[head] = b""
+            self._messages_head = head + 1
+        return data
+
+    def _consume(self) -> None:
+        """The reader's pass delivered messages: offer them to the consumer first, if the
+        handler's task waits in ``receive()`` (else it is busy and takes them itself)."""
+        if (
+            self._messages
+            and self._consumer is not None
+            and self._waiter is not None
+            and self._state is _State.OPEN
+        ):
+            before = len(self._messages) - self._messages_head
+            self._consumer()
+            left = len(self._messages) - self._messages_head if self._messages else 0
+            self._counters.messages_consumed += before - left
 
     async def _park(self) -> None:
         """Wait for the reader task to deliver (or for the connection to close)."""

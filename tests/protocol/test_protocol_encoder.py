@@ -1,0 +1,40 @@
+"""``codec.Encoder``, the hot path's encoder: the same bytes as ``codec.encode``, always.
+
+The engine encodes its connections' and sessions' frames with one reused packer per thread,
+and refusals without building the ``ErrorReply`` (``encode_error``); a client written from the
+SPEC sees only the bytes, so they must be ``encode``'s exactly.
+"""
+
+from __future__ import annotations
+
+import strategies
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pubquiz_engine.errors import ErrorCode
+from pubquiz_engine.protocol import codec
+from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.protocol.fields import MAX_MESSAGE_CHARS, U31_MAX
+
+_ENCODER = codec.Encoder()
+
+
+@given(strategies.server_messages())
+def test_the_reused_packer_gives_encodes_bytes(message: m.Message) -> None:
+    assert _ENCODER.encode(message) == codec.encode(message)
+
+
+@given(
+    rid=st.none() | st.integers(0, U31_MAX),
+    code=st.sampled_from(list(ErrorCode)),
+    message=strategies.texts(MAX_MESSAGE_CHARS),
+    retry_after_ms=st.none() | st.integers(0, U31_MAX),
+)
+def test_an_error_encoded_unbuilt_is_the_error_replys_bytes(
+    rid: int | None, code: ErrorCode, message: str, retry_after_ms: int | None
+) -> None:
+    built = m.ErrorReply(rid=rid, code=code.value, message=message, retryable=code.retryable,
+                         retry_after_ms=retry_after_ms)
+    data = _ENCODER.encode_error(rid, code.value, message, code.retryable, retry_after_ms)
+    assert data == codec.encode(built)
+    assert codec.decode(data, direction=m.Direction.SERVER_TO_CLIENT) == built
