@@ -24,6 +24,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from engine_fixtures import SHORT_QUIZ, engine_at, short_quiz
@@ -33,6 +34,8 @@ from httpkit import http_get
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.game import load_quiz_data
+from pubquiz_engine.protocol import codec
+from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server import credentials
 
 KEY = "faults-operator-key"
@@ -55,11 +58,13 @@ async def test_ten_thousand_join_guesses_are_throttled_and_learn_nothing(tmp_pat
         # The per-connection message limit is lifted so that the join limiter alone is
         # measured (with it, the guesser's connection is also closed, 1008, after ~90 frames).
         async with engine_at(tmp_path, join_rate=join_rate, join_burst=join_burst,
-                             message_rate=1e6, message_burst=1_000_000) as (engine, address):
+                             message_rate=1e6, message_burst=1_000_000) as (engine, address), \
+                contextlib.AsyncExitStack() as sockets:
             live, _ = engine.create_session(short_quiz(), mode="solo")
             ended, _ = engine.create_session(short_quiz(), mode="solo")
             ended.close("over")
             guesser = await RawWs.connect(address.port, source="127.0.0.1")
+            sockets.push_async_callback(guesser.aclose)  # closed even when an assert fails
             started = trio.current_time()
             codes = _dead_codes(GUESSES, set(engine.sessions))
             for first in range(0, GUESSES, 1000):
@@ -83,12 +88,20 @@ async def test_ten_thousand_join_guesses_are_throttled_and_learn_nothing(tmp_pat
                 {**same, "code": live.code}, {**same, "code": codes[0]}])
             for _ in range(3):
                 await guesser.receive_raw()
-            to_live = await guesser.receive_raw()
-            to_dead = await guesser.receive_raw()
-            assert to_live == to_dead and b"rate_limited" in to_live
+            to_live = _reply(await guesser.receive_raw())
+            to_dead = _reply(await guesser.receive_raw())
+            assert to_live.code == "rate_limited"
+            # Byte for byte but for when to retry: that is the address's bucket at the moment
+            # of each refusal (microseconds apart, so it may round to one ms less), never the
+            # code's. Comparing the raw bytes failed when the two straddled a millisecond.
+            assert attrs.evolve(to_live, retry_after_ms=None) == attrs.evolve(
+                to_dead, retry_after_ms=None)
+            assert to_live.retry_after_ms is not None and to_dead.retry_after_ms is not None
+            assert to_live.retry_after_ms - 1 <= to_dead.retry_after_ms <= to_live.retry_after_ms
             # Not throttled (another address): an ended code and one that never existed, and
             # a wrong secret for a live player and a token of no session, look the same.
             other = await RawWs.connect(address.port, source="127.0.0.2")
+            sockets.push_async_callback(other.aclose)
             await other.send({**same, "code": ended.code})
             from_ended = await other.receive_raw()
             await other.send({**same, "code": codes[1]})
@@ -96,6 +109,7 @@ async def test_ten_thousand_join_guesses_are_throttled_and_learn_nothing(tmp_pat
             assert from_ended == from_never
             assert b"bad_code" in from_ended
             ann = await RawWs.connect(address.port, source="127.0.0.3")
+            sockets.push_async_callback(ann.aclose)
             welcome = await ann.request({**same, "code": live.code, "name": "Ann"})
             assert welcome["t"] == "welcome"  # a real player from another address gets in
             resume = {"t": "resume", "rid": 78, "last_seq": 0}
@@ -104,8 +118,6 @@ async def test_ten_thousand_join_guesses_are_throttled_and_learn_nothing(tmp_pat
             await other.send({**resume, "token": f"{codes[2]}.1.x"})
             no_session = await other.receive_raw()
             assert wrong_secret == no_session and b"bad_token" in no_session
-            for ws in (guesser, other, ann):
-                await ws.aclose()
     print(f"\n{GUESSES} join guesses from one address in {elapsed:.2f}s: "
           f"{counts['bad_code']} answered bad_code, {counts['rate_limited']} rate_limited")
 
@@ -364,3 +376,9 @@ async def test_http_on_the_websocket_port_gets_clean_4xx(tmp_path: Path) -> None
             good = await RawWs.connect(port, origin="https://quiz.example")
             assert (await good.request({"t": "ping", "rid": 1}))["t"] == "pong"
             await good.aclose()
+
+
+def _reply(data: bytes) -> m.ErrorReply:
+    reply = codec.decode(data, direction=m.Direction.SERVER_TO_CLIENT)
+    assert isinstance(reply, m.ErrorReply), reply
+    return reply
