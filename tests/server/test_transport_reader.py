@@ -367,3 +367,68 @@ async def test_a_flooding_socket_cannot_starve_the_others(reader: str) -> None:
             # Within a few reads of the flood, never after the whole flood.
             assert worst <= 3 * per_read, (worst, per_read, total)
             assert worst < total
+
+
+async def test_a_consumer_takes_messages_in_the_pass_in_order_and_leaves_the_rest(
+    reader: str,
+) -> None:
+    """``WebSocket.set_consumer``: while the handler waits in receive(), the reader offers
+    a pass's messages to the consumer first; what it leaves reaches receive() in order, after
+    what it took. The portable path has no pass: its handler gets everything."""
+    seen: list[bytes] = []
+
+    async def handler(ws: WebSocket) -> None:
+        def consume() -> None:
+            # Take "c..." messages at the head; stop at the first other one.
+            while (data := ws.peek_message()) is not None and data[:1] == b"c":
+                assert ws.receive_nowait() == data
+                seen.append(b"consumer:" + data)  # type: ignore[operator]
+                ws.send(b"took " + data)  # type: ignore[operator]
+
+        ws.set_consumer(consume)
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                data = await ws.receive()
+                seen.append(b"task:" + data)  # type: ignore[operator]
+                ws.send(b"task " + data)  # type: ignore[operator]
+
+    with trio.fail_after(20):
+        async with server(handler, reader) as (info, clients):
+            raw = await connect(info.port)
+            clients.append(raw)
+            raw.send_now(b"".join(masked(p) for p in (b"c1", b"c2", b"t3", b"c4")))
+            replies = [(await raw.read_frame())[1] for _ in range(4)]
+            stats = info.statistics()
+            if reader == "epoll":
+                assert replies == [b"took c1", b"took c2", b"task t3", b"task c4"]
+                assert seen == [b"consumer:c1", b"consumer:c2", b"task:t3", b"task:c4"]
+                assert stats.messages_consumed == 2
+            else:
+                assert replies == [b"task c1", b"task c2", b"task t3", b"task c4"]
+                assert stats.messages_consumed == 0
+
+
+async def test_a_raising_consumer_closes_only_its_connection(reader: str) -> None:
+    async def handler(ws: WebSocket) -> None:
+        def consume() -> None:
+            if ws.peek_message() == b"boom":
+                raise RuntimeError("a consumer bug")
+
+        ws.set_consumer(consume)
+        await echo(ws)
+
+    with trio.fail_after(20):
+        async with server(handler, reader) as (info, clients):
+            for _ in range(6):
+                clients.append(await connect(info.port))
+            boom, *others = clients
+            boom.send_now(masked(b"boom"))
+            for i, raw in enumerate(others):
+                raw.send_now(masked(b"fine%d" % i))
+            for i, raw in enumerate(others):
+                assert await raw.read_frame() == (0x2, b"fine%d" % i)
+            if reader == "epoll":
+                # Like a failure while parsing: dropped at once, the others unaffected.
+                assert await boom.close_code() in (None, CloseCode.INTERNAL_ERROR)
+            else:
+                assert await boom.read_frame() == (0x2, b"boom")  # no pass, no consumer
