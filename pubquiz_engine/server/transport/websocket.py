@@ -473,16 +473,8 @@ class WebSocket:
         that arrived before the close are returned first; data arriving after it is dropped.
         """
         while True:
-            messages = self._messages
-            if messages:
-                head = self._messages_head
-                data = messages[head]
-                if head + 1 == len(messages):
-                    messages.clear()
-                    self._messages_head = 0
-                else:
-                    messages[head] = b""  # drop our reference now; the slot goes at clear()
-                    self._messages_head = head + 1
+            data = self.receive_nowait()
+            if data is not None:
                 return data
             if self._state is not _State.OPEN:
                 if self._state is _State.CLOSED or self._peer_closed:
@@ -540,7 +532,7 @@ class WebSocket:
             messages.clear()
             self._messages_head = 0
         else:
-            messages[head] = b""
+            messages[head] = b""  # drop our reference now; the slot goes at clear()
             self._messages_head = head + 1
         return data
 
