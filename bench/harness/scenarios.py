@@ -217,8 +217,10 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             cpu.stop()
             joined = sum(r["joined"] for r in ready)
             failed: Counter[str] = Counter()
+            retried: Counter[str] = Counter()  # retryable join refusals the players retried
             for r in ready:
                 failed.update(r["failed"])
+                retried.update(r.get("join_retries", {}))
             window = max(r["finished"] for r in ready) - min(r["started"] for r in ready)
             handshake = summarize(x for r in ready for x in r["handshake_ms"])
             join = summarize(x for r in ready for x in r["join_ms"])
@@ -251,6 +253,7 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     out.figures = {
         "connections": n, "sessions": s, "per_session": per, "workers": p["workers"],
         "source_addresses": len(addresses), "joined": joined, "failed": dict(failed),
+        "join_retries": dict(retried),
         "connect_all_s": round(window, 3), "joins_per_s": rate(joined, window),
         "engine_rss_before_kib": rss_before, "engine_rss_after_kib": rss_after,
         "engine_rss_per_connection_kib": round(per_conn, 2) if per_conn is not None else None,
@@ -266,7 +269,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     }
     out.rows = [
         ("connections joined", f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
-         "source addresses"),
+         "source addresses" + (f"; retried after a retryable refusal: {dict(retried)}"
+                               if retried else "")),
         ("time to connect and join all", fmt(window, "s", 2), f"{fmt(rate(joined, window))} "
          "joins/s"),
         ("per player: TCP + WebSocket handshake p50 / p99",

@@ -36,9 +36,10 @@ const perSession = new Map();
 const st = {
   frames: 0, frameBytes: 0, firstFrame: null, lastFrame: null, types: {}, questions: new Map(),
   ackMs: [], acked: [], errors: {}, closes: {}, ended: 0, sent: 0, closing: false,
-  handshakeMs: [], joinMs: [], outstanding: 0, onSettled: null, scheduled: 0,
+  handshakeMs: [], joinMs: [], outstanding: 0, onSettled: null, scheduled: 0, joinRetries: {},
 };
 const inc = (obj, key, n = 1) => { obj[key] = (obj[key] || 0) + n; };
+const JOIN_ATTEMPTS = 5;
 const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
 
 function settled() {
@@ -64,6 +65,12 @@ class Player {
       this.ws = ws;
       let t1 = 0;
       let done = false;
+      // A retryable refusal (SPEC: `retryable`, `retry_after_ms`; e.g. `unavailable` while the
+      // session's last change waits for its commit under load) is retried as a client must,
+      // up to JOIN_ATTEMPTS in all, within the same per-player timeout.
+      let rid = 1;
+      const sendJoin = () => ws.send(pack({ t: 'join', rid, code: this.code, name: this.name,
+        team: this.team }));
       const timer = setTimeout(() => fail(new Error('timeout')), timeoutS * 1000);
       const fail = (e) => {
         if (done) return;
@@ -72,7 +79,7 @@ class Player {
       ws.on('open', () => {
         st.handshakeMs.push((now() - t0) * 1000);
         t1 = now();
-        ws.send(pack({ t: 'join', rid: 1, code: this.code, name: this.name, team: this.team }));
+        sendJoin();
       });
       ws.on('error', (e) => fail(e));
       ws.on('close', (code) => {
@@ -87,11 +94,15 @@ class Player {
       ws.on('message', (data, isBinary) => {
         if (!done) {
           const f = unpack(data);
-          if (f.t === 'welcome' && f.rid === 1) {
+          if (f.t === 'welcome' && f.rid === rid) {
             done = true; clearTimeout(timer); this.joined = true; this.participant = f.participant;
             st.joinMs.push((now() - t1) * 1000);
             resolve();
-          } else if (f.t === 'error' && f.rid === 1) {
+          } else if (f.t === 'error' && f.rid === rid && f.retryable && rid < JOIN_ATTEMPTS) {
+            rid++;
+            inc(st.joinRetries, String(f.code));
+            setTimeout(() => { if (!done) sendJoin(); }, Math.max(1, f.retry_after_ms || 100));
+          } else if (f.t === 'error' && f.rid === rid) {
             fail(new Error(`join refused: ${f.code}`));
           }
           return;
@@ -204,7 +215,7 @@ async function go() {
     ev: 'ready', joined: connectMs.length, failed, started, finished: now(),
     connect_ms_p50: connectMs.length ? connectMs[connectMs.length >> 1] : null,
     connect_ms_max: connectMs.length ? connectMs[connectMs.length - 1] : null,
-    handshake_ms: st.handshakeMs, join_ms: st.joinMs,
+    handshake_ms: st.handshakeMs, join_ms: st.joinMs, join_retries: st.joinRetries,
   });
 }
 
