@@ -358,10 +358,11 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
                     for q in range(rounds):
                         await lg.wait_question(code, q, timeout=step_timeout)
                 # The last closed and reveal frames (and replies) are still on their way.
-                expected = before["frames"] + joined * rounds * (3 + replies_per_round)
+                # Each round: question, closed, reveal and every player's own result (SPEC:
+                # every scoring participant gets one, "answered: false" without an answer),
+                # and with answering one reply per answer.
+                expected = before["frames"] + joined * rounds * (4 + replies_per_round)
                 await lg.wait_counts(frames=expected, no_pending=answer, timeout=10)
-                if answer:  # a 'result' follows each acked answer: wait until all are in
-                    await lg.wait_quiet(timeout=5)
             cpu.stop()
             merged = merge_reports(await lg.report())
             latencies = [ms(lg.receipts[key].last - t) for key, t in sent.items()]
@@ -390,7 +391,7 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
         "event_frames_delivered": events, "replies_delivered": replies,
         "answers_acked": merged["types"].get("answer_ack", 0)
         - before["types"].get("answer_ack", 0),
-        "expected_frames": joined * rounds * (3 + replies_per_round),
+        "expected_frames": joined * rounds * (4 + replies_per_round),
         "window_s": round(window, 3),
         "delivered_per_s": delivered, "all_frames_per_s": rate(frames, window),
         "broadcast_last_ms": lat,
@@ -407,8 +408,8 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
          f"{rounds} questions each, pace {p['pace']}, client {p['client']}"
          + (", every player answers every question" if answer else "")),
         ("frames delivered to players", f"{frames:,}", f"expected "
-         f"{joined * rounds * (3 + replies_per_round):,} (question, closed, reveal"
-         + (", answer reply) + a result per acked answer" if answer else ")")),
+         f"{joined * rounds * (4 + replies_per_round):,} (question, closed, reveal, result"
+         + (", answer reply)" if answer else ")")),
         ("delivered messages/s (question, closed, reveal, result)", fmt(delivered),
          "DESIGN 9: >= bare Node ws in the same run"),
         *baseline_rows(bases, key="delivered_per_s", ours=delivered,

@@ -41,7 +41,8 @@ def test_fanout_small(tmp_path: Path) -> None:
                      "--client", "python", "--no-answer", "--baselines", "none")
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
-    assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 3
+    # question, closed, reveal and each player's result, 3 rounds, 10 players
+    assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 4
     assert figures["broadcast_last_ms"]["n"] == 6
 
 
@@ -52,12 +53,12 @@ def test_fanout_node_client_answering_with_a_baseline(tmp_path: Path) -> None:
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
     assert figures["client"] == "node" and figures["answer"] is True
-    # Every question, closed and reveal reached all 10 players; every answer got one reply,
-    # and every acked answer one result after the reveal.
+    # Every question, closed, reveal and result reached all 10 players (a player whose
+    # answer was refused gets "answered: false"); every answer got one reply.
     types = figures["types"]
-    assert types["question"] == types["closed"] == types["reveal"] == 30
+    assert types["question"] == types["closed"] == types["reveal"] == types["result"] == 30
     assert types.get("answer_ack", 0) + types.get("error", 0) == 30
-    assert types.get("result", 0) == types.get("answer_ack", 0)
+    assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 5
     [base] = figures["baselines"]
     assert base["name"] == "node_ws" and base["ok"] and base["delivered_per_s"] > 0
     assert figures["ratio_to_baselines"]["node_ws"] > 0
