@@ -22,6 +22,11 @@ IPV6_CLIENT_PREFIX = 64
 def address_key(address: str) -> str:
     """The key a client address is limited under: an IPv6 address's /64 network (an
     IPv4-mapped IPv6 address counts as its IPv4 address), anything else unchanged."""
+    if ":" not in address and "%" not in address:
+        # Not IPv6. An IPv4 address prints back as given (``ipaddress`` accepts only the
+        # canonical dotted quad), anything else is returned as given: skip the parse, which
+        # ran three times per connection (admit, join limiter, release).
+        return address
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # a zone ("%eth0") is not the host
     except ValueError:

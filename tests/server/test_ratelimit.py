@@ -26,6 +26,30 @@ def test_ipv4_and_other_addresses_keep_their_own_key() -> None:
     assert address_key("unix-socket") == "unix-socket"
 
 
+def _parsed_key(address: str) -> str:
+    """``address_key`` as it was before its IPv4 shortcut: every address parsed."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@given(st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=4).map(lambda ip: f"{ip}%eth0"),
+    st.lists(st.sampled_from(["0", "00", "01", "1", "255", "256", "1e1", " 1", "١"]),
+             min_size=3, max_size=5).map(".".join),
+    st.text(alphabet="0123456789.:%abcdef ", max_size=20),
+))
+def test_the_ipv4_shortcut_keys_every_address_as_parsing_does(address: str) -> None:
+    assert address_key(address) == _parsed_key(address)
+
+
 @given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1))
 def test_every_host_part_of_a_slash_64_is_one_client(network: int, host: int) -> None:
     address = str(ipaddress.IPv6Address((network << 64) | host))

@@ -394,6 +394,38 @@ async def test_slowloris_is_closed_at_the_handshake_timeout(nursery: trio.Nurser
         await stream.aclose()
 
 
+async def test_a_silent_connection_is_still_closed_at_the_handshake_timeout(
+    nursery: trio.Nursery,
+) -> None:
+    """With ``defer_accept`` the kernel holds a connection until its first bytes; one that
+    sends none is handed over later all the same, and meets the handshake timeout."""
+    with trio.fail_after(15):
+        info = await start(nursery, echo, TransportConfig(handshake_timeout=0.3))
+        stream = await trio.open_tcp_stream(HOST, info.port)
+        assert await stream.receive_some(1024) == b""  # the server hung up
+        assert info.statistics().handshake_failures == 0
+        await stream.aclose()
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="Linux only")
+@pytest.mark.parametrize("defer", [True, False])
+async def test_defer_accept_is_set_on_the_listener(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, defer: bool
+) -> None:
+    listeners: list[socket.socket] = []
+
+    class Recording(socket.socket):
+        def listen(self, backlog: int = 0, /) -> None:
+            listeners.append(self)
+            super().listen(backlog)
+
+    monkeypatch.setattr(transport_server.socket, "socket", Recording)
+    await start(nursery, echo, TransportConfig(defer_accept=defer))
+    [listener] = listeners
+    value = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT)
+    assert (value > 0) is defer
+
+
 # -- receiving -------------------------------------------------------------------------------
 
 

@@ -65,6 +65,12 @@ class TransportConfig:
     listen_backlog: int = attrs.field(default=4096, validator=_positive)
     #: Disable Nagle: frames are small and latency matters more than packet count.
     tcp_nodelay: bool = True
+    #: Linux ``TCP_DEFER_ACCEPT`` on the listener: the kernel hands a connection over when its
+    #: first bytes arrive (a WebSocket client speaks first), so a connection's task finds the
+    #: request already there and answers it without waiting on the socket (a wait costs an
+    #: epoll registration per handshake). A connection that sends nothing is handed over
+    #: after about a second anyway; ``handshake_timeout`` then runs as usual.
+    defer_accept: bool = True
     #: ``SO_SNDBUF`` for accepted sockets (None: the kernel's autotuning, up to
     #: ``net.ipv4.tcp_wmem`` max, 4 MiB on Linux). The kernel buffer is part of what a member
     #: that stops reading costs, on top of ``max_backlog_bytes``: set it to bound that memory.

@@ -36,6 +36,9 @@ _ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 )
 _ACCEPT_BACKOFF: Final = 0.1
+# TCP_DEFER_ACCEPT's wait for a connection's first bytes (Linux rounds it to SYN-ACK
+# retransmissions: 1 s is one).
+_DEFER_SECONDS: Final = 1
 # Task names given as one shared str: trio otherwise formats a new one for every task.
 _CONNECTION_TASK: Final = "pubquiz_engine.server.transport.connection"
 
@@ -95,6 +98,8 @@ async def serve(
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(config.listen_backlog)
+        if config.defer_accept and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, _DEFER_SECONDS)
         listener.setblocking(False)
         bound_host, bound_port = listener.getsockname()[:2]
         coalescer = Coalescer(counters) if config.coalesce_writes else None
