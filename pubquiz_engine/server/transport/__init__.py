@@ -52,7 +52,11 @@ from pubquiz_engine.server.transport.config import (
 )
 from pubquiz_engine.server.transport.framing import frame_binary, frame_text
 from pubquiz_engine.server.transport.server import ListenerInfo, serve
-from pubquiz_engine.server.transport.websocket import WebSocket, WebSocketHandler
+from pubquiz_engine.server.transport.websocket import (
+    WebSocket,
+    WebSocketHandler,
+    send_frame_to_all,
+)
 
 __all__ = [
     "ABNORMAL_CLOSURE",
@@ -64,5 +68,6 @@ __all__ = [
     "WebSocketHandler",
     "frame_binary",
     "frame_text",
+    "send_frame_to_all",
     "serve",
 ]
