@@ -554,6 +554,7 @@ class Engine:
                 "last_flush_seconds": round(stats.last_flush_seconds, 4),
                 "failures": stats.failures,
                 "max_queue": stats.max_queue,
+                "batches": stats.batches,
             },
             "ack_mode": self.config.ack_mode,
             "tasks": _task_count(),
