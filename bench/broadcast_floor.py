@@ -77,9 +77,12 @@ def measure(n: int, rounds: int = 5) -> dict[str, Any]:
     listener, clients, servers = open_pairs(n)
     try:
         times = []
+        cpu = []  # the process's CPU time of each loop (not of the drains)
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(rounds):
+            c0 = time.process_time()
             times.append(send_loop(servers, FRAME))
+            cpu.append(time.process_time() - c0)
             drain(clients)
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
@@ -91,6 +94,8 @@ def measure(n: int, rounds: int = 5) -> dict[str, Any]:
         "best_ms": round(best * 1000, 3), "median_ms": round(median * 1000, 3),
         "per_send_us_best": round(best / n * 1e6, 3),
         "per_send_us_median": round(median / n * 1e6, 3),
+        "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
+        "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
         # CPU of the loops and the drains (the drains are not timed)
         "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
         "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),

@@ -31,19 +31,22 @@ class Coalescer:
     frame's own bytes object; every other case goes through ``WebSocket._flush``.
     """
 
-    __slots__ = ("_counters", "_dirty", "_first_write", "_frames_before", "_wakeup")
+    __slots__ = ("_counters", "_dirty", "_first_cpu", "_first_write", "_frames_before",
+                 "_wakeup")
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
         self._dirty: list[WebSocket] = []
         self._wakeup = trio.Event()
         self._first_write = 0.0
+        self._first_cpu = 0.0
         self._frames_before = 0
 
     def add(self, ws: WebSocket) -> None:
         if not self._dirty:
             self._wakeup.set()
             self._first_write = time.perf_counter()
+            self._first_cpu = time.thread_time()
             self._frames_before = self._counters.frames_out
         self._dirty.append(ws)
 
@@ -55,6 +58,7 @@ class Coalescer:
             dirty, self._dirty = self._dirty, []
             self._flush(dirty)
             seconds = time.perf_counter() - self._first_write
+            counters.write_pass_cpu_seconds_total += time.thread_time() - self._first_cpu
             counters.write_passes += 1
             counters.write_pass_seconds_total += seconds
             if seconds > counters.write_pass_seconds_max:
