@@ -77,8 +77,9 @@ def close_all(listener: socket.socket, clients: list[socket.socket],
 
 def _reader_process(clients: list[socket.socket], stop: int) -> None:
     """The child of ``--readers``: wait in epoll on every client socket (as a load
-    generator's clients do) and read what arrives, until ``stop`` is readable."""
-    others = os.sched_getaffinity(0) - {min(os.sched_getaffinity(0))}
+    generator's clients do) and read what arrives, until ``stop`` is readable (EOF), on the
+    cores the parent is not pinned to."""
+    others = set(range(os.cpu_count() or 1)) - os.sched_getaffinity(0)
     if others:
         os.sched_setaffinity(0, others)
     ep = select.epoll()
@@ -107,6 +108,7 @@ def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]
             stop_r, stop_w = os.pipe()
             child = os.fork()
             if child == 0:  # pragma: no cover - the child
+                os.close(stop_w)  # (or the pipe never reaches EOF)
                 _reader_process(clients, stop_r)
             os.close(stop_r)
         times = []
