@@ -66,6 +66,7 @@ class Coalescer:
                 counters.write_pass_frames_at_max = counters.frames_out - self._frames_before
 
     def _flush(self, dirty: list[WebSocket]) -> None:
+        """Hand every connection of ``dirty`` its pass's frames (one ``send()`` each)."""
         open_ = _OPEN
         sent_total = 0
         for ws in dirty:
