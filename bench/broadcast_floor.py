@@ -1,26 +1,40 @@
 """The floor under a broadcast: what N ``send()`` system calls on loopback TCP cost here.
 
-Run: ``.venv/bin/python bench/broadcast_floor.py [N]`` (default 9,000: two sockets per
-connection must fit the 20,000 open files of these machines). Opens N loopback TCP
+Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers] [N]`` (default 9,000:
+two sockets per connection must fit the 20,000 open files of these machines). Opens N loopback TCP
 connections, then sends one 80-byte frame (a ``question``'s size) to every server-side socket
 in a plain loop, as the transport's flush does, five times; prints the best and the median
-time per broadcast and per ``send()``, and the process's user/system CPU split of the loop.
+time per broadcast and per ``send()``, and the process's user/system CPU split of the loop
+(``--json``: the same figures as one JSON object, for ``bench.harness connections``).
+``--readers``: the client sides are read by a child process waiting in epoll on another core
+(as a load generator's clients wait), so each ``send()`` also pays for waking a reader.
 Scale the per-send figure to 19,000 for DESIGN 9's "handed to the kernel in < 100 ms".
+
+The pieces (``open_pairs``, ``send_loop``, ``drain``, ``close_all``) are shared with
+``bench/broadcast_path.py``, which runs the engine's own broadcast path over the same sockets.
 
 Only 127.0.0.1; every loop is bounded by N and the repetitions.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import select
 import socket
 import statistics
 import sys
 import time
+from typing import Any
+
+#: A binary frame of 80 bytes (78 of payload): the size of a ``question`` broadcast.
+FRAME = b"\x82\x4e" + bytes(78)
 
 
-def main(n: int) -> None:
+def open_pairs(n: int) -> tuple[socket.socket, list[socket.socket], list[socket.socket]]:
+    """N loopback TCP connections: (listener, client sides, server sides). The server sides
+    are non-blocking with TCP_NODELAY, as the engine's accepted sockets."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4096)
@@ -35,28 +49,116 @@ def main(n: int) -> None:
             s.setblocking(False)
             clients.append(c)
             servers.append(s)
-        frame = b"\x82\x4e" + bytes(78)
+    except BaseException:
+        close_all(listener, clients, servers)
+        raise
+    return listener, clients, servers
+
+
+def send_loop(servers: list[socket.socket], frame: bytes) -> float:
+    """The floor: one ``send()`` of ``frame`` per socket in a bare loop; seconds taken."""
+    t0 = time.perf_counter()
+    for s in servers:
+        s.send(frame)
+    return time.perf_counter() - t0
+
+
+def drain(clients: list[socket.socket]) -> None:
+    """Read what each client socket holds, so the next round starts with empty buffers."""
+    for c in clients:
+        c.recv(65536)
+
+
+def close_all(listener: socket.socket, clients: list[socket.socket],
+              servers: list[socket.socket]) -> None:
+    for sock in (*clients, *servers, listener):
+        sock.close()
+
+
+def _reader_process(clients: list[socket.socket], stop: int) -> None:
+    """The child of ``--readers``: wait in epoll on every client socket (as a load
+    generator's clients do) and read what arrives, until ``stop`` is readable (EOF), on the
+    cores the parent is not pinned to."""
+    others = set(range(os.cpu_count() or 1)) - os.sched_getaffinity(0)
+    if others:
+        os.sched_setaffinity(0, others)
+    ep = select.epoll()
+    by_fd = {c.fileno(): c for c in clients}
+    for fd in by_fd:
+        ep.register(fd, select.EPOLLIN)
+    ep.register(stop, select.EPOLLIN)
+    while True:
+        for fd, _mask in ep.poll():
+            if fd == stop:
+                os._exit(0)
+            by_fd[fd].recv(65536)
+
+
+def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]:
+    """The floor over ``n`` sockets: every round's seconds, best and median, CPU split.
+
+    ``readers``: the client sides are read by a child process waiting in epoll on another
+    core, so each ``send()`` also wakes a waiting reader, as in the engine's runs (by default
+    nobody waits on them: they are read after each round, untimed)."""
+    listener, clients, servers = open_pairs(n)
+    child = 0
+    stop_w = -1
+    try:
+        if readers:
+            stop_r, stop_w = os.pipe()
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child
+                os.close(stop_w)  # (or the pipe never reaches EOF)
+                _reader_process(clients, stop_r)
+            os.close(stop_r)
         times = []
+        cpu = []  # the process's CPU time of each loop (not of the drains)
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for s in servers:
-                s.send(frame)
-            times.append(time.perf_counter() - t0)
-            for c in clients:  # drain, so every round starts with empty buffers
-                c.recv(4096)
+        for _ in range(rounds):
+            if readers:
+                time.sleep(0.2)  # the reader is back waiting in epoll_wait
+            c0 = time.process_time()
+            times.append(send_loop(servers, FRAME))
+            cpu.append(time.process_time() - c0)
+            if not readers:
+                drain(clients)
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
-        for sock in (*clients, *servers, listener):
-            sock.close()
+        if child:
+            os.close(stop_w)
+            os.waitpid(child, 0)
+        close_all(listener, clients, servers)
     best, median = min(times), statistics.median(times)
-    user = usage1.ru_utime - usage0.ru_utime
-    system = usage1.ru_stime - usage0.ru_stime
-    print(f"{n} sends: best {best * 1000:.1f} ms, median {median * 1000:.1f} ms per broadcast; "
+    return {
+        "sockets": n, "rounds": rounds, "frame_bytes": len(FRAME), "readers": readers,
+        "round_ms": [round(t * 1000, 3) for t in times],
+        "best_ms": round(best * 1000, 3), "median_ms": round(median * 1000, 3),
+        "per_send_us_best": round(best / n * 1e6, 3),
+        "per_send_us_median": round(median / n * 1e6, 3),
+        "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
+        "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
+        # CPU of the loops and the drains (the drains are not timed)
+        "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
+        "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
+        "pid": os.getpid(),
+    }
+
+
+def main(n: int, as_json: bool = False, readers: bool = False) -> None:
+    r = measure(n, readers=readers)
+    if as_json:
+        print(json.dumps(r))
+        return
+    best, median = r["best_ms"] / 1000, r["median_ms"] / 1000
+    waiting = " (a reader process waiting)" if readers else ""
+    print(f"{n} sends{waiting}: best {best * 1000:.1f} ms, median {median * 1000:.1f} ms per "
+          "broadcast; "
           f"{best / n * 1e6:.2f} us per send() at best -> {best / n * 19000 * 1000:.0f} ms "
-          f"for 19,000; CPU of the loops and drains: user {user:.2f} s, system {system:.2f} s "
-          f"(pid {os.getpid()})")
+          f"for 19,000; CPU of the loops and drains: user {r['user_s']:.2f} s, system "
+          f"{r['system_s']:.2f} s (pid {r['pid']})")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 9000)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(int(args[0]) if args else 9000, as_json="--json" in sys.argv[1:],
+         readers="--readers" in sys.argv[1:])

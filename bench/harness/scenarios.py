@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import resource
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -230,7 +232,9 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             per_conn = (rss_after - rss_before) / joined if joined else None
 
             # One question to everyone: every host starts its session at once.
-            passes_before = (await engine.health())["write_passes"]
+            health_start = await engine.health()
+            passes_before = health_start["write_passes"]
+            batches_before = _batches(health_start)
             sent: dict[str, float] = {}
 
             async def start(host: Client, code: str) -> None:
@@ -244,8 +248,13 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
                         for code, _ in sessions}
             all_ms = ms(max(r.last for r in receipts.values()) - min(sent.values()))
             per_session = summarize(ms(r.last - sent[c]) for c, r in receipts.items())
-            passes_after = (await engine.health())["write_passes"]
-            handoff = _handoff(passes_before, passes_after)
+            health_broadcast = await engine.health()
+            handoff = _handoff(passes_before, health_broadcast["write_passes"])
+            # Commits of the write-behind in that window: the start's records must commit
+            # before its frames leave (output commit), so each commit releases a write pass.
+            handoff["write_behind_batches"] = _batches(health_broadcast) - batches_before
+            # The floor measured in the same run: bare send() loops, on the engine's core.
+            floor = await send_floor(ctx.plan, n, out)
             merged = merge_reports(await lg.report())
         check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
     bases = await run_baselines(p["baselines"], ctx.plan, n=n) if p["baselines"] else []
@@ -260,7 +269,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "handshake_ms": handshake, "join_ms": join, "health_before": health_before,
         "health_after": health, "cpu_connect": cpu.figures,
         "broadcast_all_ms": all_ms, "broadcast_per_session_ms": per_session,
-        "broadcast_engine_handoff": handoff,
+        "broadcast_engine_handoff": handoff, "send_floor": floor,
+        "broadcast_engine_to_floor": _floor_ratio(handoff, floor),
         "question_frames_received": sum(r.count for r in receipts.values()),
         "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
         "ratio_to_baselines": {b["name"]: {
@@ -295,6 +305,9 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("  slowest pass: time, frames", f"{fmt(handoff['slowest_ms'], 'ms')}, "
          f"{handoff['slowest_frames']:,}" if handoff["slowest_ms"] is not None else "-",
          "one pass per scheduler batch: a session's broadcast is one"),
+        ("  write-behind commits in that window", f"{handoff['write_behind_batches']}",
+         "a start's frames leave when its records commit: one pass per commit"),
+        *_floor_rows(handoff, floor, n),
         ("one question to all: start -> last player", fmt(all_ms, "ms"),
          "measured at the clients (includes their reading)"),
         ("  per session p50 / max", f"{fmt(per_session['p50'], 'ms')} / "
@@ -906,9 +919,77 @@ def _handoff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {
         "passes": after["count"] - before["count"],
         "seconds_total": round(after["seconds_total"] - before["seconds_total"], 6),
+        # (older engines do not report it: None)
+        "cpu_seconds_total": round(after["cpu_seconds_total"] - before["cpu_seconds_total"], 6)
+        if "cpu_seconds_total" in after else None,
         "slowest_ms": round(after["slowest_seconds"] * 1000, 3) if slowest else None,
         "slowest_frames": after["slowest_frames"] if slowest else None,
     }
+
+
+def _batches(health: dict[str, Any]) -> int:
+    return int(health["write_behind"].get("batches", 0))  # (older engines: not reported)
+
+
+#: ``bench/broadcast_floor.py``: the bare ``send()`` loop the engine's broadcast is held to.
+FLOOR_SCRIPT = Path(__file__).resolve().parents[1] / "broadcast_floor.py"
+
+
+async def send_floor(plan: CorePlan, n: int, out: Outcome) -> dict[str, Any] | None:
+    """``bench/broadcast_floor.py --json`` pinned to the engine's core, over ``n`` loopback
+    sockets or as many as the open-files limit allows (two descriptors each), its per-send
+    times scaled to ``n``. None (and a problem noted) if it fails."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    sockets = max(1, min(n, (soft - 64) // 2))
+    command = [*plan.prefix(plan.engine), sys.executable, str(FLOOR_SCRIPT), "--json",
+               str(sockets)]
+    try:
+        with trio.fail_after(120):
+            done = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+        r: dict[str, Any] = json.loads(done.stdout)
+    except (OSError, subprocess.CalledProcessError, trio.TooSlowError, ValueError) as exc:
+        out.problems.append(f"send() floor not measured: {exc!r}")
+        return None
+    r["scaled_to"] = n
+    r["scaled_best_ms"] = round(r["per_send_us_best"] * n / 1000, 3)
+    r["scaled_median_ms"] = round(r["per_send_us_median"] * n / 1000, 3)
+    r["scaled_cpu_median_ms"] = round(r["per_send_cpu_us_median"] * n / 1000, 3)
+    return r
+
+
+def _floor_ratio(handoff: dict[str, Any], floor: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The engine's write passes of the broadcast over the floor for the same N."""
+    if floor is None or not handoff["passes"]:
+        return None
+    engine_ms = handoff["seconds_total"] * 1000
+    cpu_ms = handoff["cpu_seconds_total"] * 1000 if handoff["cpu_seconds_total"] else None
+    return {"engine_ms": round(engine_ms, 3),
+            "median": round(engine_ms / floor["scaled_median_ms"], 3),
+            "best": round(engine_ms / floor["scaled_best_ms"], 3),
+            # CPU time against CPU time: what neither side lost to other processes
+            "engine_cpu_ms": round(cpu_ms, 3) if cpu_ms is not None else None,
+            "cpu_median": round(cpu_ms / floor["scaled_cpu_median_ms"], 3)
+            if cpu_ms is not None and floor["scaled_cpu_median_ms"] else None}
+
+
+def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int) -> list[Row]:
+    if floor is None:
+        return [("  send() floor, same run", "-", "not measured (see problems)")]
+    ratio = _floor_ratio(handoff, floor)
+    scaled = "" if floor["sockets"] == n else f", scaled to {n:,}"
+    return [
+        ("  send() floor, same run: median (best)",
+         f"{fmt(floor['scaled_median_ms'], 'ms')} ({fmt(floor['scaled_best_ms'], 'ms')})",
+         f"bench/broadcast_floor.py on the engine's core right after: {floor['sockets']:,} "
+         f"sockets, {floor['per_send_us_median']} us per send() median{scaled}"),
+        ("  engine / floor", f"{ratio['median']:.2f}x (best floor: {ratio['best']:.2f}x)"
+         if ratio is not None else "-", "<= 1.3x (issue 18); wall time against wall time"),
+        ("  engine / floor in CPU time", f"{ratio['cpu_median']:.2f}x: "
+         f"{fmt(ratio['engine_cpu_ms'], 'ms')} / {fmt(floor['scaled_cpu_median_ms'], 'ms')}"
+         if ratio is not None and ratio["cpu_median"] is not None else "-",
+         "the passes' CPU time (trio thread) / the floor loop's, scaled: neither counts "
+         "time other processes held the core"),
+    ]
 
 
 def _capacity(per_s: float | None, cpu_pct: float | None) -> float | None:

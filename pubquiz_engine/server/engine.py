@@ -558,6 +558,7 @@ class Engine:
                 "last_flush_seconds": round(stats.last_flush_seconds, 4),
                 "failures": stats.failures,
                 "max_queue": stats.max_queue,
+                "batches": stats.batches,
             },
             "ack_mode": self.config.ack_mode,
             "tasks": _task_count(),
@@ -698,8 +699,10 @@ async def running_engine(config: ServerConfig, *, store: Store | None = None,
 def _write_passes(t: TransportStatistics | None) -> dict[str, Any]:
     """The transport's coalesced write passes for /health (zeros before it listens)."""
     if t is None:
-        return {"count": 0, "seconds_total": 0.0, "slowest_seconds": 0.0, "slowest_frames": 0}
+        return {"count": 0, "seconds_total": 0.0, "cpu_seconds_total": 0.0,
+                "slowest_seconds": 0.0, "slowest_frames": 0}
     return {"count": t.write_passes, "seconds_total": round(t.write_pass_seconds_total, 6),
+            "cpu_seconds_total": round(t.write_pass_cpu_seconds_total, 6),
             "slowest_seconds": round(t.write_pass_seconds_max, 6),
             "slowest_frames": t.write_pass_frames_at_max}
 

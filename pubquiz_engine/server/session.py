@@ -75,7 +75,7 @@ from pubquiz_engine.game import events as ev
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server import credentials, views
-from pubquiz_engine.server.transport import WebSocket, frame_binary
+from pubquiz_engine.server.transport import WebSocket, frame_binary, send_frame_to_all
 from pubquiz_engine.store import (
     AnswerRecord,
     EventRecord,
@@ -216,8 +216,7 @@ def _send_entries(entries: Iterable[_Entry]) -> None:
             assert not isinstance(target, list)
             target.close(payload.code, payload.reason)
         elif isinstance(target, list):
-            for ws in target:
-                ws.send_frame(payload)
+            send_frame_to_all(target, payload)
         else:
             target.send_frame(payload)
 

@@ -696,6 +696,7 @@ async def test_fan_out_of_one_preframed_message(nursery: trio.Nursery, coalesce:
             # timed from its first write to its end.
             assert after.write_passes - before.write_passes == 1
             assert after.write_pass_seconds_total > before.write_pass_seconds_total
+            assert after.write_pass_cpu_seconds_total > before.write_pass_cpu_seconds_total
             assert after.write_pass_seconds_max > 0
             if after.write_pass_seconds_max > before.write_pass_seconds_max:
                 assert after.write_pass_frames_at_max == 3 * n

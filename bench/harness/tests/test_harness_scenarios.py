@@ -32,6 +32,10 @@ def test_connections_small(tmp_path: Path) -> None:
     assert figures["health_after"]["members"] == 33  # players and hosts
     assert figures["question_frames_received"] == 30
     assert figures["broadcast_all_ms"] > 0
+    # The send() floor of the same run, over as many sockets, and the engine's ratio to it.
+    assert figures["send_floor"]["sockets"] == 30
+    assert figures["broadcast_engine_to_floor"]["median"] > 0
+    assert figures["broadcast_engine_handoff"]["write_behind_batches"] >= 1
     assert doc["command"].startswith("python -m bench.harness connections")
 
 

@@ -13,7 +13,9 @@ Rules this module keeps:
 1. **Sends never block and never await.** ``WebSocket.send()`` tries ``socket.send()`` at once;
    only what the kernel does not take is queued, and a writer task (started on demand, so an
    idle connection costs no task) drains the queue when the socket becomes writable. A
-   broadcast therefore costs one ``send()`` per member and no task switch.
+   broadcast therefore costs one ``send()`` per member and no task switch; framed once, it is
+   handed to all members with ``send_frame_to_all``, which shares the one bytes object with
+   every member's pass until the coalescer's flush sends it.
 2. **A slow member only hurts itself.** The queue is bounded by ``max_backlog_bytes``; past it
    the connection is closed with 4101 (``CloseCode.SLOW_CONSUMER``) and its queued frames are
    dropped (except the rest of a frame already partly on the wire, which must be completed
@@ -36,7 +38,8 @@ Modules, one job each:
 - ``config``: ``TransportConfig``, ``TransportStatistics``, the counters, ``ConnectionClosed``.
 - ``framing``: server frames built once (``frame_binary``, ``frame_text``).
 - ``backlog``: the send side's frame accounting (``SendBacklog``), pure.
-- ``websocket``: one connection (``WebSocket``): sends, the close handshake, receiving.
+- ``websocket``: one connection (``WebSocket``): sends, the close handshake, receiving;
+  ``send_frame_to_all``, a broadcast's frame to many connections.
 - ``coalescer``: a connection's frames of one scheduler pass in one ``send()``.
 - ``reader``: the Linux reader: one task reads every ready socket per pass from a private
   epoll (``TransportConfig.reader``; the portable path is a task per connection).
@@ -52,7 +55,11 @@ from pubquiz_engine.server.transport.config import (
 )
 from pubquiz_engine.server.transport.framing import frame_binary, frame_text
 from pubquiz_engine.server.transport.server import ListenerInfo, serve
-from pubquiz_engine.server.transport.websocket import WebSocket, WebSocketHandler
+from pubquiz_engine.server.transport.websocket import (
+    WebSocket,
+    WebSocketHandler,
+    send_frame_to_all,
+)
 
 __all__ = [
     "ABNORMAL_CLOSURE",
@@ -64,5 +71,6 @@ __all__ = [
     "WebSocketHandler",
     "frame_binary",
     "frame_text",
+    "send_frame_to_all",
     "serve",
 ]

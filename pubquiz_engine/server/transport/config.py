@@ -117,6 +117,10 @@ class TransportStatistics:
     #: Messages a connection's consumer took in the reader's pass (``WebSocket.set_consumer``:
     #: the engine's answers), i.e. without waking the connection's task.
     messages_consumed: int = 0
+    #: The trio thread's CPU time over the same spans as ``write_pass_seconds_total`` (first
+    #: write to the end of the flush), summed: what the passes cost this process, without the
+    #: time other processes held its core (which the wall time includes).
+    write_pass_cpu_seconds_total: float = 0.0
 
 
 class Counters:
@@ -137,6 +141,7 @@ class Counters:
         "read_pass_sockets_max",
         "read_passes",
         "read_sockets",
+        "write_pass_cpu_seconds_total",
         "write_pass_frames_at_max",
         "write_pass_seconds_max",
         "write_pass_seconds_total",
@@ -158,6 +163,7 @@ class Counters:
         self.write_pass_seconds_total = 0.0
         self.write_pass_seconds_max = 0.0
         self.write_pass_frames_at_max = 0
+        self.write_pass_cpu_seconds_total = 0.0
         self.read_passes = 0
         self.read_sockets = 0
         self.read_pass_sockets_max = 0
