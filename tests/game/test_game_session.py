@@ -9,7 +9,7 @@ import attrs
 import pytest
 from gamekit import RIGHT, T0, WRONG, Game, make_quiz, round_trip
 
-from pubquiz_engine.errors import CorruptData, ErrorCode
+from pubquiz_engine.errors import CorruptData, ErrorCode, Rejected
 from pubquiz_engine.game import (
     AddRound,
     AdjustScore,
@@ -163,6 +163,44 @@ def test_duplicate_request_returns_the_first_acceptance_even_after_close() -> No
     g.refuse(SubmitAnswer(alice, 0, 1, 78), ErrorCode.QUESTION_CLOSED)
     # The same rid with another value after the close is a new submission: refused, not acked.
     g.refuse(SubmitAnswer(alice, 0, 2, 77), ErrorCode.QUESTION_CLOSED)
+
+
+def test_submit_returns_the_refusal_apply_raises_for_the_phase_rule() -> None:
+    """``GameSession.submit`` (the session's answer batches) refuses exactly as ``apply``: the
+    phase rule's refusals are returned, not raised, the constant ones shared and never raised
+    (no traceback kept), and ``apply`` raises a new exception with the same code and message
+    every time. Nothing changes either way."""
+    g = Game()
+    (alice,) = joined(g, "Alice")
+
+    def check(question: int, code: ErrorCode) -> Rejected:
+        before = g.session.to_snapshot()
+        got = g.session.submit(alice, question, 1, g.next_rid(), g.now)
+        assert isinstance(got, Rejected) and got.code is code, got
+        assert got.__traceback__ is None
+        raised = g.refuse(SubmitAnswer(alice, question, 1, g.next_rid()), code)
+        assert raised is not got and raised.message == got.message
+        assert g.session.to_snapshot() == before
+        return got
+
+    assert check(0, ErrorCode.WRONG_PHASE).message == "no question is open"  # the lobby
+    to_question(g, 0)
+    assert check(1, ErrorCode.NOT_CURRENT_QUESTION).message == "question 1 is not the open one"
+    g.do(Pause())
+    assert check(0, ErrorCode.WRONG_PHASE).message == "the question is paused"
+    g.do(Unpause())
+    accepted = g.do(SubmitAnswer(alice, 0, 1, 500))
+    deadline = g.session.question_deadline
+    assert deadline is not None
+    g.now = deadline + 1  # past the deadline, before the timer closed it
+    assert check(0, ErrorCode.QUESTION_CLOSED).message == "time is up"
+    g.do(CloseQuestion())
+    closed = check(0, ErrorCode.QUESTION_CLOSED)
+    assert closed.message == "that question is closed"
+    assert check(0, ErrorCode.QUESTION_CLOSED) is closed  # one shared refusal
+    # Rule 4 still comes first: a resend of the accepted answer is its acceptance again.
+    again = g.session.submit(alice, 0, 1, 500, g.now)
+    assert again == [attrs.evolve(accepted[0], duplicate=True)]
 
 
 def test_a_reused_rid_with_another_answer_is_applied_as_the_new_answer_it_is() -> None:

@@ -347,14 +347,15 @@ async def test_an_answer_that_raises_gets_internal_and_the_intake_goes_on(
     with trio.fail_after(30):
         async with engine(tmp_path, reader, ack_mode="fast") as (eng, address, _held), \
                 quiz_with_players(address, eng, 3) as (session, _host, players, q):
-            real_apply = session.game.apply
+            real_submit = session.game.submit  # the intake's entry point into the game
 
-            def apply(command: Any, now: float) -> Any:
-                if getattr(command, "request_id", None) == 901:
+            def submit(participant: Any, question: Any, value: Any, request_id: Any,
+                       now: float) -> Any:
+                if request_id == 901:
                     raise RuntimeError("a bug in the game")
-                return real_apply(command, now)
+                return real_submit(participant, question, value, request_id, now)
 
-            monkeypatch.setattr(session.game, "apply", apply)
+            monkeypatch.setattr(session.game, "submit", submit)
             for i, player in enumerate(players):
                 player.send_now(m.Answer(rid=900 + i, q=q, value=0))
             replies = [await player.next_reply() for player in players]
