@@ -467,12 +467,7 @@ class Connection:
                 command = _host_command(msg)
             elif member.role == "player" and member.participant is not None:
                 if isinstance(msg, m.Answer):
-                    # Applied by the session's intake with the rest of this pass; the reply
-                    # comes through ``_answered_one``.
-                    self._unanswered += 1
-                    session.submit_answer(member, msg.q, msg.value, msg.rid,
-                                          durable=self.engine.config.ack_mode == "durable",
-                                          done=self._answered_one)
+                    self._submit_answer(session, member, msg)
                     return
                 command = _player_command(msg, member.participant)
             else:
@@ -508,7 +503,6 @@ class Connection:
         if session is None or member is None or member.participant is None:
             return
         limits, bucket = self._limits, self._bucket
-        durable = self.engine.config.ack_mode == "durable"
         while self._unanswered < ANSWERS_PER_PASS and session.end_reason is None:
             data = ws.peek_message()
             if data is None or isinstance(data, str) or len(data) > limits.max_frame_bytes:
@@ -525,9 +519,15 @@ class Connection:
             ws.receive_nowait()
             self.engine.metrics.message_in()
             bucket.take(now)
-            self._unanswered += 1
-            session.submit_answer(member, msg.q, msg.value, msg.rid, durable=durable,
-                                  done=self._answered_one)
+            self._submit_answer(session, member, msg)
+
+    def _submit_answer(self, session: LiveSession, member: Member, msg: m.Answer) -> None:
+        """Hand an answer to the session's intake, applied with the rest of this pass; the
+        reply comes through ``_answered_one`` (rules 6 and 7)."""
+        self._unanswered += 1
+        session.submit_answer(member, msg.q, msg.value, msg.rid,
+                              durable=self.engine.config.ack_mode == "durable",
+                              done=self._answered_one)
 
     async def _wait_answered(self) -> None:
         """Wait until every answer this connection submitted has its reply decided."""

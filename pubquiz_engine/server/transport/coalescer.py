@@ -77,6 +77,8 @@ class Coalescer:
                 ws._flush()
                 continue
             ws._pending = None
+            # ``ws._send_now(data, None)`` inline, ``bytes_out`` added once per pass: this is
+            # the loop over every member of a broadcast.
             try:
                 sent = ws._sock.send(data)
             except BlockingIOError:
