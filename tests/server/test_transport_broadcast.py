@@ -21,8 +21,6 @@ from typing import Any
 
 import trio
 from test_transport_reader import Raw, connect, masked, server
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
 
 from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.server.transport import (
@@ -73,33 +71,11 @@ class Members:
         receive window (it never reads)."""
         self.expected = n
         for i in range(n):
-            raw = await (_connect_small(info.port, rcvbuf) if rcvbuf is not None and i == n - 1
-                         else connect(info.port))
+            raw = await connect(info.port, rcvbuf=rcvbuf if i == n - 1 else None)
             clients.append(raw)
             raw.sock.send(masked(str(i).encode()))
         await self.joined.wait()
         return [self.by_index[i] for i in range(n)]
-
-
-async def _connect_small(port: int, rcvbuf: int) -> Raw:
-    """A client whose receive window is ``rcvbuf`` (set before connect) and never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    with contextlib.suppress(BlockingIOError):
-        sock.connect(("127.0.0.1", port))
-    await trio.lowlevel.wait_writable(sock)
-    proto = WSConnection(ConnectionType.CLIENT)
-    sock.send(proto.send(Request(host="127.0.0.1", target="/", subprotocols=["pubquiz.v1"])))
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        data = sock.recv(65536)
-        assert data, "closed during the handshake"
-        proto.receive_data(data)
-        events = list(proto.events())
-        if events:
-            assert isinstance(events[0], AcceptConnection)
-            return Raw(sock)
 
 
 async def _frames(raw: Raw, count: int) -> list[bytes]:

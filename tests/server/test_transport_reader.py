@@ -102,8 +102,11 @@ class Raw:
             return None
 
 
-async def connect(port: int) -> Raw:
+async def connect(port: int, *, rcvbuf: int | None = None) -> Raw:
+    """A handshaken client; ``rcvbuf``: its receive window, set before it connects."""
     sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     with contextlib.suppress(BlockingIOError):
         sock.connect((HOST, port))
