@@ -1,14 +1,18 @@
 """The floor under a broadcast: what N ``send()`` system calls on loopback TCP cost here.
 
-Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers] [N]`` (default 9,000:
-two sockets per connection must fit the 20,000 open files of these machines). Opens N loopback TCP
-connections, then sends one 80-byte frame (a ``question``'s size) to every server-side socket
+Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers] [N]`` (default 9,000).
+Opens N loopback TCP connections, then sends one 80-byte frame (a ``question``'s size) to every server-side socket
 in a plain loop, as the transport's flush does, five times; prints the best and the median
 time per broadcast and per ``send()``, and the process's user/system CPU split of the loop
 (``--json``: the same figures as one JSON object, for ``bench.harness connections``).
 ``--readers``: the client sides are read by a child process waiting in epoll on another core
 (as a load generator's clients wait), so each ``send()`` also pays for waking a reader.
 Scale the per-send figure to 19,000 for DESIGN 9's "handed to the kernel in < 100 ms".
+
+The client sides live in a child process, so the sender holds one descriptor per connection,
+as the engine does: 19,000 fit the 20,000 open files of these machines (the soft limit is
+raised to the hard one where it is lower; ``sockets`` in the result says how many were opened
+when N does not fit).
 
 The pieces (``open_pairs``, ``send_loop``, ``drain``, ``close_all``) are shared with
 ``bench/broadcast_path.py``, which runs the engine's own broadcast path over the same sockets.
@@ -18,6 +22,7 @@ Only 127.0.0.1; every loop is bounded by N and the repetitions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -30,6 +35,21 @@ from typing import Any
 
 #: A binary frame of 80 bytes (78 of payload): the size of a ``question`` broadcast.
 FRAME = b"\x82\x4e" + bytes(78)
+
+
+def fit_open_files(n: int) -> int:
+    """Raise RLIMIT_NOFILE so that the server sides of ``n`` connections (plus a margin) fit,
+    as far as this process may; return how many connections fit."""
+    need = n + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        try:  # as root the hard limit may be raised too (CAP_SYS_RESOURCE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(need, hard)))
+        except (ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1, min(n, soft - 64))
 
 
 def open_pairs(n: int) -> tuple[socket.socket, list[socket.socket], list[socket.socket]]:
@@ -75,44 +95,79 @@ def close_all(listener: socket.socket, clients: list[socket.socket],
         sock.close()
 
 
-def _reader_process(clients: list[socket.socket], stop: int) -> None:
-    """The child of ``--readers``: wait in epoll on every client socket (as a load
-    generator's clients do) and read what arrives, until ``stop`` is readable (EOF), on the
-    cores the parent is not pinned to."""
+def _client_process(port: int, n: int, readers: bool, commands: int, replies: int) -> None:
+    """The child that holds the client sides (so the parent holds only the N server sides and
+    19,000 of them fit its open files), on the cores the parent is not pinned to. It connects
+    N times and says ``c``. Then with ``readers`` it waits in epoll on every client socket (as
+    a load generator's clients do) and reads what arrives, until ``commands`` reaches EOF;
+    without, it waits on ``commands`` only: ``d`` drains every client socket and says ``k``
+    (nobody waits on the sockets while the parent sends)."""
     others = set(range(os.cpu_count() or 1)) - os.sched_getaffinity(0)
     if others:
         os.sched_setaffinity(0, others)
-    ep = select.epoll()
-    by_fd = {c.fileno(): c for c in clients}
-    for fd in by_fd:
-        ep.register(fd, select.EPOLLIN)
-    ep.register(stop, select.EPOLLIN)
-    while True:
-        for fd, _mask in ep.poll():
-            if fd == stop:
-                os._exit(0)
-            by_fd[fd].recv(65536)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    os.write(replies, b"c")
+    if readers:
+        ep = select.epoll()
+        by_fd = {c.fileno(): c for c in clients}
+        for fd in by_fd:
+            ep.register(fd, select.EPOLLIN)
+        ep.register(commands, select.EPOLLIN)
+        while True:
+            for fd, _mask in ep.poll():
+                if fd == commands:
+                    os._exit(0)
+                by_fd[fd].recv(65536)
+    while os.read(commands, 1) == b"d":
+        for c in clients:
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.recv(65536)
+        os.write(replies, b"k")
+    os._exit(0)
+
+
+def _expect(fd: int, what: bytes) -> None:
+    got = os.read(fd, 1)
+    if got != what:
+        raise RuntimeError(f"the client process said {got!r}, not {what!r}")
 
 
 def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]:
     """The floor over ``n`` sockets: every round's seconds, best and median, CPU split.
 
-    ``readers``: the client sides are read by a child process waiting in epoll on another
-    core, so each ``send()`` also wakes a waiting reader, as in the engine's runs (by default
-    nobody waits on them: they are read after each round, untimed)."""
-    listener, clients, servers = open_pairs(n)
-    child = 0
-    stop_w = -1
+    The client sides live in a child process on another core. ``readers``: the child waits
+    in epoll on them, so each ``send()`` also wakes a waiting reader, as in the engine's runs;
+    by default nobody waits on them (the child drains them after each round, untimed)."""
+    n = fit_open_files(n)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    listener.settimeout(60)  # bounded: a child that died leaves accept() waiting
+    port = listener.getsockname()[1]
+    commands_r, commands_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        try:
+            listener.close()
+            os.close(commands_w)  # (or the pipe never reaches EOF)
+            os.close(replies_r)
+            _client_process(port, n, readers, commands_r, replies_w)
+        finally:
+            os._exit(1)
+    os.close(commands_r)
+    os.close(replies_w)
+    servers: list[socket.socket] = []
     try:
-        if readers:
-            stop_r, stop_w = os.pipe()
-            child = os.fork()
-            if child == 0:  # pragma: no cover - the child
-                os.close(stop_w)  # (or the pipe never reaches EOF)
-                _reader_process(clients, stop_r)
-            os.close(stop_r)
+        for _ in range(n):
+            s, _addr = listener.accept()
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setblocking(False)
+            servers.append(s)
+        _expect(replies_r, b"c")
         times = []
-        cpu = []  # the process's CPU time of each loop (not of the drains)
+        cpu = []  # the process's CPU time of each loop
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(rounds):
             if readers:
@@ -121,13 +176,15 @@ def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]
             times.append(send_loop(servers, FRAME))
             cpu.append(time.process_time() - c0)
             if not readers:
-                drain(clients)
+                os.write(commands_w, b"d")
+                _expect(replies_r, b"k")
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
-        if child:
-            os.close(stop_w)
-            os.waitpid(child, 0)
-        close_all(listener, clients, servers)
+        os.close(commands_w)
+        os.waitpid(child, 0)
+        os.close(replies_r)
+        for sock in (*servers, listener):
+            sock.close()
     best, median = min(times), statistics.median(times)
     return {
         "sockets": n, "rounds": rounds, "frame_bytes": len(FRAME), "readers": readers,
@@ -137,7 +194,7 @@ def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]
         "per_send_us_median": round(median / n * 1e6, 3),
         "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
         "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
-        # CPU of the loops and the drains (the drains are not timed)
+        # the sender's CPU over the rounds: its loops and its waits for the child
         "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
         "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
         "pid": os.getpid(),
@@ -154,7 +211,7 @@ def main(n: int, as_json: bool = False, readers: bool = False) -> None:
     print(f"{n} sends{waiting}: best {best * 1000:.1f} ms, median {median * 1000:.1f} ms per "
           "broadcast; "
           f"{best / n * 1e6:.2f} us per send() at best -> {best / n * 19000 * 1000:.0f} ms "
-          f"for 19,000; CPU of the loops and drains: user {r['user_s']:.2f} s, system "
+          f"for 19,000; the sender's CPU in the rounds: user {r['user_s']:.2f} s, system "
           f"{r['system_s']:.2f} s (pid {r['pid']})")
 
 

@@ -35,6 +35,8 @@ def test_connections_small(tmp_path: Path) -> None:
     # The send() floor of the same run, over as many sockets, and the engine's ratio to it.
     assert figures["send_floor"]["sockets"] == 30
     assert figures["broadcast_engine_to_floor"]["median"] > 0
+    assert figures["send_floor_readers"]["readers"] is True
+    assert figures["send_floor_readers"]["sockets"] == 30
     assert figures["broadcast_engine_handoff"]["write_behind_batches"] >= 1
     assert doc["command"].startswith("python -m bench.harness connections")
 
