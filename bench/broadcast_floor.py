@@ -1,12 +1,13 @@
 """The floor under a broadcast: what N ``send()`` system calls on loopback TCP cost here.
 
 Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers] [N]`` (default 9,000).
-Opens N loopback TCP connections, then sends one 80-byte frame (a ``question``'s size) to every server-side socket
-in a plain loop, as the transport's flush does, five times; prints the best and the median
-time per broadcast and per ``send()``, and the process's user/system CPU split of the loop
-(``--json``: the same figures as one JSON object, for ``bench.harness connections``).
-``--readers``: the client sides are read by a child process waiting in epoll on another core
-(as a load generator's clients wait), so each ``send()`` also pays for waking a reader.
+Opens N loopback TCP connections, then sends one 80-byte frame (a ``question``'s size) to every
+server-side socket in a plain loop, as the transport's flush does, five times; prints the best
+and the median time per broadcast and per ``send()``, and the process's user/system CPU split
+of the loop (``--json``: the same figures as one JSON object, for ``bench.harness
+connections``). ``--readers``: the client sides are read by a child process waiting in epoll on
+another core (as a load generator's clients wait), so each ``send()`` also pays for waking a
+reader.
 Scale the per-send figure to 19,000 for DESIGN 9's "handed to the kernel in < 100 ms".
 
 The client sides live in a child process, so the sender holds one descriptor per connection,
