@@ -54,6 +54,8 @@ from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
 SUBPROTOCOL = "pubquiz.v1"
+#: A join refused with a retryable error is sent again, up to this many attempts in all.
+JOIN_ATTEMPTS = 5
 _unpackb = msgpack.unpackb
 now = time.monotonic
 
@@ -70,7 +72,7 @@ class Player:
         self.team = team
         self.ws: trio_websocket.WebSocketConnection | None = None
         self.participant: int | None = None
-        self.next_rid = 2  # rid 1 is the join
+        self.next_rid = JOIN_ATTEMPTS + 1  # rids 1..JOIN_ATTEMPTS are the join's attempts
         #: rid -> (send time, question) of answers waiting for their ack.
         self.pending: dict[int, tuple[float, int]] = {}
 
@@ -116,6 +118,8 @@ class Worker:
         #: Per player: TCP connect + WebSocket handshake, then join -> welcome (ms).
         self.handshake_ms: list[float] = []
         self.join_ms: list[float] = []
+        #: Retryable join refusals retried, by code.
+        self.join_retries: Counter[str] = Counter()
 
     # --- output -------------------------------------------------------------------------------
 
@@ -163,6 +167,7 @@ class Worker:
             "connect_ms_p50": connect_ms[len(connect_ms) // 2] if connect_ms else None,
             "connect_ms_max": connect_ms[-1] if connect_ms else None,
             "handshake_ms": self.handshake_ms, "join_ms": self.join_ms,
+            "join_retries": dict(self.join_retries),
         })
 
     async def _player(self, p: Player, *,
@@ -202,14 +207,28 @@ class Worker:
         p.ws = ws
         self.handshake_ms.append((now() - t0) * 1000)
         t1 = now()
-        await ws.send_message(codec.encode(m.Join(rid=1, code=p.code, name=p.name, team=p.team)))
+        # A retryable refusal (SPEC: ``retryable``, ``retry_after_ms``; e.g. ``unavailable``
+        # while the session's last change waits for its commit under load) is retried as a
+        # client must, with the next rid, up to JOIN_ATTEMPTS in all (worker.js does the same).
+        rid = 1
+        await ws.send_message(codec.encode(m.Join(rid=rid, code=p.code, name=p.name,
+                                                  team=p.team)))
         for _ in range(100):  # the welcome is the first reply; skip at most a few events
             frame = _unpackb(await ws.get_message())
-            if frame.get("t") == "welcome" and frame.get("rid") == 1:
+            if frame.get("rid") != rid:
+                continue
+            if frame.get("t") == "welcome":
                 p.participant = frame.get("participant")
                 self.join_ms.append((now() - t1) * 1000)
                 return
-            if frame.get("t") == "error" and frame.get("rid") == 1:
+            if frame.get("t") == "error":
+                if frame.get("retryable") and rid < JOIN_ATTEMPTS:
+                    self.join_retries[str(frame.get("code"))] += 1
+                    await trio.sleep(max(1, frame.get("retry_after_ms") or 100) / 1000)
+                    rid += 1
+                    await ws.send_message(codec.encode(m.Join(
+                        rid=rid, code=p.code, name=p.name, team=p.team)))
+                    continue
                 await ws.aclose()
                 raise _JoinRefused(f"join refused: {frame.get('code')}")
         raise _JoinRefused("join: no welcome in the first 100 frames")
