@@ -16,7 +16,8 @@
 // Rules it keeps (as worker.py):
 // 1. One clock: timestamps are process.hrtime (libuv: CLOCK_MONOTONIC), i.e. the same clock as
 //    Python's time.monotonic(), so a latency may start in the coordinator and end here.
-// 2. Lean players: frames are counted, and only `t`, `q`, `rid`, `code` are looked at.
+// 2. Lean players: frames are counted, and only `t`, `q`, `rid`, `code` are looked at (read in
+//    place by msgpeek.js; the whole frame is unpacked only to answer with `auto_answer`).
 //    Requests are msgpack maps of str/int only (pubquiz.v1 allows no bin/ext).
 // 3. Bounded: connecting has a per-player timeout and a concurrency cap; the process exits
 //    by itself after `lifetime` seconds; only 127.0.0.1.. loopback addresses are targets.
@@ -28,6 +29,7 @@ const NM = process.env.PUBQUIZ_BENCH_NODE_MODULES
   || path.join(__dirname, '..', 'baselines', 'node_modules');
 const { Packr, unpack } = require(path.join(NM, 'msgpackr'));
 const { selectClient, OPEN } = require(path.join(__dirname, '..', 'baselines', 'leanws.js'));
+const { peek } = require(path.join(__dirname, '..', 'baselines', 'msgpeek.js'));
 
 const client = selectClient(path.join(NM, 'ws'));
 const WebSocket = client.WebSocket;
@@ -49,6 +51,7 @@ const st = {
 };
 const inc = (obj, key, n = 1) => { obj[key] = (obj[key] || 0) + n; };
 const JOIN_ATTEMPTS = 5;
+const LOOKED_AT = { t: 1, q: 1, rid: 1, code: 1 };  // the fields onFrame reads
 const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
 
 function settled() {
@@ -128,7 +131,7 @@ class Player {
     if (st.firstFrame === null) st.firstFrame = t;
     st.lastFrame = t;
     if (!isBinary) { inc(st.errors, 'text_frame'); return; }
-    const f = unpack(data);
+    const f = (spec.auto_answer ? unpack(data) : peek(data, LOOKED_AT)) || {};
     const kind = f.t;
     inc(st.types, kind);
     if (kind === 'question') {
