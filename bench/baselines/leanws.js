@@ -17,9 +17,9 @@
 // - sending: a client frame is FIN + opcode, the mask bit, the length (7/16/64), four zero
 //   mask bytes and the payload as is (xor with 0 is the identity). `frame()` builds one, so a
 //   frame sent many times is built once; `sendFrame()` writes one as it is;
-// - receiving: FIN/opcode/length 7/16/64, unmasked; text and binary messages (payload handed
-//   out as a view of the received chunk, no copy, unless the frame spans chunks or the message
-//   is fragmented); continuation frames; ping -> pong; close -> the close echoed, then end;
+// - receiving: every socket reads into one shared buffer (net's `onread`), frames are parsed
+//   in place: FIN/opcode/length 7/16/64, unmasked; text and binary messages (the payload is
+//   handed out as a view of the read buffer, valid during the onmessage call only); continuation frames; ping -> pong; close -> the close echoed, then end;
 //   a masked server frame, a reserved bit or opcode, a control frame over 125 bytes or a
 //   message over `maxPayload` is a protocol error: close 1002 (1009 for the size) and 'error';
 // - events, as `ws` names them: onopen(), onmessage(data, isBinary), onerror(err),
@@ -34,6 +34,11 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+// Every socket of the process reads into this one buffer (net's `onread`: no stream, no
+// 'data' event, no Buffer allocated per read). A chunk is parsed before the next read, so a
+// message handed to onmessage is valid during that call only; bytes kept for later (a frame
+// split across reads, fragments, a partial handshake reply) are copied.
+const READ_BUF = Buffer.allocUnsafe(256 * 1024);
 const noop = () => {};
 
 // A masked client frame (zero key) carrying `payload` with `opcode` (2 binary, 1 text, 8 close,
@@ -85,7 +90,10 @@ class LeanWebSocket {
     this._key = crypto.randomBytes(16).toString('base64');
     const host = opts.host;
     const port = opts.port;
-    const sock = net.connect({ host, port, localAddress: opts.localAddress, noDelay: true });
+    const sock = net.connect({
+      host, port, localAddress: opts.localAddress, noDelay: true,
+      onread: { buffer: READ_BUF, callback: (nread, buf) => this._onRead(buf.subarray(0, nread)) },
+    });
     this._sock = sock;
     if (opts.handshakeTimeout) {
       this._timer = setTimeout(() => this._fail(new Error('Opening handshake has timed out')),
@@ -98,12 +106,14 @@ class LeanWebSocket {
         + `Sec-WebSocket-Key: ${this._key}\r\nSec-WebSocket-Version: 13\r\n`
         + (this.protocol ? `Sec-WebSocket-Protocol: ${this.protocol}\r\n` : '') + '\r\n');
     });
-    sock.on('data', (chunk) => {
-      if (this.readyState === CONNECTING) this._onHandshake(chunk); else this._onData(chunk);
-    });
     sock.on('error', (e) => this._fail(e));
     sock.on('close', () => this._onSocketClose());
     sock.on('end', () => { if (this.readyState !== CLOSED) sock.end(); });
+  }
+
+  _onRead(chunk) {
+    if (this.readyState === CONNECTING) this._onHandshake(chunk);
+    else if (!this._sock.destroyed) this._onData(chunk);  // OPEN, or CLOSING after close()
   }
 
   _fail(err) {
@@ -121,7 +131,7 @@ class LeanWebSocket {
     const end = head.indexOf('\r\n\r\n');
     if (end < 0) {
       if (head.length > 16384) this._fail(new Error('handshake reply too large'));
-      else this._head = head;
+      else this._head = Buffer.from(head);  // a copy: `chunk` is the shared read buffer
       return;
     }
     this._head = null;
@@ -182,13 +192,13 @@ class LeanWebSocket {
         if (fin) {
           this.onmessage(buf.subarray(start, stop), opcode === 2);
         } else {
-          this._frag = [buf.slice(start, stop)]; this._fragOpcode = opcode; this._fragBytes = len;
+          this._frag = [Buffer.from(buf.subarray(start, stop))]; this._fragOpcode = opcode; this._fragBytes = len;
         }
       } else if (opcode === 0) {
         if (!this._frag) { this._protocolError(1002, 'continuation without a message'); return; }
         this._fragBytes += len;
         if (this._fragBytes > this.maxPayload) { this._protocolError(1009, 'message too large'); return; }
-        this._frag.push(buf.slice(start, stop));
+        this._frag.push(Buffer.from(buf.subarray(start, stop)));
         if (fin) {
           const data = Buffer.concat(this._frag, this._fragBytes);
           const binary = this._fragOpcode === 2;
@@ -198,7 +208,7 @@ class LeanWebSocket {
       } else if (opcode >= 8 && opcode <= 10) {
         if (!fin || len > 125) { this._protocolError(1002, 'bad control frame'); return; }
         if (opcode === 9) {
-          if (this.readyState === OPEN) this._sock.write(frame(buf.slice(start, stop), 10));
+          if (this.readyState === OPEN) this._sock.write(frame(buf.subarray(start, stop), 10));
         } else if (opcode === 8) {
           this._closeCode = len >= 2 ? buf.readUInt16BE(start) : 1005;
           if (!this._closeSent) {
@@ -212,9 +222,9 @@ class LeanWebSocket {
       } else {
         this._protocolError(1002, `reserved opcode ${opcode}`); return;
       }
-      if (this.readyState !== OPEN) return;  // a handler closed or terminated the socket
+      if (this._sock.destroyed) return;  // a handler terminated the socket
     }
-    if (pos < n) this._rest = buf.slice(pos);
+    if (pos < n) this._rest = Buffer.from(buf.subarray(pos));  // a copy (shared read buffer)
   }
 
   _protocolError(code, why) {

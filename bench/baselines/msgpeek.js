@@ -84,6 +84,32 @@ function scalar(buf, pos) {
   }
 }
 
+// `want`'s keys as bytes, by length: a key of the map is compared in place, and a string is
+// made only for the keys asked for.
+const compiled = new WeakMap();
+function keysOf(want) {
+  let byLen = compiled.get(want);
+  if (!byLen) {
+    byLen = [];
+    for (const name of Object.keys(want)) {
+      const bytes = Buffer.from(name, 'latin1');
+      (byLen[bytes.length] = byLen[bytes.length] || []).push([bytes, name]);
+    }
+    compiled.set(want, byLen);
+  }
+  return byLen;
+}
+
+function match(buf, start, candidates) {
+  for (let c = 0; c < candidates.length; c++) {
+    const bytes = candidates[c][0];
+    let i = 0;
+    while (i < bytes.length && buf[start + i] === bytes[i]) i++;
+    if (i === bytes.length) return candidates[c][1];
+  }
+  return undefined;
+}
+
 // {key: value} for the keys of `want` (an object whose own keys are the names) found at the
 // top level of the map in `buf` with a scalar value; null when `buf` is not a map.
 function peek(buf, want) {
@@ -94,6 +120,7 @@ function peek(buf, want) {
   else if (b === 0xde) { n = u16(buf, 1); pos = 3; }
   else if (b === 0xdf) { n = u32(buf, 1); pos = 5; }
   else return null;
+  const byLen = keysOf(want);
   const out = {};
   for (let i = 0; i < n; i++) {
     const k = buf[pos];
@@ -103,8 +130,9 @@ function peek(buf, want) {
     else if (k === 0xd9) { len = buf[pos + 1]; start = pos + 2; }
     else { pos = skip(buf, skip(buf, pos)); continue; }  // a key that is not a short string
     pos = start + len;
-    const key = buf.toString('latin1', start, pos);
-    if (want[key] === undefined) { pos = skip(buf, pos); continue; }
+    const candidates = byLen[len];
+    const key = candidates === undefined ? undefined : match(buf, start, candidates);
+    if (key === undefined) { pos = skip(buf, pos); continue; }
     const [value, next] = scalar(buf, pos);
     if (value !== undefined) out[key] = value;
     pos = next;
