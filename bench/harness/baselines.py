@@ -5,10 +5,11 @@ this project): ``node_ws`` (Node.js + ``ws``), ``node_sio`` (Node.js + Socket.IO
 application's stack), ``trio_ws`` (trio + trio-websocket, the idiomatic trio server), and
 ``pubquiz_transport`` (the toy protocol on this engine's own transport,
 ``bench/transport/quizproto_server.py``: the engine's I/O layer without its game). The load
-generator is ``bench/baselines/loadgen.js``: N ``ws`` clients join, then client 0 asks for K
-broadcasts of a ~150-byte msgpack frame; every client answers every broadcast and the server
-acks each answer. The figures: delivered broadcast messages/s, answer RTT p50/p99 under that
-burst, server RSS per connection, server and load generator CPU.
+generator is ``bench/baselines/loadgen.js``: N WebSocket clients (``leanws.js``, the same
+client as the engine's load generator ``worker.js``; ``--ws-client ws``: the ``ws`` package's)
+join, then client 0 asks for K broadcasts of a ~150-byte msgpack frame; every client answers
+every broadcast and the server acks each answer. The figures: delivered broadcast messages/s,
+answer RTT p50/p99 under that burst, server RSS per connection, server and load generator CPU.
 
 Rules this module keeps:
 
@@ -120,6 +121,7 @@ async def run_baseline(name: str, plan: CorePlan, *, n: int, k: int | None = Non
         "joins_per_s": _round(n / raw["connect_s"]) if raw.get("connect_s") else None,
         "server_cpu_pct": _round(run.get("server_cpu_pct"), 1),
         "loadgen_cpu_pct": _round(run.get("loadgen_cpu_pct"), 1),
+        "loadgen_client": raw.get("client"),
         "error": raw.get("error"),
     }
 

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--keep", action="store_true", help="keep the work directory (logs, db)")
         p.add_argument("--results", type=Path, default=RESULTS_DIR,
                        help="directory for the JSON result (default bench/results)")
+        p.add_argument("--ws-client", choices=("lean", "ws"), default="lean",
+                       help="WebSocket client of the Node load generators (worker.js and the "
+                       "baselines' loadgen.js): lean (bench/baselines/leanws.js, plain net "
+                       "sockets) or ws (the ws package's client, as before 2026-12-06) "
+                       "(default lean)")
 
     def client_option(p: argparse.ArgumentParser, default: str) -> None:
         p.add_argument("--client", choices=("node", "python"), default=default,
@@ -245,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = {k: v for k, v in vars(args).items()
               if k not in ("scenario", "no_pin", "keep", "results")}
+    # Both Node load generators (worker.js, loadgen.js) read it; children inherit it.
+    os.environ["PUBQUIZ_BENCH_WS_CLIENT"] = args.ws_client
     raise_nofile_limit()
     machine_info = machine()  # before pinning this process (nproc counts allowed cores)
     plan = CorePlan(engine=(), loadgen=()) if args.no_pin else core_plan()

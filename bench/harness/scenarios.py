@@ -424,6 +424,7 @@ async def fanout(ctx: Context, p: dict[str, Any]) -> Outcome:
     out.rows = [
         ("players (sessions x players)", f"{joined:,} ({s} x {per})",
          f"{rounds} questions each, pace {p['pace']}, client {p['client']}"
+         + (f" ({p.get('ws_client', 'lean')} WebSocket client)" if p["client"] == "node" else "")
          + (", every player answers every question" if answer else "")),
         ("frames delivered to players", f"{frames:,}", f"expected "
          f"{joined * rounds * (4 + replies_per_round):,} (question, closed, reveal, result"

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// One Node.js load generator process: many lean pubquiz.v1 players (the `ws` package).
+// One Node.js load generator process: many lean pubquiz.v1 players (bench/baselines/leanws.js:
+// plain `net` sockets and a hand-written WebSocket client; PUBQUIZ_BENCH_WS_CLIENT=ws selects
+// the `ws` package's client instead).
 //
 // The Node twin of bench/harness/worker.py, chosen with `--client node`: it speaks the same
 // JSON-lines protocol to the coordinator (first stdin line = spec, later lines = commands,
@@ -7,12 +9,15 @@
 // so bench/harness/loadgen.py drives either. Why it exists: a Python/trio-websocket client
 // costs more CPU per received frame than the engine spends sending it, so the Python load
 // generator, not the engine, was the limit of `fanout`; a Node `ws` client is several times
-// cheaper per message (the same client the shared perf-baselines use).
+// cheaper per message, and the lean client of leanws.js cheaper again (the same client drives
+// the baselines in bench/baselines/loadgen.js, so the engine and the baselines get the same
+// load generator).
 //
 // Rules it keeps (as worker.py):
 // 1. One clock: timestamps are process.hrtime (libuv: CLOCK_MONOTONIC), i.e. the same clock as
 //    Python's time.monotonic(), so a latency may start in the coordinator and end here.
-// 2. Lean players: frames are counted, and only `t`, `q`, `rid`, `code` are looked at.
+// 2. Lean players: frames are counted, and only `t`, `q`, `rid`, `code` are looked at (read in
+//    place by msgpeek.js; the whole frame is unpacked only to answer with `auto_answer`).
 //    Requests are msgpack maps of str/int only (pubquiz.v1 allows no bin/ext).
 // 3. Bounded: connecting has a per-player timeout and a concurrency cap; the process exits
 //    by itself after `lifetime` seconds; only 127.0.0.1.. loopback addresses are targets.
@@ -22,13 +27,19 @@ const path = require('path');
 const readline = require('readline');
 const NM = process.env.PUBQUIZ_BENCH_NODE_MODULES
   || path.join(__dirname, '..', 'baselines', 'node_modules');
-const WebSocket = require(path.join(NM, 'ws'));
 const { Packr, unpack } = require(path.join(NM, 'msgpackr'));
+const { selectClient, OPEN } = require(path.join(__dirname, '..', 'baselines', 'leanws.js'));
+const { peek } = require(path.join(__dirname, '..', 'baselines', 'msgpeek.js'));
 
+const client = selectClient(path.join(NM, 'ws'));
+const WebSocket = client.WebSocket;
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const pack = (obj) => packr.pack(obj);
-const now = () => Number(process.hrtime.bigint()) / 1e9;
-const ZERO_MASK = () => {};  // all-zero masking key: legal (RFC 6455), saves client CPU
+// CLOCK_MONOTONIC in seconds. performance.now() reads the same clock (libuv's uv_hrtime) as
+// process.hrtime, from a fixed origin: one BigInt conversion at start-up instead of one per
+// received frame.
+const CLOCK_BASE = Number(process.hrtime.bigint()) / 1e9 - performance.now() / 1e3;
+const now = () => CLOCK_BASE + performance.now() / 1e3;
 
 let spec = null;
 const players = [];
@@ -40,6 +51,7 @@ const st = {
 };
 const inc = (obj, key, n = 1) => { obj[key] = (obj[key] || 0) + n; };
 const JOIN_ATTEMPTS = 5;
+const LOOKED_AT = { t: 1, q: 1, rid: 1, code: 1 };  // the fields onFrame reads
 const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
 
 function settled() {
@@ -58,9 +70,9 @@ class Player {
     return new Promise((resolve, reject) => {
       const t0 = now();
       const address = spec.local_addresses[this.index % spec.local_addresses.length];
-      const ws = new WebSocket(`ws://${spec.host}:${spec.port}/`, 'pubquiz.v1', {
-        perMessageDeflate: false, handshakeTimeout: timeoutS * 1000, localAddress: address,
-        generateMask: ZERO_MASK, maxPayload: 4 * 1024 * 1024,
+      const ws = new WebSocket({
+        host: spec.host, port: spec.port, path: '/', protocol: 'pubquiz.v1',
+        handshakeTimeout: timeoutS * 1000, localAddress: address, maxPayload: 4 * 1024 * 1024,
       });
       this.ws = ws;
       let t1 = 0;
@@ -76,13 +88,13 @@ class Player {
         if (done) return;
         done = true; clearTimeout(timer); ws.terminate(); this.ws = null; reject(e);
       };
-      ws.on('open', () => {
+      ws.onopen = () => {
         st.handshakeMs.push((now() - t0) * 1000);
         t1 = now();
         sendJoin();
-      });
-      ws.on('error', (e) => fail(e));
-      ws.on('close', (code) => {
+      };
+      ws.onerror = (e) => fail(e);
+      ws.onclose = (code) => {
         if (!done) { fail(new Error(`closed before welcome (${code})`)); return; }
         if (!st.closing) inc(st.closes, String(code));
         if (this.pending.size) {
@@ -90,8 +102,8 @@ class Player {
           for (let i = 0; i < this.pending.size; i++) settled();
           this.pending.clear();
         }
-      });
-      ws.on('message', (data, isBinary) => {
+      };
+      ws.onmessage = (data, isBinary) => {
         if (!done) {
           const f = unpack(data);
           if (f.t === 'welcome' && f.rid === rid) {
@@ -108,7 +120,7 @@ class Player {
           return;
         }
         this.onFrame(data, isBinary);
-      });
+      };
     });
   }
 
@@ -119,7 +131,7 @@ class Player {
     if (st.firstFrame === null) st.firstFrame = t;
     st.lastFrame = t;
     if (!isBinary) { inc(st.errors, 'text_frame'); return; }
-    const f = unpack(data);
+    const f = (spec.auto_answer ? unpack(data) : peek(data, LOOKED_AT)) || {};
     const kind = f.t;
     inc(st.types, kind);
     if (kind === 'question') {
@@ -161,7 +173,7 @@ class Player {
   // not hide its lag from the figure (coordinated omission).
   sendAnswer(q, value, at) {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) { inc(st.errors, 'not_connected'); return; }
+    if (!ws || ws.readyState !== OPEN) { inc(st.errors, 'not_connected'); return; }
     const rid = this.nextRid++;
     this.pending.set(rid, [at === undefined ? now() : Math.min(at, now()), q]);
     st.outstanding++;
@@ -274,16 +286,14 @@ async function churn(cmd) {
       const ws = p.ws;
       await new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('leave timeout')), timeoutS * 1000);
-        ws.removeAllListeners('message');
-        ws.removeAllListeners('close');
-        ws.on('close', (code) => {
+        ws.onclose = (code) => {
           clearTimeout(timer);
           if (code === 1000) resolve(); else reject(new Error(`close ${code}`));
-        });
-        ws.on('message', (data) => {
+        };
+        ws.onmessage = (data) => {
           const f = unpack(data);
           if (f.t === 'error' && f.rid === 2) reject(new Error(`leave refused: ${f.code}`));
-        });
+        };
         ws.send(pack({ t: 'leave', rid: 2 }));
       });
       cycleMs.push((now() - c0) * 1000);
@@ -314,16 +324,21 @@ function report() {
     ev: 'report', frames: st.frames, frame_bytes: st.frameBytes, first_frame: st.firstFrame,
     last_frame: st.lastFrame, types: st.types, questions: [...st.questions.values()],
     sent: st.sent, ack_ms: st.ackMs, acked: st.acked, errors: st.errors, closes: st.closes,
-    ended: st.ended, connected: players.filter((p) => p.ws && p.ws.readyState === WebSocket.OPEN).length,
-    pending: pending(),
+    ended: st.ended, connected: players.filter((p) => p.ws && p.ws.readyState === OPEN).length,
+    pending: pending(), ws_client: client.name,
   };
 }
 
 async function closeAll() {
   st.closing = true;
-  const open = players.filter((p) => p.ws && p.ws.readyState === WebSocket.OPEN);
+  const open = players.filter((p) => p.ws && p.ws.readyState === OPEN);
   await Promise.race([
-    Promise.all(open.map((p) => new Promise((r) => { p.ws.once('close', r); p.ws.close(1000); }))),
+    Promise.all(open.map((p) => new Promise((r) => {
+      const ws = p.ws;
+      const before = ws.onclose;  // still runs: replies that will not come are counted
+      ws.onclose = (code) => { before(code); r(); };
+      ws.close(1000);
+    }))),
     sleep(10),
   ]);
   for (const p of players) if (p.ws) p.ws.terminate();

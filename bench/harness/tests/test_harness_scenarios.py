@@ -53,12 +53,14 @@ def test_fanout_small(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fanout_node_client_answering_with_a_baseline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ws_client", ["lean", "ws"])
+def test_fanout_node_client_answering_with_a_baseline(tmp_path: Path, ws_client: str) -> None:
     code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3",
-                     "--baselines", "node_ws")
+                     "--baselines", "node_ws", "--ws-client", ws_client)
     assert doc["problems"] == [] and code == 0
     figures = doc["figures"]
     assert figures["client"] == "node" and figures["answer"] is True
+    assert doc["params"]["ws_client"] == ws_client
     # Every question, closed, reveal and result reached all 10 players (a player whose
     # answer was refused gets "answered: false"); every answer got one reply.
     types = figures["types"]
@@ -67,6 +69,7 @@ def test_fanout_node_client_answering_with_a_baseline(tmp_path: Path) -> None:
     assert figures["frames_delivered"] == figures["expected_frames"] == 10 * 3 * 5
     [base] = figures["baselines"]
     assert base["name"] == "node_ws" and base["ok"] and base["delivered_per_s"] > 0
+    assert base["loadgen_client"] == ws_client
     assert figures["ratio_to_baselines"]["node_ws"] > 0
 
 
