@@ -8,10 +8,11 @@ loops at once. So the ack latency of a record that someone waits for is about on
 in flight when it arrived plus its own), and batches grow by themselves under load: while one
 commit runs, the next batch fills.
 
-A batch nobody waits for yet (only ``fast`` answers, say: their acks went out already) may
-*linger*: the flush task lets it collect records for up to ``linger`` seconds after its first
-one, and commits it at once when a ticket of it is awaited (``Ticket.wait``), when a batch
-queues behind it (it is full) or when ``drain`` asks. Each commit costs the writer thread a
+A batch whose records were all queued with ``linger=True`` (records nobody is about to wait
+for: ``fast`` answers, whose acks went out already) may *linger*: the flush task lets it
+collect records for up to ``linger`` seconds after its first one, and commits it at once when
+a record without ``linger`` joins it, a ticket of it is awaited (``Ticket.wait``), a batch
+queues behind it (it is full) or ``drain`` asks. Each commit costs the writer thread a
 fixed amount of CPU on the engine's core whatever its size (about 0.45 ms on PostgreSQL, see
 docs/benchmarks.md), so at 1,000 ``fast`` answers/s a commit per answer or two took a quarter
 of that core from the event loop; lingering groups them without delaying anyone who waits.
@@ -41,10 +42,12 @@ Rules this module keeps:
    ``trio.Event``. No task per record.
 6. One task mutates the queue's head (``run``); ``submit`` only appends, synchronously, on the
    trio thread, so no lock is needed.
-7. Nothing awaited lingers: a batch lingers only while no ticket of it (nor of a batch behind
-   it) is awaited and no ``drain`` runs, and never longer than ``linger`` seconds after its
-   first record, which bounds what a ``kill -9`` can take from ``fast`` answers beyond the
-   commit in flight (DESIGN.md: "at most one flush window").
+7. Nothing awaited lingers, and lingering is opt-in: a batch lingers only while every record
+   in it was queued with ``linger=True``, no ticket of it (nor of a batch behind it) is
+   awaited and no ``drain`` runs, and never longer than ``linger`` seconds after its first
+   record, which bounds what a ``kill -9`` can take from ``fast`` answers beyond the commit in
+   flight (DESIGN.md: "at most one flush window"). Records queued without it (the default)
+   commit as soon as the commit before them is done, as if there were no linger at all.
 """
 
 from __future__ import annotations
@@ -66,14 +69,14 @@ log = logging.getLogger(__name__)
 class _Batch:
     """Records committed together, and what came of it (shared by the batch's tickets)."""
 
-    __slots__ = ("awaited", "committed", "event", "failed", "first_at", "hurry", "records",
-                 "refused")
+    __slots__ = ("committed", "event", "failed", "first_at", "hurry", "records",
+                 "refused", "urgent")
 
     def __init__(self, first_at: float, hurry: Callable[[], None]) -> None:
         self.records: list[Record] = []
         self.first_at = first_at  # trio clock: when its oldest record was submitted
         self.event = trio.Event()
-        self.awaited = False  # a ticket of it is awaited: it must not linger (rule 7)
+        self.urgent = False  # it must not linger: a record without linger, or awaited (rule 7)
         self.hurry = hurry  # wakes the flush task if it lets this batch linger
         self.committed = False
         self.refused: frozenset[str] = frozenset()
@@ -103,8 +106,8 @@ class Ticket:
 
     async def wait(self) -> None:
         batch = self._batch
-        if not batch.awaited:
-            batch.awaited = True
+        if not batch.urgent:
+            batch.urgent = True
             batch.hurry()
         await batch.event.wait()
         for code in self._codes:
@@ -177,11 +180,12 @@ class WriteBehind:
 
     # --- producers (sync, never block) -----------------------------------------------------
 
-    def submit(self, record: Record) -> Ticket:
-        """Queue one record. Raises ``errors.QueueFull`` at the bound (nothing queued)."""
+    def submit(self, record: Record, *, linger: bool = False) -> Ticket:
+        """Queue one record. Raises ``errors.QueueFull`` at the bound (nothing queued).
+        ``linger``: nobody is about to wait for it, its batch may linger (rule 7)."""
         if self._depth >= self._max_queue:
             raise QueueFull(f"write-behind queue is full ({self._max_queue} records)")
-        batch = self._batch_for(1)
+        batch = self._batch_for(1, linger)
         batch.records.append(record)
         self._depth += 1
         return Ticket(batch, (record.code,))
@@ -191,28 +195,32 @@ class WriteBehind:
         checks this before it changes anything, then queues with ``record``)."""
         return self._depth + count <= self._max_queue
 
-    def record(self, records: Sequence[Record]) -> Ticket:
+    def record(self, records: Sequence[Record], *, linger: bool = False) -> Ticket:
         """Queue the records of work already accepted. Never refused (rule 1): dropping them
-        would lose what a client was told happened. They share one batch."""
-        batch = self._batch_for(len(records))
+        would lose what a client was told happened. They share one batch. ``linger``: as for
+        ``submit``."""
+        batch = self._batch_for(len(records), linger)
         batch.records.extend(records)
         self._depth += len(records)
         return Ticket(batch, tuple(dict.fromkeys(r.code for r in records)))
 
-    def submit_many(self, records: Sequence[Record]) -> Ticket:
+    def submit_many(self, records: Sequence[Record], *, linger: bool = False) -> Ticket:
         """Queue records together: all of them or (``QueueFull``) none. They share one batch,
         even if that makes the batch larger than ``max_batch``."""
         if self._depth + len(records) > self._max_queue:
             raise QueueFull(f"write-behind queue is full ({self._max_queue} records)")
-        return self.record(records)
+        return self.record(records, linger=linger)
 
-    def _batch_for(self, count: int) -> _Batch:
+    def _batch_for(self, count: int, linger: bool) -> _Batch:
         batch = self._open
         if batch is None or (batch.records and len(batch.records) + count > self._max_batch):
             batch = self._open = _Batch(trio.current_time(), self._hurry_up)
             self._queue.append(batch)
             self._wakeup.set()
             self._hurry_up()  # a batch behind a lingering one: that one is full
+        if not (linger or batch.urgent):
+            batch.urgent = True
+            self._hurry_up()
         if self._depth == 0:
             self._idle = trio.Event()
         return batch
@@ -259,7 +267,7 @@ class WriteBehind:
     async def _let_linger(self, batch: _Batch) -> None:
         """Let the head batch collect records while nobody waits for it (rule 7)."""
         with trio.move_on_at(batch.first_at + self._linger):
-            while not (batch.awaited or self._draining or len(self._queue) > 1):
+            while not (batch.urgent or self._draining or len(self._queue) > 1):
                 self._hurry = trio.Event()
                 await self._hurry.wait()
 
