@@ -244,7 +244,7 @@ class WriteBehind:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                 batch = self._queue[0]
-                if self._linger:
+                if self._linger and not batch.urgent:
                     await self._let_linger(batch)
                 if batch is self._open:
                     self._open = None  # closed: new records go to a new batch
