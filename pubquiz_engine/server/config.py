@@ -40,6 +40,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ConfigError(f"{attribute.name} must be > 0, got {value!r}")
 
 
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
 def _port(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
     if value is not None and not 0 <= value <= 65535:
         raise ConfigError(f"{attribute.name} must be a port number 0..65535, got {value!r}")
@@ -162,6 +167,9 @@ class ServerConfig:
                                 validator=_positive)
     write_batch: int = _setting(2_000, "records one group commit takes at most",
                                 validator=_positive)
+    write_linger: float = _setting(
+        0.01, "seconds a batch that nobody waits for (fast acks) may collect records before "
+        "its commit; 0 commits at once", validator=_non_negative)
     allowed_origins: tuple[str, ...] = _setting(
         (), "comma-separated Origin allow-list for browsers (empty = any)", converter=tuple)
     trust_forwarded_for: bool = _setting(

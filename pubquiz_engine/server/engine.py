@@ -145,7 +145,8 @@ class Engine:
         self.config = config
         self.store = store
         self.persister = WriteBehind(store, max_queue=config.write_queue,
-                                     max_batch=config.write_batch, on_stale=self._fenced)
+                                     max_batch=config.write_batch,
+                                     linger=config.write_linger, on_stale=self._fenced)
         self.sessions: dict[str, LiveSession] = {}
         self.metrics = Metrics()
         self.metrics.watch(self._sample)

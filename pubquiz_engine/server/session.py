@@ -41,11 +41,13 @@ Rules this module keeps:
    synchronous step: each answer through the game in order, each admitted (rule 5: ``busy``
    before anything changes) and refused on its own, one write-behind ticket for the records of
    the batch, one ``answer_count`` to the hosts (the last of the batch, where the last change
-   of the count was), the ``fast`` acks at once. The ``durable`` acks of the batch leave
-   together from the ack task once the batch's ticket committed and the outbox released what
-   was queued before them (``wait_released``, rule 7: no ack before what it covers is
-   durable). A player's replies keep its order: an answer refused behind a durable ack still
-   waiting goes out behind that ack. Every submission is answered exactly once
+   of the count was), the ``fast`` acks at once. A batch of ``fast`` answers only queues its
+   answers' records with ``linger`` (nobody waits for them: the write-behind may group them
+   with later ones, its rule 7); whatever else it writes is queued as usual. The ``durable``
+   acks of the batch leave together from the ack task once the batch's ticket committed and
+   the outbox released what was queued before them (``wait_released``, rule 7: no ack before
+   what it covers is durable). A player's replies keep its order: an answer refused behind a
+   durable ack still waiting goes out behind that ack. Every submission is answered exactly once
    (``AnswerSubmission.done``), also when the session stops first; an exception while applying
    one answer is that answer's ``internal`` error, never the intake's end.
 """
@@ -652,7 +654,9 @@ class LiveSession:
             events.append(count)
         if touched:
             self._touch()
-        answer_ticket = self._publish(events) if events else None
+        # Only ``fast`` answers: nobody is about to wait for their commit, it may linger.
+        linger = not any(submission.durable for submission in batch)
+        answer_ticket = self._publish(events, answers_linger=linger) if events else None
         if answer_ticket is not None:
             for participant in fresh:
                 self._last_ticket[participant] = answer_ticket
@@ -830,9 +834,11 @@ class LiveSession:
 
     # --- publishing ---------------------------------------------------------------------------
 
-    def _publish(self, events: Iterable[ev.Event]) -> Ticket | None:
+    def _publish(self, events: Iterable[ev.Event], *, answers_linger: bool = False,
+                 ) -> Ticket | None:
         """Number, render, send, remember and persist events. Returns the ticket of the
-        answers' records (one for all the answers among ``events``: rule 8)."""
+        answers' records (one for all the answers among ``events``: rule 8), queued with
+        ``answers_linger`` (``WriteBehind`` rule 7: their batch may wait for company)."""
         answers: list[AnswerRecord] = []
         records: list[Any] = []
         out: list[_Entry] = []  # what this call sends, in order (rule 7)
@@ -875,7 +881,7 @@ class LiveSession:
         # before the events that follow them, a question closing when all have answered).
         # The events' ticket is the barrier of this call's frames: its batch also holds every
         # answer queued before (group commit).
-        answer_ticket = self._record(answers) if answers else None
+        answer_ticket = self._record(answers, linger=answers_linger) if answers else None
         ticket = self._record(records) if records else None
         if urgent:
             self.critical_seq = self.seq
@@ -1107,8 +1113,8 @@ class LiveSession:
         # Records of accepted work: never refused (rule 5), so nothing here can fail.
         self._record(records)
 
-    def _record(self, records: list[Any]) -> Ticket:
-        ticket = self._persister.record(records)
+    def _record(self, records: list[Any], *, linger: bool = False) -> Ticket:
+        ticket = self._persister.record(records, linger=linger)
         self._last_record = ticket  # its batch commits after every earlier one (FIFO)
         return ticket
 

@@ -4,9 +4,18 @@ How it works. ``submit`` (sync, never blocks) appends a record to the *open batc
 a FIFO of batches waiting to be committed; a batch holds at most ``max_batch`` records, after
 which a new one opens. ``run`` is the one flush task: it waits until a batch is queued, takes the
 oldest, commits it with ``Store.write`` (one transaction), wakes every ticket of that batch, and
-loops at once. So the ack latency of a record is about one commit (the one in flight when it
-arrived plus its own), there is no timer, and batches grow by themselves under load: while one
+loops at once. So the ack latency of a record that someone waits for is about one commit (the one
+in flight when it arrived plus its own), and batches grow by themselves under load: while one
 commit runs, the next batch fills.
+
+A batch whose records were all queued with ``linger=True`` (records nobody is about to wait
+for: ``fast`` answers, whose acks went out already) may *linger*: the flush task lets it
+collect records for up to ``linger`` seconds after its first one, and commits it at once when
+a record without ``linger`` joins it, a ticket of it is awaited (``Ticket.wait``), a batch
+queues behind it (it is full) or ``drain`` asks. Each commit costs the writer thread a
+fixed amount of CPU on the engine's core whatever its size (about 0.45 ms on PostgreSQL, see
+docs/benchmarks.md), so at 1,000 ``fast`` answers/s a commit per answer or two took a quarter
+of that core from the event loop; lingering groups them without delaying anyone who waits.
 
 Rules this module keeps:
 
@@ -33,6 +42,12 @@ Rules this module keeps:
    ``trio.Event``. No task per record.
 6. One task mutates the queue's head (``run``); ``submit`` only appends, synchronously, on the
    trio thread, so no lock is needed.
+7. Nothing awaited lingers, and lingering is opt-in: a batch lingers only while every record
+   in it was queued with ``linger=True``, no ticket of it (nor of a batch behind it) is
+   awaited and no ``drain`` runs, and never longer than ``linger`` seconds after its first
+   record, which bounds what a ``kill -9`` can take from ``fast`` answers beyond the commit in
+   flight (DESIGN.md: "at most one flush window"). Records queued without it (the default)
+   commit as soon as the commit before them is done, as if there were no linger at all.
 """
 
 from __future__ import annotations
@@ -54,12 +69,15 @@ log = logging.getLogger(__name__)
 class _Batch:
     """Records committed together, and what came of it (shared by the batch's tickets)."""
 
-    __slots__ = ("committed", "event", "failed", "first_at", "records", "refused")
+    __slots__ = ("committed", "event", "failed", "first_at", "hurry", "records",
+                 "refused", "urgent")
 
-    def __init__(self, first_at: float) -> None:
+    def __init__(self, first_at: float, hurry: Callable[[], None]) -> None:
         self.records: list[Record] = []
         self.first_at = first_at  # trio clock: when its oldest record was submitted
         self.event = trio.Event()
+        self.urgent = False  # it must not linger: a record without linger, or awaited (rule 7)
+        self.hurry = hurry  # wakes the flush task if it lets this batch linger
         self.committed = False
         self.refused: frozenset[str] = frozenset()
         self.failed: dict[str, StoreError] = {}
@@ -87,7 +105,11 @@ class Ticket:
         )
 
     async def wait(self) -> None:
-        await self._batch.event.wait()
+        batch = self._batch
+        if not batch.urgent:
+            batch.urgent = True
+            batch.hurry()
+        await batch.event.wait()
         for code in self._codes:
             if code in self._batch.failed:
                 raise self._batch.failed[code]
@@ -120,6 +142,7 @@ class WriteBehind:
         *,
         max_queue: int = 50_000,
         max_batch: int = 2_000,
+        linger: float = 0.0,
         on_stale: Callable[[str], None] | None = None,
         min_backoff: float = 0.05,
         max_backoff: float = 2.0,
@@ -128,9 +151,12 @@ class WriteBehind:
             raise ValueError("max_queue and max_batch must be >= 1")
         if not 0 < min_backoff <= max_backoff:
             raise ValueError("need 0 < min_backoff <= max_backoff")
+        if linger < 0:
+            raise ValueError("linger must be >= 0")
         self._store = store
         self._max_queue = max_queue
         self._max_batch = max_batch
+        self._linger = linger
         self._on_stale = on_stale
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -139,6 +165,8 @@ class WriteBehind:
         self._in_flight: _Batch | None = None
         self._depth = 0
         self._wakeup = trio.Event()  # set when a batch is queued
+        self._hurry = trio.Event()  # set when the lingering head batch must go (rule 7)
+        self._draining = 0  # drain() calls waiting: nothing lingers
         self._idle = trio.Event()  # set whenever depth == 0
         self._idle.set()
         self._running = False
@@ -152,11 +180,12 @@ class WriteBehind:
 
     # --- producers (sync, never block) -----------------------------------------------------
 
-    def submit(self, record: Record) -> Ticket:
-        """Queue one record. Raises ``errors.QueueFull`` at the bound (nothing queued)."""
+    def submit(self, record: Record, *, linger: bool = False) -> Ticket:
+        """Queue one record. Raises ``errors.QueueFull`` at the bound (nothing queued).
+        ``linger``: nobody is about to wait for it, its batch may linger (rule 7)."""
         if self._depth >= self._max_queue:
             raise QueueFull(f"write-behind queue is full ({self._max_queue} records)")
-        batch = self._batch_for(1)
+        batch = self._batch_for(1, linger)
         batch.records.append(record)
         self._depth += 1
         return Ticket(batch, (record.code,))
@@ -166,27 +195,32 @@ class WriteBehind:
         checks this before it changes anything, then queues with ``record``)."""
         return self._depth + count <= self._max_queue
 
-    def record(self, records: Sequence[Record]) -> Ticket:
+    def record(self, records: Sequence[Record], *, linger: bool = False) -> Ticket:
         """Queue the records of work already accepted. Never refused (rule 1): dropping them
-        would lose what a client was told happened. They share one batch."""
-        batch = self._batch_for(len(records))
+        would lose what a client was told happened. They share one batch. ``linger``: as for
+        ``submit``."""
+        batch = self._batch_for(len(records), linger)
         batch.records.extend(records)
         self._depth += len(records)
         return Ticket(batch, tuple(dict.fromkeys(r.code for r in records)))
 
-    def submit_many(self, records: Sequence[Record]) -> Ticket:
+    def submit_many(self, records: Sequence[Record], *, linger: bool = False) -> Ticket:
         """Queue records together: all of them or (``QueueFull``) none. They share one batch,
         even if that makes the batch larger than ``max_batch``."""
         if self._depth + len(records) > self._max_queue:
             raise QueueFull(f"write-behind queue is full ({self._max_queue} records)")
-        return self.record(records)
+        return self.record(records, linger=linger)
 
-    def _batch_for(self, count: int) -> _Batch:
+    def _batch_for(self, count: int, linger: bool) -> _Batch:
         batch = self._open
         if batch is None or (batch.records and len(batch.records) + count > self._max_batch):
-            batch = self._open = _Batch(trio.current_time())
+            batch = self._open = _Batch(trio.current_time(), self._hurry_up)
             self._queue.append(batch)
             self._wakeup.set()
+            self._hurry_up()  # a batch behind a lingering one: that one is full
+        if not (linger or batch.urgent):
+            batch.urgent = True
+            self._hurry_up()
         if self._depth == 0:
             self._idle = trio.Event()
         return batch
@@ -210,6 +244,8 @@ class WriteBehind:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                 batch = self._queue[0]
+                if self._linger and not batch.urgent:
+                    await self._let_linger(batch)
                 if batch is self._open:
                     self._open = None  # closed: new records go to a new batch
                 self._in_flight = batch
@@ -224,6 +260,16 @@ class WriteBehind:
         finally:
             self._running = False
             self._in_flight = None
+
+    def _hurry_up(self) -> None:
+        self._hurry.set()
+
+    async def _let_linger(self, batch: _Batch) -> None:
+        """Let the head batch collect records while nobody waits for it (rule 7)."""
+        with trio.move_on_at(batch.first_at + self._linger):
+            while not (batch.urgent or self._draining or len(self._queue) > 1):
+                self._hurry = trio.Event()
+                await self._hurry.wait()
 
     async def _commit(self, batch: _Batch) -> None:
         batch.failed.clear()  # a run cancelled half way may have left some behind
@@ -290,9 +336,14 @@ class WriteBehind:
     async def drain(self, *, timeout: float) -> bool:
         """Wait until every record submitted so far is committed, at most ``timeout`` seconds.
         Returns True if the queue emptied in time. Needs ``run`` to be running."""
-        with trio.move_on_after(timeout):
-            while self._depth:
-                await self._idle.wait()
+        self._draining += 1
+        self._hurry_up()
+        try:
+            with trio.move_on_after(timeout):
+                while self._depth:
+                    await self._idle.wait()
+        finally:
+            self._draining -= 1
         return self._depth == 0
 
     def stats(self) -> WriteBehindStats:

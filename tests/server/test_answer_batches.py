@@ -256,6 +256,30 @@ async def test_durable_acks_wait_for_the_commit_and_all_come_after_it(
             assert await stored_rids(eng, session.code) == {400 + i for i in range(count)}
 
 
+async def test_fast_answers_linger_until_a_command_needs_their_batch(
+    tmp_path: Path, reader: str
+) -> None:
+    """``write_linger`` (WriteBehind rule 7) in the engine: a batch of ``fast`` answers is
+    acked at once and waits for company, uncommitted; a host command, whose event must be
+    committed before anyone sees it, takes them into its commit at once (an hour's linger
+    would fail the test's guard)."""
+    with trio.fail_after(30):
+        async with engine(tmp_path, reader, ack_mode="fast", write_linger=3_600.0) as (
+                eng, address, _held), \
+                quiz_with_players(address, eng, 3) as (session, host, players, q):
+            # (The joins and the start did not linger: their frames waited for their commits.)
+            for i, player in enumerate(players):
+                player.send_now(m.Answer(rid=500 + i, q=q, value=1))
+            for i, player in enumerate(players):
+                assert await player.next_reply() == m.AnswerAck(rid=500 + i, q=q)
+            await trio.testing.wait_all_tasks_blocked()
+            assert eng.persister.stats().depth == 3  # acked, lingering
+            assert await eng.store.load_answers(session.code) == []
+            await host.request(m.Close)  # its reply leaves after its event's commit
+            assert {row.request_id for row in await eng.store.load_answers(session.code)} == {
+                500, 501, 502}
+
+
 async def test_hosts_get_coalesced_counts_whose_last_value_is_right(
     tmp_path: Path, reader: str
 ) -> None:

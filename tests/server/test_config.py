@@ -57,6 +57,7 @@ def test_booleans_and_lists_from_env() -> None:
         ({"PUBQUIZ_OPERATOR_KEY": "x" * 15}, "operator_key"),
         ({"PUBQUIZ_FLOOD_STRIKE_DECAY": "0"}, "flood_strike_decay"),
         ({"PUBQUIZ_OPERATOR_ATTEMPT_BURST": "0"}, "operator_attempt_burst"),
+        ({"PUBQUIZ_WRITE_LINGER": "-0.01"}, "write_linger must be >= 0"),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], fragment: str) -> None:
