@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -241,85 +243,74 @@ class CountingStore(FlakyStore):
             await self._written.wait()
 
 
-async def test_records_nobody_awaits_share_one_commit(store: Store, codes: Codes) -> None:
-    code = codes()
+@asynccontextmanager
+async def running(store: Store, **options: Any) -> AsyncIterator[tuple[WriteBehind,
+                                                                      CountingStore]]:
+    """A ``WriteBehind(**options)`` over a ``CountingStore`` of ``store``, its flush task
+    running for the body (at most 30 s), cancelled after it."""
     counting = CountingStore(store)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=FOREVER)
+            wb = WriteBehind(counting, **options)
             await nursery.start(wb.run)
-            first = wb.submit(session(code), linger=True)
-            await trio.testing.wait_all_tasks_blocked()
-            later = [wb.submit(answer(code, 1, rid), linger=True) for rid in range(5)]
-            await trio.testing.wait_all_tasks_blocked()
-            assert counting.sizes == [] and wb.stats().depth == 6  # lingering, not lost
-            await later[-1].wait()  # awaited: it goes now, everything queued with it
-            assert counting.sizes == [6] and first.committed
+            yield wb, counting
             nursery.cancel_scope.cancel()
+
+
+async def test_records_nobody_awaits_share_one_commit(store: Store, codes: Codes) -> None:
+    code = codes()
+    async with running(store, linger=FOREVER) as (wb, counting):
+        first = wb.submit(session(code), linger=True)
+        await trio.testing.wait_all_tasks_blocked()
+        later = [wb.submit(answer(code, 1, rid), linger=True) for rid in range(5)]
+        await trio.testing.wait_all_tasks_blocked()
+        assert counting.sizes == [] and wb.stats().depth == 6  # lingering, not lost
+        await later[-1].wait()  # awaited: it goes now, everything queued with it
+        assert counting.sizes == [6] and first.committed
     assert len(await store.load_answers(code)) == 5
 
 
 async def test_an_awaited_ticket_does_not_linger(store: Store, codes: Codes) -> None:
     code = codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=FOREVER)
-            await nursery.start(wb.run)
-            # Awaited before the flush task even looked at the batch.
-            await wb.submit(session(code), linger=True).wait()
-            # Awaited while the batch lingers.
-            ticket = wb.submit(answer(code, 1, 1), linger=True)
-            await trio.testing.wait_all_tasks_blocked()
-            await ticket.wait()
-            assert counting.sizes == [1, 1]
-            nursery.cancel_scope.cancel()
+    async with running(store, linger=FOREVER) as (wb, counting):
+        # Awaited before the flush task even looked at the batch.
+        await wb.submit(session(code), linger=True).wait()
+        # Awaited while the batch lingers.
+        ticket = wb.submit(answer(code, 1, 1), linger=True)
+        await trio.testing.wait_all_tasks_blocked()
+        await ticket.wait()
+        assert counting.sizes == [1, 1]
 
 
 async def test_a_full_batch_does_not_linger(store: Store, codes: Codes) -> None:
     """A batch queued behind the lingering one means that one is full: it goes, and the
     awaited second one right after it, in order."""
     code = codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, max_batch=3, linger=FOREVER)
-            await nursery.start(wb.run)
-            tickets = [wb.submit(session(code), linger=True)]
-            tickets += [wb.submit(answer(code, 1, rid), linger=True) for rid in range(4)]
-            await tickets[-1].wait()
-            assert counting.sizes == [3, 2] and all(t.committed for t in tickets)
-            nursery.cancel_scope.cancel()
+    async with running(store, max_batch=3, linger=FOREVER) as (wb, counting):
+        tickets = [wb.submit(session(code), linger=True)]
+        tickets += [wb.submit(answer(code, 1, rid), linger=True) for rid in range(4)]
+        await tickets[-1].wait()
+        assert counting.sizes == [3, 2] and all(t.committed for t in tickets)
     assert len(await store.load_answers(code)) == 4
 
 
 async def test_drain_commits_a_lingering_batch(store: Store, codes: Codes) -> None:
     code = codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=FOREVER)
-            await nursery.start(wb.run)
-            tickets = [wb.submit(record, linger=True)
-                       for record in (session(code), answer(code, 1, 1))]
-            assert await wb.drain(timeout=FOREVER)
-            assert counting.sizes == [2] and all(t.committed for t in tickets)
-            nursery.cancel_scope.cancel()
+    async with running(store, linger=FOREVER) as (wb, counting):
+        tickets = [wb.submit(record, linger=True)
+                   for record in (session(code), answer(code, 1, 1))]
+        assert await wb.drain(timeout=FOREVER)
+        assert counting.sizes == [2] and all(t.committed for t in tickets)
 
 
 async def test_linger_is_bounded_when_nobody_awaits(store: Store, codes: Codes) -> None:
     code = codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=0.01)
-            await nursery.start(wb.run)
-            tickets = [wb.submit(record, linger=True)
-                       for record in (session(code), answer(code, 1, 1))]
-            await counting.wait_writes(1)  # nobody awaited a ticket: the linger ran out
-            assert counting.sizes == [2]
-            assert wb.stats().depth == 0 and all(t.committed for t in tickets)
-            nursery.cancel_scope.cancel()
+    async with running(store, linger=0.01) as (wb, counting):
+        tickets = [wb.submit(record, linger=True)
+                   for record in (session(code), answer(code, 1, 1))]
+        await counting.wait_writes(1)  # nobody awaited a ticket: the linger ran out
+        assert counting.sizes == [2]
+        assert wb.stats().depth == 0 and all(t.committed for t in tickets)
     assert len(await store.load_answers(code)) == 1
 
 
@@ -329,21 +320,16 @@ async def test_a_lingering_batch_survives_an_outage_and_fencing(
     """The lingered batch takes the ordinary path: retried while the database is down,
     its fenced session refused, the other committed."""
     live, stale = codes(), codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=FOREVER, min_backoff=0.01, max_backoff=0.05)
-            await nursery.start(wb.run)
-            await wb.submit_many([session(live), session(stale, epoch=2)]).wait()
-            counting.fail_next(2)
-            good = wb.submit(answer(live, 1, 1), linger=True)
-            bad = wb.submit(answer(stale, 1, 1, epoch=1), linger=True)
-            await trio.testing.wait_all_tasks_blocked()
-            assert counting.writes == 1  # still lingering: not yet tried
-            with pytest.raises(StaleEpoch):
-                await bad.wait()
-            assert good.committed and counting.failed == 2
-            nursery.cancel_scope.cancel()
+    async with running(store, linger=FOREVER, min_backoff=0.01, max_backoff=0.05) as (wb, counting):
+        await wb.submit_many([session(live), session(stale, epoch=2)]).wait()
+        counting.fail_next(2)
+        good = wb.submit(answer(live, 1, 1), linger=True)
+        bad = wb.submit(answer(stale, 1, 1, epoch=1), linger=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert counting.writes == 1  # still lingering: not yet tried
+        with pytest.raises(StaleEpoch):
+            await bad.wait()
+        assert good.committed and counting.failed == 2
     assert len(await store.load_answers(live)) == 1
     assert await store.load_answers(stale) == []
 
@@ -352,19 +338,14 @@ async def test_a_record_without_linger_ends_the_linger(store: Store, codes: Code
     """Lingering is opt-in: a record queued as usual (a join, an event, a durable answer)
     commits at once, and so does the lingering batch it joins."""
     code = codes()
-    counting = CountingStore(store)
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            wb = WriteBehind(counting, linger=FOREVER)
-            await nursery.start(wb.run)
-            lingering = wb.submit(session(code), linger=True)
-            await trio.testing.wait_all_tasks_blocked()
-            assert counting.sizes == []
-            usual = wb.record([participant(code, 1), answer(code, 1, 1)])
-            await counting.wait_writes(1)  # nobody awaited a ticket
-            assert counting.sizes == [3] and lingering.committed and usual.committed
-            alone = wb.submit(answer(code, 1, 2))  # alone in its batch: goes at once too
-            await counting.wait_writes(2)
-            assert counting.sizes == [3, 1] and alone.committed
-            nursery.cancel_scope.cancel()
+    async with running(store, linger=FOREVER) as (wb, counting):
+        lingering = wb.submit(session(code), linger=True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert counting.sizes == []
+        usual = wb.record([participant(code, 1), answer(code, 1, 1)])
+        await counting.wait_writes(1)  # nobody awaited a ticket
+        assert counting.sizes == [3] and lingering.committed and usual.committed
+        alone = wb.submit(answer(code, 1, 2))  # alone in its batch: goes at once too
+        await counting.wait_writes(2)
+        assert counting.sizes == [3, 1] and alone.committed
     assert len(await store.load_answers(code)) == 2
