@@ -36,7 +36,6 @@ from typing import Any
 
 import trio
 from broadcast_floor import FRAME, close_all, drain, open_pairs, send_loop
-from wsproto.connection import Connection, ConnectionType
 
 import pubquiz_engine
 from pubquiz_engine.server.session import _send_entries
@@ -57,7 +56,7 @@ async def run(n: int, rounds: int, only: str | None, do_drain: bool) -> dict[str
             nursery.start_soon(coalescer.run)
             await trio.lowlevel.checkpoint()
             members = [
-                WebSocket(s, Connection(ConnectionType.SERVER), config=config, counters=counters,
+                WebSocket(s, config=config, counters=counters,
                           nursery=nursery, coalescer=coalescer,
                           remote_address=("127.0.0.1", 0), request_path="/play",
                           request_headers=(), subprotocol="pubquiz.v1")

@@ -46,6 +46,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import socket
@@ -564,6 +565,10 @@ class Engine:
             "ack_mode": self.config.ack_mode,
             "tasks": _task_count(),
             "write_passes": _write_passes(transport),
+            # The cyclic GC's thresholds (``serve`` spaces full collections out) and its
+            # collections per generation since start: a full one pauses the whole loop.
+            "gc": {"thresholds": list(gc.get_threshold()),
+                   "collections": [g["collections"] for g in gc.get_stats()]},
             "event_loop_lag_seconds": round(
                 self.metrics.value("pubquiz_event_loop_lag_last_seconds"), 4),
             **self._coordination_health(),

@@ -32,6 +32,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import bisect
+import gc
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -139,6 +140,20 @@ class EngineSample:
     snapshot_lag_events: int = 0
 
 
+class _GcCollections:
+    """The cyclic GC's collections per generation since start (prometheus-client's own
+    ``GCCollector`` names its series ``python_gc_*``; every series here is ``pubquiz_*``).
+    A generation 2 collection walks the whole heap and pauses the loop meanwhile."""
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "pubquiz_gc_collections", "Cyclic GC collections per generation (2: full ones, "
+            "which pause the event loop).", labels=["generation"])
+        for generation, stats in enumerate(gc.get_stats()):
+            family.add_metric([str(generation)], stats["collections"])
+        yield family
+
+
 #: Metric types prometheus-client gives a ``<name>_created`` sample (rule 4).
 _HAS_CREATED = frozenset({"counter", "histogram", "summary"})
 
@@ -189,6 +204,7 @@ class Metrics:
             registry=r)
         # Open file descriptors against their limit (LimitNOFILE), resident memory, CPU.
         ProcessCollector(namespace="pubquiz", registry=r)
+        r.register(_GcCollections())
         # Rule 2: labelled children, looked up once per label value.
         self._children: dict[tuple[str, str], Any] = {}
         # Show the fixed-label series at zero from the start, so that rate() and alerts see a

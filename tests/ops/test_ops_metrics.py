@@ -104,6 +104,9 @@ async def test_metrics_follow_a_quiz(tmp_path: Path) -> None:
     assert _get(after, "pubquiz_lease_events_total", event="fenced") == 0
     assert ("pubquiz_event_loop_lag_seconds_count", frozenset()) in after
     assert _get(after, "pubquiz_process_open_fds") > PLAYERS
+    # The GC's collections per generation (in-process engine: whatever this process ran).
+    assert _get(after, "pubquiz_gc_collections_total", generation="0") > 0
+    assert ("pubquiz_gc_collections_total", frozenset({("generation", "2")})) in after
 
 
 async def _player(url: str, code: str, name: str, done: trio.Event,

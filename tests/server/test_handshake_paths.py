@@ -18,8 +18,6 @@ import pytest
 import trio
 import trio.testing
 from hypothesis import strategies as st
-from wsproto.connection import Connection as WsprotoConnection
-from wsproto.connection import ConnectionState
 
 from pubquiz_engine.server.http import not_found
 from pubquiz_engine.server.transport import handshake as hs
@@ -65,11 +63,7 @@ def _exchange(pieces: list[bytes], config: TransportConfig) -> tuple[bytes, Seen
                 if upgrade is None:
                     seen.append(None)
                     return
-                proto, target, headers, subprotocol, trailing = upgrade
-                assert isinstance(proto, WsprotoConnection)
-                assert proto.state is ConnectionState.OPEN
-                assert not proto.client
-                seen.append((target, headers, subprotocol, trailing))
+                seen.append(upgrade)
 
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 from engine_fixtures import SHORT_QUIZ
+from httpkit import http_get
 
+from pubquiz_engine.cli import FULL_COLLECTION_EVERY
 from pubquiz_engine.client import open_client
 from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.protocol import messages as m
@@ -89,3 +91,23 @@ async def test_sigterm_mid_question_loses_no_acked_answer(tmp_path: Path, ack_mo
     stored = {(a.participant_id, a.question) for a in results.answers}
     assert set(acked) <= stored
     assert len(results.answers) == len(stored) == 40
+
+
+async def test_serve_spaces_the_gcs_full_collections_out(tmp_path: Path) -> None:
+    """``serve`` (the process, not the library) sets the cyclic GC's third threshold, and
+    /health reports the thresholds and the collections per generation."""
+    with trio.fail_after(30):
+        process, port = await _start_engine(tmp_path)
+        try:
+            status, _, body = await http_get(port, "/health")
+            assert status == 200
+            gc_health = json.loads(body)["gc"]
+            assert gc_health["thresholds"][2] == FULL_COLLECTION_EVERY != 10  # CPython's default
+            assert len(gc_health["collections"]) == 3
+            assert gc_health["collections"][0] > 0  # start-up allocates: gen 0 has run
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -1,5 +1,5 @@
 """The HTTP side of the port: read one request with h11 (bounded), answer plain HTTP with the
-``http_handler``, or check a WebSocket upgrade and hand back a wsproto connection.
+``http_handler``, or check a WebSocket upgrade and hand back what the connection keeps of it.
 
 Handshake decisions (documented because clients depend on them):
 - Not an upgrade request: answered by the ``http_handler`` (default: 404 for every path).
@@ -35,7 +35,6 @@ import attrs
 import h11
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection as WsprotoConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import ACCEPT_GUID
 from wsproto.utilities import ProtocolError as WsprotoProtocolError
@@ -47,8 +46,9 @@ from pubquiz_engine.server.transport.config import RECV_SIZE, Counters, Transpor
 __all__ = ["Upgrade", "handshake"]
 
 
-# (wsproto connection, request target, request headers, subprotocol, bytes after the request)
-Upgrade = tuple[WsprotoConnection, str, tuple[tuple[str, str], ...], str | None, bytes]
+# (request target, request headers, subprotocol, bytes after the request). No wsproto
+# connection: the WebSocket makes one only when a frame needs it (most never do).
+Upgrade = tuple[str, tuple[tuple[str, str], ...], str | None, bytes]
 
 
 async def handshake(
@@ -192,8 +192,7 @@ def _fast_upgrade(data: bytes, config: TransportConfig) -> tuple[bytes, Upgrade]
         response += b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n"
     response += b"\r\n"
     kept = tuple(h for h in headers if h[0] not in _HANDSHAKE_HEADERS)
-    proto = WsprotoConnection(ConnectionType.SERVER)
-    return response, (proto, raw_target.decode("latin-1"), kept, subprotocol, data[end + 4:])
+    return response, (raw_target.decode("latin-1"), kept, subprotocol, data[end + 4:])
 
 
 def _has_upgrade_token(connection: bytes | None) -> bool:
@@ -332,13 +331,11 @@ def _accept_websocket(
     # wsproto's accept token is over all the key headers joined: two keys are not 16 bytes.
     if not _valid_key(b", ".join(v for n, v in request.headers if n == b"sec-websocket-key")):
         return _error(400, "bad websocket handshake: Sec-WebSocket-Key is not base64 of 16 bytes")
-    proto = ws_conn.connection
-    assert proto is not None
     # Bytes the client sent after its request: frames pipelined behind the handshake.
     trailing, _closed = h11_conn.trailing_data
     target = request.target.decode("latin-1")
     kept = tuple(h for h in headers if h[0] not in _HANDSHAKE_HEADERS)
-    return response, (proto, target, kept, subprotocol, trailing)
+    return response, (target, kept, subprotocol, trailing)
 
 
 def _negotiate(

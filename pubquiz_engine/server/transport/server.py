@@ -215,10 +215,9 @@ async def _serve_connection(
                 upgrade = await handshake(sock, http_handler, config, counters)
         if upgrade is None:
             return
-        proto, path, headers, subprotocol, trailing = upgrade
+        path, headers, subprotocol, trailing = upgrade
         ws = WebSocket(
             sock,
-            proto,
             config=config,
             counters=counters,
             nursery=writers,

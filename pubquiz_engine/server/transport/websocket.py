@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from websockets.speedups import apply_mask
 from wsproto.connection import Connection as WsprotoConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -111,7 +111,6 @@ class WebSocket:
     def __init__(
         self,
         sock: socket.socket,
-        proto: WsprotoConnection,
         *,
         config: TransportConfig,
         counters: Counters,
@@ -124,7 +123,9 @@ class WebSocket:
         subprotocol: str | None,
     ) -> None:
         self._sock = sock
-        self._proto = proto
+        # wsproto's connection (~1.7 KiB, 9 objects the cyclic GC walks) is made only when a
+        # frame off the fast path or a close needs it: an idle connection never does.
+        self._proto: WsprotoConnection | None = None
         self._config = config
         self._counters = counters
         self._nursery = nursery
@@ -237,7 +238,7 @@ class WebSocket:
         if self._state is not _State.OPEN:
             return
         self._begin_close(code, reason)
-        self._write_close(self._proto.send(CloseConnection(code=code, reason=reason)))
+        self._write_close(self._lib().send(CloseConnection(code=code, reason=reason)))
         self._start_writer()
 
     def _write(self, data: bytes) -> None:
@@ -728,9 +729,17 @@ class WebSocket:
             self._inbuf = data[i:] if i else (data if isinstance(data, bytearray)
                                               else bytearray(data))
 
+    def _lib(self) -> WsprotoConnection:
+        """wsproto's connection, made on first use. It has seen only whole frames (``_feed``),
+        so one made now is in the state one made at the handshake would be in."""
+        proto = self._proto
+        if proto is None:
+            proto = self._proto = WsprotoConnection(ConnectionType.SERVER)
+        return proto
+
     def _lib_feed(self, frame: bytes) -> None:
         """Hand one whole frame to wsproto and handle its events."""
-        proto = self._proto
+        proto = self._lib()
         if proto.state is not ConnectionState.OPEN:
             return
         proto.receive_data(frame)
@@ -775,7 +784,7 @@ class WebSocket:
             self._messages.append(data if isinstance(data, bytes) else bytes(data))
 
     def _on_close(self, event: CloseConnection) -> None:
-        proto = self._proto
+        proto = self._lib()
         if proto.state is ConnectionState.OPEN:
             # wsproto reports a frame it could not parse as a CloseConnection while staying
             # OPEN: that is the peer's protocol error (1002, 1007), not its close frame.
