@@ -38,14 +38,15 @@ def collect_less_often() -> None:
     """Space the cyclic GC's full collections out (the engine process's setting, not the
     library's: ``serve`` calls it).
 
-    A full collection walks every tracked object, and an engine's heap is its connections:
-    at 19,000 it holds ~0.8 M objects and one full collection stopped the loop for 170-320 ms,
-    eleven times while they joined (1.7 s of 14 s). CPython still waits for a quarter of the
-    heap to be new since the last one (its own rule), so a large heap is collected as often as
-    before; a small one is no longer walked after every ~70,000 allocations. The engine makes
-    almost no cyclic garbage that lives that long: in 18,000 connect-join-leave cycles its
-    full collections found 916 objects, the same with either setting, and the RSS stayed the
-    same (docs/benchmarks.md, "The join rate at 19,000")."""
+    A full collection walks every tracked object, and an engine's heap is its connections
+    (about 30 objects each). While 19,000 players joined, ten full collections stopped the
+    loop for up to 320 ms each (1.66 s of 14 s); with this setting there was one (234 ms).
+    A full collection now waits for ~700,000 net allocations instead of ~70,000, and still
+    for a quarter of the heap to be new since the last one (CPython's own rule), so beyond
+    ~2.8 M objects nothing changes. The engine makes almost no cyclic garbage that lives that
+    long: in 18,000 connect-join-leave cycles its full collections found 916 objects with
+    either setting, and RSS ended within 2 MiB (docs/benchmarks.md, "The join rate at
+    19,000")."""
     gen0, gen1, _ = gc.get_threshold()
     gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
 
