@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 import trio
 import trio_websocket
+from wsproto.utilities import LocalProtocolError
 
 from pubquiz_engine.errors import ErrorCode, PubquizError, RemoteError
 from pubquiz_engine.protocol import codec
@@ -384,6 +385,7 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
     # Our own stream, closed by us whatever happens: trio-websocket leaves a stream open when
     # the handshake is refused (an HTTP 502 from nginx for a node that went away).
     stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    closing = False
     try:
         async with trio.open_nursery() as nursery:
             try:
@@ -420,6 +422,7 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
             try:
                 yield client
             finally:
+                closing = True
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await ws.aclose()
                 # trio-websocket's reader closes the TCP stream when the server does; give it
@@ -431,6 +434,11 @@ async def open_client(url: str, *, keep_events: bool = True, connect_timeout: fl
         # not a group around it.
         if len(group.exceptions) == 1:
             only = group.exceptions[0]
+            if closing and isinstance(only, LocalProtocolError):
+                # A ping that crossed our close (an engine's keepalive): trio-websocket 0.12
+                # answers it with a pong wsproto refuses in LOCAL_CLOSING, from its reader
+                # task (python-trio/trio-websocket#184). The close we asked for happened.
+                return
             if isinstance(only, trio_websocket.ConnectionRejected):
                 # trio-websocket may raise a refused handshake (nginx's 502 for a node that
                 # went away) from its reader task rather than from connect.

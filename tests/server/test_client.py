@@ -4,6 +4,7 @@ point 2, client side)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,41 @@ async def test_a_session_client_puts_the_join_code_in_the_url(tmp_path: Path) ->
             async with open_session_client(address.url, session.code, attach) as host:
                 assert host.ws.path == f"/?code={session.code}"
                 assert host.welcome is not None and host.welcome.role == "host"
+
+
+async def test_a_ping_that_crosses_our_close_is_not_an_error() -> None:
+    """The server pings while the client's close is on its way (an engine's keepalive does):
+    trio-websocket 0.12 answers it with a pong that wsproto refuses in LOCAL_CLOSING
+    (python-trio/trio-websocket#184), and its reader task dies. Leaving ``open_client`` must
+    still be a clean exit; it takes the close's 5 s bound, since the dead reader never sees the
+    close's answer."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request
+
+    async def server(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection(
+                        subprotocol=event.subprotocols[0])))
+                elif isinstance(event, CloseConnection):
+                    # The ping first, then the close's answer: the client reads the ping in
+                    # LOCAL_CLOSING, as it does when an engine's keepalive crosses its close.
+                    # (wsproto will not send a ping after a close: the frame by hand.)
+                    await stream.send_all(b"\x89\x01k" + ws.send(event.response()))
+                    await stream.aclose()
+                    return
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(
+                functools.partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            async with open_client(f"ws://127.0.0.1:{port}/"):
+                pass  # connected; leaving closes it
+            nursery.cancel_scope.cancel()
