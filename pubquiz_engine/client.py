@@ -79,6 +79,12 @@ class ClientClosed(PubquizError):
         self.reason = reason
 
 
+def _closed(exc: trio_websocket.ConnectionClosed) -> ClientClosed:
+    """trio-websocket's end of a connection, as this client reports it."""
+    reason = exc.reason
+    return ClientClosed(getattr(reason, "code", None), getattr(reason, "reason", None))
+
+
 #: Request ids are ints 0..2^31-1 (SPEC section 5); a random base leaves 2^30 ids above it.
 RID_BASE_LIMIT = 2**30
 RID_MAX = 2**31 - 1
@@ -140,12 +146,17 @@ class Client:
     # --- sending ------------------------------------------------------------------------------
 
     async def send(self, message: m.Message) -> None:
-        """Send a message as is (no reply awaited)."""
-        await self.ws.send_message(codec.encode(message))
+        """Send a message as is (no reply awaited). ``ClientClosed`` if the connection ended."""
+        await self.send_raw(codec.encode(message))
 
     async def send_raw(self, data: bytes | str) -> None:
-        """Send arbitrary bytes or text (tests of hostile input)."""
-        await self.ws.send_message(data)
+        """Send arbitrary bytes or text (tests of hostile input). ``ClientClosed`` if the
+        connection ended: the server may close it at any moment (a takeover's 4104, a kick),
+        and a request sent just after must fail as one whose reply never came does."""
+        try:
+            await self.ws.send_message(data)
+        except trio_websocket.ConnectionClosed as exc:
+            raise _closed(exc) from None
 
     async def request(self, cls: type[m.Message], *, rid: int | None = None, **fields: Any
                       ) -> m.Message:
@@ -291,9 +302,7 @@ class Client:
                 message = codec.decode(data, direction=m.Direction.SERVER_TO_CLIENT)
                 self._dispatch(message)
         except trio_websocket.ConnectionClosed as exc:
-            reason = exc.reason
-            self.closed = ClientClosed(getattr(reason, "code", None),
-                                       getattr(reason, "reason", None))
+            self.closed = _closed(exc)
         finally:
             if self.closed is None:
                 self.closed = ClientClosed(None, "reader stopped")

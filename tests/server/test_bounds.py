@@ -18,10 +18,9 @@ from typing import Any
 import msgpack
 import pytest
 import trio
-import trio_websocket
 from engine_fixtures import SHORT_QUIZ, engine_at
 
-from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.client import Client, ClientClosed, open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
@@ -148,7 +147,7 @@ async def test_flood_strikes_decay(tmp_path: Path) -> None:
                     await trio.sleep(0.3)
                 # Strikes in a row still close (ten of them back to back: two within 0.2 s
                 # however loaded the machine).
-                with contextlib.suppress(trio_websocket.ConnectionClosed):
+                with contextlib.suppress(ClientClosed):
                     for rid in range(1000, 1010):
                         await client.send(m.Ping(rid=rid))
                 assert (await client.wait_closed()).code == CloseCode.POLICY_VIOLATION

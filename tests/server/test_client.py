@@ -14,6 +14,7 @@ from engine_fixtures import engine_at, short_quiz
 from pubquiz_engine.client import (
     Backoff,
     Client,
+    ClientClosed,
     open_client,
     open_session_client,
     session_url,
@@ -145,4 +146,42 @@ async def test_a_ping_that_crosses_our_close_is_not_an_error() -> None:
             port = listener.socket.getsockname()[1]
             async with open_client(f"ws://127.0.0.1:{port}/"):
                 pass  # connected; leaving closes it
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_request_after_the_server_closed_raises_client_closed() -> None:
+    """The server may close at any moment (a takeover's 4104): a request sent after that must
+    fail with ``ClientClosed`` and the server's code, as one whose reply never came does, not
+    with the library's own exception (a flake of the zombie test under load)."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request
+
+    async def server(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection(
+                        subprotocol=event.subprotocols[0])) + ws.send(CloseConnection(
+                            4104, "another node took over this session")))
+                elif isinstance(event, CloseConnection):
+                    await stream.aclose()
+                    return
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(
+                functools.partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            async with open_client(f"ws://127.0.0.1:{port}/") as client:
+                assert (await client.wait_closed()).code == 4104
+                with pytest.raises(ClientClosed) as closed:
+                    await client.request(m.Ping)
+                assert closed.value.code == 4104
+                with pytest.raises(ClientClosed):
+                    await client.send_raw(b"\x80")
             nursery.cancel_scope.cancel()

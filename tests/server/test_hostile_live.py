@@ -9,13 +9,12 @@ import tempfile
 from pathlib import Path
 
 import trio
-import trio_websocket
 from engine_fixtures import engine_at, short_quiz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import client_messages
 
-from pubquiz_engine.client import open_client
+from pubquiz_engine.client import ClientClosed, open_client
 from pubquiz_engine.errors import CloseCode
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
@@ -49,7 +48,7 @@ async def _play_against(tmp_path: Path, batch: list[bytes]) -> None:
                         break
                     try:
                         await fuzz.send_raw(frame)
-                    except trio_websocket.ConnectionClosed:
+                    except ClientClosed:
                         break  # a frame that closes (a wrong operator key, ...) ended it
                 try:
                     assert isinstance(await fuzz.request(m.Ping), m.Pong)

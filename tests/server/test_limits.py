@@ -10,10 +10,9 @@ from pathlib import Path
 import msgpack
 import pytest
 import trio
-import trio_websocket
 from engine_fixtures import engine_at, short_quiz
 
-from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.client import Client, ClientClosed, open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.protocol import messages as m
 
@@ -100,7 +99,7 @@ async def test_oversize_frame_closes_only_that_client(tmp_path: Path) -> None:
                 await other.join(session.code, "Other")
                 # The engine closes as soon as it reads the frame's length, which can be while
                 # the 2 MB are still being written: the send then fails, the close code stands.
-                with contextlib.suppress(trio_websocket.ConnectionClosed):
+                with contextlib.suppress(ClientClosed):
                     await big.send_raw(
                         msgpack.packb({"t": "leave", "rid": 1, "pad": "x" * 2_000_000}))
                 closed = await big.wait_closed()
