@@ -38,3 +38,18 @@ def test_an_error_encoded_unbuilt_is_the_error_replys_bytes(
     data = _ENCODER.encode_error(rid, code.value, message, code.retryable, retry_after_ms)
     assert data == codec.encode(built)
     assert codec.decode(data, direction=m.Direction.SERVER_TO_CLIENT) == built
+
+
+@given(strategies.message_strategy(m.Welcome))
+def test_a_welcome_encoded_unbuilt_is_the_welcomes_bytes(welcome: m.Message) -> None:
+    assert isinstance(welcome, m.Welcome)
+    data = _ENCODER.encode_welcome(
+        welcome.rid, welcome.role, welcome.code, welcome.epoch, welcome.seq,
+        welcome.participant, welcome.name, welcome.team, welcome.token, welcome.replay)
+    assert data == codec.encode(welcome)
+
+
+@given(strategies.message_strategy(m.State))
+def test_a_state_encoded_unbuilt_is_the_states_bytes(state: m.Message) -> None:
+    assert isinstance(state, m.State)
+    assert _ENCODER.encode_state(state.seq, state.state) == codec.encode(state)
