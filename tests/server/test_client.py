@@ -4,12 +4,16 @@ point 2, client side)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 from engine_fixtures import engine_at, short_quiz
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request
 
 from pubquiz_engine.client import (
     Backoff,
@@ -111,77 +115,61 @@ async def test_a_session_client_puts_the_join_code_in_the_url(tmp_path: Path) ->
                 assert host.welcome is not None and host.welcome.role == "host"
 
 
+@contextlib.asynccontextmanager
+async def _scripted_server(after_accept: bytes, after_close: bytes, *,
+                           answer_close: bool = True) -> AsyncIterator[str]:
+    """A WebSocket server (wsproto) that sends ``after_accept`` right behind its 101, and on
+    the client's close frame ``after_close`` (frames as bytes), then (``answer_close``) its
+    close's answer, and EOF. Yields its URL."""
+    async def serve(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    await stream.send_all(ws.send(AcceptConnection(
+                        subprotocol=event.subprotocols[0])) + after_accept)
+                elif isinstance(event, CloseConnection):
+                    answer = ws.send(event.response()) if answer_close else b""
+                    await stream.send_all(after_close + answer)
+                    await stream.aclose()
+                    return
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            functools.partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+        yield f"ws://127.0.0.1:{listener.socket.getsockname()[1]}/"
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_ping_that_crosses_our_close_is_not_an_error() -> None:
     """The server pings while the client's close is on its way (an engine's keepalive does):
     trio-websocket 0.12 answers it with a pong that wsproto refuses in LOCAL_CLOSING
     (python-trio/trio-websocket#184), and its reader task dies. Leaving ``open_client`` must
     still be a clean exit; it takes the close's 5 s bound, since the dead reader never sees the
     close's answer."""
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, CloseConnection, Request
-
-    async def server(stream: trio.SocketStream) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, Request):
-                    await stream.send_all(ws.send(AcceptConnection(
-                        subprotocol=event.subprotocols[0])))
-                elif isinstance(event, CloseConnection):
-                    # The ping first, then the close's answer: the client reads the ping in
-                    # LOCAL_CLOSING, as it does when an engine's keepalive crosses its close.
-                    # (wsproto will not send a ping after a close: the frame by hand.)
-                    await stream.send_all(b"\x89\x01k" + ws.send(event.response()))
-                    await stream.aclose()
-                    return
-
+    # The ping, then the close's answer: the client reads the ping in LOCAL_CLOSING. (wsproto
+    # will not send a ping after a close: the frame by hand.)
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            [listener] = await nursery.start(
-                functools.partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
-            port = listener.socket.getsockname()[1]
-            async with open_client(f"ws://127.0.0.1:{port}/"):
-                pass  # connected; leaving closes it
-            nursery.cancel_scope.cancel()
+        async with _scripted_server(b"", b"\x89\x01k") as url, open_client(url):
+            pass  # connected; leaving closes it
 
 
 async def test_a_request_after_the_server_closed_raises_client_closed() -> None:
     """The server may close at any moment (a takeover's 4104): a request sent after that must
     fail with ``ClientClosed`` and the server's code, as one whose reply never came does, not
     with the library's own exception (a flake of the zombie test under load)."""
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, CloseConnection, Request
-
-    async def server(stream: trio.SocketStream) -> None:
-        ws = WSConnection(ConnectionType.SERVER)
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            ws.receive_data(data)
-            for event in ws.events():
-                if isinstance(event, Request):
-                    await stream.send_all(ws.send(AcceptConnection(
-                        subprotocol=event.subprotocols[0])) + ws.send(CloseConnection(
-                            4104, "another node took over this session")))
-                elif isinstance(event, CloseConnection):
-                    await stream.aclose()
-                    return
-
+    reason = b"another node took over this session"
+    close_4104 = bytes((0x88, 2 + len(reason))) + (4104).to_bytes(2, "big") + reason
     with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            [listener] = await nursery.start(
-                functools.partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
-            port = listener.socket.getsockname()[1]
-            async with open_client(f"ws://127.0.0.1:{port}/") as client:
-                assert (await client.wait_closed()).code == 4104
-                with pytest.raises(ClientClosed) as closed:
-                    await client.request(m.Ping)
-                assert closed.value.code == 4104
-                with pytest.raises(ClientClosed):
-                    await client.send_raw(b"\x80")
-            nursery.cancel_scope.cancel()
+        async with _scripted_server(close_4104, b"", answer_close=False) as url, \
+                open_client(url) as client:
+            assert (await client.wait_closed()).code == 4104
+            with pytest.raises(ClientClosed) as closed:
+                await client.request(m.Ping)
+            assert closed.value.code == 4104
+            with pytest.raises(ClientClosed):
+                await client.send_raw(b"\x80")
