@@ -133,7 +133,6 @@ class Encoder:
                                   "retry_after_ms": retry_after_ms})
         return data
 
-
     def encode_welcome(self, rid: int, role: str, code: str, epoch: int, seq: int,
                        participant: int | None, name: str | None, team: str | None,
                        token: str | None, replay: str) -> bytes:
