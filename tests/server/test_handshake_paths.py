@@ -9,6 +9,7 @@ and for an upgrade its target, kept headers, subprotocol and the bytes behind th
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -308,3 +309,99 @@ def test_the_generated_requests_reach_the_direct_path() -> None:
     sample()
     assert any(found)
     assert not all(found)
+
+
+# --- handshake_now: the part that needs no wait (server.py runs it without a deadline) ----
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    return server, client
+
+
+def test_a_request_already_there_is_upgraded_without_a_wait() -> None:
+    """The common case: TCP_DEFER_ACCEPT hands the connection over with its request. No
+    trio at all here: ``handshake_now`` cannot wait."""
+    whole = _request(*BROWSER, tail=FRAME)
+    expected_response, expected, _ = _exchange([whole], TransportConfig())
+    server, client = _pair()
+    with server, client:
+        client.sendall(whole)
+        upgrade = hs.handshake_now(server, TransportConfig())
+        assert upgrade == expected
+        client.setblocking(False)
+        assert client.recv(65536) == expected_response
+
+
+def test_nothing_there_yet_leaves_the_whole_handshake_to_the_waiting_part() -> None:
+    whole = _request(*BROWSER)
+    _, expected, _ = _exchange([whole], TransportConfig())
+    server, client = _pair()
+    with server, client:
+        started = hs.handshake_now(server, TransportConfig())
+        assert started == hs.Started()  # nothing read, nothing sent
+
+        async def main() -> hs.Upgrade | None:
+            client.sendall(whole)
+            return await hs.handshake(server, not_found, TransportConfig(), Counters(),
+                                      started)  # type: ignore[arg-type]
+
+        assert trio.run(main) == expected
+
+
+def test_a_partial_request_is_carried_on_by_h11() -> None:
+    whole = _request(*BROWSER, tail=FRAME)
+    _, expected, _ = _exchange([whole], TransportConfig())
+    server, client = _pair()
+    with server, client:
+        client.sendall(whole[:100])
+        started = hs.handshake_now(server, TransportConfig())
+        assert isinstance(started, hs.Started)
+        assert started.first == whole[:100] and started.upgrade is None
+
+        async def main() -> hs.Upgrade | None:
+            client.sendall(whole[100:])
+            return await hs.handshake(server, not_found, TransportConfig(), Counters(), started)
+
+        assert trio.run(main) == expected
+
+
+def test_a_101_the_send_buffer_cannot_take_is_finished_by_the_waiting_part() -> None:
+    """The server's send buffer is full (filler nobody read yet): the 101 goes out in part or
+    not at all, and ``handshake`` sends the rest once the peer reads; the peer gets the whole
+    101 after the filler, and the upgrade is the same."""
+    whole = _request(*BROWSER, tail=FRAME)
+    expected_response, expected, _ = _exchange([whole], TransportConfig())
+    server, client = _pair()
+    with server, client:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        filler = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filler += server.send(b"x" * 1024)
+        client.sendall(whole)
+        started = hs.handshake_now(server, TransportConfig())
+        assert isinstance(started, hs.Started)
+        assert started.upgrade == expected and 0 < len(started.unsent) <= len(expected_response)
+        assert expected_response.endswith(started.unsent)
+
+        async def main() -> tuple[hs.Upgrade | None, bytes]:
+            received = bytearray()
+            result: list[hs.Upgrade | None] = []
+
+            async def finish() -> None:
+                result.append(await hs.handshake(server, not_found, TransportConfig(),
+                                                 Counters(), started))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(finish)
+                client.setblocking(False)
+                while len(received) < filler + len(expected_response):
+                    await trio.lowlevel.wait_readable(client)
+                    received += client.recv(65536)
+            return result[0], bytes(received)
+
+        upgrade, received = trio.run(main)
+        assert upgrade == expected
+        assert received == b"x" * filler + expected_response

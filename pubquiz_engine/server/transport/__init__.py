@@ -23,7 +23,9 @@ Rules this module keeps:
    any frame (a peer that pings and never reads is a slow consumer); only the close frame is
    exempt.
 3. **Every wait has a deadline.** The handshake must complete within ``handshake_timeout``
-   (slowloris); a closing connection is shut within ``close_timeout`` whether or not the peer
+   (slowloris): what needs a wait runs under it, while the part that cannot wait (a request
+   already read whole, a 101 the send buffer takes, ``handshake_now``) needs none and costs
+   no cancel scope; a closing connection is shut within ``close_timeout`` whether or not the peer
    answers; an idle connection is pinged and closed with 4102 (``CloseCode.IDLE_TIMEOUT``) if
    nothing arrives within ``ping_timeout`` (half-open TCP).
 4. **Limits are enforced before memory is spent**: header bytes and count (431), message size

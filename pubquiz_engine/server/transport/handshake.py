@@ -43,7 +43,7 @@ from wsproto.utilities import RemoteProtocolError as WsprotoRemoteProtocolError
 from pubquiz_engine.server.http import HttpHandler, HttpRequest, HttpResponse
 from pubquiz_engine.server.transport.config import RECV_SIZE, Counters, TransportConfig
 
-__all__ = ["Upgrade", "handshake"]
+__all__ = ["Started", "Upgrade", "handshake", "handshake_now"]
 
 
 # (request target, request headers, subprotocol, bytes after the request). No wsproto
@@ -51,15 +51,60 @@ __all__ = ["Upgrade", "handshake"]
 Upgrade = tuple[str, tuple[tuple[str, str], ...], str | None, bytes]
 
 
+@attrs.frozen
+class Started:
+    """Where ``handshake_now`` stopped because going on needed a wait: the bytes it read
+    (``None``: nothing had arrived), and for an accepted upgrade whose 101 did not fit the
+    send buffer, the upgrade and the rest of the 101."""
+
+    first: bytes | None = None
+    upgrade: Upgrade | None = None
+    unsent: bytes = b""
+
+
+_NOTHING_YET: Final = Started()
+
+
+def handshake_now(sock: socket.socket, config: TransportConfig) -> Upgrade | Started:
+    """As much of the handshake as needs no wait: the upgrade, or where it stopped.
+
+    Usually that is all of it: the listener's ``TCP_DEFER_ACCEPT`` hands a connection over
+    with its request, the direct parser takes a plain upgrade, and a 101 fits an empty send
+    buffer. Nothing here waits, so the caller needs no deadline for it (a cancel scope costs
+    ~11 us per connection); whatever is left goes to ``handshake`` under one. Raises
+    ``OSError`` when the peer reset the connection.
+    """
+    try:
+        first = sock.recv(RECV_SIZE)
+    except BlockingIOError:
+        return _NOTHING_YET
+    fast = _fast_upgrade(first, config) if first else None
+    if fast is None:
+        return Started(first)
+    accept_bytes, result = fast
+    try:
+        sent = sock.send(accept_bytes)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(accept_bytes):
+        return result
+    return Started(first, result, accept_bytes[sent:])
+
+
 async def handshake(
     sock: socket.socket,
     http_handler: HttpHandler,
     config: TransportConfig,
     counters: Counters,
+    started: Started = _NOTHING_YET,
 ) -> Upgrade | None:
-    """Read one request. Return the upgraded connection, or ``None`` once the request was
-    answered over plain HTTP (or rejected, or the peer went away)."""
-    first = await _recv_first(sock)
+    """Read one request (after what ``handshake_now`` did: ``started``). Return the upgraded
+    connection, or ``None`` once the request was answered over plain HTTP (or rejected, or
+    the peer went away)."""
+    if started.upgrade is not None:
+        await _send_all(sock, started.unsent)
+        return started.upgrade
+    first = started.first if started.first is not None else await _recv_first(sock)
     fast = _fast_upgrade(first, config) if first else None
     if fast is not None:
         accept_bytes, result = fast

@@ -22,7 +22,7 @@ from pubquiz_engine.server.transport.config import (
     TransportStatistics,
 )
 from pubquiz_engine.server.transport.framing import PING_FRAME
-from pubquiz_engine.server.transport.handshake import handshake
+from pubquiz_engine.server.transport.handshake import Started, Upgrade, handshake, handshake_now
 from pubquiz_engine.server.transport.reader import EpollReader, epoll_available
 from pubquiz_engine.server.transport.websocket import WebSocket, WebSocketHandler, _State
 
@@ -208,13 +208,21 @@ async def _serve_connection(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if config.send_buffer_bytes is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer_bytes)
-        upgrade = None
-        with trio.move_on_after(config.handshake_timeout):
-            # OSError: the peer reset the connection mid-handshake; there is nothing to answer.
-            with contextlib.suppress(OSError):
-                upgrade = await handshake(sock, http_handler, config, counters)
-        if upgrade is None:
+        # OSError: the peer reset the connection mid-handshake; there is nothing to answer.
+        try:
+            now = handshake_now(sock, config)
+        except OSError:
             return
+        if isinstance(now, Started):
+            # The rest needs waits: under the handshake's deadline (rule 3). The part before
+            # took no time: it cannot wait.
+            upgrade: Upgrade | None = None
+            with trio.move_on_after(config.handshake_timeout), contextlib.suppress(OSError):
+                upgrade = await handshake(sock, http_handler, config, counters, now)
+            if upgrade is None:
+                return
+        else:
+            upgrade = now
         path, headers, subprotocol, trailing = upgrade
         ws = WebSocket(
             sock,
