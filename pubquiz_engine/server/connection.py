@@ -12,7 +12,11 @@ Rules this module keeps:
    one per ``flood_strike_decay`` seconds: close 1008).
 3. **Every wait has a deadline.** A connection that does not identify itself within
    ``join_timeout`` is closed (``handshake_timeout``); a wrong join code looks the same whether
-   or not the code exists, and guesses are rate limited per address.
+   or not the code exists, and guesses are rate limited per address. The deadline is kept
+   by the engine's ``join_timeouts`` queue (``server/timeouts.py``: one task for every
+   connection, no cancel scope each), which answers and closes a connection still waiting
+   for its join frame; a wait other than for a frame (a lookup in the session directory, a
+   takeover) runs under a cancel scope at the same deadline, entered only for that wait.
 4. **A refused frame is never built.** The message rate is charged before a frame is decoded,
    and a frame over ``max_frame_bytes`` must carry the right operator key (read by a bounded
    skim, ``codec.peek``) before its body is decoded; wrong operator keys are limited per
@@ -69,6 +73,7 @@ from pubquiz_engine.server.failover import OUTAGE_RETRY_AFTER_MS, Moved
 from pubquiz_engine.server.ports import ConnectionHost
 from pubquiz_engine.server.ratelimit import TokenBucket
 from pubquiz_engine.server.session import AnswerSubmission, LiveSession, Member
+from pubquiz_engine.server.timeouts import Timeout
 from pubquiz_engine.server.transport import ConnectionClosed, WebSocket
 from pubquiz_engine.snapshot.records import CoordinationError
 
@@ -158,6 +163,10 @@ class Connection:
     # Errors ``_decode`` refused a frame with while answers were unanswered: they go out
     # after those answers' replies (rule 6).
     _held: list[tuple[Any, ...]] | None = None
+    # Rule 3: in a lookup, which keeps the join deadline with a scope of its own; the
+    # deadline passed during one.
+    _looking_up: bool = False
+    _overdue: bool = False
 
     def __init__(self, engine: ConnectionHost, ws: WebSocket, address: str) -> None:
         self.engine = engine
@@ -174,7 +183,10 @@ class Connection:
         # closes; one comes back every flood_strike_decay seconds, so an old burst is forgotten.
         self._strikes = TokenBucket(1.0 / cfg.flood_strike_decay, cfg.flood_strikes - 1,
                                     stamp=now)
-        self._join_scope: trio.CancelScope | None = None
+        # Rule 3: the join deadline (None once met, or for an operator's connection), and
+        # whether this connection met it with a timeout.
+        self._join_timer: Timeout[Connection] | None = None
+        self._timed_out = False
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -277,16 +289,20 @@ class Connection:
         log.debug("connection opened")
         ws = self.ws
         try:
-            with trio.move_on_after(engine.config.join_timeout) as scope:
-                self._join_scope = scope
-                while self.member is None and not ws.closed:
-                    msg = self._decode(await ws.receive())
-                    if msg is not None:
-                        await self._identify(msg)
-            self._join_scope = None  # done with (and ~130 bytes per idle connection)
-            if scope.cancelled_caught and self.member is None:
-                self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
-                return
+            self._join_timer = engine.join_timeouts.add(self)
+            while self.member is None and not ws.closed:
+                if self._overdue:
+                    self._time_out()  # it passed in a lookup that then failed
+                    break
+                data = await ws.receive()
+                if self._timed_out:
+                    # The deadline passed while this frame waited for the task to run: it
+                    # came too late (the connection is closing), as under a cancel scope.
+                    break
+                msg = self._decode(data)
+                if msg is not None:
+                    await self._identify(msg)
+            self._meet_join_deadline()
             if self.member is not None and self.member.role == "player":
                 ws.set_consumer(self._take_answers_now)  # rule 7
             while not ws.closed:
@@ -300,6 +316,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
+            self._meet_join_deadline()
             ws.set_consumer(None)
             if self.session is not None and self.member is not None:
                 self.session.detach(self.member)
@@ -349,9 +366,55 @@ class Connection:
     def _restart_join_window(self) -> None:
         """A client that retries as told is not idle: its join window starts again (issue
         19.14: a pub behind one address joins at the limiter's pace; an outage is waited out)."""
-        scope = self._join_scope
-        if scope is not None and scope.deadline != math.inf:
-            scope.deadline = trio.current_time() + self.engine.config.join_timeout
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = self.engine.join_timeouts.add(self)
+
+    def _meet_join_deadline(self) -> None:
+        """Joined, closed, or an operator: no join deadline any more (rule 3)."""
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+
+    def _join_timed_out(self) -> None:
+        """The join deadline passed (the engine's ``join_timeouts`` calls this, rule 3):
+        answer ``handshake_timeout`` and close; the task, waiting for a frame, sees the close.
+
+        A task in a lookup is ended by the lookup's own scope at the same deadline; if the
+        lookup returns all the same (done in the pass the deadline passed), a session joins,
+        and a failure is answered first and then timed out, as under one scope for it all."""
+        self._join_timer = None
+        if self.member is not None or self.ws.closed:
+            return
+        if self._looking_up:
+            self._overdue = True
+            return
+        self._time_out()
+
+    def _time_out(self) -> None:
+        self._meet_join_deadline()
+        self._timed_out = True
+        self._error(None, ErrorCode.HANDSHAKE_TIMEOUT, "no join within the time limit")
+
+    async def _find_session(self, code: str) -> LiveSession | None:
+        """The live session ``code``: here, or through the session directory (maybe a
+        takeover). Only the second waits, and only then under the join deadline (rule 3)."""
+        engine = self.engine
+        session = engine.local_session(code)
+        if session is not None or not engine.coordinated or engine.stopping:
+            return session
+        timer = self._join_timer
+        deadline = timer.deadline if timer is not None else math.inf
+        self._looking_up = True
+        try:
+            with trio.move_on_at(deadline):
+                return await engine.find_session(code)
+        finally:
+            self._looking_up = False
+        # The deadline passed in the lookup: the lookup is abandoned (it leaves nothing half
+        # done, see ``failover``) and the connection timed out.
+        self._time_out()
+        raise ConnectionClosed(CloseCode.POLICY_VIOLATION, ErrorCode.HANDSHAKE_TIMEOUT._value_)
 
     def _join_throttled(self) -> Rejected:
         """``rate_limited`` for a join over the address's allowance, with when to retry."""
@@ -369,7 +432,7 @@ class Connection:
 
     async def _session_for(self, raw_code: str) -> LiveSession:
         code = credentials.normalise_code(raw_code)
-        session = await self.engine.find_session(code) if code is not None else None
+        session = await self._find_session(code) if code is not None else None
         if session is None or session.end_reason is not None:
             # The same answer for a code that never existed and one that ended: a guesser
             # learns nothing about which codes are live.
@@ -382,7 +445,7 @@ class Connection:
             if parsed is None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
             code, participant, _secret = parsed
-            session = await self.engine.find_session(code)
+            session = await self._find_session(code)
             if session is None or session.end_reason is not None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
             member = Member(ws=self.ws, role="player", conn_id=self.id)
@@ -423,8 +486,7 @@ class Connection:
         if not key or given is None or not credentials.same_secret(given, key):
             engine.operator_limiter.take(self.address, now)
             raise Rejected(ErrorCode.BAD_KEY, "wrong operator key")
-        if self._join_scope is not None:
-            self._join_scope.deadline = math.inf
+        self._meet_join_deadline()
 
     async def _generate(self, msg: m.Generate) -> None:
         self._check_operator(msg.key)

@@ -84,6 +84,7 @@ from pubquiz_engine.server.metrics import CONTENT_TYPE, EngineSample, Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter, address_key
 from pubquiz_engine.server.sdnotify import Notifier
 from pubquiz_engine.server.session import LiveSession, SessionSettings
+from pubquiz_engine.server.timeouts import TimeoutQueue
 from pubquiz_engine.server.transport import (
     ListenerInfo,
     TransportConfig,
@@ -169,6 +170,9 @@ class Engine:
         self._started_at = time.time()
         self._sessions_nursery: trio.Nursery | None = None
         self._serve_scopes: list[trio.CancelScope] = []
+        #: Connections' join deadlines (``Connection`` rule 3), kept by one task.
+        self.join_timeouts: TimeoutQueue[Connection] = TimeoutQueue(
+            config.join_timeout, Connection._join_timed_out)
         self._listener: ListenerInfo | None = None
         self.stopping = False
         self.ready = False
@@ -197,6 +201,7 @@ class Engine:
         try:
             async with trio.open_nursery() as root:
                 root.start_soon(self._watch_loop)
+                await root.start(self.join_timeouts.run)
                 await root.start(self.persister.run)
                 if not self.config.redis_url:
                     await self._interrupt_leftovers()  # before any session of this run exists
@@ -464,14 +469,19 @@ class Engine:
             self.coord.changed(session, True)
         return session
 
-    async def find_session(self, code: str) -> LiveSession | None:
-        """The live session ``code`` on this node, taken over from a dead node if need be."""
+    def local_session(self, code: str) -> LiveSession | None:
+        """The session ``code`` on this node, live or ended; None if it is not here."""
         session = self.sessions.get(code)
         if (session is not None and session.end_reason is not None
                 and session.closing_code != CloseCode.SESSION_ENDED):
             # Fenced here a moment ago and not yet gone (its clients are reconnecting right
             # now): not an ended session (that is ``bad_token``), one that lives elsewhere.
-            session = None
+            return None
+        return session
+
+    async def find_session(self, code: str) -> LiveSession | None:
+        """The live session ``code`` on this node, taken over from a dead node if need be."""
+        session = self.local_session(code)
         if session is not None or self.coord is None or self.stopping:
             return session
         return await self.coord.find(code)

@@ -37,6 +37,7 @@ from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.metrics import Metrics
 from pubquiz_engine.server.ratelimit import AddressLimiter
 from pubquiz_engine.server.session import LiveSession
+from pubquiz_engine.server.timeouts import TimeoutQueue
 from pubquiz_engine.store import Results, Store
 
 __all__ = ["ConnectionHost", "ResultsSource", "SessionHost"]
@@ -78,6 +79,22 @@ class ConnectionHost(Protocol):
 
     def release(self, address: str) -> None:
         """The connection counted in by ``admit`` ended."""
+        ...
+
+    @property
+    def coordinated(self) -> bool:
+        """Sessions may live on other nodes (Redis): a miss here is asked of ``find_session``."""
+        ...
+
+    @property
+    def join_timeouts(self) -> TimeoutQueue[Any]:
+        """The connections' join deadlines (``Connection`` rule 3; its items are the
+        connections, which this module may not import)."""
+        ...
+
+    def local_session(self, code: str) -> LiveSession | None:
+        """The session ``code`` on this node (live, or ended and not moved); None if it is not
+        here. Never waits."""
         ...
 
     async def find_session(self, code: str) -> LiveSession | None:

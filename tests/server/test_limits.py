@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -13,8 +15,10 @@ import trio
 from engine_fixtures import engine_at, short_quiz
 
 from pubquiz_engine.client import Client, ClientClosed, open_client
-from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
+from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, RemoteError
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server.engine import Engine
+from pubquiz_engine.server.session import LiveSession
 
 
 async def _error(client: Client) -> m.ErrorReply:
@@ -202,6 +206,72 @@ async def test_a_connection_that_never_joins_is_closed(tmp_path: Path) -> None:
                 error = await _error(idle)
                 assert error.code == "handshake_timeout"
                 assert (await idle.wait_closed()).code == CloseCode.POLICY_VIOLATION
+
+
+def _directory_lookup(monkeypatch: pytest.MonkeyPatch, engine: Engine,
+                      lookup: Callable[[str], Awaitable[LiveSession | None]]) -> None:
+    """Make ``engine`` ask a session directory (``lookup``) for codes it does not hold, as an
+    engine with Redis does (``Engine.find_session`` -> ``Coordination.find``)."""
+    monkeypatch.setattr(Engine, "coordinated", property(lambda self: True))
+    monkeypatch.setattr(engine, "find_session", lookup)
+
+
+async def test_a_lookup_that_outlasts_the_join_deadline_is_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 3 of connection.py, the slow case: a join whose session lookup (Redis, a
+    takeover) has not returned at the join deadline is cancelled there, and the connection
+    is answered ``handshake_timeout`` and closed, as one that never sent a join."""
+    cancelled = trio.Event()
+
+    async def stuck(code: str) -> LiveSession | None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, join_timeout=0.5) as (engine, address):
+            _directory_lookup(monkeypatch, engine, stuck)
+            async with open_client(address.url) as late:
+                await late.send(m.Join(rid=7, code="QWERTY", name="Late"))
+                error = await _error(late)
+                assert error.code == "handshake_timeout" and error.rid is None
+                assert (await late.wait_closed()).code == CloseCode.POLICY_VIOLATION
+            assert cancelled.is_set()
+
+
+async def test_a_lookup_that_fails_after_the_join_deadline_is_answered_then_timed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline passes while a lookup cannot be cancelled (shielded here) and the lookup
+    then fails: its error is answered first, then ``handshake_timeout`` and the close (the
+    retryable failure does not restart a window that has run out)."""
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, join_timeout=0.5) as (engine, address):
+            queue = engine.join_timeouts
+            fired = trio.Event()
+            expire = queue._expire
+
+            def expire_and_tell(conn: Any) -> None:
+                expire(conn)
+                fired.set()
+
+            monkeypatch.setattr(queue, "_expire", expire_and_tell)
+
+            async def slow_then_failing(code: str) -> LiveSession | None:
+                with trio.CancelScope(shield=True):
+                    await fired.wait()  # past the deadline, by construction
+                raise Rejected(ErrorCode.UNAVAILABLE, "directory away", retry_after_ms=50)
+
+            _directory_lookup(monkeypatch, engine, slow_then_failing)
+            async with open_client(address.url) as late:
+                await late.send(m.Join(rid=7, code="QWERTY", name="Late"))
+                first = await _error(late)
+                assert (first.code, first.rid) == ("unavailable", 7)
+                second = await _error(late)
+                assert (second.code, second.rid) == ("handshake_timeout", None)
+                assert (await late.wait_closed()).code == CloseCode.POLICY_VIOLATION
 
 
 async def test_name_taken_and_kick(tmp_path: Path) -> None:
