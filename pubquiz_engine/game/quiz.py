@@ -95,10 +95,13 @@ class Round:
     multiplier: float = 1.0  # every award in the round is multiplied by this (double round: 2)
     wager: bool = False  # players may stake part of their score on this round
     joker: bool = True  # a joker may be played on this round
+    # Derived (excluded from equality): the questions among ``items``, in order. Read for every
+    # newcomer's ``state`` (each round's size), so built once, not per read.
+    questions: tuple[Question, ...] = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def questions(self) -> tuple[Question, ...]:
-        return tuple(item for item in self.items if isinstance(item, Question))
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "questions",
+                           tuple(item for item in self.items if isinstance(item, Question)))
 
 
 @attrs.frozen
