@@ -77,8 +77,9 @@ async def _wait_ready(process: trio.Process, timeout: float) -> None:
 
 
 async def run_baseline(name: str, plan: CorePlan, *, n: int, k: int | None = None,
-                       timeout: float = 180.0) -> dict[str, Any]:
-    """One fresh ``name`` server, one ``loadgen.js`` run with ``n`` clients: its figures."""
+                       conc: int | None = None, timeout: float = 180.0) -> dict[str, Any]:
+    """One fresh ``name`` server, one ``loadgen.js`` run with ``n`` clients, ``conc``
+    connection attempts in flight (default: loadgen.js's 256): its figures."""
     description, _, mode = BASELINES[name]
     k = k or default_k(n)
     port = free_port()
@@ -91,6 +92,8 @@ async def run_baseline(name: str, plan: CorePlan, *, n: int, k: int | None = Non
         loadgen = [*plan.prefix(plan.loadgen), node_binary(), str(BASELINE_DIR / "loadgen.js"),
                    "--port", str(port), "--n", str(n), "--k", str(k), "--pid", str(server.pid),
                    "--mode", mode, "--timeout", "60000", "--ctimeout", "90000"]
+        if conc is not None:
+            loadgen += ["--conc", str(conc)]
         with trio.fail_after(timeout):
             result = await trio.run_process(loadgen, capture_stdout=True, capture_stderr=True,
                                             check=False, env=env, cwd=str(BASELINE_DIR))
@@ -119,6 +122,12 @@ async def run_baseline(name: str, plan: CorePlan, *, n: int, k: int | None = Non
         "rss_per_connection_kib": _round(raw.get("rss_per_conn_kib"), 2),
         "connect_s": _round(raw.get("connect_s"), 3),
         "joins_per_s": _round(n / raw["connect_s"]) if raw.get("connect_s") else None,
+        "connect_in_flight": raw.get("conc"),
+        "connect_server_cpu_pct": _round(raw.get("connect_server_cpu_pct"), 1),
+        "connect_loadgen_cpu_pct": _round(raw.get("connect_loadgen_cpu_pct"), 1),
+        "server_cpu_per_join_ms": _round(
+            raw["connect_server_cpu_pct"] / 100 * raw["connect_s"] / n * 1000, 3)
+        if raw.get("connect_server_cpu_pct") is not None and raw.get("connect_s") else None,
         "server_cpu_pct": _round(run.get("server_cpu_pct"), 1),
         "loadgen_cpu_pct": _round(run.get("loadgen_cpu_pct"), 1),
         "loadgen_client": raw.get("client"),
@@ -133,12 +142,12 @@ def _round(value: Any, digits: int = 0) -> Any:
 
 
 async def run_baselines(names: Sequence[str], plan: CorePlan, *, n: int,
-                        k: int | None = None) -> list[dict[str, Any]]:
+                        k: int | None = None, conc: int | None = None) -> list[dict[str, Any]]:
     """Each baseline in turn (never two at once: they would share the server's core)."""
     results = []
     for name in names:
         try:
-            results.append(await run_baseline(name, plan, n=n, k=k))
+            results.append(await run_baseline(name, plan, n=n, k=k, conc=conc))
         except (RuntimeError, OSError, trio.TooSlowError) as exc:
             results.append({"name": name, "description": BASELINES[name][0], "n": n,
                             "ok": False, "error": f"{type(exc).__name__}: {exc}"})

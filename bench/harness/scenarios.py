@@ -259,8 +259,14 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             floor_readers = await send_floor(ctx.plan, n, out, readers=True)
             merged = merge_reports(await lg.report())
         check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
-    bases = await run_baselines(p["baselines"], ctx.plan, n=n) if p["baselines"] else []
+    # The baselines get as many connection attempts in flight as the engine's workers had
+    # in all, so that neither rate is one of fewer lanes.
+    lanes = p["concurrency"] * p["workers"]
+    bases = await run_baselines(p["baselines"], ctx.plan, n=n, conc=lanes) \
+        if p["baselines"] else []
     joins_per_s = rate(joined, window)
+    cpu_per_join = (cpu.figures["engine_cpu_pct"] / 100 * window / joined * 1000
+                    if joined and cpu.figures.get("engine_cpu_pct") is not None else None)
     out.figures = {
         "connections": n, "sessions": s, "per_session": per, "workers": p["workers"],
         "source_addresses": len(addresses), "joined": joined, "failed": dict(failed),
@@ -277,9 +283,12 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "broadcast_engine_to_floor_readers": _floor_ratio(handoff, floor_readers),
         "question_frames_received": sum(r.count for r in receipts.values()),
         "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
+        "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
         "ratio_to_baselines": {b["name"]: {
             "rss_per_connection": ratio(per_conn, b.get("rss_per_connection_kib")),
-            "joins_per_s": ratio(joins_per_s, b.get("joins_per_s"))} for b in bases},
+            "joins_per_s": ratio(joins_per_s, b.get("joins_per_s")),
+            "cpu_per_join": ratio(cpu_per_join, b.get("server_cpu_per_join_ms"))}
+            for b in bases},
     }
     out.rows = [
         ("connections joined", f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
@@ -298,7 +307,12 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         *baseline_rows(bases, key="rss_per_connection_kib", ours=per_conn,
                        label="RSS per connection", unit=" KiB", higher_is_better=False),
         *baseline_rows(bases, key="joins_per_s", ours=joins_per_s,
-                       label="connect+join rate (256 in flight)", unit="/s"),
+                       label=f"connect+join rate ({lanes} in flight)", unit="/s"),
+        ("engine CPU per join", fmt(cpu_per_join, "ms", 3),
+         "the engine's CPU time in the window (its threads too) / players joined"),
+        *baseline_rows(bases, key="server_cpu_per_join_ms", ours=cpu_per_join,
+                       label="server CPU per connect+join", unit=" ms",
+                       higher_is_better=False),
         ("engine /health connections, members", f"{health['connections']:,}, "
          f"{health['members']:,}", "hosts included"),
         cpu_row(cpu.figures, ctx.plan.describe()),
@@ -733,7 +747,7 @@ async def rapid(ctx: Context, p: dict[str, Any]) -> Outcome:
     leaked = health_after["connections"] - health_before["connections"]
     if leaked:
         out.problems.append(f"rapid: /health counts {leaked} more connections after the churn")
-    bases = await run_baselines(p["baselines"], ctx.plan, n=p["baseline_n"]) \
+    bases = await run_baselines(p["baselines"], ctx.plan, n=p["baseline_n"], conc=lanes) \
         if p["baselines"] else []
     per_s = rate(cycles, window)
     out.figures = {
@@ -751,7 +765,7 @@ async def rapid(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("cycles per second", fmt(per_s), "each: handshake, join -> welcome, leave -> ok, "
          "close 1000"),
         *baseline_rows(bases, key="joins_per_s", ours=per_s,
-                       label="connect+join rate (no leave, 256 in flight)", unit="/s"),
+                       label=f"connect+join rate (no leave, {lanes} in flight)", unit="/s"),
         ("cycle latency p50 / p99 / max", f"{fmt(lat['p50'], 'ms')} / "
          f"{fmt(lat['p99'], 'ms')} / {fmt(lat['max'], 'ms')}", ""),
         ("failed cycles", f"{sum(failed.values())}", str(dict(failed)) if failed else ""),
