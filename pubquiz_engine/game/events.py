@@ -214,16 +214,31 @@ Event = (
 _SNAKE = re.compile(r"(?<!^)(?=[A-Z])")
 
 
+# Per event class, worked out on first use: its type name and its field names. Every event a
+# session publishes is stored with both (twice per join), and the regex and ``attrs.fields``
+# cost more than the rest of the conversion.
+_TYPE_NAMES: dict[type, str] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def event_type(event: Event) -> str:
     """The snake-case name of an event's class: ``AnswerAccepted`` -> ``"answer_accepted"``."""
-    return _SNAKE.sub("_", type(event).__name__).lower()
+    cls = type(event)
+    name = _TYPE_NAMES.get(cls)
+    if name is None:
+        name = _TYPE_NAMES[cls] = _SNAKE.sub("_", cls.__name__).lower()
+    return name
 
 
 def event_to_data(event: Event) -> dict[str, Any]:
     """Plain-data form of an event (tuples become lists), tagged with its ``type``."""
+    cls = type(event)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
     data: dict[str, Any] = {"type": event_type(event)}
-    for field in attrs.fields(type(event)):
-        data[field.name] = _plain(getattr(event, field.name))
+    for name in names:
+        data[name] = _plain(getattr(event, name))
     return data
 
 
