@@ -159,16 +159,20 @@ async def _recv_first(sock: socket.socket) -> bytes:
             await trio.lowlevel.wait_readable(sock)
 
 
-# The request line of an upgrade and a header line, as h11 parses them (h11/_abnf.py:
-# ``request_line``, ``header_field``), for the fast path; HTTP/1.1 only.
-_UPGRADE_LINE: Final = re.compile(rb"GET ([\x21-\x7e]+) HTTP/1\.1")
+# A header line as h11 parses it (h11/_abnf.py: ``header_field``), and below the request line
+# of an upgrade (``request_line``, HTTP/1.1 only), for the direct path.
 _HEADER_LINE: Final = re.compile(
     rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
 )
 # Headers h11 validates or refuses (content-length, transfer-encoding): left to it.
 _H11_CHECKED: Final = frozenset({b"content-length", b"transfer-encoding"})
-_ONCE: Final = (b"host", b"upgrade", b"connection", b"sec-websocket-key",
-                b"sec-websocket-version")
+# What the direct path reads: once each (a second copy goes to h11).
+_READ: Final = frozenset({b"host", b"upgrade", b"connection", b"sec-websocket-key",
+                          b"sec-websocket-version", b"sec-websocket-protocol", b"origin"})
+# The whole head up to its last line's CRLF: the request line, then header lines.
+_REQUEST_HEAD: Final = re.compile(
+    rb"GET ([\x21-\x7e]+) HTTP/1\.1\r\n((?:" + _HEADER_LINE.pattern + rb"\r\n)*)")
+_HEADER_LINES: Final = re.compile(_HEADER_LINE.pattern + rb"\r\n")
 
 
 def _fast_upgrade(data: bytes, config: TransportConfig) -> tuple[bytes, Upgrade] | None:
@@ -177,38 +181,34 @@ def _fast_upgrade(data: bytes, config: TransportConfig) -> tuple[bytes, Upgrade]
 
     Accepts exactly what h11 + wsproto + ``_accept_websocket`` accept, with the same result;
     it only declines more (non-ASCII bytes, duplicated handshake headers, obs-fold, bodies,
-    bare LF line ends, over the limits, rejections), which the h11 path then answers."""
+    bare LF line ends, over the limits, rejections), which the h11 path then answers.
+
+    One regex checks the whole head (the request line and every header line, h11's grammar)
+    and one more splits the header lines; ``_negotiate``'s decisions are taken from the one
+    copy each of ``Origin`` and ``Sec-WebSocket-Protocol`` the direct path allows."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = data[:end]
-    if not head.isascii():
+    if not data[:end].isascii() or data.count(b"\r\n", 0, end) > config.max_headers:
         return None
-    lines = head.split(b"\r\n")
-    if len(lines) - 1 > config.max_headers:
+    request = _REQUEST_HEAD.fullmatch(data, 0, end + 2)
+    if request is None:
         return None
-    line = _UPGRADE_LINE.fullmatch(lines[0])
-    if line is None:
-        return None
-    raw_target = line[1]
-    raw: list[tuple[bytes, bytes]] = []
+    raw_target = request[1]
     found: dict[bytes, bytes] = {}
+    kept: list[tuple[str, str]] = []
     size = len(raw_target)
-    match = _HEADER_LINE.fullmatch
-    for text in lines[1:]:
-        header = match(text)
-        if header is None:
-            return None
-        name = header[1].lower()
-        value = header[2]
-        if name in _H11_CHECKED:
-            return None
-        if name in found:
-            return None  # a second copy of a header the handshake reads: h11's rules
-        if name in _ONCE or name == b"sec-websocket-protocol" or name == b"origin":
+    common = _COMMON_HEADER_STRINGS.get
+    for raw_name, value in _HEADER_LINES.findall(data, request.start(2), end + 2):
+        name = raw_name.lower()
+        if name in _H11_CHECKED or name in found:
+            return None  # h11's rules; a second copy of a header the handshake reads
+        if name in _READ:
             found[name] = value
         size += len(name) + len(value) + 4
-        raw.append((name, value))
+        if name not in _HANDSHAKE_HEADER_BYTES:
+            kept.append((common(name) or name.decode("latin-1"),
+                         common(value) or value.decode("latin-1")))
     if size > config.max_header_bytes:
         return None
     host = found.get(b"host")
@@ -226,18 +226,24 @@ def _fast_upgrade(data: bytes, config: TransportConfig) -> tuple[bytes, Upgrade]
         host.decode("idna")  # wsproto does, and refuses what fails
     except UnicodeError:
         return None
-    headers = _str_headers(raw)
-    subprotocol = _negotiate(headers, config)
-    if isinstance(subprotocol, HttpResponse):
-        return None
+    if config.allowed_origins:
+        origin = found.get(b"origin")
+        if (origin.decode("latin-1") if origin is not None else None) \
+                not in config.allowed_origins:
+            return None  # 403, from the h11 path
+    protocol = found.get(b"sec-websocket-protocol")
+    offered = [p.strip() for p in protocol.decode("latin-1").split(",")] \
+        if protocol is not None else []
+    subprotocol = config.subprotocol if config.subprotocol in offered else None
+    if subprotocol is None and config.require_subprotocol:
+        return None  # 400, from the h11 path
     accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
     response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" \
         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n"
     if subprotocol is not None:
         response += b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n"
     response += b"\r\n"
-    kept = tuple(h for h in headers if h[0] not in _HANDSHAKE_HEADERS)
-    return response, (raw_target.decode("latin-1"), kept, subprotocol, data[end + 4:])
+    return response, (raw_target.decode("latin-1"), tuple(kept), subprotocol, data[end + 4:])
 
 
 def _has_upgrade_token(connection: bytes | None) -> bool:
@@ -303,6 +309,7 @@ _HANDSHAKE_HEADERS: Final = frozenset({
     "connection", "upgrade", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "sec-websocket-protocol",
 })
+_HANDSHAKE_HEADER_BYTES: Final = frozenset(h.encode("latin-1") for h in _HANDSHAKE_HEADERS)
 
 
 def _str_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
