@@ -199,9 +199,16 @@ async def test_members_per_session_are_capped(tmp_path: Path) -> None:
                 assert full.value.code is ErrorCode.SESSION_FULL
 
 
-async def test_a_connection_that_never_joins_is_closed(tmp_path: Path) -> None:
+# The join deadline closes a connection whose task waits in ``receive()``: each reader
+# wakes that task its own way, so both are played.
+READERS = pytest.mark.parametrize("reader", ["epoll", "portable"])
+
+
+@READERS
+async def test_a_connection_that_never_joins_is_closed(tmp_path: Path, reader: str) -> None:
     with trio.fail_after(20):
-        async with engine_at(tmp_path, join_timeout=0.5) as (_engine, address):
+        async with engine_at(tmp_path, join_timeout=0.5,
+                             transport_reader=reader) as (_engine, address):
             async with open_client(address.url) as idle:
                 error = await _error(idle)
                 assert error.code == "handshake_timeout"
@@ -216,8 +223,9 @@ def _directory_lookup(monkeypatch: pytest.MonkeyPatch, engine: Engine,
     monkeypatch.setattr(engine, "find_session", lookup)
 
 
+@READERS
 async def test_a_lookup_that_outlasts_the_join_deadline_is_abandoned(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
     """Rule 3 of connection.py, the slow case: a join whose session lookup (Redis, a
     takeover) has not returned at the join deadline is cancelled there, and the connection
@@ -231,7 +239,8 @@ async def test_a_lookup_that_outlasts_the_join_deadline_is_abandoned(
             cancelled.set()
 
     with trio.fail_after(20):
-        async with engine_at(tmp_path, join_timeout=0.5) as (engine, address):
+        async with engine_at(tmp_path, join_timeout=0.5,
+                             transport_reader=reader) as (engine, address):
             _directory_lookup(monkeypatch, engine, stuck)
             async with open_client(address.url) as late:
                 await late.send(m.Join(rid=7, code="QWERTY", name="Late"))
@@ -241,14 +250,16 @@ async def test_a_lookup_that_outlasts_the_join_deadline_is_abandoned(
             assert cancelled.is_set()
 
 
+@READERS
 async def test_a_lookup_that_fails_after_the_join_deadline_is_answered_then_timed_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
     """The deadline passes while a lookup cannot be cancelled (shielded here) and the lookup
     then fails: its error is answered first, then ``handshake_timeout`` and the close (the
     retryable failure does not restart a window that has run out)."""
     with trio.fail_after(20):
-        async with engine_at(tmp_path, join_timeout=0.5) as (engine, address):
+        async with engine_at(tmp_path, join_timeout=0.5,
+                             transport_reader=reader) as (engine, address):
             queue = engine.join_timeouts
             fired = trio.Event()
             expire = queue._expire
