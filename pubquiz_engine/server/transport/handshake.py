@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import hashlib
 import re
 import socket
@@ -104,12 +103,15 @@ async def handshake(
     if started.upgrade is not None:
         await _send_all(sock, started.unsent)
         return started.upgrade
-    first = started.first if started.first is not None else await _recv_first(sock)
-    fast = _fast_upgrade(first, config) if first else None
-    if fast is not None:
-        accept_bytes, result = fast
-        await _send_all(sock, accept_bytes)
-        return result
+    first = started.first
+    if first is None:
+        first = await _recv_first(sock)
+        fast = _fast_upgrade(first, config) if first else None
+        if fast is not None:
+            accept_bytes, result = fast
+            await _send_all(sock, accept_bytes)
+            return result
+    # (else ``handshake_now`` read ``first`` and the direct parser declined it already)
     h11_conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_bytes)
     h11_conn.receive_data(first)  # b"" is EOF: h11 then reports ConnectionClosed
     try:
@@ -226,17 +228,12 @@ def _fast_upgrade(data: bytes, config: TransportConfig) -> tuple[bytes, Upgrade]
         host.decode("idna")  # wsproto does, and refuses what fails
     except UnicodeError:
         return None
-    if config.allowed_origins:
-        origin = found.get(b"origin")
-        if (origin.decode("latin-1") if origin is not None else None) \
-                not in config.allowed_origins:
-            return None  # 403, from the h11 path
+    origin = found.get(b"origin")
     protocol = found.get(b"sec-websocket-protocol")
-    offered = [p.strip() for p in protocol.decode("latin-1").split(",")] \
-        if protocol is not None else []
-    subprotocol = config.subprotocol if config.subprotocol in offered else None
-    if subprotocol is None and config.require_subprotocol:
-        return None  # 400, from the h11 path
+    subprotocol = _agree(origin.decode("latin-1") if origin is not None else None,
+                         [protocol.decode("latin-1")] if protocol is not None else [], config)
+    if isinstance(subprotocol, HttpResponse):
+        return None  # the h11 path answers the refusal
     accept = base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest())
     response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" \
         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n"
@@ -393,16 +390,20 @@ def _accept_websocket(
 def _negotiate(
     headers: tuple[tuple[str, str], ...], config: TransportConfig
 ) -> str | HttpResponse | None:
+    """``_agree`` on a request's headers (the first ``Origin``, every
+    ``Sec-WebSocket-Protocol``)."""
+    origin = next((value for name, value in headers if name == "origin"), None)
+    return _agree(origin, [value for name, value in headers if name == "sec-websocket-protocol"],
+                  config)
+
+
+def _agree(origin: str | None, protocols: list[str], config: TransportConfig
+           ) -> str | HttpResponse | None:
     """The Origin allow-list and the subprotocol: the subprotocol agreed (``None``: none), or
-    the rejection."""
-    values: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
-    for name, value in headers:
-        values[name].append(value)
-    if config.allowed_origins:
-        origin = values["origin"][0] if values["origin"] else None
-        if origin not in config.allowed_origins:
-            return _error(403, f"origin not allowed: {origin}")
-    offered = [p.strip() for v in values["sec-websocket-protocol"] for p in v.split(",")]
+    the rejection. ``protocols``: the ``Sec-WebSocket-Protocol`` values, comma lists."""
+    if config.allowed_origins and origin not in config.allowed_origins:
+        return _error(403, f"origin not allowed: {origin}")
+    offered = [p.strip() for v in protocols for p in v.split(",")]
     subprotocol: str | None = config.subprotocol if config.subprotocol in offered else None
     if subprotocol is None and config.require_subprotocol:
         return _error(
