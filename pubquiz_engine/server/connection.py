@@ -163,10 +163,13 @@ class Connection:
     # Errors ``_decode`` refused a frame with while answers were unanswered: they go out
     # after those answers' replies (rule 6).
     _held: list[tuple[Any, ...]] | None = None
-    # Rule 3: in a lookup, which keeps the join deadline with a scope of its own; the
-    # deadline passed during one.
+    # Rule 3: the join deadline (None once met, or for an operator's connection); in a
+    # lookup, which keeps that deadline with a scope of its own; the deadline passed during
+    # one; the connection met its deadline with a timeout.
+    _join_timer: Timeout[Connection] | None = None
     _looking_up: bool = False
     _overdue: bool = False
+    _timed_out: bool = False
 
     def __init__(self, engine: ConnectionHost, ws: WebSocket, address: str) -> None:
         self.engine = engine
@@ -183,10 +186,6 @@ class Connection:
         # closes; one comes back every flood_strike_decay seconds, so an old burst is forgotten.
         self._strikes = TokenBucket(1.0 / cfg.flood_strike_decay, cfg.flood_strikes - 1,
                                     stamp=now)
-        # Rule 3: the join deadline (None once met, or for an operator's connection), and
-        # whether this connection met it with a timeout.
-        self._join_timer: Timeout[Connection] | None = None
-        self._timed_out = False
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -401,7 +400,7 @@ class Connection:
         takeover). Only the second waits, and only then under the join deadline (rule 3)."""
         engine = self.engine
         session = engine.local_session(code)
-        if session is not None or not engine.coordinated or engine.stopping:
+        if session is not None or not engine.asks_directory:
             return session
         timer = self._join_timer
         deadline = timer.deadline if timer is not None else math.inf

@@ -482,9 +482,16 @@ class Engine:
     async def find_session(self, code: str) -> LiveSession | None:
         """The live session ``code`` on this node, taken over from a dead node if need be."""
         session = self.local_session(code)
-        if session is not None or self.coord is None or self.stopping:
+        if session is not None or not self.asks_directory:
             return session
+        assert self.coord is not None
         return await self.coord.find(code)
+
+    @property
+    def asks_directory(self) -> bool:
+        """A session not here is looked up in the session directory (Redis; not while
+        stopping): ``find_session`` may wait."""
+        return self.coord is not None and not self.stopping
 
     def _new_session(self, **kwargs: Any) -> LiveSession:
         return LiveSession(persister=self.persister, settings=self._settings, clock=self.clock,

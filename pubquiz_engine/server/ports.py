@@ -82,8 +82,9 @@ class ConnectionHost(Protocol):
         ...
 
     @property
-    def coordinated(self) -> bool:
-        """Sessions may live on other nodes (Redis): a miss here is asked of ``find_session``."""
+    def asks_directory(self) -> bool:
+        """A session not here (``local_session``) is looked up in the session directory:
+        ``find_session`` may wait."""
         ...
 
     @property

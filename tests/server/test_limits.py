@@ -219,7 +219,7 @@ def _directory_lookup(monkeypatch: pytest.MonkeyPatch, engine: Engine,
                       lookup: Callable[[str], Awaitable[LiveSession | None]]) -> None:
     """Make ``engine`` ask a session directory (``lookup``) for codes it does not hold, as an
     engine with Redis does (``Engine.find_session`` -> ``Coordination.find``)."""
-    monkeypatch.setattr(Engine, "coordinated", property(lambda self: True))
+    monkeypatch.setattr(Engine, "asks_directory", property(lambda self: True))
     monkeypatch.setattr(engine, "find_session", lookup)
 
 
