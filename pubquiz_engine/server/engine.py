@@ -167,6 +167,10 @@ class Engine:
         self._flushed = False
         #: The Redis side (leases, snapshots, takeover), when ``redis_url`` is set.
         self.coord: Coordination | None = None
+        # Set once ``run`` has opened ``coord`` (or given up starting). The game port listens
+        # before that (its port names the node), so a lookup or a new session in between
+        # waits for it rather than answering as a node without Redis would (``bad_code``).
+        self._directory_opened = trio.Event()
         self._started_at = time.time()
         self._sessions_nursery: trio.Nursery | None = None
         self._serve_scopes: list[trio.CancelScope] = []
@@ -226,6 +230,7 @@ class Engine:
                     await root.start(self.coord.snapshotter.run)
                     await root.start(self.coord.registry.run)
                     await root.start(self.coord.adopt_orphans)
+                self._directory_opened.set()
                 self.ready = True
                 assert self._listener is not None
                 self.notifier.ready(self.status_line())
@@ -234,6 +239,7 @@ class Engine:
                 task_status.started(EngineAddress(self._listener.host, self._listener.port,
                                                   admin_port))
         finally:
+            self._directory_opened.set()  # nobody waits for a directory that never opens
             # Redis connections are ours to close, also when a test's crash() dropped
             # ``self.coord`` (a killed process would have them closed by the kernel).
             if coord is not None:
@@ -434,6 +440,8 @@ class Engine:
     async def open_session(self, quiz: Quiz, *, mode: str = "team",
                            options: Mapping[str, Any] | None = None) -> tuple[LiveSession, str]:
         """``create_session`` under a fresh lease when this engine coordinates through Redis."""
+        if self.coord is None and self._opening_directory:
+            await self._directory_opened.wait()  # a session is only created under a lease
         if self.coord is None:
             return self.create_session(quiz, mode=mode, options=options)
         self._admit_session()  # before a lease is taken for it
@@ -484,14 +492,25 @@ class Engine:
         session = self.local_session(code)
         if session is not None or not self.asks_directory:
             return session
-        assert self.coord is not None
+        if self.coord is None:
+            # Starting: listening already, the directory not open yet. Wait for it (the
+            # caller bounds the wait: a connection's join deadline).
+            await self._directory_opened.wait()
+            if self.coord is None or self.stopping:
+                return self.local_session(code)
         return await self.coord.find(code)
 
     @property
     def asks_directory(self) -> bool:
         """A session not here is looked up in the session directory (Redis; not while
-        stopping): ``find_session`` may wait."""
-        return self.coord is not None and not self.stopping
+        stopping): ``find_session`` may wait, also for the directory to open while the
+        engine starts."""
+        return not self.stopping and (self.coord is not None or self._opening_directory)
+
+    @property
+    def _opening_directory(self) -> bool:
+        """Redis is configured and ``run`` has not opened ``coord`` yet."""
+        return bool(self.config.redis_url) and not self._directory_opened.is_set()
 
     def _new_session(self, **kwargs: Any) -> LiveSession:
         return LiveSession(persister=self.persister, settings=self._settings, clock=self.clock,
@@ -657,8 +676,9 @@ class Engine:
 
     @property
     def coordinated(self) -> bool:
-        """Sessions may live on other nodes (Redis): a miss here is asked of ``coord``."""
-        return self.coord is not None
+        """Sessions may live on other nodes (Redis): a miss here is asked of
+        ``find_session`` (which waits for ``coord`` while the engine starts)."""
+        return self.coord is not None or self._opening_directory
 
     async def drain_writes(self, *, timeout: float) -> bool:
         return await self.persister.drain(timeout=timeout)

@@ -19,14 +19,15 @@ import pytest
 import redis
 import trio
 
-from pubquiz_engine.client import Client, open_client
+from pubquiz_engine.client import Client, Redirected, open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.protocol.codec import pack_stored
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress
-from pubquiz_engine.snapshot import decode_snapshot, encode_snapshot
+from pubquiz_engine.server.session import LiveSession
+from pubquiz_engine.snapshot import decode_snapshot, encode_snapshot, open_redis_store
 from pubquiz_engine.store import (
     AnswerRecord,
     EventRecord,
@@ -532,3 +533,107 @@ async def test_a_corrupt_snapshot_is_a_typed_error_the_takeover_handles(
                 await again.resume(token, 0)
             assert code in b.sessions
             assert b.sessions[code].game.participants[1].name == "Ann"
+
+
+class _WatchedEvent:
+    """A stand-in for the engine's ``_directory_opened`` event that says when someone waits."""
+
+    def __init__(self) -> None:
+        self.inner = trio.Event()
+        self.waited = trio.Event()
+
+    def is_set(self) -> bool:
+        return self.inner.is_set()
+
+    def set(self) -> None:
+        self.inner.set()
+
+    async def wait(self) -> None:
+        self.waited.set()
+        await self.inner.wait()
+
+
+async def _first(*events: trio.Event | _WatchedEvent) -> None:
+    """Return once any of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+        async def on(event: trio.Event | _WatchedEvent) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+        for event in events:
+            nursery.start_soon(on, event)
+
+
+async def test_a_starting_node_waits_for_its_directory_before_answering(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node listens before it has opened Redis (with an admin port, its start awaits in
+    between): a join arriving then, for a session another node holds, waits and is
+    redirected, never answered ``bad_code`` as by a node without Redis; a session created
+    then is created under a lease."""
+    gate, opening = trio.Event(), trio.Event()
+    serve = Engine._serve
+
+    async def gated_serve(self: Engine, scope: trio.CancelScope, host: str, port: int,
+                          websockets: bool, *, task_status: Any = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        if not websockets:  # the admin port: the game port listens, coordination not open
+            opening.set()
+            await gate.wait()
+        await serve(self, scope, host, port, websockets, task_status=task_status)
+
+    with trio.fail_after(60):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix,
+                        lease_ttl_ms=10_000) as (a, addr_a, _crash):
+            session, _token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            monkeypatch.setattr(Engine, "_serve", gated_serve)
+            config = ServerConfig(port=0, admin_port=0, data_dir=str(tmp_path / "b"),
+                                  database_url=postgres_url, redis_url=redis_url,
+                                  redis_prefix=redis_prefix, node_id="b", lease_ttl_ms=10_000,
+                                  orphan_scan_interval=0.0)
+            store = await open_store(postgres_url)
+            try:
+                b = Engine(config, store)
+                directory = _WatchedEvent()
+                b._directory_opened = directory  # type: ignore[assignment]
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(b.run)
+                    await opening.wait()
+                    assert b._listener is not None and b.coord is None and not b.ready
+                    outcome: list[RemoteError | None] = []
+                    created: list[LiveSession] = []
+                    answered, made = trio.Event(), trio.Event()
+                    async with open_client(f"ws://127.0.0.1:{b._listener.port}/") as client:
+                        async def join() -> None:
+                            try:
+                                await client.join(session.code, "Early")
+                                outcome.append(None)
+                            except RemoteError as exc:
+                                outcome.append(exc)
+                            answered.set()
+
+                        async def create() -> None:
+                            new, _ = await b.open_session(load_quiz_data(QUIZ), mode="solo")
+                            created.append(new)
+                            made.set()
+
+                        nursery.start_soon(join)
+                        await _first(directory.waited, answered)
+                        assert not outcome, f"answered before the directory opened: {outcome}"
+                        nursery.start_soon(create)
+                        gate.set()
+                        await answered.wait()
+                        await made.wait()
+                    assert isinstance(outcome[0], Redirected), outcome
+                    assert outcome[0].url == addr_a.url
+                    redis_store = open_redis_store(redis_url, prefix=redis_prefix)
+                    try:
+                        owner = await redis_store.owner(created[0].code)
+                    finally:
+                        redis_store.close()
+                    assert owner is not None and owner.node == "b"
+                    assert created[0].epoch == owner.epoch
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await store.aclose()
