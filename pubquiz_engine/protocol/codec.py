@@ -54,6 +54,7 @@ from pubquiz_engine.protocol.messages import (
     Direction,
     ErrorReply,
     Message,
+    PlayerJoined,
     State,
     Welcome,
 )
@@ -143,6 +144,16 @@ class Encoder:
                                   "epoch": epoch, "seq": seq, "participant": participant,
                                   "name": name, "team": team, "token": token,
                                   "replay": replay})
+        return data
+
+    def encode_player_joined(self, seq: int, participant: int, name: str,
+                             team: str | None) -> bytes:
+        """The same bytes as ``encode(PlayerJoined(seq=..., ...))`` without building the
+        message (its four validated fields cost more than the encoding; one per join). The
+        caller passes what ``PlayerJoined`` accepts: the game's own cleaned name and team; a
+        test checks the bytes against ``encode``."""
+        data: bytes = self._pack({"t": PlayerJoined.TYPE, "seq": seq, "participant": participant,
+                                  "name": name, "team": team})
         return data
 
     def encode_state(self, seq: int, state: dict[str, Any]) -> bytes:

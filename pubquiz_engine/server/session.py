@@ -59,7 +59,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -845,9 +845,16 @@ class LiveSession:
         changed = False
         for event in events:
             first_seq = self.seq + 1
-            for audience, message in views.broadcasts(first_seq, self.game, event):
-                self.seq = message.seq  # type: ignore[attr-defined]
-                self._broadcast(audience, message, out)
+            if type(event) is ev.ParticipantJoined:
+                # ``views.broadcasts``' player_joined, encoded without building the message
+                # (a filling lobby's one broadcast per join; a test compares the bytes).
+                self.seq = first_seq
+                self._broadcast(views.WATCHERS, _encoder.encode_player_joined(
+                    first_seq, event.participant, event.name, event.team), out)
+            else:
+                for audience, message in views.broadcasts(first_seq, self.game, event):
+                    self.seq = message.seq  # type: ignore[attr-defined]
+                    self._broadcast(audience, _encode(message), out)
             at = self._clock()
             if isinstance(event, ev.AnswerAccepted):
                 if not event.duplicate:
@@ -1051,10 +1058,12 @@ class LiveSession:
             submitted_at=event.at, seq=max(self.seq, 1), epoch=self.epoch,
         )
 
-    def _broadcast(self, audience: int, message: m.Message, out: list[_Entry]) -> None:
+    def _broadcast(self, audience: int, data: bytes, out: list[_Entry]) -> None:
+        """Send an encoded message (numbered ``self.seq``) to ``audience``, and keep it for
+        resumes."""
         # The recipients are the members now: one who arrives later gets this event in its
         # welcome's replay or state, which is queued after it.
-        frame = frame_binary(_encode(message))
+        frame = frame_binary(data)
         self._replay.append((self.seq, audience, frame))
         targets = ([member.ws for member in self._players.values()]
                    if audience & views.PLAYERS else [])
@@ -1141,12 +1150,18 @@ def _finish(submission: AnswerSubmission) -> None:
         log.exception("replying to answer rid %s failed", submission.rid)
 
 
+#: Types ``_plain`` keeps as they are without a call (every stored event is full of them).
+_KEPT: Final = frozenset({str, int, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """JSON-able copy of game data (tuples to lists, non-finite floats to None)."""
+    kept = _KEPT
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): v if type(v) in kept else _plain(v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [v if type(v) in kept else _plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -1,7 +1,8 @@
 """``codec.Encoder``, the hot path's encoder: the same bytes as ``codec.encode``, always.
 
 The engine encodes its connections' and sessions' frames with one reused packer per thread,
-and refusals without building the ``ErrorReply`` (``encode_error``); a client written from the
+and refusals without building the ``ErrorReply`` (``encode_error``), a join's welcome, state and
+``player_joined`` without building theirs; a client written from the
 SPEC sees only the bytes, so they must be ``encode``'s exactly.
 """
 
@@ -53,3 +54,11 @@ def test_a_welcome_encoded_unbuilt_is_the_welcomes_bytes(welcome: m.Message) -> 
 def test_a_state_encoded_unbuilt_is_the_states_bytes(state: m.Message) -> None:
     assert isinstance(state, m.State)
     assert _ENCODER.encode_state(state.seq, state.state) == codec.encode(state)
+
+
+@given(strategies.message_strategy(m.PlayerJoined))
+def test_a_player_joined_encoded_unbuilt_is_its_messages_bytes(joined: m.Message) -> None:
+    assert isinstance(joined, m.PlayerJoined)
+    data = _ENCODER.encode_player_joined(joined.seq, joined.participant, joined.name,
+                                         joined.team)
+    assert data == codec.encode(joined)

@@ -31,6 +31,10 @@ async def test_complete_quiz(tmp_path: Path, mode: str) -> None:
                 assert wa.token and wb.token and wc.token and len({wa.token, wb.token}) == 2
                 joined = [await display.next_event(m.PlayerJoined) for _ in range(3)]
                 assert [j.name for j in joined] == ["Ann", "Bob", "Cat"]
+                assert [j.participant for j in joined] == [
+                    wa.participant, wb.participant, wc.participant]
+                assert [j.team for j in joined] == ["Reds", "Blues", "Reds"]
+                assert joined[0].seq < joined[1].seq < joined[2].seq
 
                 await host.request(m.Start)
                 q0 = await ann.next_event(m.Question)
