@@ -54,6 +54,21 @@ def clean_name(raw: object, *, limit: int = NAME_MAX, what: str = "name") -> str
         raise _invalid(f"{what} must be text")
     if len(raw) > RAW_LIMIT:
         raise _invalid(f"{what} is too long (at most {limit} characters)")
+    if raw.isascii() and raw.isprintable():
+        # Printable ASCII (most names) is its own NFKC form and holds nothing refused: only
+        # its spaces are collapsed. ``_cleaned_unicode`` gives the same for it (tested).
+        text = " ".join(raw.split())
+    else:
+        text = _cleaned_unicode(raw, what)
+    if not text:
+        raise _invalid(f"{what} is empty")
+    if len(text) > limit:
+        raise _invalid(f"{what} is too long (at most {limit} characters)")
+    return text
+
+
+def _cleaned_unicode(raw: str, what: str) -> str:
+    """Rule 2 for any text: NFKC, refused characters and accent stacks, spaces collapsed."""
     text = unicodedata.normalize("NFKC", raw)
     marks = 0
     for c in text:
@@ -66,16 +81,24 @@ def clean_name(raw: object, *, limit: int = NAME_MAX, what: str = "name") -> str
                 raise _invalid(f"{what} stacks too many accents on one letter")
         else:
             marks = 0
-    text = " ".join(text.split())  # also turns any Unicode space into one plain space
-    if not text:
-        raise _invalid(f"{what} is empty")
-    if len(text) > limit:
-        raise _invalid(f"{what} is too long (at most {limit} characters)")
-    return text
+    return " ".join(text.split())  # also turns any Unicode space into one plain space
+
+
+#: ASCII's skeleton, once lower-cased: every character but a letter or a digit goes.
+_ASCII_DROP: dict[int, None] = {c: None for c in range(128) if not chr(c).isalnum()}
 
 
 def skeleton(name: str) -> str:
     """The collision key of a cleaned name (rule 3)."""
+    if name.isascii():
+        # ASCII casefolds to lower case, is its own NFKD form, has no combining marks and no
+        # look-alikes in the map: the key is its lower-cased letters and digits.
+        # ``_skeleton_unicode`` gives the same for it (tested).
+        return name.lower().translate(_ASCII_DROP) or name.casefold()
+    return _skeleton_unicode(name)
+
+
+def _skeleton_unicode(name: str) -> str:
     out: list[str] = []
     for c in unicodedata.normalize("NFKD", name.casefold()):
         if unicodedata.combining(c):

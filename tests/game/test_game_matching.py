@@ -18,7 +18,13 @@ from pubquiz_engine.game.matching import (
     normalise_text,
     validate_answer,
 )
-from pubquiz_engine.game.names import clean_name, skeleton
+from pubquiz_engine.game.names import (
+    RAW_LIMIT,
+    _cleaned_unicode,
+    _skeleton_unicode,
+    clean_name,
+    skeleton,
+)
 from pubquiz_engine.game.quiz import NumericMode, Question, QuestionKind
 from pubquiz_engine.game.scoring import Entry, award, rank, speed_bonus
 
@@ -257,6 +263,28 @@ def test_any_name_is_refused_or_clean(raw: str) -> None:
     assert name == name.strip()
     assert skeleton(name)
     assert not any(c in name for c in "\x00\u200b\u202e\ufeff\n\t")
+
+
+_ASCII = st.text(st.characters(max_codepoint=127), max_size=40)
+
+
+@given(_ASCII)
+def test_the_ascii_fast_paths_agree_with_the_unicode_rules(raw: str) -> None:
+    """``clean_name`` and ``skeleton`` take a shortcut for ASCII (most names): the result is
+    what the full Unicode rules give."""
+    assert skeleton(raw) == _skeleton_unicode(raw)
+    if raw.isprintable():
+        text = _cleaned_unicode(raw, "name")
+        if text:
+            assert clean_name(raw, limit=RAW_LIMIT) == text
+        else:
+            with pytest.raises(Rejected):
+                clean_name(raw, limit=RAW_LIMIT)
+    else:  # a control character: refused either way
+        with pytest.raises(Rejected):
+            _cleaned_unicode(raw, "name")
+        with pytest.raises(Rejected):
+            clean_name(raw, limit=RAW_LIMIT)
 
 
 # --- points and ranking ----------------------------------------------------------------------
