@@ -468,15 +468,15 @@ class LiveSession:
         token = credentials.resume_token(self.code, joined.participant, secret)
         token_hash = credentials.token_hash(token)
         self._resume_hashes[joined.participant] = token_hash
-        self._submit([ParticipantRecord(
+        member.participant = joined.participant
+        member.audience = views.PLAYERS
+        self._touch()
+        # Its participant record goes with the events' records: one batch, one ticket.
+        self._publish(events, records=[ParticipantRecord(
             code=self.code, participant_id=joined.participant, name=joined.name,
             team=joined.team, joined_at=joined.at, epoch=self.epoch,
             resume_token_hash=token_hash,
         )])
-        member.participant = joined.participant
-        member.audience = views.PLAYERS
-        self._touch()
-        self._publish(events)
         # A newcomer gets the whole current screen (a question may be open right now).
         self._welcome_and_catch_up(
             member, rid, None, name=joined.name, team=joined.team, token=token
@@ -834,12 +834,14 @@ class LiveSession:
     # --- publishing ---------------------------------------------------------------------------
 
     def _publish(self, events: Iterable[ev.Event], *, answers_linger: bool = False,
-                 ) -> Ticket | None:
+                 records: list[Any] | None = None) -> Ticket | None:
         """Number, render, send, remember and persist events. Returns the ticket of the
         answers' records (one for all the answers among ``events``: rule 8), queued with
-        ``answers_linger`` (``WriteBehind`` rule 7: their batch may wait for company)."""
+        ``answers_linger`` (``WriteBehind`` rule 7: their batch may wait for company).
+        ``records``: records of the same change to queue before the events' own."""
         answers: list[AnswerRecord] = []
-        records: list[Any] = []
+        if records is None:
+            records = []
         out: list[_Entry] = []  # what this call sends, in order (rule 7)
         urgent = False
         changed = False
