@@ -24,6 +24,7 @@ from pubquiz_engine.errors import CloseCode, ErrorCode, RemoteError
 from pubquiz_engine.game import load_quiz_data
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.protocol.codec import pack_stored
+from pubquiz_engine.server import failover
 from pubquiz_engine.server.config import ServerConfig
 from pubquiz_engine.server.engine import Engine, EngineAddress
 from pubquiz_engine.server.session import LiveSession
@@ -536,11 +537,14 @@ async def test_a_corrupt_snapshot_is_a_typed_error_the_takeover_handles(
 
 
 class _WatchedEvent:
-    """A stand-in for the engine's ``_directory_opened`` event that says when someone waits."""
+    """A stand-in for one of the engine's events that says (``waited``) when ``enough`` tasks
+    wait on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, enough: int = 1) -> None:
         self.inner = trio.Event()
         self.waited = trio.Event()
+        self.waiting = 0
+        self.enough = enough
 
     def is_set(self) -> bool:
         return self.inner.is_set()
@@ -549,7 +553,9 @@ class _WatchedEvent:
         self.inner.set()
 
     async def wait(self) -> None:
-        self.waited.set()
+        self.waiting += 1
+        if self.waiting >= self.enough:
+            self.waited.set()
         await self.inner.wait()
 
 
@@ -637,3 +643,92 @@ async def test_a_starting_node_waits_for_its_directory_before_answering(
             finally:
                 with trio.CancelScope(shield=True):
                     await store.aclose()
+
+
+async def test_players_refused_by_a_node_that_lost_the_takeover_race_get_every_event(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The owner dies; its players come back to node b, whose takeover loses the lease race
+    to node c's orphan scan: the first is told ``busy``, those waiting behind it ``unavailable``.
+    They resume on c and from then on receive every event, like everyone else."""
+    players = 6
+    with trio.fail_after(60):
+        async with node(tmp_path, "a", postgres_url, redis_url, redis_prefix,
+                        lease_ttl_ms=10_000) as (a, addr_a, crash_a), \
+                node(tmp_path, "b", postgres_url, redis_url, redis_prefix,
+                     lease_ttl_ms=10_000) as (b, addr_b, _), \
+                node(tmp_path, "c", postgres_url, redis_url, redis_prefix,
+                     lease_ttl_ms=10_000) as (c, addr_c, _):
+            assert c.coord is not None
+            session, host_token = await a.open_session(load_quiz_data(QUIZ), mode="solo")
+            code = session.code
+            tokens: list[tuple[str, int]] = []
+            async with contextlib.AsyncExitStack() as stack:
+                host = await stack.enter_async_context(open_client(addr_a.url))
+                await host.host(code, host_token)
+                clients = [await stack.enter_async_context(open_client(addr_a.url))
+                           for _ in range(players)]
+                for i, client in enumerate(clients):
+                    await client.join(code, f"P{i}")
+                await host.request(m.Start)
+                for client in clients:
+                    question = await client.next_event(m.Question)
+                    await client.answer(question.q, 0)
+                    assert client.token is not None
+                    tokens.append((client.token, client.last_seq))
+            assert await a.persister.drain(timeout=10)
+            await crash_a()
+            expire_lease(redis_url, redis_prefix, code)
+
+            # b's takeover is held after it found the lease free, until c has adopted.
+            gate, held = trio.Event(), trio.Event()
+            load_session = b.store.load_session
+
+            async def gated_load(code_: str) -> Any:
+                held.set()
+                await gate.wait()
+                return await load_session(code_)
+
+            monkeypatch.setattr(b.store, "load_session", gated_load)
+            # And every other player waits behind that takeover before c scans.
+            behind = _WatchedEvent(enough=players - 1)
+
+            class WatchedAttempt(failover._Attempt):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.done = behind  # type: ignore[assignment]
+
+            monkeypatch.setattr(failover, "_Attempt", WatchedAttempt)
+            refusals: list[RemoteError] = []
+            async def resume_at_b(token: str, last_seq: int) -> None:
+                async with open_client(addr_b.url) as client:
+                    with pytest.raises(RemoteError) as info:
+                        await client.resume(token, last_seq)
+                    refusals.append(info.value)
+
+            async with trio.open_nursery() as nursery:
+                for token, last_seq in tokens:
+                    nursery.start_soon(resume_at_b, token, last_seq)
+                await held.wait()
+                await behind.waited.wait()
+                assert await c.coord.scan_orphans() == 1
+                gate.set()
+            assert sorted(r.code for r in refusals) == sorted(
+                [ErrorCode.BUSY] + [ErrorCode.UNAVAILABLE] * (players - 1)), refusals
+            assert all(r.retryable for r in refusals)
+
+            async with contextlib.AsyncExitStack() as stack:
+                resumed = []
+                for token, last_seq in tokens:
+                    client = await stack.enter_async_context(open_client(addr_c.url))
+                    await client.resume(token, last_seq)
+                    await client.next_event(m.State)
+                    resumed.append(client)
+                host = await stack.enter_async_context(open_client(addr_c.url))
+                await host.host(code, host_token)
+                await host.request(m.Close)
+                await host.request(m.Reveal)
+                for client in resumed:
+                    assert (await client.next_event(m.Closed, timeout=10)).q == 0
+                    assert (await client.next_event(m.Revealed, timeout=10)).q == 0
