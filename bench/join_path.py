@@ -7,9 +7,10 @@ Run: ``.venv/bin/python -m bench.join_path [--players 400] [--in-flight 20]``
 The engine runs as its own process (``pubquiz-engine serve``, SQLite, no Redis) under
 ``valgrind --tool=callgrind`` with instrumentation off (``bench.answer_path``'s set-up); one
 session is created, then collection is switched on for ``--players`` connections that each
-open a WebSocket (the handshake), ``join`` and wait for their ``welcome`` and ``state``,
-``--in-flight`` at a time, and off again. Every thread of the engine is counted (the SQLite
-writer's too); the kernel's work is not. Prints instructions per join. ``--plain`` runs the
+open a WebSocket (the handshake), ``join`` and wait for their ``welcome`` and ``state``
+(``--ping-only``: a ``ping`` instead), ``--in-flight`` at a time, and off again. Every thread
+of the engine is counted (the SQLite writer's too); the kernel's work is not. Prints
+instructions per join. ``--plain`` runs the
 same load without callgrind. To compare builds, run it from a checkout of each
 (``PYTHONPATH`` at that tree).
 
@@ -33,7 +34,8 @@ from pubquiz_engine.client import open_client
 from pubquiz_engine.protocol import messages as m
 
 
-async def main(players: int, in_flight: int, plain: bool) -> dict[str, Any]:
+async def main(players: int, in_flight: int, plain: bool, ping_only: bool = False
+               ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="pubquiz-join-path-"))
     out = work / "callgrind.out"
     plan: Any = _Callgrind(None if plain else out)
@@ -58,8 +60,11 @@ async def main(players: int, in_flight: int, plain: bool) -> dict[str, Any]:
                 async with contextlib.AsyncExitStack() as stack:
                     async with lanes:
                         client = await stack.enter_async_context(open_client(url))
-                        await client.join(created.code, f"player{i}")
-                        await client.next_event(m.State, timeout=300)
+                        if ping_only:
+                            await client.request(m.Ping)
+                        else:
+                            await client.join(created.code, f"player{i}")
+                            await client.next_event(m.State, timeout=300)
                     joined += 1
                     if joined == players:
                         all_joined.set()
@@ -84,15 +89,18 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--players", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=20)
+    parser.add_argument("--ping-only", action="store_true",
+                        help="a ping instead of the join: the connection's cost without it")
     parser.add_argument("--plain", action="store_true",
                         help="no callgrind: the same load at full speed (to attach a profiler)")
     args = parser.parse_args()
     if not 1 <= args.players <= 2000 or not 1 <= args.in_flight <= 200:
         parser.error("--players 1..2000, --in-flight 1..200")
-    result = trio.run(main, args.players, args.in_flight, args.plain)
-    print(f"{result['players']:,} joins ({result['in_flight']} in flight): "
+    result = trio.run(main, args.players, args.in_flight, args.plain, args.ping_only)
+    what = "connections with a ping" if args.ping_only else "joins"
+    print(f"{result['players']:,} {what} ({result['in_flight']} in flight): "
           f"{result['instructions']:,} instructions, {result['instructions_per_join']:,} per "
-          f"join; {result['seconds']:.2f} s")
+          f"{'connection' if args.ping_only else 'join'}; {result['seconds']:.2f} s")
 
 
 if __name__ == "__main__":
