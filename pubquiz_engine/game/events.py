@@ -221,6 +221,10 @@ _TYPE_NAMES: dict[type, str] = {}
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+#: ``isinstance`` with a tuple: ``list | tuple`` builds a union at every call (every field).
+_SEQUENCES = (list, tuple)
+
+
 def event_type(event: Event) -> str:
     """The snake-case name of an event's class: ``AnswerAccepted`` -> ``"answer_accepted"``."""
     cls = type(event)
@@ -243,6 +247,6 @@ def event_to_data(event: Event) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [_plain(v) for v in value]
     return value

@@ -80,6 +80,9 @@ from pubquiz_engine.snapshot.records import CoordinationError
 log = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
 
+#: What joins a session with a join code (a tuple: ``A | B`` builds a union at every call).
+_ENTRIES: Final = (m.Join, m.Host, m.Watch)
+
 #: Answers one connection may have submitted and not yet answered (rule 6).
 ANSWERS_PER_PASS: Final = 16
 
@@ -344,7 +347,7 @@ class Connection:
                                                                       trio.current_time()):
                         raise
                     raise self._join_throttled() from None
-            elif isinstance(msg, m.Join | m.Host | m.Watch):
+            elif isinstance(msg, _ENTRIES):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
                     raise self._join_throttled()
                 await self._enter(msg)

@@ -555,8 +555,7 @@ class LiveSession:
             self._players.pop(command.participant, None)
             if command.participant not in self.game.participants:  # forgotten (lobby)
                 self._resume_hashes.pop(command.participant, None)
-        if any(isinstance(e, ev.QuestionOpened | ev.TimeExtended | ev.Resumed | ev.Paused |
-                          ev.QuestionClosed | ev.Finished) for e in events):
+        if any(isinstance(e, _TIMER_EVENTS) for e in events):
             self._wakeup.set()
         return events
 
@@ -876,7 +875,7 @@ class LiveSession:
                 if self.seq < first_seq:  # the event went to nobody: give it its own number
                     self.seq = first_seq
                 payload = _plain(ev.event_to_data(event))
-                if isinstance(event, ev.Revealed | ev.AnswerMarked):
+                if isinstance(event, _WITH_OUTCOMES):
                     # What each answer earned, as the players were told (``result``): the
                     # export reads it back rather than re-scoring (store/export_results.py).
                     payload["outcomes"] = self._outcomes(event.question)
@@ -1099,7 +1098,7 @@ class LiveSession:
                     if frame is None:
                         frame = frames[fields] = _frame(views.result_message(q, fields))
                     out.append((member.ws, frame))
-        elif isinstance(event, ev.AnswerMarked | ev.ScoreAdjusted):
+        elif isinstance(event, _MARKED_OR_ADJUSTED):
             # The host changed a score: the players it concerns hear it (SPEC `result`, `you`)
             # rather than find out at the next leaderboard. Host actions are rare: O(players).
             scorer = self.game.scorer_of(event.participant)
@@ -1152,6 +1151,14 @@ def _finish(submission: AnswerSubmission) -> None:
         log.exception("replying to answer rid %s failed", submission.rid)
 
 
+# Classes checked with ``isinstance`` on hot paths, as tuples: ``A | B`` builds a new union
+# object at every call (and checks slower).
+_SEQUENCES: Final = (list, tuple)
+_WITH_OUTCOMES: Final = (ev.Revealed, ev.AnswerMarked)
+_MARKED_OR_ADJUSTED: Final = (ev.AnswerMarked, ev.ScoreAdjusted)
+_TIMER_EVENTS: Final = (ev.QuestionOpened, ev.TimeExtended, ev.Resumed, ev.Paused,
+                        ev.QuestionClosed, ev.Finished)
+
 #: Types ``_plain`` keeps as they are without a call (every stored event is full of them).
 _KEPT: Final = frozenset({str, int, bool, type(None)})
 
@@ -1162,7 +1169,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k if type(k) is str else str(k): v if type(v) in kept else _plain(v)
                 for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [v if type(v) in kept else _plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pubquiz_engine.game import events as ev
 from pubquiz_engine.protocol import messages as m
@@ -72,6 +72,11 @@ def _top(game: GameSession, round_index: int | None
     return teams, tuple((r.rank, r.id, r.name, int(r.score)) for r in rows)
 
 
+# ``isinstance`` with tuples, not ``A | B`` (a new union object at every call): once per event.
+_CLOSED: Final = (ev.QuestionClosed, ev.QuestionSkipped)
+_PERSONAL_LINE: Final = (ev.LeaderboardShown, ev.RoundSummary, ev.Finished)
+
+
 def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[int, m.Message]]:
     """The (audience, message) pairs one event becomes; ``seq`` is the number to stamp on it.
 
@@ -100,7 +105,7 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
         # too. A resend takes none and is no event.
         if not event.duplicate:
             yield HOSTS, m.Answered(seq=seq, q=event.question, participant=event.participant)
-    elif isinstance(event, ev.QuestionClosed | ev.QuestionSkipped):
+    elif isinstance(event, _CLOSED):
         yield EVERYONE, m.Closed(seq=seq, q=event.question)
     elif isinstance(event, ev.Paused):
         remaining = event.remaining if event.remaining is not None else 0.0
@@ -155,7 +160,7 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
 
 def wants_personal_line(event: ev.Event) -> bool:
     """Whether each connected player should get their own ``you`` line after this event."""
-    return isinstance(event, ev.LeaderboardShown | ev.RoundSummary | ev.Finished)
+    return isinstance(event, _PERSONAL_LINE)
 
 
 def you(game: GameSession, participant: int, round_index: int | None = None) -> m.You:
