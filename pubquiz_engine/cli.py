@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,6 +27,9 @@ from pubquiz_engine.interchange.cli import add_import_command
 from pubquiz_engine.logs import add_secret, setup_logging
 from pubquiz_engine.server.config import ConfigError, add_arguments, load_config
 from pubquiz_engine.terminal import DEFAULT_URL, EXIT_CODES_HELP, TerminalExit
+
+if TYPE_CHECKING:
+    from pubquiz_engine.server.engine import Engine
 
 # --- serve -------------------------------------------------------------------------------------
 
@@ -67,9 +70,12 @@ async def _serve(args: argparse.Namespace) -> int:
             log.info("listening on %s:%s (database %s, ack mode %s)", address.host,
                      address.port, config.resolved_database_url().split("@")[-1],
                      config.ack_mode)
-            async for signum in signals:
-                log.info("signal %s: draining", signal.Signals(signum).name)
-                break
+            async with trio.open_nursery() as serving:
+                serving.start_soon(_log_state_on_usr1, engine)
+                async for signum in signals:
+                    log.info("signal %s: draining", signal.Signals(signum).name)
+                    break
+                serving.cancel_scope.cancel()
             with trio.move_on_after(config.drain_timeout + 5) as scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_second_signal, signals, nursery.cancel_scope)
@@ -78,6 +84,13 @@ async def _serve(args: argparse.Namespace) -> int:
             if scope.cancelled_caught:
                 log.error("drain did not finish in time")
     return 0
+
+
+async def _log_state_on_usr1(engine: Engine) -> None:
+    """``kill -USR1 PID``: log every session and its members' connections (``log_state``)."""
+    with trio.open_signal_receiver(signal.SIGUSR1) as requests:
+        async for _ in requests:
+            engine.log_state()
 
 
 async def _second_signal(signals: Any, scope: trio.CancelScope) -> None:

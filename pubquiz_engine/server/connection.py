@@ -354,9 +354,11 @@ class Connection:
             else:
                 raise Rejected(ErrorCode.NOT_JOINED, "join, resume, host or watch first")
         except Moved as moved:
+            log.debug("%s redirected to %s", msg.TYPE, moved.url)
             self._send(m.Redirect(rid=rid, code=moved.session_code, url=moved.url))
             self.ws.close(CloseCode.MOVED, "the session lives on another node")
         except RemoteError as exc:
+            log.debug("%s refused: %s", msg.TYPE, exc)
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
             if exc.retryable:
@@ -469,6 +471,8 @@ class Connection:
             session.attach_watcher(member, msg.rid,
                                    _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
         self.session, self.member = session, member
+        log.debug("entered session %s (epoch %d) as %s %s", session.code, session.epoch,
+                  member.role, member.participant)
 
     def _check_operator(self, given: str | None) -> None:
         """The operator key, compared in constant time. A connection that showed it is an

@@ -293,6 +293,14 @@ class Engine:
             else:
                 self.notifier.status(self.status_line())
 
+    def log_state(self) -> None:
+        """Log every session and each member's connection (``kill -USR1``: the CLI calls
+        this), then ``state logged`` with the count."""
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            _log_session(session, "state", logging.INFO)
+        log.info("state logged: %d sessions", len(sessions))
+
     def transport_statistics(self) -> TransportStatistics | None:
         """The game port's transport counters (None before it listens)."""
         return self._listener.statistics() if self._listener is not None else None
@@ -338,6 +346,7 @@ class Engine:
         # (a) Intake stops (``stopping`` already refuses new connections and sessions): from
         # here on nothing adds work to the queue, so the drain below can only shrink it.
         for session in list(self.sessions.values()):
+            _log_session(session, "shutdown", logging.DEBUG)
             session.stop_intake()
         # (b) Drain to empty.
         flushed = await self.persister.drain(timeout=self.config.drain_timeout)
@@ -685,6 +694,19 @@ class Engine:
 
     async def session_results(self, code: str) -> Results:
         return await self.store.session_results(code)
+
+
+def _log_session(session: LiveSession, what: str, member_level: int) -> None:
+    """One line on ``session`` (info), and one per member with its connection's state (at
+    ``member_level``): what an operator or a failed test reads to know what each client has."""
+    members = session.members()
+    log.info("%s: session %s at seq %d (epoch %d): %d members, %d outbox chunks held",
+             what, session.code, session.seq, session.epoch, len(members),
+             session.outbox_depth)
+    if log.isEnabledFor(member_level):
+        for member in members:
+            log.log(member_level, "%s: session %s: %s %s conn %d: %s", what, session.code,
+                    member.role, member.participant, member.conn_id, member.ws.describe())
 
 
 def _node_name(port: int) -> str:

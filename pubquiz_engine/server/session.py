@@ -954,6 +954,11 @@ class LiveSession:
         self._emit([], ticket)
 
     @property
+    def outbox_depth(self) -> int:
+        """Chunks of frames held for their commit (and snapshot)."""
+        return len(self._outbox)
+
+    @property
     def outbox_mark(self) -> int:
         """The chunk a reply queued now waits behind (``wait_released`` takes it)."""
         return self._chunks if self._outbox else self.released

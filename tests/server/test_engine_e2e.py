@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,27 @@ async def test_reveal_closes_an_open_question_first(tmp_path: Path) -> None:
                 assert (await ann.next_event(m.Closed)).q == question.q
                 assert (await ann.next_event(m.Revealed)).q == question.q
                 assert (await ann.next_event(m.Result)).correct
+
+
+async def test_a_stop_logs_what_each_session_and_member_connection_held(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a stop the engine logs each session (info) and each member's connection (debug):
+    what a failed cluster test or an operator reads to know what each client was left with."""
+    with trio.fail_after(30), caplog.at_level(logging.DEBUG, logger="pubquiz_engine"):
+        async with engine_at(tmp_path) as (engine, address):
+            session, host_token = engine.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as host, open_client(address.url) as ann:
+                await host.host(session.code, host_token)
+                welcome = await ann.join(session.code, "Ann")
+                await host.next_event(m.PlayerJoined)
+                await engine.shutdown()
+    lines = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("shutdown: session")]
+    assert any(line.startswith(f"shutdown: session {session.code} at seq ") and "2 members" in line
+               for line in lines), lines
+    player = [line for line in lines if f" player {welcome.participant} conn " in line]
+    assert len(player) == 1 and ": open close=None pending=0 backlog=0" in player[0], lines
+    assert any(" host None conn " in line for line in lines), lines
+    entered = [r.getMessage() for r in caplog.records if r.getMessage().startswith("entered")]
+    assert f"entered session {session.code} (epoch 1) as player {welcome.participant}" in entered

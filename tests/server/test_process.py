@@ -111,3 +111,41 @@ async def test_serve_spaces_the_gcs_full_collections_out(tmp_path: Path) -> None
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_usr1_logs_every_session_and_its_members_connections(tmp_path: Path) -> None:
+    """``kill -USR1``: the engine logs each session and one line per member with its
+    connection's state, then ``state logged``; it goes on serving."""
+    with trio.fail_after(30):
+        process, port = await _start_engine(tmp_path)
+        url = f"ws://127.0.0.1:{port}/"
+        assert process.stdout is not None
+        try:
+            async with open_client(url) as operator:
+                created = await operator.create_session(KEY, quiz=SHORT_QUIZ, mode="solo")
+            async with open_client(url) as host, open_client(url) as ann:
+                await host.host(created.code, created.host_token)
+                welcome = await ann.join(created.code, "Ann")
+                await host.next_event(m.PlayerJoined)
+                process.send_signal(signal.SIGUSR1)
+                buffer = b""
+                while b"state logged" not in buffer:
+                    chunk = await process.stdout.receive_some(4096)
+                    assert chunk, buffer.decode(errors="replace")
+                    buffer += chunk
+                lines = [json.loads(x)["msg"] for x in buffer.decode().splitlines()
+                         if x.startswith("{")]
+                assert any(line.startswith(f"state: session {created.code} at seq ")
+                           and "2 members" in line for line in lines), lines
+                mine = [line for line in lines
+                        if f": player {welcome.participant} conn " in line]
+                assert len(mine) == 1 and mine[0].endswith(
+                    "open close=None pending=0 backlog=0 writer=False queued=0 waiting=True"), mine
+                assert "state logged: 1 sessions" in lines
+                assert (await ann.request(m.Ping)).TYPE == "pong"  # still serving
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

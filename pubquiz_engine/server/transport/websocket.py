@@ -203,6 +203,17 @@ class WebSocket:
         return ((len(pending) if pending is not None else 0)
                 + (len(backlog) if backlog is not None else 0))
 
+    def describe(self) -> str:
+        """One line on this connection's sending and receiving state, for a log line (an
+        engine's state at shutdown: what each member's connection still held)."""
+        pending = self._pending
+        return (f"{self._state.name.lower()} close={self.close_code} "
+                f"pending={len(pending) if pending is not None else 0} "
+                f"backlog={len(self._backlog) if self._backlog is not None else 0} "
+                f"writer={self._writer_running} "
+                f"queued={len(self._messages) - self._messages_head if self._messages else 0} "
+                f"waiting={self._waiter is not None}")
+
     async def wait_closed(self) -> None:
         """Return once the connection is fully closed (socket shut, close code known)."""
         if self._state is _State.CLOSED:
