@@ -56,6 +56,8 @@ class EngineNode:
     output: collections.deque[str] = attrs.Factory(lambda: collections.deque(maxlen=200))
     #: Set (then replaced) on every start and exit of the process.
     changed: trio.Event = attrs.Factory(trio.Event)
+    #: Set (then replaced) whenever the engine logs ``state logged`` (``log_state``).
+    state_logged: trio.Event = attrs.Factory(trio.Event)
 
     @property
     def alive(self) -> bool:
@@ -87,7 +89,11 @@ error_log stderr notice;
 worker_rlimit_nofile 16384;
 events {{ worker_connections 8192; }}
 http {{
-    access_log {dir}/nginx-access.log;
+    # Which engine carried each connection, for how long and how many bytes it was sent:
+    # with the engines' own logs, what a failed test's clients went through.
+    log_format cluster '$remote_addr:$remote_port [$time_local] "$request" $status '
+                       '$body_bytes_sent upstream=$upstream_addr time=$request_time';
+    access_log {dir}/nginx-access.log cluster;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -275,6 +281,9 @@ class LocalCluster:
                         log.write(line + "\n")
                     if not ready.is_set() and '"listening on' in line:
                         ready.set()
+                    if '"state logged' in line:
+                        node.state_logged.set()
+                        node.state_logged = trio.Event()
             await process.wait()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
@@ -309,6 +318,17 @@ class LocalCluster:
         process.send_signal(signum)
         with trio.fail_after(self.stop_timeout):
             await process.wait()
+
+    async def log_state(self, *, timeout: float = 10) -> None:
+        """Have every running engine log its sessions and their members' connections
+        (SIGUSR1, ``Engine.log_state``) and return once each has (or after ``timeout``): what
+        each client was left with, in the logs, before a failed test lets its clients go."""
+        with trio.move_on_after(timeout):
+            for node in self.nodes:
+                if node.alive and node.process is not None:
+                    logged = node.state_logged
+                    node.process.send_signal(signal.SIGUSR1)
+                    await logged.wait()
 
     async def restart_node(self, node: EngineNode) -> None:
         """A graceful restart: SIGTERM, wait for the exit, start, wait until ready."""

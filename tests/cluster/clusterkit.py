@@ -372,6 +372,9 @@ ENGINE_ARGS = (
     "--snapshot-interval", "0.2", "--orphan-scan-interval", "1", "--drain-timeout", "5",
     "--join-rate", "10000", "--join-burst", "10000", "--message-rate", "1000",
     "--message-burst", "1000", "--max-connections-per-address", "5000",
+    # Each connection's way in (entered, redirected, refused) and each member's connection
+    # state at the stop, in the nodes' log files: what a failed run left each client with.
+    "--log-level", "debug",
 )
 
 
@@ -404,6 +407,19 @@ async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, pre
         finally:
             await cluster.aclose()
             nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def state_on_failure(cluster: LocalCluster) -> AsyncIterator[None]:
+    """On a failure inside, the engines log their sessions and each member's connection
+    (``LocalCluster.log_state``) while the clients are still connected: the nodes' log files
+    then say what each stuck client had. Innermost, so it runs before the clients unwind."""
+    try:
+        yield
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await cluster.log_state()
+        raise
 
 
 async def http_get(cluster: LocalCluster, path: str, headers: dict[str, str] | None = None

@@ -33,6 +33,7 @@ from clusterkit import (
     running_cluster,
     session,
     sessions_on_two_nodes,
+    state_on_failure,
     store_at,
     summary,
 )
@@ -109,7 +110,8 @@ async def test_kill9_of_an_owner_mid_question_then_its_restart(
     rng = random.Random(17)
     with trio.fail_after(240):
         async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as cluster, \
-                trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack:
+                trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack, \
+                state_on_failure(cluster):
             (code_a, token_a), (code_b, token_b) = await sessions_on_two_nodes(cluster, 3)
             assert await routed_node(cluster, code_a) != await routed_node(cluster, code_b)
             acks, backs = Signal(), Signal()
@@ -227,7 +229,8 @@ async def test_rolling_restart_of_all_three_during_a_quiz(
     rng = random.Random(24)
     with trio.fail_after(300):
         async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as cluster, \
-                trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack:
+                trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack, \
+                state_on_failure(cluster):
             (code_a, token_a), (code_b, token_b) = await sessions_on_two_nodes(cluster, 4)
             acks, backs = Signal(), Signal()
             team_a = await _players(cluster.entry_url, code_a, per_session, "a", acks, backs,
