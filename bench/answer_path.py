@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import subprocess
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -67,41 +68,50 @@ def _total_ir(path: Path) -> int:
     return total
 
 
-async def main(players: int, rounds: int, ack_mode: str, refused: bool, plain: bool
-               ) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="pubquiz-answer-path-"))
+@contextlib.asynccontextmanager
+async def engine_under_callgrind(name: str, players: int, ack_mode: str, plain: bool
+                                 ) -> AsyncIterator[tuple[str, str, Any, Path]]:
+    """An engine process under callgrind, collection off (``plain``: no callgrind), with one
+    solo session for ``players``: (its URL, its pid for ``_control`` ("-" when ``plain``), the
+    ``session_created`` reply, the callgrind output path)."""
+    work = Path(tempfile.mkdtemp(prefix=f"pubquiz-{name}-"))
     out = work / "callgrind.out"
     plan: Any = _Callgrind(None if plain else out)
     async with engine_process(plan, work, ack_mode=ack_mode, ready_timeout=600) as engine:
-        pid = "-" if plain else str(engine.pid)
         print(f"engine pid {engine.pid}", flush=True)
-        url = engine.url
-        async with open_client(url) as operator:
+        async with open_client(engine.url) as operator:
             created = await operator.create_session(
                 OPERATOR_KEY, quiz=bench_quiz(1), mode="solo",
                 options={"max_participants": players})
-        async with open_client(url) as host, contextlib.AsyncExitStack() as stack:
-            await host.host(created.code, created.host_token)
-            clients: list[Client] = []
-            for i in range(players):
-                client = await stack.enter_async_context(open_client(url))
-                clients.append(client)
-                await client.join(created.code, f"p{i}")
-            await host.request(m.Start)
-            q = (await host.next_event(m.Question, timeout=300)).q
-            for client in clients:
-                await client.next_event(m.Question, timeout=300)
-            if refused:
-                await host.request(m.Close)  # every answer from now on: question_closed
-            _control("-i", "on", pid)
-            started = trio.current_time()
-            for r in range(rounds):
-                async with trio.open_nursery() as nursery:
-                    for i, client in enumerate(clients):
-                        nursery.start_soon(_answer, client, q, (i + r) % 4, refused)
-            seconds = trio.current_time() - started
-            _control("-i", "off", pid)
-            _control("-d", pid)
+        yield engine.url, "-" if plain else str(engine.pid), created, out
+
+
+async def main(players: int, rounds: int, ack_mode: str, refused: bool, plain: bool
+               ) -> dict[str, Any]:
+    async with engine_under_callgrind("answer-path", players, ack_mode, plain) as (
+            url, pid, created, out), \
+            open_client(url) as host, contextlib.AsyncExitStack() as stack:
+        await host.host(created.code, created.host_token)
+        clients: list[Client] = []
+        for i in range(players):
+            client = await stack.enter_async_context(open_client(url))
+            clients.append(client)
+            await client.join(created.code, f"p{i}")
+        await host.request(m.Start)
+        q = (await host.next_event(m.Question, timeout=300)).q
+        for client in clients:
+            await client.next_event(m.Question, timeout=300)
+        if refused:
+            await host.request(m.Close)  # every answer from now on: question_closed
+        _control("-i", "on", pid)
+        started = trio.current_time()
+        for r in range(rounds):
+            async with trio.open_nursery() as nursery:
+                for i, client in enumerate(clients):
+                    nursery.start_soon(_answer, client, q, (i + r) % 4, refused)
+        seconds = trio.current_time() - started
+        _control("-i", "off", pid)
+        _control("-d", pid)
     answers = players * rounds
     ir = 0 if plain else _total_ir(out)
     return {"players": players, "rounds": rounds, "ack_mode": ack_mode, "refused": refused,

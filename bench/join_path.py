@@ -21,32 +21,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from bench.answer_path import _Callgrind, _control, _total_ir
-from bench.harness.engine import OPERATOR_KEY, engine_process
-from bench.harness.quizzes import bench_quiz
+from bench.answer_path import _control, _total_ir, engine_under_callgrind
 from pubquiz_engine.client import open_client
 from pubquiz_engine.protocol import messages as m
 
 
 async def main(players: int, in_flight: int, plain: bool, ping_only: bool = False
                ) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="pubquiz-join-path-"))
-    out = work / "callgrind.out"
-    plan: Any = _Callgrind(None if plain else out)
-    async with engine_process(plan, work, ack_mode="fast", ready_timeout=600) as engine:
-        pid = "-" if plain else str(engine.pid)
-        print(f"engine pid {engine.pid}", flush=True)
-        url = engine.url
-        async with open_client(url) as operator:
-            created = await operator.create_session(
-                OPERATOR_KEY, quiz=bench_quiz(1), mode="solo",
-                options={"max_participants": players})
+    async with engine_under_callgrind("join-path", players, "fast", plain) as (
+            url, pid, created, out):
         lanes = trio.Semaphore(in_flight)
         joined = 0
         all_joined, finish = trio.Event(), trio.Event()
