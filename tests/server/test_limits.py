@@ -19,6 +19,7 @@ from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, RemoteError
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.engine import Engine
 from pubquiz_engine.server.session import LiveSession
+from pubquiz_engine.server.transport import WebSocket
 
 
 async def _error(client: Client) -> m.ErrorReply:
@@ -283,6 +284,44 @@ async def test_a_lookup_that_fails_after_the_join_deadline_is_answered_then_time
                 second = await _error(late)
                 assert (second.code, second.rid) == ("handshake_timeout", None)
                 assert (await late.wait_closed()).code == CloseCode.POLICY_VIOLATION
+
+
+
+@READERS
+async def test_a_join_frame_that_waited_past_the_deadline_is_not_handled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """The join deadline passes while the join frame waits for its task to run (the same
+    scheduler pass): the connection is timed out and the frame is not handled, as under a
+    cancel scope. Forced here: the deadline is made to pass as ``receive()`` returns it."""
+    with trio.fail_after(20):
+        async with engine_at(tmp_path, join_timeout=30,
+                             transport_reader=reader) as (engine, address):
+            session, _ = engine.create_session(short_quiz(), mode="solo")
+            connections: list[Any] = []
+            add = engine.join_timeouts.add
+
+            def add_and_keep(conn: Any) -> Any:
+                connections.append(conn)
+                return add(conn)
+
+            monkeypatch.setattr(engine.join_timeouts, "add", add_and_keep)
+            receive = WebSocket.receive
+
+            async def receive_as_the_deadline_passes(ws: WebSocket) -> bytes | str:
+                data = await receive(ws)
+                for conn in connections:
+                    if conn.ws is ws and conn.member is None:
+                        conn._join_timed_out()  # what the queue does at the deadline
+                return data
+
+            monkeypatch.setattr(WebSocket, "receive", receive_as_the_deadline_passes)
+            async with open_client(address.url) as late:
+                await late.send(m.Join(rid=7, code=session.code, name="Late"))
+                error = await _error(late)
+                assert (error.code, error.rid) == ("handshake_timeout", None)
+                assert (await late.wait_closed()).code == CloseCode.POLICY_VIOLATION
+            assert not session.game.participants  # the join was never applied
 
 
 async def test_name_taken_and_kick(tmp_path: Path) -> None:
