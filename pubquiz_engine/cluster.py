@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,7 +32,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 import attrs
 import trio
@@ -73,8 +74,32 @@ class EngineNode:
         return f"http://127.0.0.1:{self.port}"
 
 
+#: Where ``free_port`` looks, below the kernel's ephemeral range.
+_FIXED_PORTS_FROM: Final = 10_000
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
-    """A loopback port free right now (the kernel's choice)."""
+    """A loopback port free right now, below the kernel's ephemeral range where there is one.
+
+    A node keeps its port across restarts (nginx names it). Between the stop and the start
+    the port is free, and a port in the ephemeral range can be taken meanwhile as the local
+    end of any outgoing connection on the machine (nginx's to the other nodes, the clients'):
+    the restart then fails with EADDRINUSE. connect() never picks a port below the range.
+    Without the range (not Linux), the kernel's choice."""
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    rng = random.Random()
+    for _ in range(100 if low > _FIXED_PORTS_FROM + 1 else 0):
+        port = rng.randrange(_FIXED_PORTS_FROM, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
