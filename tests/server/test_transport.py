@@ -301,6 +301,48 @@ async def test_handshake_with_subprotocol_and_binary_echo(
         assert stats.bytes_out > 2 * 65_000
 
 
+
+async def test_a_burst_over_one_accept_wakeup_is_served_whole(nursery: trio.Nursery) -> None:
+    """The accept loop takes at most ``_ACCEPT_PER_WAKEUP`` connections per wakeup and lets
+    the runnable tasks go first: a burst three times that, queued before the loop runs
+    (blocking connects and requests, no checkpoint in between), is still served whole."""
+    burst = 3 * transport_server._ACCEPT_PER_WAKEUP + 5
+    with trio.fail_after(10):
+        info = await start(nursery, echo, TransportConfig())
+        clients: list[tuple[socket.socket, WSConnection]] = []
+        for _ in range(burst):
+            sock = socket.create_connection((HOST, info.port))
+            ws = WSConnection(ConnectionType.CLIENT)
+            sock.sendall(ws.send(Request(host=HOST, target="/", subprotocols=[SUB])))
+            clients.append((sock, ws))
+        echoed = 0
+
+        async def talk(sock: socket.socket, ws: WSConnection, i: int) -> None:
+            nonlocal echoed
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            payload = f"client {i}".encode()
+            accepted = False
+            while True:
+                data = await stream.receive_some(65536)
+                assert data, "closed before the echo"
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, AcceptConnection):
+                        accepted = True
+                        await stream.send_all(ws.send(BytesMessage(data=payload)))
+                    elif isinstance(event, BytesMessage):
+                        assert accepted and bytes(event.data) == payload
+                        echoed += 1
+                        await stream.aclose()
+                        return
+
+        async with trio.open_nursery() as talkers:
+            for i, (sock, ws) in enumerate(clients):
+                talkers.start_soon(talk, sock, ws, i)
+        assert echoed == burst
+        assert info.statistics().connections_total == burst
+
+
 async def test_handshake_without_subprotocol_is_rejected_with_400(nursery: trio.Nursery) -> None:
     with trio.fail_after(5):
         info = await start(nursery, echo)

@@ -39,6 +39,13 @@ _ACCEPT_BACKOFF: Final = 0.1
 # TCP_DEFER_ACCEPT's wait for a connection's first bytes (Linux rounds it to SYN-ACK
 # retransmissions: 1 s is one).
 _DEFER_SECONDS: Final = 1
+# Connections accepted per wakeup of the accept loop; then the tasks already runnable go
+# first. Accepting a whole burst at once (hundreds in a join storm) made one long scheduler
+# batch after which every new connection's handshake, and every join already under way,
+# waited for the next: the engine and its clients took turns instead of overlapping.
+# Measured (`connections --n 19000`, three interleaved pairs): 16 per wakeup joined
+# 1,735 / 1,865 / 2,059/s against 1,506 / 1,534 / 1,588, join p50 66-82 against 139-153 ms.
+_ACCEPT_PER_WAKEUP: Final = 16
 # Task names given as one shared str: trio otherwise formats a new one for every task.
 _CONNECTION_TASK: Final = "pubquiz_engine.server.transport.connection"
 
@@ -113,8 +120,9 @@ async def serve(
             task_status.started(ListenerInfo(bound_host, bound_port, counters, connections))
             while True:
                 await trio.lowlevel.wait_readable(listener)
-                # Accept everything already queued: one wakeup per burst, not per client.
-                while True:
+                # At most _ACCEPT_PER_WAKEUP of what is queued; the listener is still
+                # readable if more wait, and they are taken at the next wakeup.
+                for _ in range(_ACCEPT_PER_WAKEUP):
                     try:
                         sock, address = listener.accept()
                     except BlockingIOError:
