@@ -846,16 +846,9 @@ class LiveSession:
         changed = False
         for event in events:
             first_seq = self.seq + 1
-            if type(event) is ev.ParticipantJoined:
-                # ``views.broadcasts``' player_joined, encoded without building the message
-                # (a filling lobby's one broadcast per join; a test compares the bytes).
-                self.seq = first_seq
-                self._broadcast(views.WATCHERS, _encoder.encode_player_joined(
-                    first_seq, event.participant, event.name, event.team), out)
-            else:
-                for audience, message in views.broadcasts(first_seq, self.game, event):
-                    self.seq = message.seq  # type: ignore[attr-defined]
-                    self._broadcast(audience, _encode(message), out)
+            for audience, seq, data in views.broadcast_frames(first_seq, self.game, event):
+                self.seq = seq
+                self._broadcast(audience, data, out)
             at = self._clock()
             if isinstance(event, ev.AnswerAccepted):
                 if not event.duplicate:

@@ -5,8 +5,8 @@ only place that knows both ``game`` events and ``protocol`` messages.
 
 Rules this module keeps:
 
-1. Audiences are bit flags (players, hosts, displays). A broadcast is rendered once per event
-   and encoded once by the session, whatever the number of recipients.
+1. Audiences are bit flags (players, hosts, displays). A broadcast is rendered and encoded
+   once per event (``broadcast_frames``), whatever the number of recipients.
 2. Nothing O(members) is broadcast per answer: the answer counter and the "who answered" list go
    to hosts and displays only. With 1,000 players a counter to every phone would cost a million
    frames per question.
@@ -25,6 +25,7 @@ from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from pubquiz_engine.game import events as ev
+from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -156,6 +157,25 @@ def broadcasts(seq: int, game: GameSession, event: ev.Event) -> Iterator[tuple[i
         teams, top = _top(game, None)
         yield EVERYONE, m.Leaderboard(seq=seq, round=None, teams=teams, top=top)
         yield EVERYONE, m.Ended(seq=seq + 1, reason=event.reason)
+
+
+#: The session's broadcasts are encoded on the trio thread only: one reused packer.
+_encoder = codec.Encoder()
+
+
+def broadcast_frames(seq: int, game: GameSession, event: ev.Event
+                     ) -> Iterator[tuple[int, int, bytes]]:
+    """``broadcasts``, encoded: (audience, the message's seq, its bytes).
+
+    A join's ``player_joined`` (one per join in a filling lobby) is packed without building
+    the message (``Encoder.encode_player_joined``: its validated fields cost more than the
+    packing); a test holds every event's frames to ``broadcasts``' messages encoded."""
+    if type(event) is ev.ParticipantJoined:
+        yield WATCHERS, seq, _encoder.encode_player_joined(seq, event.participant, event.name,
+                                                           event.team)
+        return
+    for audience, message in broadcasts(seq, game, event):
+        yield audience, message.seq, _encoder.encode(message)  # type: ignore[attr-defined]
 
 
 def wants_personal_line(event: ev.Event) -> bool:
