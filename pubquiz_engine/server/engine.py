@@ -683,12 +683,6 @@ class Engine:
 
     # --- what the web routes need (ports.ResultsSource) ------------------------------------
 
-    @property
-    def coordinated(self) -> bool:
-        """Sessions may live on other nodes (Redis): a miss here is asked of
-        ``find_session`` (which waits for ``coord`` while the engine starts)."""
-        return self.coord is not None or self._opening_directory
-
     async def drain_writes(self, *, timeout: float) -> bool:
         return await self.persister.drain(timeout=timeout)
 

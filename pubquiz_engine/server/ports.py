@@ -125,8 +125,8 @@ class ResultsSource(Protocol):
         ...
 
     @property
-    def coordinated(self) -> bool:
-        """Sessions may live on other nodes (Redis): a miss here is asked of ``find_session``."""
+    def asks_directory(self) -> bool:
+        """As ``ConnectionHost.asks_directory``: a miss here is asked of ``find_session``."""
         ...
 
     async def find_session(self, code: str) -> LiveSession | None:

@@ -224,7 +224,7 @@ def results_handler(source: ResultsSource) -> HttpHandler:
             return text_response(401, "the host token is required\n",
                                  headers=(("www-authenticate", "Bearer"), *headers))
         session = source.sessions.get(code)
-        if session is None and source.coordinated:
+        if session is None and source.asks_directory:
             # nginx hashes /results by code like /ws, but the session may have moved: take it
             # over if its node is gone, else send the browser to its node's own address.
             found = await _find_elsewhere(source, code, fmt, headers)
