@@ -128,6 +128,9 @@ async def run_baseline(name: str, plan: CorePlan, *, n: int, k: int | None = Non
         "server_cpu_per_join_ms": _round(
             raw["connect_server_cpu_pct"] / 100 * raw["connect_s"] / n * 1000, 3)
         if raw.get("connect_server_cpu_pct") is not None and raw.get("connect_s") else None,
+        "server_system_cpu_per_join_ms": _round(
+            raw["connect_server_sys_pct"] / 100 * raw["connect_s"] / n * 1000, 3)
+        if raw.get("connect_server_sys_pct") is not None and raw.get("connect_s") else None,
         "server_cpu_pct": _round(run.get("server_cpu_pct"), 1),
         "loadgen_cpu_pct": _round(run.get("loadgen_cpu_pct"), 1),
         "loadgen_client": raw.get("client"),

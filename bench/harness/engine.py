@@ -24,7 +24,13 @@ from typing import Any, BinaryIO
 import attrs
 import trio
 
-from bench.harness.system import CorePlan, cpu_seconds, fd_count, rss_kib
+from bench.harness.system import (
+    CorePlan,
+    cpu_seconds,
+    fd_count,
+    rss_kib,
+    system_cpu_seconds,
+)
 
 #: Settings that take the engine's abuse protections out of a load test's way (they are
 #: measured elsewhere): one client address may hold many connections and join fast.
@@ -75,6 +81,9 @@ class EngineProcess:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
+
+    def system_cpu_seconds(self) -> float:
+        return system_cpu_seconds(self.pid)
 
     async def health(self) -> dict[str, Any]:
         status, body = await http_get(self.port, "/health")

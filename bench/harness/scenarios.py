@@ -153,16 +153,18 @@ class CpuWindow:
     def __init__(self, engine: EngineProcess, loadgen: LoadGen) -> None:
         self.engine = engine
         self.loadgen = loadgen
-        self.t0 = self.e0 = self.l0 = self.c0 = self.m0 = 0.0
+        self.t0 = self.e0 = self.s0 = self.l0 = self.c0 = self.m0 = 0.0
         self.figures: dict[str, Any] = {}
 
     def start(self) -> None:
         self.t0, self.e0, self.l0 = now(), self.engine.cpu_seconds(), self.loadgen.cpu_seconds()
+        self.s0 = self.engine.system_cpu_seconds()
         self.c0, self.m0 = self_cpu_seconds(), machine_busy_seconds()
 
     def stop(self) -> dict[str, Any]:
         wall = now() - self.t0
         engine = self.engine.cpu_seconds() - self.e0
+        engine_system = self.engine.system_cpu_seconds() - self.s0
         workers = self.loadgen.cpu_seconds() - self.l0
         coordinator = self_cpu_seconds() - self.c0
         busy = machine_busy_seconds() - self.m0
@@ -173,6 +175,7 @@ class CpuWindow:
         self.figures = {
             "wall_s": round(wall, 3),
             "engine_cpu_pct": pct(engine),
+            "engine_system_cpu_pct": pct(engine_system),
             "loadgen_cpu_pct": pct(workers + coordinator),
             "loadgen_workers_cpu_pct": pct(workers),
             "coordinator_cpu_pct": pct(coordinator),
@@ -267,6 +270,9 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     joins_per_s = rate(joined, window)
     cpu_per_join = (cpu.figures["engine_cpu_pct"] / 100 * window / joined * 1000
                     if joined and cpu.figures.get("engine_cpu_pct") is not None else None)
+    system_per_join = (cpu.figures["engine_system_cpu_pct"] / 100 * window / joined * 1000
+                       if joined and cpu.figures.get("engine_system_cpu_pct") is not None
+                       else None)
     out.figures = {
         "connections": n, "sessions": s, "per_session": per, "workers": p["workers"],
         "source_addresses": len(addresses), "joined": joined, "failed": dict(failed),
@@ -284,6 +290,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "question_frames_received": sum(r.count for r in receipts.values()),
         "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
         "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
+        "engine_system_cpu_per_join_ms": round(system_per_join, 3)
+        if system_per_join is not None else None,
         "ratio_to_baselines": {b["name"]: {
             "rss_per_connection": ratio(per_conn, b.get("rss_per_connection_kib")),
             "joins_per_s": ratio(joins_per_s, b.get("joins_per_s")),
@@ -312,6 +320,11 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
          "the engine's CPU time in the window (its threads too) / players joined"),
         *baseline_rows(bases, key="server_cpu_per_join_ms", ours=cpu_per_join,
                        label="server CPU per connect+join", unit=" ms",
+                       higher_is_better=False),
+        ("  of which the kernel's (system time)", fmt(system_per_join, "ms", 3),
+         "stime: system calls and the network stack on the engine's behalf"),
+        *baseline_rows(bases, key="server_system_cpu_per_join_ms", ours=system_per_join,
+                       label="server system CPU per connect+join", unit=" ms",
                        higher_is_better=False),
         ("engine /health connections, members", f"{health['connections']:,}, "
          f"{health['members']:,}", "hosts included"),

@@ -118,6 +118,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def system_cpu_seconds(pid: int) -> float:
+    """The kernel's part of ``cpu_seconds``: ``stime`` alone (system calls, and the network
+    stack's work done on the process's behalf)."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+        text = fh.read()
+    return int(text[text.rindex(")") + 2:].split()[12]) / CLK_TCK
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy since boot (/proc/stat ``cpu`` line, idle and iowait
     left out): the difference over a window, less our own processes, is everyone else."""
