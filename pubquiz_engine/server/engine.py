@@ -135,7 +135,8 @@ class EngineAddress:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"ws://{host}:{self.port}/"
 
 
 class Engine:

@@ -91,7 +91,7 @@ class AddressLimiter:
 
     def can_take(self, address: str, now: float) -> bool:
         """Whether ``take(address, now)`` would succeed (nothing is taken or remembered)."""
-        bucket = self._buckets.get(address)
+        bucket = self._buckets.get(address_key(address))
         return bucket is None or bucket.can_take(now)
 
     def wait_time(self, address: str, now: float) -> float:

@@ -67,6 +67,23 @@ def test_the_join_limiter_counts_a_slash_64_as_one_address() -> None:
     assert limiter.take("192.0.2.1", now=0.0)
 
 
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+       st.sampled_from(["2001:db8:0:1::", "fe80::", "2a00:1450:4001:80b::"]))
+def test_can_take_asks_the_bucket_take_charges(host: int, other: int, net: str) -> None:
+    # The operator-key lockout asks ``can_take`` before it compares a key: it must see the
+    # bucket that ``take`` charged for any host of the /64, or an IPv6 guesser is never
+    # locked out (it was: ``can_take`` looked the bucket up under the bare address).
+    base = int(ipaddress.IPv6Address(net))
+    first = str(ipaddress.IPv6Address(base | host))
+    second = str(ipaddress.IPv6Address(base | other))
+    limiter = AddressLimiter(rate=0.0, burst=2)
+    assert limiter.can_take(first, now=0.0)
+    assert limiter.take(first, now=0.0) and limiter.take(second, now=0.0)
+    assert not limiter.can_take(first, now=0.0)
+    assert not limiter.can_take(second, now=0.0)
+    assert limiter.take(first, now=0.0) == limiter.can_take(first, now=0.0) is False
+
+
 async def test_the_connection_cap_counts_a_slash_64_as_one_address(tmp_path: Path) -> None:
     with trio.fail_after(20):
         async with engine_at(tmp_path, max_connections_per_address=2) as (engine, _address):
