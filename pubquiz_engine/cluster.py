@@ -293,7 +293,8 @@ class LocalCluster:
         assert process.stdout is not None
         log: TextIO | None = None
         if self.log_files:
-            log = (self.workdir / f"{node.name}.log").open("a", encoding="utf-8")
+            # Line-buffered: a failure report reads the file while the node still runs.
+            log = (self.workdir / f"{node.name}.log").open("a", encoding="utf-8", buffering=1)
         buffer = b""
         try:
             while chunk := await process.stdout.receive_some(65536):

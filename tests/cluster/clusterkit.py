@@ -400,13 +400,41 @@ async def running_cluster(tmp_path: Path, postgres_url: str, redis_url: str, pre
             await cluster.start(nursery)
             yield cluster
         except BaseException:
-            for node in cluster.nodes:
-                print(f"--- engine {node.name} (last lines)\n" + "\n".join(
-                    list(node.output)[-30:]))
+            failure_report(cluster)
             raise
         finally:
             await cluster.aclose()
             nursery.cancel_scope.cancel()
+
+
+#: Debug lines a failure report keeps: how each connection entered a session, or why not.
+_REPORTED_DEBUG = ('"msg": "entered ', ' refused: ', ' redirected to ')
+#: Lines of a failure report per engine (its log file's important lines) and of nginx's log.
+REPORT_LINES = 400
+
+
+def failure_report(cluster: LocalCluster) -> None:
+    """Print what a failed cluster test needs to be explained from its output alone (a CI
+    run's files are gone with its machine): each engine's lines at info and above, which hold
+    the state ``state_on_failure`` had it log (each session, each member's connection),
+    takeovers, leases and warnings, with the debug lines that say how each connection entered
+    a session or why it did not; then its last lines at any level; and nginx's access log
+    (each connection's node and duration)."""
+    for node in cluster.nodes:
+        path = cluster.workdir / f"{node.name}.log"
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines() \
+            if path.exists() else []
+        important = [line for line in lines if '"level": "debug"' not in line
+                     or any(mark in line for mark in _REPORTED_DEBUG)]
+        print(f"--- engine {node.name}: info and above, entries and refusals "
+              f"({len(important)} of {len(lines)} lines; the last {REPORT_LINES})")
+        print("\n".join(important[-REPORT_LINES:]))
+        print(f"--- engine {node.name} (last lines)\n" + "\n".join(list(node.output)[-30:]))
+    access = cluster.workdir / "nginx-access.log"
+    if access.exists():
+        lines = access.read_text(encoding="utf-8", errors="replace").splitlines()
+        print(f"--- nginx access log ({len(lines)} lines; the last {REPORT_LINES})")
+        print("\n".join(lines[-REPORT_LINES:]))
 
 
 @contextlib.asynccontextmanager
