@@ -37,13 +37,16 @@ Rules this module keeps:
    order of the requests. A connection has at most ``ANSWERS_PER_PASS`` answers submitted and
    unanswered; at the bound it waits for their replies, so one flooding socket adds at most
    that many answers to a pass and cannot starve the others.
-7. **An answer costs no task switch.** With the Linux reader, a player's connection gives
-   its WebSocket a consumer (``_take_answers_now``): the reader's pass submits the answers at
-   the head of what it read while the connection's task waits, and wakes the task only for
-   what is left (any other message, a frame to refuse, an answer over the bound). What the
-   consumer takes is checked as ``_decode`` and ``_dispatch`` would check it, in the same
-   order, so the outcome of every frame, and the order of the replies, is the same either
-   way. (The portable reader has no pass to hook: its task takes every frame.)
+7. **An answer, a join and a resume cost no task switch.** With the Linux reader, a connection gives
+   its WebSocket a consumer: before it joins, ``_take_entry_now`` handles a ``join`` or
+   ``resume`` for a session on this node in the reader's pass; a player's
+   ``_take_answers_now`` submits the answers at the head of what the reader read. Each works
+   while the connection's task waits, and the task is woken only for what is left (any other
+   message, a frame to refuse, an entry that needs the session directory, an answer over the
+   bound). What a consumer takes is checked
+   as ``_decode`` and ``_identify`` / ``_dispatch`` would check it, in the same order, so the
+   outcome of every frame, and the order of the replies, is the same either way. (The
+   portable reader has no pass to hook: its task takes every frame.)
 """
 
 from __future__ import annotations
@@ -292,23 +295,25 @@ class Connection:
         ws = self.ws
         try:
             self._join_timer = engine.join_timeouts.add(self)
-            while self.member is None and not ws.closed:
-                if self._overdue:
+            ws.set_consumer(self._take_entry_now)  # rule 7
+            while not ws.closed:
+                if self.member is None and self._overdue:
                     self._time_out()  # it passed in a lookup that then failed
                     break
                 data = await ws.receive()
-                if self._timed_out:
-                    # The deadline passed while this frame waited for the task to run: it
-                    # came too late (the connection is closing), as under a cancel scope.
-                    break
-                msg = self._decode(data)
-                if msg is not None:
-                    await self._identify(msg)
-            self._meet_join_deadline()
-            if self.member is not None and self.member.role == "player":
-                ws.set_consumer(self._take_answers_now)  # rule 7
-            while not ws.closed:
-                data = await ws.receive()
+                if self.member is None:
+                    if self._timed_out:
+                        # The deadline passed while this frame waited for the task to run:
+                        # it came too late (the connection is closing), as under a cancel
+                        # scope.
+                        break
+                    msg = self._decode(data)
+                    if msg is not None:
+                        await self._identify(msg)
+                        if self.member is not None:
+                            self._joined()
+                    continue
+                # A member (maybe joined by ``_take_entry_now`` while this task waited).
                 if self._unanswered:
                     msg = await self._decode_in_order(data)
                 else:
@@ -353,19 +358,88 @@ class Connection:
                 await self._enter(msg)
             else:
                 raise Rejected(ErrorCode.NOT_JOINED, "join, resume, host or watch first")
-        except Moved as moved:
-            log.debug("%s redirected to %s", msg.TYPE, moved.url)
-            self._send(m.Redirect(rid=rid, code=moved.session_code, url=moved.url))
+        except (Moved, RemoteError, StoreError, CoordinationError) as exc:
+            self._not_entered(msg, rid, exc)
+
+    def _not_entered(self, msg: m.Message, rid: int | None,
+                     exc: Moved | RemoteError | StoreError | CoordinationError) -> None:
+        """Answer an entry that failed: a redirect, a refusal, or an outage (rule 5)."""
+        if isinstance(exc, Moved):
+            log.debug("%s redirected to %s", msg.TYPE, exc.url)
+            self._send(m.Redirect(rid=rid, code=exc.session_code, url=exc.url))
             self.ws.close(CloseCode.MOVED, "the session lives on another node")
-        except RemoteError as exc:
+        elif isinstance(exc, RemoteError):
             log.debug("%s refused: %s", msg.TYPE, exc)
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
             if exc.retryable:
                 self._restart_join_window()
-        except (StoreError, CoordinationError) as exc:
+        else:
             self._outage(rid, msg, exc)
             self._restart_join_window()
+
+    def _joined(self) -> None:
+        """The connection became a member: no join deadline any more, and a player's answers
+        are taken in the reader's pass (rules 3 and 7)."""
+        self._meet_join_deadline()
+        member = self.member
+        assert member is not None
+        self.ws.set_consumer(self._take_answers_now if member.role == "player" else None)
+
+    def _take_entry_now(self) -> None:
+        """Rule 7 for the first message: the reader's pass brought a frame while the task
+        waits, before this connection joined. A ``join`` or ``resume`` for a session that lives
+        here is handled now, as ``_decode`` and ``_identify`` would handle it; anything else
+        (another message, a frame to refuse, a code or token this node does not hold a live
+        session for, a limit reached) stays at the head for the task, which answers it exactly
+        as before.
+        """
+        ws, limits, engine = self.ws, self._limits, self.engine
+        data = ws.peek_message()
+        if data is None or isinstance(data, str) or len(data) > limits.max_frame_bytes:
+            return
+        now = trio.current_time()
+        if not self._bucket.can_take(now):
+            return  # throttled: the task answers it
+        try:
+            msg = codec.decode(data, limits=limits)
+        except ProtocolError:
+            return  # the task decodes it again and answers the error
+        if isinstance(msg, m.Join):
+            if not engine.join_limiter.can_take(self.address, now):
+                return  # over the address's joins: the task answers it
+            code = credentials.normalise_code(msg.code)
+            participant = 0
+        elif isinstance(msg, m.Resume):
+            parsed = credentials.parse_resume_token(msg.token)
+            if parsed is None:
+                return  # refused (and counted) by the task
+            code, participant, _secret = parsed
+        else:
+            return
+        session = engine.local_session(code) if code is not None else None
+        if session is None or session.end_reason is not None:
+            return  # the session directory's to find, or a refusal: the task's
+        ws.receive_nowait()
+        engine.metrics.message_in()
+        self._bucket.take(now)
+        try:
+            if isinstance(msg, m.Join):
+                engine.join_limiter.take(self.address, now)
+                self._join(session, msg)
+            else:
+                try:
+                    self._resume(session, msg, participant)
+                except Rejected as exc:
+                    # As ``_identify``: a failed resume counts like a join, a valid one not.
+                    if exc.retryable or engine.join_limiter.take(self.address, now):
+                        raise
+                    raise self._join_throttled() from None
+        except (RemoteError, StoreError, CoordinationError) as exc:
+            self._not_entered(msg, msg.rid, exc)
+            return
+        self._joined()
+        self._take_answers_now()  # answers sent right behind the entry, in order
 
     def _restart_join_window(self) -> None:
         """A client that retries as told is not idle: its join window starts again (issue
@@ -452,13 +526,11 @@ class Connection:
             session = await self._find_session(code)
             if session is None or session.end_reason is not None:
                 raise Rejected(ErrorCode.BAD_TOKEN, "unknown or wrong resume token")
-            member = Member(ws=self.ws, role="player", conn_id=self.id)
-            session.resume(member, msg.rid, participant, msg.token,
-                           _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
-        elif isinstance(msg, m.Join):
-            session = await self._session_for(msg.code)
-            member = Member(ws=self.ws, role="player", conn_id=self.id)
-            session.join(member, msg.rid, msg.name, msg.team)
+            self._resume(session, msg, participant)
+            return
+        if isinstance(msg, m.Join):
+            self._join(await self._session_for(msg.code), msg)
+            return
         elif isinstance(msg, m.Host):
             session = await self._session_for(msg.code)
             session.check_host(msg.token)
@@ -470,6 +542,20 @@ class Connection:
             member = Member(ws=self.ws, role="display", conn_id=self.id)
             session.attach_watcher(member, msg.rid,
                                    _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
+        self._entered(session, member)
+
+    def _resume(self, session: LiveSession, msg: m.Resume, participant: int) -> None:
+        member = Member(ws=self.ws, role="player", conn_id=self.id)
+        session.resume(member, msg.rid, participant, msg.token,
+                       _comparable_seq(msg.last_seq, msg.epoch, session.epoch))
+        self._entered(session, member)
+
+    def _join(self, session: LiveSession, msg: m.Join) -> None:
+        member = Member(ws=self.ws, role="player", conn_id=self.id)
+        session.join(member, msg.rid, msg.name, msg.team)
+        self._entered(session, member)
+
+    def _entered(self, session: LiveSession, member: Member) -> None:
         self.session, self.member = session, member
         log.debug("entered session %s (epoch %d) as %s %s", session.code, session.epoch,
                   member.role, member.participant)

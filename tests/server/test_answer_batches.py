@@ -426,3 +426,144 @@ async def test_answers_are_taken_in_the_readers_pass_and_the_rest_by_the_task(
             assert session.game.answers(q)[first.participant].request_id == 32
             assert await stored_rids(eng, session.code) == {
                 *(10 + i for i in range(count)), 30, 32}
+
+
+async def test_a_join_is_taken_in_the_readers_pass_and_the_rest_by_the_task(
+    tmp_path: Path, reader: str
+) -> None:
+    """Connection rule 7 for the join: with the Linux reader a waiting connection's ``join``
+    to a session on this node is handled in the reader's pass (no task switch), a refusal
+    there included; what follows it, and a join the session directory or a refusal of the
+    task's would answer, goes to the connection's task, in order. The portable reader's task
+    takes everything. Every outcome is the same either way."""
+    with trio.fail_after(30), contextlib.ExitStack() as stack:
+        async with engine(tmp_path, reader) as (eng, address, _held):
+            session, _ = eng.create_session(short_quiz(), mode="solo")
+            stats = eng.transport_statistics()
+            assert stats is not None
+            before = stats.messages_consumed
+
+            players: list[Player] = []
+            stack.callback(lambda: [p.raw.sock.close() for p in players])
+
+            def consumed() -> int:
+                now = eng.transport_statistics()
+                assert now is not None
+                return now.messages_consumed - before
+
+            # A join and a ping in one send(): both answered (the pong may come first: the
+            # welcome waits for the join's records to commit).
+            ann = Player(await connect(address.port), 0)
+            players.append(ann)
+            ann.send_now(m.Join(rid=1, code=session.code, name="Ann"), m.Ping(rid=2))
+            seen: list[tuple[str, int | None]] = []
+            while len(seen) < 2:
+                msg = await ann.next_message(m.Message)
+                if isinstance(msg, m.Welcome | m.Pong | m.ErrorReply):
+                    seen.append((msg.TYPE, msg.rid))
+            assert sorted(seen) == [("pong", 2), ("welcome", 1)]
+            assert consumed() == (1 if reader == "epoll" else 0)
+            # A refusal in the pass: name_taken, and the connection may try again.
+            copy = Player(await connect(address.port), 0)
+            players.append(copy)
+            copy.send_now(m.Join(rid=3, code=session.code, name=" ANN "))
+            taken = await copy.next_reply()
+            assert isinstance(taken, m.ErrorReply)
+            assert (taken.rid, taken.code) == (3, str(ErrorCode.NAME_TAKEN))
+            copy.send_now(m.Join(rid=4, code=session.code, name="Bea"))
+            assert (await copy.next_message(m.Welcome)).rid == 4  # type: ignore[attr-defined]
+            assert consumed() == (3 if reader == "epoll" else 0)
+            # A code this node does not hold: the task's (it may ask the directory).
+            lost = Player(await connect(address.port), 0)
+            players.append(lost)
+            lost.send_now(m.Join(rid=5, code="ZZZZZZ", name="Cy"))
+            refused = await lost.next_reply()
+            assert isinstance(refused, m.ErrorReply)
+            assert (refused.rid, refused.code) == (5, str(ErrorCode.BAD_CODE))
+            assert consumed() == (3 if reader == "epoll" else 0)
+            assert sorted(p.name for p in session.game.participants.values()) == ["Ann", "Bea"]
+
+
+async def test_a_throttled_join_is_left_to_the_task(tmp_path: Path, reader: str) -> None:
+    """A join over the address's allowance is not taken in the reader's pass: the task
+    answers ``rate_limited`` with its ``retry_after_ms``, as it always did."""
+    with trio.fail_after(30), contextlib.ExitStack() as stack:
+        async with engine(tmp_path, reader, join_rate=0.001, join_burst=1) as (
+                eng, address, _held):
+            session, _ = eng.create_session(short_quiz(), mode="solo")
+            first = Player(await connect(address.port), 0)
+            stack.callback(first.raw.sock.close)
+            first.send_now(m.Join(rid=1, code=session.code, name="Ann"))
+            assert (await first.next_message(m.Welcome)).rid == 1  # type: ignore[attr-defined]
+            second = Player(await connect(address.port), 0)
+            stack.callback(second.raw.sock.close)
+            second.send_now(m.Join(rid=2, code=session.code, name="Bea"))
+            limited = await second.next_reply()
+            assert isinstance(limited, m.ErrorReply)
+            assert (limited.rid, limited.code) == (2, str(ErrorCode.RATE_LIMITED))
+            assert limited.retry_after_ms is not None and limited.retry_after_ms > 0
+            assert [p.name for p in session.game.participants.values()] == ["Ann"]
+
+
+async def test_a_resume_is_taken_in_the_readers_pass_and_never_throttled(
+    tmp_path: Path, reader: str
+) -> None:
+    """Rule 7 for a resume: with the Linux reader a resume for a session on this node is
+    handled in the reader's pass; a valid one is not throttled however many joins the address
+    made (a pub's phones come back together), a wrong one counts like a join; a token that
+    does not parse is the task's. The outcomes are the same with either reader."""
+    with trio.fail_after(30), contextlib.ExitStack() as stack:
+        async with engine(tmp_path, reader, join_rate=0.001, join_burst=3) as (
+                eng, address, _held):
+            session, _ = eng.create_session(short_quiz(), mode="solo")
+            stats = eng.transport_statistics()
+            assert stats is not None
+            before = stats.messages_consumed
+
+            def consumed() -> int:
+                now = eng.transport_statistics()
+                assert now is not None
+                return now.messages_consumed - before
+
+            async def player() -> Player:
+                p = Player(await connect(address.port), 0)
+                stack.callback(p.raw.sock.close)
+                return p
+
+            tokens: dict[str, tuple[int, str]] = {}
+            for rid, name in enumerate(("Ann", "Bea"), start=1):
+                p = await player()
+                p.send_now(m.Join(rid=rid, code=session.code, name=name))
+                welcome = await p.next_message(m.Welcome)
+                assert isinstance(welcome, m.Welcome) and welcome.token is not None
+                assert welcome.participant is not None
+                tokens[name] = (welcome.participant, welcome.token)
+                p.raw.sock.close()
+            # The join limiter has one attempt left: both valid resumes pass all the same.
+            for rid, name in enumerate(("Ann", "Bea"), start=10):
+                p = await player()
+                p.send_now(m.Resume(rid=rid, token=tokens[name][1], last_seq=0))
+                welcome = await p.next_message(m.Welcome)
+                assert isinstance(welcome, m.Welcome)
+                assert (welcome.rid, welcome.participant) == (rid, tokens[name][0])
+            assert consumed() == (4 if reader == "epoll" else 0)
+            # A token of this session with a wrong secret: refused, and it costs an attempt.
+            code, participant = tokens["Ann"][1].split(".")[:2]
+            wrong = f"{code}.{participant}.{'A' * 32}"
+            p = await player()
+            p.send_now(m.Resume(rid=20, token=wrong, last_seq=0))
+            refused = await p.next_reply()
+            assert isinstance(refused, m.ErrorReply)
+            assert (refused.rid, refused.code) == (20, str(ErrorCode.BAD_TOKEN))
+            assert consumed() == (5 if reader == "epoll" else 0)
+            # The attempts are spent: the next wrong one is throttled, with when to retry.
+            p.send_now(m.Resume(rid=21, token=wrong, last_seq=0))
+            limited = await p.next_reply()
+            assert isinstance(limited, m.ErrorReply)
+            assert (limited.rid, limited.code) == (21, str(ErrorCode.RATE_LIMITED))
+            assert limited.retry_after_ms is not None and limited.retry_after_ms > 0
+            # A token that does not parse: the task's answer.
+            p.send_now(m.Resume(rid=22, token="nonsense", last_seq=0))
+            garbage = await p.next_reply()
+            assert isinstance(garbage, m.ErrorReply) and garbage.rid == 22
+            assert consumed() == (6 if reader == "epoll" else 0)

@@ -17,6 +17,7 @@ from engine_fixtures import engine_at, short_quiz
 from pubquiz_engine.client import Client, ClientClosed, open_client
 from pubquiz_engine.errors import CloseCode, ErrorCode, Rejected, RemoteError
 from pubquiz_engine.protocol import messages as m
+from pubquiz_engine.server.connection import Connection
 from pubquiz_engine.server.engine import Engine
 from pubquiz_engine.server.session import LiveSession
 from pubquiz_engine.server.transport import WebSocket
@@ -293,7 +294,9 @@ async def test_a_join_frame_that_waited_past_the_deadline_is_not_handled(
 ) -> None:
     """The join deadline passes while the join frame waits for its task to run (the same
     scheduler pass): the connection is timed out and the frame is not handled, as under a
-    cancel scope. Forced here: the deadline is made to pass as ``receive()`` returns it."""
+    cancel scope. Forced here: the deadline is made to pass as ``receive()`` returns it, and
+    the Linux reader's pass does not take the join itself (``_take_entry_now``, connection
+    rule 7: a join it takes waits for no task), so that the task's check is what is tested."""
     with trio.fail_after(20):
         async with engine_at(tmp_path, join_timeout=30,
                              transport_reader=reader) as (engine, address):
@@ -316,6 +319,7 @@ async def test_a_join_frame_that_waited_past_the_deadline_is_not_handled(
                 return data
 
             monkeypatch.setattr(WebSocket, "receive", receive_as_the_deadline_passes)
+            monkeypatch.setattr(Connection, "_take_entry_now", lambda _self: None)
             async with open_client(address.url) as late:
                 await late.send(m.Join(rid=7, code=session.code, name="Late"))
                 error = await _error(late)
