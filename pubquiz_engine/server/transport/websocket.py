@@ -531,8 +531,14 @@ class WebSocket:
                     # The writer task reads for the close handshake; wait for its outcome.
                     await self.wait_closed()
                     continue
-            if self._reader is not None:
-                await self._park()
+            reader = self._reader
+            if reader is not None:
+                # Parked until the reader task delivers (or the connection closes); inline,
+                # not a method: an idle connection waits here, one coroutine level less.
+                if self._paused:
+                    reader.resume(self)
+                self._waiter = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._unpark)
                 continue
             # ``_receive_some`` inline: an idle connection waits here, and every coroutine
             # level costs ~0.2 KiB per connection.
@@ -594,15 +600,6 @@ class WebSocket:
             self._consumer()
             left = len(self._messages) - self._messages_head if self._messages else 0
             self._counters.messages_consumed += before - left
-
-    async def _park(self) -> None:
-        """Wait for the reader task to deliver (or for the connection to close)."""
-        reader = self._reader
-        assert reader is not None
-        if self._paused:
-            reader.resume(self)
-        self._waiter = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._unpark)
 
     def _unpark(self, _raise_cancel: object) -> trio.lowlevel.Abort:
         self._waiter = None
