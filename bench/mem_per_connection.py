@@ -25,7 +25,8 @@ OUT = REPO / "bench" / "results"
 
 
 def engine_main(argv: list[str]) -> int:
-    """The engine, with SIGUSR1 taking a snapshot (the first is the baseline)."""
+    """The engine, with SIGUSR2 taking a snapshot (the first is the baseline; SIGUSR1 is the
+    engine's own: it logs its state)."""
     tracemalloc.start(8)
     snaps: list[tracemalloc.Snapshot] = []
 
@@ -44,7 +45,7 @@ def engine_main(argv: list[str]) -> int:
                     for line in s.traceback.format()[-8:]:
                         fh.write("      " + line + "\n")
 
-    signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, dump)
     from pubquiz_engine.cli import main
 
     return main(argv)
@@ -88,11 +89,11 @@ def drive(n: int) -> None:
             async with open_loadgen(CorePlan((), ()), port=port, players=players, workers=1,
                                     addresses=["127.0.0.1"], client="node") as lg:
                 await trio.sleep(1)
-                proc.send_signal(signal.SIGUSR1)
+                proc.send_signal(signal.SIGUSR2)
                 await trio.sleep(2)
                 await lg.go(timeout=300)
                 await trio.sleep(2)
-                proc.send_signal(signal.SIGUSR1)
+                proc.send_signal(signal.SIGUSR2)
                 await trio.sleep(8)  # the snapshot and its comparison take a few seconds
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -232,6 +232,7 @@ async def _serve_connection(
         else:
             upgrade = now
         path, headers, subprotocol, trailing = upgrade
+        del now, upgrade  # this frame lives as long as the connection: keep no tuple alive
         ws = WebSocket(
             sock,
             config=config,
