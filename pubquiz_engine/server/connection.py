@@ -365,11 +365,13 @@ class Connection:
                      exc: Moved | RemoteError | StoreError | CoordinationError) -> None:
         """Answer an entry that failed: a redirect, a refusal, or an outage (rule 5)."""
         if isinstance(exc, Moved):
-            log.debug("%s redirected to %s", msg.TYPE, exc.url)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s redirected to %s", msg.TYPE, exc.url, extra=self._log_extra())
             self._send(m.Redirect(rid=rid, code=exc.session_code, url=exc.url))
             self.ws.close(CloseCode.MOVED, "the session lives on another node")
         elif isinstance(exc, RemoteError):
-            log.debug("%s refused: %s", msg.TYPE, exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s refused: %s", msg.TYPE, exc, extra=self._log_extra())
             self._error(rid, exc.code, exc.message, close=exc.close_code,
                         retry_after_ms=exc.retry_after_ms)
             if exc.retryable:
@@ -504,7 +506,8 @@ class Connection:
                 exc: StoreError | CoordinationError) -> None:
         """A store or Redis call this request needed failed (rule 5): ``unavailable``."""
         what = "the database" if isinstance(exc, StoreError) else "the session directory"
-        log.warning("%s refused: %s is unavailable: %s", msg.TYPE, what, exc)
+        log.warning("%s refused: %s is unavailable: %s", msg.TYPE, what, exc,
+                    extra=self._log_extra())
         self._error(rid, ErrorCode.UNAVAILABLE, f"{what} is unavailable; retry",
                     retry_after_ms=OUTAGE_RETRY_AFTER_MS)
 
@@ -557,8 +560,15 @@ class Connection:
 
     def _entered(self, session: LiveSession, member: Member) -> None:
         self.session, self.member = session, member
-        log.debug("entered session %s (epoch %d) as %s %s", session.code, session.epoch,
-                  member.role, member.participant)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("entered session %s (epoch %d) as %s %s", session.code, session.epoch,
+                      member.role, member.participant, extra=self._log_extra())
+
+    def _log_extra(self) -> dict[str, object]:
+        """This connection's log fields, given explicitly: an entry taken in the reader's pass
+        (rule 7) is logged from the reader's task, where the fields bound for this
+        connection's own task are not."""
+        return {"conn": self.id, "session": self.session_code()}
 
     def _check_operator(self, given: str | None) -> None:
         """The operator key, compared in constant time. A connection that showed it is an

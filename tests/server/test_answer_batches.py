@@ -12,6 +12,7 @@ that nothing was sent waits for the write to reach the gate and for every task t
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from test_admission import GatedStore
 from test_transport_reader import Raw, connect, masked
 
 from pubquiz_engine.client import Client, open_client
-from pubquiz_engine.errors import ErrorCode
+from pubquiz_engine.errors import ErrorCode, RemoteError
 from pubquiz_engine.protocol import codec
 from pubquiz_engine.protocol import messages as m
 from pubquiz_engine.server.config import ServerConfig
@@ -567,3 +568,25 @@ async def test_a_resume_is_taken_in_the_readers_pass_and_never_throttled(
             garbage = await p.next_reply()
             assert isinstance(garbage, m.ErrorReply) and garbage.rid == 22
             assert consumed() == (6 if reader == "epoll" else 0)
+
+
+async def test_an_entry_taken_in_the_pass_is_logged_with_its_connection(
+    tmp_path: Path, reader: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lines of an entry carry the connection's id and session code whichever task logs
+    them: the reader's (the entry taken in its pass) has no fields bound for the connection,
+    so they are given explicitly. What the cluster tests' failure report reads."""
+    with trio.fail_after(30), caplog.at_level(logging.DEBUG, logger="pubquiz_engine"):
+        async with engine(tmp_path, reader) as (eng, address, _held):
+            session, _ = eng.create_session(short_quiz(), mode="solo")
+            async with open_client(address.url) as ann, open_client(address.url) as copy:
+                await ann.join(session.code, "Ann")
+                with pytest.raises(RemoteError):
+                    await copy.join(session.code, "ann")
+    entered = [r for r in caplog.records if r.getMessage().startswith("entered session")]
+    refused = [r for r in caplog.records if r.getMessage().startswith("join refused")]
+    assert len(entered) == 1 and len(refused) == 1
+    assert getattr(entered[0], "session", None) == session.code
+    assert getattr(refused[0], "session", None) is None  # it entered none
+    conns = {getattr(entered[0], "conn", None), getattr(refused[0], "conn", None)}
+    assert None not in conns and len(conns) == 2
