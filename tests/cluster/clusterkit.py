@@ -25,7 +25,7 @@ import os
 import random
 import shutil
 import statistics
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -177,11 +177,14 @@ class Player:
     ended: trio.Event = attrs.Factory(trio.Event)
     final_score: int | None = None
     last_state: dict[str, Any] | None = None
+    #: What the player waits for now (for a failed test's report).
+    waiting: str = "not started"
 
     async def run(self) -> None:
         """Join, then play until the session ends; come back after every lost connection."""
         record: Reconnect | None = self.joins
         for _life in range(100):
+            self.waiting = f"its way in (life {_life})"
             try:
                 async with session(self.entry, self.code, self._identify, record,
                                    first_rid=self.next_rid) as client:
@@ -214,6 +217,7 @@ class Player:
         try:
             # Answers whose reply was lost: the same rid and value again (SPEC 13.6).
             while True:
+                self.waiting = "the next event"
                 message = await client.next_event(timeout=3600)
                 self.next_rid = client.next_rid
                 if isinstance(message, m.State):
@@ -267,6 +271,7 @@ class Player:
             client.next_rid += 1
             self.pending[q] = (rid, value)
         self.next_rid = client.next_rid
+        self.waiting = f"the reply to answer q={q} rid={rid}"
         ack = await client.answer(q, value, rid=rid)
         assert ack.q == q
         del self.pending[q]
@@ -437,15 +442,34 @@ def failure_report(cluster: LocalCluster) -> None:
         print("\n".join(lines[-REPORT_LINES:]))
 
 
+def players_report(players: Sequence[Player]) -> None:
+    """Print each player's side: what it waits for, what it had acked, its ways back in."""
+    print(f"--- players ({len(players)})")
+    for p in players:
+        last = p.reconnects[-1] if p.reconnects else p.joins
+        state = p.last_state or {}
+        question = state.get("question")
+        print(f"{p.name} {p.code} participant {p.participant}: waiting for {p.waiting}; acked "
+              f"{sorted(p.acked)} pending {p.pending}; ended {p.ended.is_set()}; "
+              f"{len(p.reconnects)} reconnects, the last lost at {last.lost_at:.3f} back at "
+              f"{last.back_at:.3f} (redirects {last.redirects}, refusals {last.refusals}, "
+              f"failed connects {last.connect_failures}); last state: phase "
+              f"{state.get('phase')} question {question.get('q') if question else None}")
+
+
 @contextlib.asynccontextmanager
-async def state_on_failure(cluster: LocalCluster) -> AsyncIterator[None]:
+async def state_on_failure(cluster: LocalCluster, players: Sequence[Player] = ()
+                           ) -> AsyncIterator[None]:
     """On a failure inside, the engines log their sessions and each member's connection
     (``LocalCluster.log_state``) while the clients are still connected: the nodes' log files
-    then say what each stuck client had. Innermost, so it runs before the clients unwind."""
+    then say what each stuck client had; and each of ``players`` (a list the test may fill
+    after entering) says what it waits for. Innermost, so it runs before the clients unwind."""
     try:
         yield
     except BaseException:
         with trio.CancelScope(shield=True):
+            print(f"--- failed at {trio.current_time():.3f} (trio clock)")
+            players_report(players)
             await cluster.log_state()
         raise
 

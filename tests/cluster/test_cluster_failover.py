@@ -108,10 +108,11 @@ async def test_kill9_of_an_owner_mid_question_then_its_restart(
 ) -> None:
     per_session = max(PLAYERS // 2, 2)
     rng = random.Random(17)
+    watched: list[Player] = []  # reported if the test fails
     with trio.fail_after(240):
         async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as cluster, \
                 trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack, \
-                state_on_failure(cluster):
+                state_on_failure(cluster, watched):
             (code_a, token_a), (code_b, token_b) = await sessions_on_two_nodes(cluster, 3)
             assert await routed_node(cluster, code_a) != await routed_node(cluster, code_b)
             acks, backs = Signal(), Signal()
@@ -119,6 +120,7 @@ async def test_kill9_of_an_owner_mid_question_then_its_restart(
                                     rng)
             team_b = await _players(cluster.entry_url, code_b, per_session, "b", acks, backs,
                                     rng)
+            watched.extend(team_a + team_b)
             hosts = [Host(cluster.entry_url, code_a, token_a),
                      Host(cluster.entry_url, code_b, token_b)]
             for host in hosts:
@@ -227,10 +229,11 @@ async def test_rolling_restart_of_all_three_during_a_quiz(
 ) -> None:
     per_session = max(PLAYERS // 2, 2)
     rng = random.Random(24)
+    watched: list[Player] = []  # reported if the test fails
     with trio.fail_after(300):
         async with running_cluster(tmp_path, postgres_url, redis_url, redis_prefix) as cluster, \
                 trio.open_nursery() as players_nursery, contextlib.AsyncExitStack() as stack, \
-                state_on_failure(cluster):
+                state_on_failure(cluster, watched):
             (code_a, token_a), (code_b, token_b) = await sessions_on_two_nodes(cluster, 4)
             acks, backs = Signal(), Signal()
             team_a = await _players(cluster.entry_url, code_a, per_session, "a", acks, backs,
@@ -238,6 +241,7 @@ async def test_rolling_restart_of_all_three_during_a_quiz(
             team_b = await _players(cluster.entry_url, code_b, per_session, "b", acks, backs,
                                     rng)
             everyone = team_a + team_b
+            watched.extend(everyone)
             hosts = [Host(cluster.entry_url, code_a, token_a),
                      Host(cluster.entry_url, code_b, token_b)]
             for host in hosts:
