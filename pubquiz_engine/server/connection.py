@@ -37,16 +37,17 @@ Rules this module keeps:
    order of the requests. A connection has at most ``ANSWERS_PER_PASS`` answers submitted and
    unanswered; at the bound it waits for their replies, so one flooding socket adds at most
    that many answers to a pass and cannot starve the others.
-7. **An answer, a join and a resume cost no task switch.** With the Linux reader, a connection gives
-   its WebSocket a consumer: before it joins, ``_take_entry_now`` handles a ``join`` or
-   ``resume`` for a session on this node in the reader's pass; a player's
+7. **An answer, a join and a resume cost no task switch.** With the Linux reader, a
+   connection gives its WebSocket a consumer: before it joins, ``_take_entry_now`` handles a
+   ``join`` or ``resume`` for a session on this node in the reader's pass; a player's
    ``_take_answers_now`` submits the answers at the head of what the reader read. Each works
    while the connection's task waits, and the task is woken only for what is left (any other
    message, a frame to refuse, an entry that needs the session directory, an answer over the
-   bound). What a consumer takes is checked
-   as ``_decode`` and ``_identify`` / ``_dispatch`` would check it, in the same order, so the
-   outcome of every frame, and the order of the replies, is the same either way. (The
-   portable reader has no pass to hook: its task takes every frame.)
+   bound). What a consumer takes is checked as ``_decode`` and ``_identify`` / ``_dispatch``
+   would check it, in the same order, so the outcome of every frame, and the order of the
+   replies, is the same either way; its log lines carry the connection's fields explicitly
+   (they are logged from the reader's task). (The portable reader has no pass to hook: its
+   task takes every frame.)
 """
 
 from __future__ import annotations
