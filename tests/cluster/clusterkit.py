@@ -227,7 +227,11 @@ class Player:
                         self.on_back()
                     fresh = False
                     question = message.state.get("question")
-                    if message.state.get("phase") == "question" and question is not None:
+                    # Back into an open question it may not have answered (its ``question``
+                    # was broadcast while it was away): answer it now. The phase is
+                    # ``question_open`` (SPEC 11); the check read "question" and never matched,
+                    # which left a player that came back after the host's ``next`` waiting.
+                    if message.state.get("phase") == "question_open" and question is not None:
                         await self._answer(client, int(question["q"]))
                     if message.state.get("phase") == "finished":
                         self._finish(message.state)
