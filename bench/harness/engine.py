@@ -24,13 +24,7 @@ from typing import Any, BinaryIO
 import attrs
 import trio
 
-from bench.harness.system import (
-    CorePlan,
-    cpu_seconds,
-    fd_count,
-    rss_kib,
-    system_cpu_seconds,
-)
+from bench.harness.system import CorePlan, cpu_seconds, cpu_times, fd_count, rss_kib
 
 #: Settings that take the engine's abuse protections out of a load test's way (they are
 #: measured elsewhere): one client address may hold many connections and join fast.
@@ -82,8 +76,9 @@ class EngineProcess:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
-    def system_cpu_seconds(self) -> float:
-        return system_cpu_seconds(self.pid)
+    def cpu_times(self) -> tuple[float, float]:
+        """(all, kernel) CPU seconds, from one reading (``system.cpu_times``)."""
+        return cpu_times(self.pid)
 
     async def health(self) -> dict[str, Any]:
         status, body = await http_get(self.port, "/health")

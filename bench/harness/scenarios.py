@@ -157,14 +157,14 @@ class CpuWindow:
         self.figures: dict[str, Any] = {}
 
     def start(self) -> None:
-        self.t0, self.e0, self.l0 = now(), self.engine.cpu_seconds(), self.loadgen.cpu_seconds()
-        self.s0 = self.engine.system_cpu_seconds()
+        self.t0, (self.e0, self.s0) = now(), self.engine.cpu_times()
+        self.l0 = self.loadgen.cpu_seconds()
         self.c0, self.m0 = self_cpu_seconds(), machine_busy_seconds()
 
     def stop(self) -> dict[str, Any]:
         wall = now() - self.t0
-        engine = self.engine.cpu_seconds() - self.e0
-        engine_system = self.engine.system_cpu_seconds() - self.s0
+        engine_all, engine_kernel = self.engine.cpu_times()
+        engine, engine_system = engine_all - self.e0, engine_kernel - self.s0
         workers = self.loadgen.cpu_seconds() - self.l0
         coordinator = self_cpu_seconds() - self.c0
         busy = machine_busy_seconds() - self.m0

@@ -109,21 +109,21 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used (``utime`` + ``stime`` in /proc/PID/stat)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU seconds ``pid`` has used, in all (``utime`` + ``stime`` in /proc/PID/stat) and the
+    kernel's part (``stime``: system calls, and the network stack's work on its behalf), from
+    one reading."""
     with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
         text = fh.read()
     # The command name (field 2) may hold spaces: split after its closing parenthesis.
     fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    user, system = int(fields[11]), int(fields[12])
+    return (user + system) / CLK_TCK, system / CLK_TCK
 
 
-def system_cpu_seconds(pid: int) -> float:
-    """The kernel's part of ``cpu_seconds``: ``stime`` alone (system calls, and the network
-    stack's work done on the process's behalf)."""
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-        text = fh.read()
-    return int(text[text.rindex(")") + 2:].split()[12]) / CLK_TCK
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used."""
+    return cpu_times(pid)[0]
 
 
 def machine_busy_seconds() -> float:
