@@ -349,10 +349,7 @@ class Connection:
                 try:
                     await self._enter(msg)
                 except Rejected as exc:
-                    if exc.retryable or self.engine.join_limiter.take(self.address,
-                                                                      trio.current_time()):
-                        raise
-                    raise self._join_throttled() from None
+                    raise self._failed_resume(exc) from None
             elif isinstance(msg, _ENTRIES):
                 if not self.engine.join_limiter.take(self.address, trio.current_time()):
                     raise self._join_throttled()
@@ -434,10 +431,7 @@ class Connection:
                 try:
                     self._resume(session, msg, participant)
                 except Rejected as exc:
-                    # As ``_identify``: a failed resume counts like a join, a valid one not.
-                    if exc.retryable or engine.join_limiter.take(self.address, now):
-                        raise
-                    raise self._join_throttled() from None
+                    raise self._failed_resume(exc) from None
         except (RemoteError, StoreError, CoordinationError) as exc:
             self._not_entered(msg, msg.rid, exc)
             return
@@ -496,6 +490,14 @@ class Connection:
         # done, see ``failover``) and the connection timed out.
         self._time_out()
         raise ConnectionClosed(CloseCode.POLICY_VIOLATION, ErrorCode.HANDSHAKE_TIMEOUT._value_)
+
+    def _failed_resume(self, refusal: Rejected) -> Rejected:
+        """What a refused resume is answered: its refusal, counted against the address like a
+        failed join (a retryable one is not a failure), or ``rate_limited`` once the address
+        has no attempts left."""
+        if refusal.retryable or self.engine.join_limiter.take(self.address, trio.current_time()):
+            return refusal
+        return self._join_throttled()
 
     def _join_throttled(self) -> Rejected:
         """``rate_limited`` for a join over the address's allowance, with when to retry."""
