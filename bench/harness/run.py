@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="handshakes in flight per worker (default 100)")
     c.add_argument("--settle", type=_positive_float(30), default=1.0,
                    help="seconds between the last join and the RSS reading (default 1)")
+    c.add_argument("--broadcasts", type=_bounded(1, 9), default=5,
+                   help="questions broadcast to all after the joins, each timed on its own; "
+                   "the ratio to the send() floor is their median's (default 5)")
     baselines_option(c)
     client_option(c, "node")
     common(c, 4)

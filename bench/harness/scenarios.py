@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ import trio
 
 from bench.harness.baselines import baseline_rows, ratio, run_baselines
 from bench.harness.engine import OPERATOR_KEY, EngineProcess, engine_process
-from bench.harness.loadgen import LoadGen, PlayerSpec, open_loadgen
+from bench.harness.loadgen import LoadGen, PlayerSpec, QuestionReceipt, open_loadgen
 from bench.harness.quizzes import bench_quiz
 from bench.harness.report import Row, fmt
 from bench.harness.stats import rate, summarize
@@ -205,8 +206,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     s = math.ceil(n / per)
     addresses = loopback_addresses(address_count(n, p["addresses"]))
     async with engine_process(ctx.plan, ctx.work_dir / "engine") as engine:
-        sessions = await create_sessions(engine.url, s, quiz=bench_quiz(1), mode="solo",
-                                         options={"max_participants": per})
+        sessions = await create_sessions(engine.url, s, quiz=bench_quiz(p["broadcasts"]),
+                                         mode="solo", options={"max_participants": per})
         players: list[PlayerSpec] = [(sessions[i % s][0], f"p{i}", None) for i in range(n)]
         async with hosts_for(engine.url, sessions) as hosts, \
                 open_loadgen(ctx.plan, port=engine.port, players=players,
@@ -233,28 +234,59 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             health = await engine.health()
             per_conn = (rss_after - rss_before) / joined if joined else None
 
-            # One question to everyone: every host starts its session at once.
-            health_start = await engine.health()
-            passes_before = health_start["write_passes"]
-            batches_before = _batches(health_start)
+            # One question to everyone, ``broadcasts`` times: every host starts its session
+            # (then opens the next question) at once, and each question's write passes are
+            # read off /health around it alone. The first is the one timed at the clients.
+            handoffs: list[dict[str, Any]] = []
             sent: dict[str, float] = {}
+            step_timeout = 30 + n / 200
 
-            async def start(host: Client, code: str) -> None:
+            async def step(host: Client, code: str, message: type[m.Message]) -> None:
                 sent[code] = now()
-                await host.request(m.Start)
+                await host.request(message)
 
-            async with trio.open_nursery() as nursery:
-                for host, (code, _) in zip(hosts, sessions, strict=True):
-                    nursery.start_soon(start, host, code)
-            receipts = {code: await lg.wait_question(code, 0, timeout=30 + n / 200)
-                        for code, _ in sessions}
-            all_ms = ms(max(r.last for r in receipts.values()) - min(sent.values()))
-            per_session = summarize(ms(r.last - sent[c]) for c, r in receipts.items())
-            health_broadcast = await engine.health()
-            handoff = _handoff(passes_before, health_broadcast["write_passes"])
-            # Commits of the write-behind in that window: the start's records must commit
-            # before its frames leave (output commit), so each commit releases a write pass.
-            handoff["write_behind_batches"] = _batches(health_broadcast) - batches_before
+            async def all_hosts(message: type[m.Message]) -> None:
+                async with trio.open_nursery() as nursery:
+                    for host, (code, _) in zip(hosts, sessions, strict=True):
+                        nursery.start_soon(step, host, code, message)
+
+            receipts: dict[str, QuestionReceipt] = {}
+            all_ms: float | None = None
+            per_session: dict[str, Any] = {}
+            frames_seen = 0
+            for q in range(p["broadcasts"]):
+                if q:
+                    # Close and reveal the last question (each player gets closed, reveal
+                    # and its own result), and wait until all of it has arrived, so that
+                    # the next question's passes are its own.
+                    await all_hosts(m.Close)
+                    await all_hosts(m.Reveal)
+                    counts = await lg.wait_counts(frames=frames_seen + 3 * joined,
+                                                  timeout=step_timeout)
+                    if not counts["reached"]:
+                        out.problems.append(f"question {q - 1}'s close and reveal not all "
+                                            f"delivered: {counts}")
+                        break
+                else:
+                    frames_seen = (await lg.wait_counts(timeout=0))["frames"]
+                health_start = await engine.health()
+                await all_hosts(m.Next if q else m.Start)
+                got = {code: await lg.wait_question(code, q, timeout=step_timeout)
+                       for code, _ in sessions}
+                health_broadcast = await engine.health()
+                handoff = _handoff(health_start["write_passes"], health_broadcast["write_passes"])
+                # Commits of the write-behind in that window: the step's records must commit
+                # before its frames leave (output commit), so each commit releases a pass.
+                handoff["write_behind_batches"] = (_batches(health_broadcast)
+                                                   - _batches(health_start))
+                handoffs.append(handoff)
+                frames_seen += (1 if q == 0 else 4) * joined
+                if q == 0:
+                    receipts = got
+                    all_ms = ms(max(r.last for r in got.values()) - min(sent.values()))
+                    per_session = summarize(ms(r.last - sent[c]) for c, r in got.items())
+            handoff = handoffs[0]
+            typical = _median_handoff(handoffs)
             # The floor measured in the same run: bare send() loops, on the engine's core, to
             # sockets nobody waits on (the floor the target is stated with), then to sockets a
             # process waits on in epoll (as the load generator waits on the engine's).
@@ -287,6 +319,11 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "broadcast_engine_to_floor": _floor_ratio(handoff, floor),
         "send_floor_readers": floor_readers,
         "broadcast_engine_to_floor_readers": _floor_ratio(handoff, floor_readers),
+        # Every question's passes (the first is the one above), and their median's ratios:
+        # the median of several broadcasts against the floor's median of five loops.
+        "broadcast_engine_handoffs": handoffs, "broadcast_median_handoff": typical,
+        "broadcast_median_to_floor": _floor_ratio(typical, floor),
+        "broadcast_median_to_floor_readers": _floor_ratio(typical, floor_readers),
         "question_frames_received": sum(r.count for r in receipts.values()),
         "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
         "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
@@ -332,14 +369,21 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("one question to all: engine write passes", f"{handoff['passes']} passes, "
          f"{fmt(handoff['seconds_total'] * 1000, 'ms')} in all",
          "< 100 ms handed to the kernel (DESIGN 9): first write to last send(), as the engine "
-         "sees it"),
+         "sees it; the first question"),
         ("  slowest pass: time, frames", f"{fmt(handoff['slowest_ms'], 'ms')}, "
          f"{handoff['slowest_frames']:,}" if handoff["slowest_ms"] is not None else "-",
          "one pass per scheduler batch: a session's broadcast is one"),
         ("  write-behind commits in that window", f"{handoff['write_behind_batches']}",
-         "a start's frames leave when its records commit: one pass per commit"),
-        *_floor_rows(handoff, floor, n),
-        *_floor_rows(handoff, floor_readers, n, readers=True),
+         "a step's frames leave when its records commit: one pass per commit"),
+        ("every question: write passes' time", ", ".join(
+            fmt(h["seconds_total"] * 1000, "ms") for h in handoffs),
+         f"median {fmt(typical['seconds_total'] * 1000, 'ms')}, CPU "
+         f"{fmt((typical['cpu_seconds_total'] or 0) * 1000, 'ms')}: the ratios below"),
+        *_floor_rows(typical, floor, n),
+        *_floor_rows(typical, floor_readers, n, readers=True),
+        ("  the first question alone / floor, / floor with readers",
+         _ratio_text(_floor_ratio(handoff, floor)) + ", "
+         + _ratio_text(_floor_ratio(handoff, floor_readers)), "wall time against wall time"),
         ("one question to all: start -> last player", fmt(all_ms, "ms"),
          "measured at the clients (includes their reading)"),
         ("  per session p50 / max", f"{fmt(per_session['p50'], 'ms')} / "
@@ -958,6 +1002,22 @@ def _handoff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         "slowest_ms": round(after["slowest_seconds"] * 1000, 3) if slowest else None,
         "slowest_frames": after["slowest_frames"] if slowest else None,
     }
+
+
+def _median_handoff(handoffs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The typical broadcast of several: the median of their times and, on its own, of their
+    CPU times (each a median over the broadcasts, as the floor's are over its loops)."""
+    cpu = [h["cpu_seconds_total"] for h in handoffs if h["cpu_seconds_total"] is not None]
+    return {
+        "broadcasts": len(handoffs),
+        "passes": statistics.median(h["passes"] for h in handoffs),
+        "seconds_total": statistics.median(h["seconds_total"] for h in handoffs),
+        "cpu_seconds_total": statistics.median(cpu) if cpu else None,
+    }
+
+
+def _ratio_text(ratio: dict[str, Any] | None) -> str:
+    return "-" if ratio is None else f"{ratio['median']:.2f}x"
 
 
 def _batches(health: dict[str, Any]) -> int:

@@ -38,6 +38,14 @@ def test_connections_small(tmp_path: Path) -> None:
     assert figures["send_floor_readers"]["readers"] is True
     assert figures["send_floor_readers"]["sockets"] == 30
     assert figures["broadcast_engine_handoff"]["write_behind_batches"] >= 1
+    # Five questions (the default), each one's passes read on their own; the first is the one
+    # above, and the ratios are also given for their median.
+    handoffs = figures["broadcast_engine_handoffs"]
+    assert len(handoffs) == figures["broadcast_median_handoff"]["broadcasts"] == 5
+    assert handoffs[0] == figures["broadcast_engine_handoff"]
+    assert all(h["passes"] >= 1 and h["write_behind_batches"] >= 1 for h in handoffs)
+    assert figures["broadcast_median_to_floor"]["median"] > 0
+    assert figures["broadcast_median_to_floor_readers"]["median"] > 0
     assert doc["command"].startswith("python -m bench.harness connections")
 
 
