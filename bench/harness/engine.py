@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import socket
 import sys
@@ -87,11 +88,31 @@ class EngineProcess:
         data: dict[str, Any] = json.loads(body)
         return data
 
+    async def histogram(self, name: str) -> dict[float, float]:
+        """The cumulative bucket counts of one histogram of /metrics (``le`` -> count;
+        ``+Inf`` as ``math.inf``), to compare two readings."""
+        status, body = await http_get(self.port, "/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return histogram_buckets(body.decode(), name)
+
     def log_tail(self, lines: int = 30) -> list[str]:
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         except OSError:
             return []
+
+
+def histogram_buckets(text: str, name: str) -> dict[float, float]:
+    """``le`` -> cumulative count of the unlabelled histogram ``name`` in a Prometheus text
+    exposition."""
+    prefix = f'{name}_bucket{{le="'
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix):].partition('"}')
+            buckets[math.inf if bound == "+Inf" else float(bound)] = float(count)
+    return buckets
 
 
 async def http_get(port: int, path: str, *, timeout: float = 5.0) -> tuple[int, bytes]:

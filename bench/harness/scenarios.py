@@ -554,6 +554,7 @@ async def _answers_once(ctx: Context, p: dict[str, Any], ack_mode: str, store: s
                 await lg.wait_question(code, 0, timeout=30)
                 cpu = CpuWindow(engine, lg)
                 share = p["rate"] / len(lg.workers)
+                acks_before = await engine.histogram(ACK_HISTOGRAM)
                 start_at = now() + 0.5
                 cpu.start()
                 await lg.command_all({"cmd": "answer_load", "q": 0, "rate": share,
@@ -562,6 +563,7 @@ async def _answers_once(ctx: Context, p: dict[str, Any], ack_mode: str, store: s
                 done = await lg.collect("answer_load_done", timeout=p["duration"] + 30)
                 cpu.stop()
                 health = await engine.health()
+                acks_after = await engine.histogram(ACK_HISTOGRAM)
                 merged = merge_reports(await lg.report())
     lat = summarize(x for d in done for x in d["lat_ms"])
     sent = sum(d["sent"] for d in done)
@@ -582,7 +584,37 @@ async def _answers_once(ctx: Context, p: dict[str, Any], ack_mode: str, store: s
         "ack_ms": lat, "loadgen_lag_ms_p99": max((d["lag_ms_p99"] or 0) for d in done),
         "loadgen_lag_ms_max": max((d["lag_ms_max"] or 0) for d in done), "cpu": cpu.figures,
         "write_behind": health.get("write_behind"), "engine_exit_code": engine.exit_code,
+        "engine_ack_within": _shares_within(acks_before, acks_after),
     }
+
+
+#: The engine's own ack latency (/metrics): an answer's submission in the reader's pass to
+#: its ``answer_ack`` queued, so without the load generator, the kernel, or the write pass.
+ACK_HISTOGRAM = "pubquiz_ack_latency_seconds"
+
+
+def _shares_within(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """Of the acks between two readings of a histogram: the share within each bucket's bound
+    (key: the bound in ms, as text), up to the first bound that holds them all."""
+    total = after.get(math.inf, 0.0) - before.get(math.inf, 0.0)
+    shares: dict[str, float] = {}
+    if total <= 0:
+        return shares
+    for bound in sorted(after):
+        share = (after[bound] - before.get(bound, 0.0)) / total
+        shares["inf" if bound == math.inf else f"{bound * 1000:g}"] = round(share, 5)
+        if share >= 1.0:
+            break
+    return shares
+
+
+def _within_text(shares: dict[str, float]) -> str:
+    if not shares:
+        return "no acks counted"
+    p99 = next((bound for bound, share in shares.items() if share >= 0.99), "inf")
+    listed = ", ".join(f"<= {bound} ms {share:.1%}" for bound, share in shares.items()
+                       if bound != "inf")
+    return f"p99 <= {p99} ms ({listed})"
 
 
 async def answers(ctx: Context, p: dict[str, Any]) -> Outcome:
@@ -606,6 +638,10 @@ async def answers(ctx: Context, p: dict[str, Any]) -> Outcome:
                          f"{r['cpu']['loadgen_cpu_pct']}%, others "
                          f"{r['cpu']['other_processes_cpu_pct']}%; send lag p99 "
                          f"{fmt(r['loadgen_lag_ms_p99'], 'ms')}"))
+        out.rows.append(("  the engine's own: submitted -> ack queued",
+                         _within_text(r["engine_ack_within"]),
+                         "its /metrics histogram (pubquiz_ack_latency_seconds) over the window: "
+                         "no load generator, kernel or write pass in it"))
     return out
 
 

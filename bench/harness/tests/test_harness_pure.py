@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import quizzes, report, stats, system
+from bench.harness import quizzes, report, scenarios, stats, system
+from bench.harness.engine import histogram_buckets
 from bench.harness.run import build_parser
 from pubquiz_engine.game import load_quiz, load_quiz_data, sample_quiz_path
 from pubquiz_engine.game.matching import validate_answer
@@ -159,3 +160,25 @@ def test_capacity_scales_to_one_core() -> None:
 
     assert _capacity(5000.0, 50.0) == 10000.0
     assert _capacity(None, 50.0) is None and _capacity(5000.0, 0.0) is None
+
+
+def test_an_ack_histogram_read_twice_gives_the_window_s_shares() -> None:
+    text = "\n".join([
+        "# TYPE pubquiz_ack_latency_seconds histogram",
+        'pubquiz_ack_latency_seconds_bucket{le="0.001"} 50.0',
+        'pubquiz_ack_latency_seconds_bucket{le="0.0025"} 90.0',
+        'pubquiz_ack_latency_seconds_bucket{le="0.005"} 99.0',
+        'pubquiz_ack_latency_seconds_bucket{le="0.01"} 100.0',
+        'pubquiz_ack_latency_seconds_bucket{le="+Inf"} 100.0',
+        "pubquiz_ack_latency_seconds_count 100.0",
+        'pubquiz_event_loop_lag_seconds_bucket{le="0.001"} 7.0',
+    ])
+    after = histogram_buckets(text, "pubquiz_ack_latency_seconds")
+    assert after == {0.001: 50.0, 0.0025: 90.0, 0.005: 99.0, 0.01: 100.0, float("inf"): 100.0}
+    before = {0.001: 10.0, 0.0025: 10.0, 0.005: 10.0, 0.01: 10.0, float("inf"): 10.0}
+    shares = scenarios._shares_within(before, after)
+    # 90 acks in the window: 40 within 1 ms, 80 within 2.5, 89 within 5, all within 10.
+    assert shares == {"1": round(40 / 90, 5), "2.5": round(80 / 90, 5),
+                      "5": round(89 / 90, 5), "10": 1.0}
+    assert scenarios._within_text(shares).startswith("p99 <= 10 ms")
+    assert scenarios._shares_within(after, after) == {}

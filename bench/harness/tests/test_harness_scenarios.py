@@ -117,6 +117,10 @@ def test_answers_small_on_sqlite(tmp_path: Path) -> None:
     for r in runs:
         assert r["sent"] == r["acked"] == 50
         assert r["ack_ms"]["n"] == 50
+        # The engine's own histogram counted the same 50 acks: its last share is all of them.
+        within = r["engine_ack_within"]
+        assert within and list(within.values())[-1] == 1.0
+        assert all(0 <= share <= 1 for share in within.values())
 
 
 @pytest.mark.slow
