@@ -10,6 +10,14 @@ another core (as a load generator's clients wait), so each ``send()`` also pays 
 reader.
 Scale the per-send figure to 19,000 for DESIGN 9's "handed to the kernel in < 100 ms".
 
+``--engine PID:PORT`` (Linux 5.6+, as root or a tracer of PID): the same loop over a running
+engine's *own* connections, the sockets of PID connected on its port PORT, borrowed with
+``pidfd_getfd`` (a second descriptor of the same socket; the engine's stays as it was). Each
+gets an unsolicited 80-byte WebSocket ``pong`` (RFC 6455 5.5.3: a peer does not answer one),
+so the engine's peers, as they wait in their own epoll, are the readers: the floor under the
+engine's broadcast with its own sockets and readers, which ``bench.harness connections`` runs
+on the engine's core once its broadcasts are done (the engine idle meanwhile).
+
 The client sides live in a child process, so the sender holds one descriptor per connection,
 as the engine does: 19,000 fit the 20,000 open files of these machines (the soft limit is
 raised to the hard one where it is lower; ``sockets`` in the result says how many were opened
@@ -24,6 +32,8 @@ Only 127.0.0.1; every loop is bounded by N and the repetitions.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import resource
@@ -36,6 +46,11 @@ from typing import Any
 
 #: A binary frame of 80 bytes (78 of payload): the size of a ``question`` broadcast.
 FRAME = b"\x82\x4e" + bytes(78)
+#: An unsolicited ``pong`` of the same size, for the engine's own connections: a WebSocket
+#: client neither answers it nor hands it to its application.
+PONG = b"\x8a\x4e" + bytes(78)
+#: ``pidfd_getfd(2)``'s system call number on x86_64 and arm64 (not in ``os`` before 3.14).
+_SYS_PIDFD_GETFD = 438
 
 
 def fit_open_files(n: int) -> int:
@@ -202,13 +217,88 @@ def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]
     }
 
 
-def main(n: int, as_json: bool = False, readers: bool = False) -> None:
-    r = measure(n, readers=readers)
+def borrow_connections(pid: int, port: int) -> list[socket.socket]:
+    """A descriptor of each TCP socket of ``pid`` connected on its local ``port`` (its
+    listener and every other socket left out), by ``pidfd_getfd``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    borrowed: list[socket.socket] = []
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue  # closed since the listing
+            fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:
+                err = ctypes.get_errno()
+                if err == errno.EBADF:
+                    continue  # closed since the listing
+                raise OSError(err, f"pidfd_getfd of fd {name} of pid {pid}: {os.strerror(err)}")
+            sock = socket.socket(fileno=fd)
+            try:
+                if (sock.family not in (socket.AF_INET, socket.AF_INET6)
+                        or sock.type != socket.SOCK_STREAM
+                        or sock.getsockname()[1] != port):
+                    raise OSError("not one of the engine's connections")
+                sock.getpeername()  # the listener has no peer (ENOTCONN)
+            except OSError:
+                sock.close()  # only this descriptor: the engine's stays open
+                continue
+            borrowed.append(sock)
+    finally:
+        os.close(pidfd)
+    return borrowed
+
+
+def measure_engine(pid: int, port: int, rounds: int = 5) -> dict[str, Any]:
+    """The floor over a running engine's own connections (see the module docstring): an
+    unsolicited pong to each in a bare loop, ``rounds`` times, its peers waiting in epoll."""
+    fit_open_files(sum(1 for _ in os.scandir(f"/proc/{pid}/fd")))
+    socks = borrow_connections(pid, port)
+    if not socks:
+        raise RuntimeError(f"no connection of pid {pid} on port {port}")
+    try:
+        times = []
+        cpu = []
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        for _ in range(rounds):
+            time.sleep(0.2)  # the peers are back waiting in epoll
+            c0 = time.process_time()
+            times.append(send_loop(socks, PONG))
+            cpu.append(time.process_time() - c0)
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        for sock in socks:
+            sock.close()
+    n = len(socks)
+    best, median = min(times), statistics.median(times)
+    return {
+        "sockets": n, "rounds": rounds, "frame_bytes": len(PONG), "readers": True,
+        "engine_connections": True, "engine_pid": pid,
+        "round_ms": [round(t * 1000, 3) for t in times],
+        "best_ms": round(best * 1000, 3), "median_ms": round(median * 1000, 3),
+        "per_send_us_best": round(best / n * 1e6, 3),
+        "per_send_us_median": round(median / n * 1e6, 3),
+        "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
+        "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
+        "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
+        "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
+        "pid": os.getpid(),
+    }
+
+
+def main(n: int, as_json: bool = False, readers: bool = False,
+         engine: tuple[int, int] | None = None) -> None:
+    r = measure_engine(*engine) if engine is not None else measure(n, readers=readers)
     if as_json:
         print(json.dumps(r))
         return
     best, median = r["best_ms"] / 1000, r["median_ms"] / 1000
-    waiting = " (a reader process waiting)" if readers else ""
+    n = r["sockets"]
+    waiting = (f" to the connections of pid {r['engine_pid']} (their peers waiting)"
+               if engine is not None else " (a reader process waiting)" if readers else "")
     print(f"{n} sends{waiting}: best {best * 1000:.1f} ms, median {median * 1000:.1f} ms per "
           "broadcast; "
           f"{best / n * 1e6:.2f} us per send() at best -> {best / n * 19000 * 1000:.0f} ms "
@@ -216,7 +306,17 @@ def main(n: int, as_json: bool = False, readers: bool = False) -> None:
           f"{r['system_s']:.2f} s (pid {r['pid']})")
 
 
+def _engine_arg(argv: list[str]) -> tuple[int, int] | None:
+    """``--engine PID:PORT`` from ``argv`` (None without it)."""
+    if "--engine" not in argv:
+        return None
+    pid, _, port = argv[argv.index("--engine") + 1].partition(":")
+    return int(pid), int(port)
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    main(int(args[0]) if args else 9000, as_json="--json" in sys.argv[1:],
-         readers="--readers" in sys.argv[1:])
+    argv = sys.argv[1:]
+    engine = _engine_arg(argv)
+    args = [a for a in argv if not a.startswith("--") and ":" not in a]
+    main(int(args[0]) if args else 9000, as_json="--json" in argv,
+         readers="--readers" in argv, engine=engine)

@@ -292,6 +292,9 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             # process waits on in epoll (as the load generator waits on the engine's).
             floor = await send_floor(ctx.plan, n, out)
             floor_readers = await send_floor(ctx.plan, n, out, readers=True)
+            # And over the engine's own connections, its peers the readers (the engine idle):
+            # what a bare send() loop costs over the very sockets the broadcasts went to.
+            floor_own = await send_floor(ctx.plan, n, out, engine=engine)
             merged = merge_reports(await lg.report())
         check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
     # The baselines get as many connection attempts in flight as the engine's workers had
@@ -324,6 +327,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "broadcast_engine_handoffs": handoffs, "broadcast_median_handoff": typical,
         "broadcast_median_to_floor": _floor_ratio(typical, floor),
         "broadcast_median_to_floor_readers": _floor_ratio(typical, floor_readers),
+        "send_floor_engine_connections": floor_own,
+        "broadcast_median_to_floor_engine_connections": _floor_ratio(typical, floor_own),
         "question_frames_received": sum(r.count for r in receipts.values()),
         "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
         "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
@@ -381,6 +386,7 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
          f"{fmt((typical['cpu_seconds_total'] or 0) * 1000, 'ms')}: the ratios below"),
         *_floor_rows(typical, floor, n),
         *_floor_rows(typical, floor_readers, n, readers=True),
+        *_floor_rows(typical, floor_own, n, own=True),
         ("  the first question alone / floor, / floor with readers",
          _ratio_text(_floor_ratio(handoff, floor)) + ", "
          + _ratio_text(_floor_ratio(handoff, floor_readers)), "wall time against wall time"),
@@ -1064,22 +1070,26 @@ def _batches(health: dict[str, Any]) -> int:
 FLOOR_SCRIPT = Path(__file__).resolve().parents[1] / "broadcast_floor.py"
 
 
-async def send_floor(plan: CorePlan, n: int, out: Outcome, *,
-                     readers: bool = False) -> dict[str, Any] | None:
+async def send_floor(plan: CorePlan, n: int, out: Outcome, *, readers: bool = False,
+                     engine: EngineProcess | None = None) -> dict[str, Any] | None:
     """``bench/broadcast_floor.py --json`` pinned to the engine's core over ``n`` loopback
     sockets (it raises its open-files limit to fit them where it may; if it cannot, over as
     many as fit, its per-send times scaled to ``n``). ``readers``: with a process waiting in
     epoll on the client sides (``--readers``), as the load generator waits on the engine's.
-    None (and a problem noted) if it fails."""
+    ``engine``: over that engine's own connections instead (``--engine PID:PORT``), their
+    peers the readers. None (and a problem noted) if it fails."""
+    options = (["--engine", f"{engine.pid}:{engine.port}"] if engine is not None
+               else ["--readers"] if readers else [])
     command = [*plan.prefix(plan.engine), sys.executable, str(FLOOR_SCRIPT), "--json",
-               *(["--readers"] if readers else []), str(n)]
+               *options, str(n)]
     try:
         with trio.fail_after(120):
             done = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
         r: dict[str, Any] = json.loads(done.stdout)
     except (OSError, subprocess.CalledProcessError, trio.TooSlowError, ValueError) as exc:
-        out.problems.append(f"send() floor{' with readers' if readers else ''} not measured: "
-                            f"{exc!r}")
+        what = (" over the engine's connections" if engine is not None
+                else " with readers" if readers else "")
+        out.problems.append(f"send() floor{what} not measured: {exc!r}")
         return None
     r["scaled_to"] = n
     r["scaled_best_ms"] = round(r["per_send_us_best"] * n / 1000, 3)
@@ -1104,18 +1114,22 @@ def _floor_ratio(handoff: dict[str, Any], floor: dict[str, Any] | None) -> dict[
 
 
 def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int, *,
-                readers: bool = False) -> list[Row]:
-    what = "with a reader waiting" if readers else "no reader waiting"
+                readers: bool = False, own: bool = False) -> list[Row]:
+    what = ("over the engine's own connections" if own
+            else "with a reader waiting" if readers else "no reader waiting")
     if floor is None:
         return [(f"  send() floor ({what}), same run", "-", "not measured (see problems)")]
     ratio = _floor_ratio(handoff, floor)
     scaled = "" if floor["sockets"] == n else f", scaled to {n:,}"
-    target = ("what each send() pays when the peer waits in epoll, as the load generator's do"
+    target = ("the engine's own part of its broadcast: the same sockets, the same readers"
+              if own else
+              "what each send() pays when the peer waits in epoll, as the load generator's do"
               if readers else "<= 1.3x (issue 18)")
+    option = " --engine PID:PORT" if own else " --readers" if readers else ""
     return [
         (f"  send() floor ({what}), same run: median (best)",
          f"{fmt(floor['scaled_median_ms'], 'ms')} ({fmt(floor['scaled_best_ms'], 'ms')})",
-         f"bench/broadcast_floor.py{' --readers' if readers else ''} on the engine's core right "
+         f"bench/broadcast_floor.py{option} on the engine's core right "
          f"after: {floor['sockets']:,} sockets, {floor['per_send_us_median']} us per send() "
          f"median{scaled}"),
         ("    engine / floor", f"{ratio['median']:.2f}x (best floor: {ratio['best']:.2f}x)"

@@ -37,6 +37,11 @@ def test_connections_small(tmp_path: Path) -> None:
     assert figures["broadcast_engine_to_floor"]["median"] > 0
     assert figures["send_floor_readers"]["readers"] is True
     assert figures["send_floor_readers"]["sockets"] == 30
+    # ... and over the engine's own connections: its 30 players and 3 hosts, whose clients
+    # took the unsolicited pongs without a word (the run is clean, checked above).
+    own = figures["send_floor_engine_connections"]
+    assert own["engine_connections"] is True and own["sockets"] == 33
+    assert figures["broadcast_median_to_floor_engine_connections"]["median"] > 0
     assert figures["broadcast_engine_handoff"]["write_behind_batches"] >= 1
     # Five questions (the default), each one's passes read on their own; the first is the one
     # above, and the ratios are also given for their median.
