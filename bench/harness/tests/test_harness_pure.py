@@ -131,6 +131,8 @@ def test_new_scenarios_parse_with_bounds() -> None:
 
 
 def test_chart_points_and_png(tmp_path: Path) -> None:
+    # matplotlib comes with the bench extra (`pip install -e '.[bench]'`), not with `make venv`.
+    pytest.importorskip("matplotlib", reason="the chart needs the bench extra")
     from bench.harness import chart
 
     fanout = {"scenario": "fanout", "figures": {
