@@ -201,16 +201,22 @@ def measure(n: int, rounds: int = 5, *, readers: bool = False) -> dict[str, Any]
         os.close(replies_r)
         for sock in (*servers, listener):
             sock.close()
+    return {"sockets": n, "rounds": rounds, "frame_bytes": len(FRAME), "readers": readers,
+            **_figures(n, times, cpu, usage0, usage1)}
+
+
+def _figures(n: int, times: list[float], cpu: list[float], usage0: resource.struct_rusage,
+             usage1: resource.struct_rusage) -> dict[str, Any]:
+    """The loops' figures: every round's time, best and median, per ``send()``, CPU."""
     best, median = min(times), statistics.median(times)
     return {
-        "sockets": n, "rounds": rounds, "frame_bytes": len(FRAME), "readers": readers,
         "round_ms": [round(t * 1000, 3) for t in times],
         "best_ms": round(best * 1000, 3), "median_ms": round(median * 1000, 3),
         "per_send_us_best": round(best / n * 1e6, 3),
         "per_send_us_median": round(median / n * 1e6, 3),
         "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
         "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
-        # the sender's CPU over the rounds: its loops and its waits for the child
+        # the sender's CPU over the rounds: its loops (and its waits for a child)
         "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
         "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
         "pid": os.getpid(),
@@ -273,20 +279,9 @@ def measure_engine(pid: int, port: int, rounds: int = 5) -> dict[str, Any]:
         for sock in socks:
             sock.close()
     n = len(socks)
-    best, median = min(times), statistics.median(times)
-    return {
-        "sockets": n, "rounds": rounds, "frame_bytes": len(PONG), "readers": True,
-        "engine_connections": True, "engine_pid": pid,
-        "round_ms": [round(t * 1000, 3) for t in times],
-        "best_ms": round(best * 1000, 3), "median_ms": round(median * 1000, 3),
-        "per_send_us_best": round(best / n * 1e6, 3),
-        "per_send_us_median": round(median / n * 1e6, 3),
-        "cpu_round_ms": [round(t * 1000, 3) for t in cpu],
-        "per_send_cpu_us_median": round(statistics.median(cpu) / n * 1e6, 3),
-        "user_s": round(usage1.ru_utime - usage0.ru_utime, 3),
-        "system_s": round(usage1.ru_stime - usage0.ru_stime, 3),
-        "pid": os.getpid(),
-    }
+    return {"sockets": n, "rounds": rounds, "frame_bytes": len(PONG), "readers": True,
+            "engine_connections": True, "engine_pid": pid,
+            **_figures(n, times, cpu, usage0, usage1)}
 
 
 def main(n: int, as_json: bool = False, readers: bool = False,
