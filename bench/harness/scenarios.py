@@ -1091,6 +1091,8 @@ async def send_floor(plan: CorePlan, n: int, out: Outcome, *, readers: bool = Fa
                 else " with readers" if readers else "")
         out.problems.append(f"send() floor{what} not measured: {exc!r}")
         return None
+    if "unavailable" in r:
+        return r  # the floor over the engine's connections cannot be taken here: not a problem
     r["scaled_to"] = n
     r["scaled_best_ms"] = round(r["per_send_us_best"] * n / 1000, 3)
     r["scaled_median_ms"] = round(r["per_send_us_median"] * n / 1000, 3)
@@ -1100,7 +1102,7 @@ async def send_floor(plan: CorePlan, n: int, out: Outcome, *, readers: bool = Fa
 
 def _floor_ratio(handoff: dict[str, Any], floor: dict[str, Any] | None) -> dict[str, Any] | None:
     """The engine's write passes of the broadcast over the floor for the same N."""
-    if floor is None or not handoff["passes"]:
+    if floor is None or "unavailable" in floor or not handoff["passes"]:
         return None
     engine_ms = handoff["seconds_total"] * 1000
     cpu_ms = handoff["cpu_seconds_total"] * 1000 if handoff["cpu_seconds_total"] else None
@@ -1119,6 +1121,9 @@ def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int, *
             else "with a reader waiting" if readers else "no reader waiting")
     if floor is None:
         return [(f"  send() floor ({what}), same run", "-", "not measured (see problems)")]
+    if "unavailable" in floor:
+        return [(f"  send() floor ({what}), same run", "-",
+                 f"not measured on this machine: {floor['unavailable']}")]
     ratio = _floor_ratio(handoff, floor)
     scaled = "" if floor["sockets"] == n else f", scaled to {n:,}"
     target = ("the engine's own part of its broadcast: the same sockets, the same readers"

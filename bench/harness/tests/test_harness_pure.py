@@ -184,3 +184,20 @@ def test_an_ack_histogram_read_twice_gives_the_window_s_shares() -> None:
                       "5": round(89 / 90, 5), "10": 1.0}
     assert scenarios._within_text(shares).startswith("p99 <= 10 ms")
     assert scenarios._shares_within(after, after) == {}
+
+
+def test_a_floor_that_cannot_be_taken_here_is_a_row_not_a_ratio() -> None:
+    # bench/broadcast_floor.py --engine says {"unavailable": ...} where it may not borrow the
+    # engine's sockets (not root): no ratio, and the row says why.
+    handoff = {"passes": 2, "seconds_total": 0.18, "cpu_seconds_total": 0.17}
+    floor = {"unavailable": "[Errno 13] Permission denied: '/proc/1/fd'"}
+    assert scenarios._floor_ratio(handoff, floor) is None
+    [row] = scenarios._floor_rows(handoff, floor, 19000, own=True)
+    assert "over the engine's own connections" in row[0]
+    assert row[2] == "not measured on this machine: [Errno 13] Permission denied: '/proc/1/fd'"
+    # ... while a measured floor gives the ratio, wall and CPU.
+    measured = {"sockets": 19000, "per_send_us_median": 8.0, "scaled_median_ms": 152.0,
+                "scaled_best_ms": 150.0, "scaled_cpu_median_ms": 151.0}
+    ratio = scenarios._floor_ratio(handoff, measured)
+    assert ratio is not None and ratio["median"] == round(180 / 152, 3)
+    assert ratio["cpu_median"] == round(170 / 151, 3)
