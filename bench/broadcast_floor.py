@@ -32,6 +32,7 @@ Only 127.0.0.1; every loop is bounded by N and the repetitions.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import errno
@@ -319,17 +320,24 @@ def main(n: int, as_json: bool = False, readers: bool = False,
           f"{r['system_s']:.2f} s (pid {r['pid']})")
 
 
-def _engine_arg(argv: list[str]) -> tuple[int, int] | None:
-    """``--engine PID:PORT`` from ``argv`` (None without it)."""
-    if "--engine" not in argv:
-        return None
-    pid, _, port = argv[argv.index("--engine") + 1].partition(":")
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The floor under a broadcast (see the module "
+                                     "docstring).")
+    parser.add_argument("n", type=int, nargs="?", default=9000, help="connections (9,000)")
+    parser.add_argument("--json", action="store_true", help="one JSON object, for the harness")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--readers", action="store_true",
+                       help="a child process waits in epoll on the client sides")
+    where.add_argument("--engine", metavar="PID:PORT", type=_pid_port,
+                       help="over a running engine's own connections (N is ignored)")
+    return parser.parse_args(argv)
+
+
+def _pid_port(text: str) -> tuple[int, int]:
+    pid, _, port = text.partition(":")
     return int(pid), int(port)
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    engine = _engine_arg(argv)
-    args = [a for a in argv if not a.startswith("--") and ":" not in a]
-    main(int(args[0]) if args else 9000, as_json="--json" in argv,
-         readers="--readers" in argv, engine=engine)
+    args = _parse(sys.argv[1:])
+    main(args.n, as_json=args.json, readers=args.readers, engine=args.engine)

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import trio
@@ -385,8 +385,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
          f"median {fmt(typical['seconds_total'] * 1000, 'ms')}, CPU "
          f"{fmt((typical['cpu_seconds_total'] or 0) * 1000, 'ms')}: the ratios below"),
         *_floor_rows(typical, floor, n),
-        *_floor_rows(typical, floor_readers, n, readers=True),
-        *_floor_rows(typical, floor_own, n, own=True),
+        *_floor_rows(typical, floor_readers, n, "readers"),
+        *_floor_rows(typical, floor_own, n, "engine"),
         ("  the first question alone / floor, / floor with readers",
          _ratio_text(_floor_ratio(handoff, floor)) + ", "
          + _ratio_text(_floor_ratio(handoff, floor_readers)), "wall time against wall time"),
@@ -1115,10 +1115,20 @@ def _floor_ratio(handoff: dict[str, Any], floor: dict[str, Any] | None) -> dict[
             if cpu_ms is not None and floor["scaled_cpu_median_ms"] else None}
 
 
-def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int, *,
-                readers: bool = False, own: bool = False) -> list[Row]:
-    what = ("over the engine's own connections" if own
-            else "with a reader waiting" if readers else "no reader waiting")
+#: The three floors of a ``connections`` run: what each row calls it, the option of
+#: ``bench/broadcast_floor.py`` that takes it, and what the engine's ratio to it means.
+_FLOORS: Final = {
+    "bare": ("no reader waiting", "", "<= 1.3x (issue 18)"),
+    "readers": ("with a reader waiting", " --readers",
+                "what each send() pays when the peer waits in epoll, as the load generator's do"),
+    "engine": ("over the engine's own connections", " --engine PID:PORT",
+               "the engine's own part of its broadcast: the same sockets, the same readers"),
+}
+
+
+def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int,
+                kind: str = "bare") -> list[Row]:
+    what, option, target = _FLOORS[kind]
     if floor is None:
         return [(f"  send() floor ({what}), same run", "-", "not measured (see problems)")]
     if "unavailable" in floor:
@@ -1126,11 +1136,6 @@ def _floor_rows(handoff: dict[str, Any], floor: dict[str, Any] | None, n: int, *
                  f"not measured on this machine: {floor['unavailable']}")]
     ratio = _floor_ratio(handoff, floor)
     scaled = "" if floor["sockets"] == n else f", scaled to {n:,}"
-    target = ("the engine's own part of its broadcast: the same sockets, the same readers"
-              if own else
-              "what each send() pays when the peer waits in epoll, as the load generator's do"
-              if readers else "<= 1.3x (issue 18)")
-    option = " --engine PID:PORT" if own else " --readers" if readers else ""
     return [
         (f"  send() floor ({what}), same run: median (best)",
          f"{fmt(floor['scaled_median_ms'], 'ms')} ({fmt(floor['scaled_best_ms'], 'ms')})",

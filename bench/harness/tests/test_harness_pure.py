@@ -192,7 +192,7 @@ def test_a_floor_that_cannot_be_taken_here_is_a_row_not_a_ratio() -> None:
     handoff = {"passes": 2, "seconds_total": 0.18, "cpu_seconds_total": 0.17}
     floor = {"unavailable": "[Errno 13] Permission denied: '/proc/1/fd'"}
     assert scenarios._floor_ratio(handoff, floor) is None
-    [row] = scenarios._floor_rows(handoff, floor, 19000, own=True)
+    [row] = scenarios._floor_rows(handoff, floor, 19000, "engine")
     assert "over the engine's own connections" in row[0]
     assert row[2] == "not measured on this machine: [Errno 13] Permission denied: '/proc/1/fd'"
     # ... while a measured floor gives the ratio, wall and CPU.

@@ -40,8 +40,11 @@ def test_connections_small(tmp_path: Path) -> None:
     # ... and over the engine's own connections: its 30 players and 3 hosts, whose clients
     # took the unsolicited pongs without a word (the run is clean, checked above).
     own = figures["send_floor_engine_connections"]
-    assert own["engine_connections"] is True and own["sockets"] == 33
-    assert figures["broadcast_median_to_floor_engine_connections"]["median"] > 0
+    if "unavailable" in own:  # not root here: the floor says why, and there is no ratio
+        assert figures["broadcast_median_to_floor_engine_connections"] is None
+    else:
+        assert own["engine_connections"] is True and own["sockets"] == 33
+        assert figures["broadcast_median_to_floor_engine_connections"]["median"] > 0
     assert figures["broadcast_engine_handoff"]["write_behind_batches"] >= 1
     # Five questions (the default), each one's passes read on their own; the first is the one
     # above, and the ratios are also given for their median.
