@@ -1,6 +1,7 @@
 """The floor under a broadcast: what N ``send()`` system calls on loopback TCP cost here.
 
-Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers] [N]`` (default 9,000).
+Run: ``.venv/bin/python bench/broadcast_floor.py [--json] [--readers | --engine PID:PORT] [N]``
+(default 9,000).
 Opens N loopback TCP connections, then sends one 80-byte frame (a ``question``'s size) to every
 server-side socket in a plain loop, as the transport's flush does, five times; prints the best
 and the median time per broadcast and per ``send()``, and the process's user/system CPU split
