@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--broadcasts", type=_bounded(1, 9), default=5,
                    help="questions broadcast to all after the joins, each timed on its own; "
                    "the ratio to the send() floor is their median's (default 5)")
+    c.add_argument("--ping-only", action="store_true",
+                   help="each player sends a ping instead of its join and stays connected, in "
+                   "no session (no broadcast): the connection alone, with one request each "
+                   "way, as a baseline's join (an echo) is; needs --client node")
     baselines_option(c)
     client_option(c, "node")
     common(c, 4)
@@ -250,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return setup()
     if argv[:1] == ["chart"]:
         return chart(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "ping_only", False) and args.client != "node":
+        parser.error("--ping-only needs the Node players (--client node)")
     params = {k: v for k, v in vars(args).items()
               if k not in ("scenario", "no_pin", "keep", "results")}
     # Both Node load generators (worker.js, loadgen.js) read it; children inherit it.

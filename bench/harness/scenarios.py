@@ -199,8 +199,15 @@ def cpu_row(cpu: dict[str, Any], cores: dict[str, str]) -> Row:
 
 async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     """N players connect and join; time to connect all, engine RSS per connection, then one
-    question broadcast to all of them."""
+    question broadcast to all of them.
+
+    ``ping_only``: each player sends a ``ping`` instead of its join and stays connected, not
+    a member of any session (no broadcast then): the connection with one request each way,
+    as a baseline's "join" is (an echo), against the engine's full join of the other runs.
+    """
     out = Outcome()
+    # What each player's request is, in the rows.
+    join_what, reply_what = ("ping", "pong") if p["ping_only"] else ("join", "welcome")
     n: int = p["n"]
     per: int = p["per_session"]
     s = math.ceil(n / per)
@@ -212,7 +219,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         async with hosts_for(engine.url, sessions) as hosts, \
                 open_loadgen(ctx.plan, port=engine.port, players=players,
                              workers=p["workers"], addresses=addresses, client=p["client"],
-                             connect_concurrency=p["concurrency"]) as lg:
+                             connect_concurrency=p["concurrency"],
+                             ping_only=p["ping_only"]) as lg:
             await trio.sleep(0.5)  # let the engine's start-up garbage settle before the baseline
             rss_before = engine.rss_kib()
             health_before = await engine.health()
@@ -234,67 +242,10 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             health = await engine.health()
             per_conn = (rss_after - rss_before) / joined if joined else None
 
-            # One question to everyone, ``broadcasts`` times: every host starts its session
-            # (then opens the next question) at once, and each question's write passes are
-            # read off /health around it alone. The first is the one timed at the clients.
-            handoffs: list[dict[str, Any]] = []
-            sent: dict[str, float] = {}
-            step_timeout = 30 + n / 200
-
-            async def step(host: Client, code: str, message: type[m.Message]) -> None:
-                sent[code] = now()
-                await host.request(message)
-
-            async def all_hosts(message: type[m.Message]) -> None:
-                async with trio.open_nursery() as nursery:
-                    for host, (code, _) in zip(hosts, sessions, strict=True):
-                        nursery.start_soon(step, host, code, message)
-
-            receipts: dict[str, QuestionReceipt] = {}
-            all_ms: float | None = None
-            per_session: dict[str, Any] = {}
-            frames_seen = 0
-            for q in range(p["broadcasts"]):
-                if q:
-                    # Close and reveal the last question (each player gets closed, reveal
-                    # and its own result), and wait until all of it has arrived, so that
-                    # the next question's passes are its own.
-                    await all_hosts(m.Close)
-                    await all_hosts(m.Reveal)
-                    counts = await lg.wait_counts(frames=frames_seen + 3 * joined,
-                                                  timeout=step_timeout)
-                    if not counts["reached"]:
-                        out.problems.append(f"question {q - 1}'s close and reveal not all "
-                                            f"delivered: {counts}")
-                        break
-                else:
-                    frames_seen = (await lg.wait_counts(timeout=0))["frames"]
-                health_start = await engine.health()
-                await all_hosts(m.Next if q else m.Start)
-                got = {code: await lg.wait_question(code, q, timeout=step_timeout)
-                       for code, _ in sessions}
-                health_broadcast = await engine.health()
-                handoff = _handoff(health_start["write_passes"], health_broadcast["write_passes"])
-                # Commits of the write-behind in that window: the step's records must commit
-                # before its frames leave (output commit), so each commit releases a pass.
-                handoff["write_behind_batches"] = (_batches(health_broadcast)
-                                                   - _batches(health_start))
-                handoffs.append(handoff)
-                frames_seen += (1 if q == 0 else 4) * joined
-                if q == 0:
-                    receipts = got
-                    all_ms = ms(max(r.last for r in got.values()) - min(sent.values()))
-                    per_session = summarize(ms(r.last - sent[c]) for c, r in got.items())
-            handoff = handoffs[0]
-            typical = _median_handoff(handoffs)
-            # The floor measured in the same run: bare send() loops, on the engine's core, to
-            # sockets nobody waits on (the floor the target is stated with), then to sockets a
-            # process waits on in epoll (as the load generator waits on the engine's).
-            floor = await send_floor(ctx.plan, n, out)
-            floor_readers = await send_floor(ctx.plan, n, out, readers=True)
-            # And over the engine's own connections, its peers the readers (the engine idle):
-            # what a bare send() loop costs over the very sockets the broadcasts went to.
-            floor_own = await send_floor(ctx.plan, n, out, engine=engine)
+            # Then (not with ``ping_only``: nobody is a member) one question to everyone,
+            # ``broadcasts`` times, and the floors it is held to.
+            bcast = None if p["ping_only"] else await _broadcast_to_all(
+                ctx, p, engine, lg, hosts, sessions, joined, out)
             merged = merge_reports(await lg.report())
         check_clean(out, merged, joined=joined, expected=n, failed=dict(failed))
     # The baselines get as many connection attempts in flight as the engine's workers had
@@ -316,7 +267,135 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "engine_rss_before_kib": rss_before, "engine_rss_after_kib": rss_after,
         "engine_rss_per_connection_kib": round(per_conn, 2) if per_conn is not None else None,
         "handshake_ms": handshake, "join_ms": join, "health_before": health_before,
-        "health_after": health, "cpu_connect": cpu.figures,
+        "health_after": health, "cpu_connect": cpu.figures, "ping_only": p["ping_only"],
+        **(bcast.figures if bcast is not None else {}),
+        "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
+        "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
+        "engine_system_cpu_per_join_ms": round(system_per_join, 3)
+        if system_per_join is not None else None,
+        "ratio_to_baselines": {b["name"]: {
+            "rss_per_connection": ratio(per_conn, b.get("rss_per_connection_kib")),
+            "joins_per_s": ratio(joins_per_s, b.get("joins_per_s")),
+            "cpu_per_join": ratio(cpu_per_join, b.get("server_cpu_per_join_ms"))}
+            for b in bases},
+    }
+    out.rows = [
+        (f"connections {'answered (ping, no join)' if p['ping_only'] else 'joined'}",
+         f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
+         "source addresses" + (f"; retried after a retryable refusal: {dict(retried)}"
+                               if retried else "")),
+        (f"time to connect and {join_what} all", fmt(window, "s", 2),
+         f"{fmt(rate(joined, window))} {join_what}s/s"),
+        ("per player: TCP + WebSocket handshake p50 / p99",
+         f"{fmt(handshake['p50'], 'ms')} / {fmt(handshake['p99'], 'ms')}",
+         f"{p['concurrency']} in flight per worker"),
+        (f"per player: {join_what} -> {reply_what} p50 / p99",
+         f"{fmt(join['p50'], 'ms')} / {fmt(join['p99'], 'ms')}", ""),
+        ("engine RSS before -> after", f"{rss_before / 1024:,.1f} -> {rss_after / 1024:,.1f} MiB",
+         ""),
+        ("engine RSS per joined connection", fmt(per_conn, "KiB"), "< 10 KiB (DESIGN 9)"),
+        *baseline_rows(bases, key="rss_per_connection_kib", ours=per_conn,
+                       label="RSS per connection", unit=" KiB", higher_is_better=False),
+        *baseline_rows(bases, key="joins_per_s", ours=joins_per_s,
+                       label=f"connect+join rate ({lanes} in flight)", unit="/s"),
+        (f"engine CPU per {'connection + ping' if p['ping_only'] else 'join'}",
+         fmt(cpu_per_join, "ms", 3),
+         f"the engine's CPU time in the window (its threads too) / players {join_what}ed"),
+        *baseline_rows(bases, key="server_cpu_per_join_ms", ours=cpu_per_join,
+                       label="server CPU per connect+join", unit=" ms",
+                       higher_is_better=False),
+        ("  of which the kernel's (system time)", fmt(system_per_join, "ms", 3),
+         "stime: system calls and the network stack on the engine's behalf"),
+        *baseline_rows(bases, key="server_system_cpu_per_join_ms", ours=system_per_join,
+                       label="server system CPU per connect+join", unit=" ms",
+                       higher_is_better=False),
+        ("engine /health connections, members", f"{health['connections']:,}, "
+         f"{health['members']:,}", "hosts included"),
+        cpu_row(cpu.figures, ctx.plan.describe()),
+    ]
+    if bcast is not None:
+        out.rows += bcast.rows
+    return out
+
+
+@attrs.define
+class _Broadcasts:
+    """What ``_broadcast_to_all`` measured: its JSON figures and its table rows."""
+
+    figures: dict[str, Any]
+    rows: list[Row]
+
+
+async def _broadcast_to_all(ctx: Context, p: dict[str, Any], engine: EngineProcess,
+                            lg: LoadGen, hosts: Sequence[Client],
+                            sessions: Sequence[tuple[str, str]], joined: int,
+                            out: Outcome) -> _Broadcasts:
+    """``connections``' second half: one question to all, ``broadcasts`` times, each timed by
+    the engine's write passes, and the ``send()`` floors of the same run they are held to."""
+    n: int = p["n"]
+    per: int = p["per_session"]
+    # One question to everyone, ``broadcasts`` times: every host starts its session
+    # (then opens the next question) at once, and each question's write passes are
+    # read off /health around it alone. The first is the one timed at the clients.
+    handoffs: list[dict[str, Any]] = []
+    sent: dict[str, float] = {}
+    step_timeout = 30 + n / 200
+
+    async def step(host: Client, code: str, message: type[m.Message]) -> None:
+        sent[code] = now()
+        await host.request(message)
+
+    async def all_hosts(message: type[m.Message]) -> None:
+        async with trio.open_nursery() as nursery:
+            for host, (code, _) in zip(hosts, sessions, strict=True):
+                nursery.start_soon(step, host, code, message)
+
+    receipts: dict[str, QuestionReceipt] = {}
+    all_ms: float | None = None
+    per_session: dict[str, Any] = {}
+    frames_seen = 0
+    for q in range(p["broadcasts"]):
+        if q:
+            # Close and reveal the last question (each player gets closed, reveal
+            # and its own result), and wait until all of it has arrived, so that
+            # the next question's passes are its own.
+            await all_hosts(m.Close)
+            await all_hosts(m.Reveal)
+            counts = await lg.wait_counts(frames=frames_seen + 3 * joined,
+                                          timeout=step_timeout)
+            if not counts["reached"]:
+                out.problems.append(f"question {q - 1}'s close and reveal not all "
+                                    f"delivered: {counts}")
+                break
+        else:
+            frames_seen = (await lg.wait_counts(timeout=0))["frames"]
+        health_start = await engine.health()
+        await all_hosts(m.Next if q else m.Start)
+        got = {code: await lg.wait_question(code, q, timeout=step_timeout)
+               for code, _ in sessions}
+        health_broadcast = await engine.health()
+        handoff = _handoff(health_start["write_passes"], health_broadcast["write_passes"])
+        # Commits of the write-behind in that window: the step's records must commit
+        # before its frames leave (output commit), so each commit releases a pass.
+        handoff["write_behind_batches"] = (_batches(health_broadcast)
+                                           - _batches(health_start))
+        handoffs.append(handoff)
+        frames_seen += (1 if q == 0 else 4) * joined
+        if q == 0:
+            receipts = got
+            all_ms = ms(max(r.last for r in got.values()) - min(sent.values()))
+            per_session = summarize(ms(r.last - sent[c]) for c, r in got.items())
+    handoff = handoffs[0]
+    typical = _median_handoff(handoffs)
+    # The floor measured in the same run: bare send() loops, on the engine's core, to
+    # sockets nobody waits on (the floor the target is stated with), then to sockets a
+    # process waits on in epoll (as the load generator waits on the engine's).
+    floor = await send_floor(ctx.plan, n, out)
+    floor_readers = await send_floor(ctx.plan, n, out, readers=True)
+    # And over the engine's own connections, its peers the readers (the engine idle):
+    # what a bare send() loop costs over the very sockets the broadcasts went to.
+    floor_own = await send_floor(ctx.plan, n, out, engine=engine)
+    figures = {
         "broadcast_all_ms": all_ms, "broadcast_per_session_ms": per_session,
         "broadcast_engine_handoff": handoff, "send_floor": floor,
         "broadcast_engine_to_floor": _floor_ratio(handoff, floor),
@@ -330,47 +409,8 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         "send_floor_engine_connections": floor_own,
         "broadcast_median_to_floor_engine_connections": _floor_ratio(typical, floor_own),
         "question_frames_received": sum(r.count for r in receipts.values()),
-        "engine_exit_code": engine.exit_code, "client": p["client"], "baselines": bases,
-        "engine_cpu_per_join_ms": round(cpu_per_join, 3) if cpu_per_join is not None else None,
-        "engine_system_cpu_per_join_ms": round(system_per_join, 3)
-        if system_per_join is not None else None,
-        "ratio_to_baselines": {b["name"]: {
-            "rss_per_connection": ratio(per_conn, b.get("rss_per_connection_kib")),
-            "joins_per_s": ratio(joins_per_s, b.get("joins_per_s")),
-            "cpu_per_join": ratio(cpu_per_join, b.get("server_cpu_per_join_ms"))}
-            for b in bases},
     }
-    out.rows = [
-        ("connections joined", f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
-         "source addresses" + (f"; retried after a retryable refusal: {dict(retried)}"
-                               if retried else "")),
-        ("time to connect and join all", fmt(window, "s", 2), f"{fmt(rate(joined, window))} "
-         "joins/s"),
-        ("per player: TCP + WebSocket handshake p50 / p99",
-         f"{fmt(handshake['p50'], 'ms')} / {fmt(handshake['p99'], 'ms')}",
-         f"{p['concurrency']} in flight per worker"),
-        ("per player: join -> welcome p50 / p99",
-         f"{fmt(join['p50'], 'ms')} / {fmt(join['p99'], 'ms')}", ""),
-        ("engine RSS before -> after", f"{rss_before / 1024:,.1f} -> {rss_after / 1024:,.1f} MiB",
-         ""),
-        ("engine RSS per joined connection", fmt(per_conn, "KiB"), "< 10 KiB (DESIGN 9)"),
-        *baseline_rows(bases, key="rss_per_connection_kib", ours=per_conn,
-                       label="RSS per connection", unit=" KiB", higher_is_better=False),
-        *baseline_rows(bases, key="joins_per_s", ours=joins_per_s,
-                       label=f"connect+join rate ({lanes} in flight)", unit="/s"),
-        ("engine CPU per join", fmt(cpu_per_join, "ms", 3),
-         "the engine's CPU time in the window (its threads too) / players joined"),
-        *baseline_rows(bases, key="server_cpu_per_join_ms", ours=cpu_per_join,
-                       label="server CPU per connect+join", unit=" ms",
-                       higher_is_better=False),
-        ("  of which the kernel's (system time)", fmt(system_per_join, "ms", 3),
-         "stime: system calls and the network stack on the engine's behalf"),
-        *baseline_rows(bases, key="server_system_cpu_per_join_ms", ours=system_per_join,
-                       label="server system CPU per connect+join", unit=" ms",
-                       higher_is_better=False),
-        ("engine /health connections, members", f"{health['connections']:,}, "
-         f"{health['members']:,}", "hosts included"),
-        cpu_row(cpu.figures, ctx.plan.describe()),
+    rows: list[Row] = [
         ("one question to all: engine write passes", f"{handoff['passes']} passes, "
          f"{fmt(handoff['seconds_total'] * 1000, 'ms')} in all",
          "< 100 ms handed to the kernel (DESIGN 9): first write to last send(), as the engine "
@@ -395,7 +435,7 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
         ("  per session p50 / max", f"{fmt(per_session['p50'], 'ms')} / "
          f"{fmt(per_session['max'], 'ms')}", f"{per} players each"),
     ]
-    return out
+    return _Broadcasts(figures, rows)
 
 
 # --- fanout ------------------------------------------------------------------------------------

@@ -58,6 +58,33 @@ def test_connections_small(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_connections_ping_only(tmp_path: Path) -> None:
+    # The connection alone: every player pinged instead of joining, so none is a member and
+    # there is no broadcast; the baseline's connect + join is measured beside it.
+    code, doc = _run(tmp_path, "connections", "--n", "30", "--per-session", "10",
+                     "--settle", "0.1", "--ping-only", "--baselines", "node_ws")
+    assert doc["problems"] == [] and code == 0
+    figures = doc["figures"]
+    assert figures["ping_only"] is True and figures["joined"] == 30
+    assert figures["health_after"]["connections"] == 33  # players and hosts
+    assert figures["health_after"]["members"] == 3  # the hosts only
+    assert figures["join_ms"]["n"] == 30  # ping -> pong
+    assert "broadcast_engine_handoff" not in figures and "send_floor" not in figures
+    assert figures["engine_cpu_per_join_ms"] > 0
+    assert figures["ratio_to_baselines"]["node_ws"]["cpu_per_join"] > 0
+
+
+def test_ping_only_needs_the_node_players(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["connections", "--n", "2", "--ping-only", "--client", "python", "--no-pin",
+              "--baselines", "none", "--results", str(tmp_path)])
+    assert raised.value.code == 2
+    assert "--ping-only needs the Node players" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything ran
+
+
+@pytest.mark.slow
 def test_fanout_small(tmp_path: Path) -> None:
     code, doc = _run(tmp_path, "fanout", "--sessions", "2", "--players", "5", "--rounds", "3",
                      "--client", "python", "--no-answer", "--baselines", "none")
