@@ -70,8 +70,11 @@ def test_connections_ping_only(tmp_path: Path) -> None:
     assert figures["health_after"]["members"] == 3  # the hosts only
     assert figures["join_ms"]["n"] == 30  # ping -> pong
     assert "broadcast_engine_handoff" not in figures and "send_floor" not in figures
-    assert figures["engine_cpu_per_join_ms"] > 0
-    assert figures["ratio_to_baselines"]["node_ws"]["cpu_per_join"] > 0
+    # The CPU figures are there, beside the baseline's; 30 pings may take less than one clock
+    # tick of the engine's CPU time (10 ms), so they can be 0 at this size.
+    assert figures["engine_cpu_per_join_ms"] >= 0
+    assert "cpu_per_join" in figures["ratio_to_baselines"]["node_ws"]
+    assert figures["baselines"][0]["ok"] and "server_cpu_per_join_ms" in figures["baselines"][0]
 
 
 def test_ping_only_needs_the_node_players(tmp_path: Path,
