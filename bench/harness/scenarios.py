@@ -206,8 +206,11 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
     as a baseline's "join" is (an echo), against the engine's full join of the other runs.
     """
     out = Outcome()
-    # What each player's request is, in the rows.
-    join_what, reply_what = ("ping", "pong") if p["ping_only"] else ("join", "welcome")
+    # The rows' words: each player's request and its reply, the players after it, and what
+    # the engine's CPU is divided by.
+    join_what, reply_what, players_what, per_what = (
+        ("ping", "pong", "pinged, no join", "connection + ping") if p["ping_only"]
+        else ("join", "welcome", "joined", "join"))
     n: int = p["n"]
     per: int = p["per_session"]
     s = math.ceil(n / per)
@@ -280,7 +283,7 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
             for b in bases},
     }
     out.rows = [
-        (f"connections {'answered (ping, no join)' if p['ping_only'] else 'joined'}",
+        (f"connections {players_what}",
          f"{joined:,} / {n:,}", f"{s} sessions, {len(addresses)} "
          "source addresses" + (f"; retried after a retryable refusal: {dict(retried)}"
                                if retried else "")),
@@ -293,14 +296,14 @@ async def connections(ctx: Context, p: dict[str, Any]) -> Outcome:
          f"{fmt(join['p50'], 'ms')} / {fmt(join['p99'], 'ms')}", ""),
         ("engine RSS before -> after", f"{rss_before / 1024:,.1f} -> {rss_after / 1024:,.1f} MiB",
          ""),
-        ("engine RSS per joined connection", fmt(per_conn, "KiB"), "< 10 KiB (DESIGN 9)"),
+        (f"engine RSS per connection ({players_what})", fmt(per_conn, "KiB"),
+         "< 10 KiB (DESIGN 9)"),
         *baseline_rows(bases, key="rss_per_connection_kib", ours=per_conn,
                        label="RSS per connection", unit=" KiB", higher_is_better=False),
         *baseline_rows(bases, key="joins_per_s", ours=joins_per_s,
                        label=f"connect+join rate ({lanes} in flight)", unit="/s"),
-        (f"engine CPU per {'connection + ping' if p['ping_only'] else 'join'}",
-         fmt(cpu_per_join, "ms", 3),
-         f"the engine's CPU time in the window (its threads too) / players {join_what}ed"),
+        (f"engine CPU per {per_what}", fmt(cpu_per_join, "ms", 3),
+         f"the engine's CPU time in the window (its threads too) / players {players_what}"),
         *baseline_rows(bases, key="server_cpu_per_join_ms", ours=cpu_per_join,
                        label="server CPU per connect+join", unit=" ms",
                        higher_is_better=False),

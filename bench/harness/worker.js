@@ -81,8 +81,9 @@ class Player {
       // session's last change waits for its commit under load) is retried as a client must,
       // up to JOIN_ATTEMPTS in all, within the same per-player timeout.
       let rid = 1;
-      // spec.ping_only: a `ping` instead of the join (its `pong` ends the connect): the
+      // spec.ping_only: a `ping` instead of the join, and its `pong` ends the connect: the
       // connection with one request each way and no session work, as a baseline's join is.
+      const reply = spec.ping_only ? 'pong' : 'welcome';
       const sendJoin = spec.ping_only ? () => ws.send(pack({ t: 'ping', rid }))
         : () => ws.send(pack({ t: 'join', rid, code: this.code, name: this.name,
           team: this.team }));
@@ -109,7 +110,7 @@ class Player {
       ws.onmessage = (data, isBinary) => {
         if (!done) {
           const f = unpack(data);
-          if ((f.t === 'welcome' || (spec.ping_only && f.t === 'pong')) && f.rid === rid) {
+          if (f.t === reply && f.rid === rid) {
             done = true; clearTimeout(timer); this.joined = true; this.participant = f.participant;
             st.joinMs.push((now() - t1) * 1000);
             resolve();
