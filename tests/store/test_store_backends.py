@@ -14,6 +14,7 @@ from storekit import answer, participant, score, session
 
 from pubquiz_engine.errors import StoreError
 from pubquiz_engine.store import EventRecord, Record, SessionEnded, Store, migrations, open_store
+from pubquiz_engine.store.reads import SQLITE, Reads
 
 Codes = Callable[[], str]
 
@@ -42,6 +43,38 @@ async def test_open_applies_migrations_once(store_url: str) -> None:
         backend = "sqlite" if store_url.startswith("sqlite") else "postgres"
         shipped = sorted(m.version for m in migrations.load(backend))
         assert sorted(v for (v,) in versions) == shipped == list(range(1, len(shipped) + 1))
+
+
+async def test_answers_carry_only_the_indexes_their_reads_use(store_url: str) -> None:
+    """Every index on ``answers`` costs each answer row a b-tree insert in the write-behind's
+    commit: the table keeps its key and ``answers_by_seq`` (a takeover's replay reads the rows
+    after a seq), and migration 4 dropped ``answers_by_question``, which no read used."""
+    with trio.fail_after(20):
+        opened = await open_store(store_url)
+        await opened.aclose()
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        lite = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        try:
+            names = {row[1] for row in lite.execute("PRAGMA index_list('answers')")}
+            plan = " ".join(str(row[-1]) for row in lite.execute(
+                "EXPLAIN QUERY PLAN " + Reads(SQLITE).answers_after, ("CODE", 0)))
+        finally:
+            lite.close()
+        # The key's own index (SQLite names it) and the replay's.
+        assert names == {"sqlite_autoindex_answers_1", "answers_by_seq"}
+        assert "answers_by_seq" in plan, plan
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url) as conn:
+            names = {name for (name,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'answers'"
+                " AND schemaname = current_schema()")}
+        assert "answers_by_question" not in names
+        assert "answers_by_seq" in names
+        assert len(names) == 2, names  # and the key's
 
 
 async def test_migration_3_keeps_the_rows_of_a_version_2_database(tmp_path: Path) -> None:
