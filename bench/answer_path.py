@@ -12,7 +12,9 @@ ack, and off again. ``--plain`` runs the same load without callgrind (to attach 
 the engine's pid is printed). ``--refused`` closes the question first: every answer is then refused
 (``question_closed``), the path of the answers that arrive late. Every thread of the engine is
 counted (the SQLite writer's too); the kernel's work (system calls) is not. Prints instructions
-per answer. To compare builds, run it from a checkout of each (``PYTHONPATH`` at that tree).
+per answer. To compare builds, run it from inside a checkout of each (``cd`` there: ``-m`` puts
+the working directory first on ``sys.path`` and the engine inherits it, so a ``PYTHONPATH`` to
+another tree alone still runs this tree's engine).
 Repeatable within a few per cent: what varies is how many answers share a scheduler pass.
 
 Only 127.0.0.1; every loop is bounded by ``--players`` and ``--rounds``.
